@@ -1,0 +1,45 @@
+# The two commands of README.md: `make demo` and `make test`.
+# Both install what is missing first (apt packages, CRIU >= 4.2, a venv).
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: all deps venv install demo test unit integration e2e bench clean
+
+all: test
+
+deps:
+	bash contrib/install-deps.sh
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+venv: $(PY)
+	$(PY) -m pip install -q --disable-pip-version-check '.[test]'
+
+# Reinstall our own package (not its dependencies) so tests run the code as installed.
+install: venv
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps --force-reinstall .
+
+demo: deps install
+	bash contrib/demo.sh $(VENV)/bin/runc-ckpt
+
+test: deps install
+	$(PY) -m pytest $(PYTEST_ARGS) tests
+
+unit: install
+	$(PY) -m pytest $(PYTEST_ARGS) tests/unit
+
+integration: deps install
+	$(PY) -m pytest $(PYTEST_ARGS) tests/integration
+
+e2e: deps install
+	$(PY) -m pytest $(PYTEST_ARGS) tests/e2e
+
+bench: deps install
+	$(PY) bench/run.py
+
+clean:
+	rm -rf $(VENV) build plugin/*.egg-info

@@ -1,0 +1,60 @@
+"""runc-ckpt's Python entry point: a thin main that dispatches on the subcommand.
+
+The sh front end (plugin/bin/runc-ckpt) already exec'd the real runc for the
+common pass-through calls; what reaches Python is runc-ckpt's own commands,
+--version, and the rarer shapes the front end leaves to us (e.g. --config or
+`--`). Command modules are imported only when chosen, so pass-through from
+here stays free of heavy imports.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from runc_ckpt import globalflags, runclog
+from runc_ckpt.errors import RuncCkptError
+
+# Subcommands runc-ckpt handles itself, by module under runc_ckpt.commands.
+COMMANDS = {
+    "checkpoint": "checkpoint",
+    "restore": "restore",
+    "inspect": "inspect",
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    inv = globalflags.parse(sys.argv[1:] if argv is None else argv)
+    try:
+        if inv.flags.version and inv.command is None:
+            from runc_ckpt.commands import version
+            return version.run(inv)
+        module_name = COMMANDS.get(inv.command or "")
+        if module_name is None:
+            return _pass_through(inv)
+        import importlib
+        module = importlib.import_module(f"runc_ckpt.commands.{module_name}")
+        return module.run(inv)
+    except RuncCkptError as e:
+        return runclog.fatal(inv.flags, str(e), e.exit_code)
+    except KeyboardInterrupt:
+        return runclog.fatal(inv.flags, "interrupted", 130)
+    except BrokenPipeError:
+        return 1
+    except Exception as e:  # never a traceback: one runc-format line
+        return runclog.fatal(inv.flags, f"internal error: {type(e).__name__}: {e}")
+
+
+def _pass_through(inv: globalflags.Invocation) -> int:
+    from runc_ckpt import passthrough, realrunc
+    configured = None
+    if inv.flags.config is not None or _config_may_name_runc():
+        from runc_ckpt import config
+        configured = config.load(inv.flags.config).runc
+    passthrough.exec_runc(realrunc.find(configured), inv.runc_argv())
+    return 1  # not reached: exec_runc replaces the process or raises
+
+
+def _config_may_name_runc() -> bool:
+    import os
+    from runc_ckpt.config import config_path
+    return os.path.exists(config_path(None))
