@@ -1,0 +1,74 @@
+"""Archive compression: detect it from magic bytes, open compressing/decompressing streams.
+
+zstd is the default and uses zstandard's multi-threaded compressor; gzip and
+none are accepted for podman parity. The file name never decides the format.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+from typing import BinaryIO
+
+from runc_ckpt.errors import RuncCkptError
+
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+GZIP_MAGIC = b"\x1f\x8b"
+ALGORITHMS = ("zstd", "gzip", "none")
+
+
+def detect(head: bytes) -> str:
+    """The compression of a stream from its first bytes: zstd, gzip or none."""
+    if head.startswith(ZSTD_MAGIC):
+        return "zstd"
+    if head.startswith(GZIP_MAGIC):
+        return "gzip"
+    return "none"
+
+
+def compressing_writer(raw: BinaryIO, algorithm: str, level: int = 3, threads: int = 0) -> BinaryIO:
+    """Wrap raw in a compressor; closing the result flushes it but leaves raw open."""
+    if algorithm == "zstd":
+        import zstandard
+        cctx = zstandard.ZstdCompressor(level=level, threads=threads or (os.cpu_count() or 1))
+        return cctx.stream_writer(raw, closefd=False)  # type: ignore[return-value]
+    if algorithm == "gzip":
+        return gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=min(max(level, 1), 9))  # type: ignore[return-value]
+    if algorithm == "none":
+        return _Uncompressed(raw)  # type: ignore[return-value]
+    raise RuncCkptError(f"unknown compression {algorithm!r}: choose one of {', '.join(ALGORITHMS)}")
+
+
+def decompressing_reader(raw: BinaryIO) -> BinaryIO:
+    """A reader of the decompressed stream; raw must support peek() or be seekable."""
+    head = raw.peek(4)[:4] if hasattr(raw, "peek") else _peek_seek(raw)
+    algorithm = detect(head)
+    if algorithm == "zstd":
+        import zstandard
+        return zstandard.ZstdDecompressor().stream_reader(raw, closefd=False)  # type: ignore[return-value]
+    if algorithm == "gzip":
+        return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
+    return raw
+
+
+def _peek_seek(raw: BinaryIO) -> bytes:
+    pos = raw.tell()
+    head = raw.read(4)
+    raw.seek(pos)
+    return head
+
+
+class _Uncompressed:
+    """A pass-through writer whose close() does not close the underlying file."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self._raw = raw
+
+    def write(self, data: bytes) -> int:
+        return self._raw.write(data)
+
+    def flush(self) -> None:
+        self._raw.flush()
+
+    def close(self) -> None:
+        self._raw.flush()

@@ -1,0 +1,26 @@
+"""Member names of a checkpoint archive: podman's export layout plus our manifest.
+
+Podman 4.x and checkpointctl read these names; keep them byte-identical.
+"""
+
+CHECKPOINT_DIR = "checkpoint"          # CRIU images; must hold inventory.img
+PRE_CHECKPOINT_DIR = "pre-checkpoint"  # CRIU pre-dump images
+INVENTORY = "inventory.img"
+SPEC_DUMP = "spec.dump"                # the bundle's OCI config.json
+CONFIG_DUMP = "config.dump"            # engine metadata: id, name, runtime, times
+NETWORK_STATUS = "network.status"
+STATS_DUMP = "stats-dump"              # CRIU's stats image of the dump
+STATS_RESTORE = "stats-restore"
+ROOTFS_DIFF = "rootfs-diff.tar"        # uncompressed tar rooted at the container root
+DELETED_FILES = "deleted.files"        # JSON array of container paths
+VOLUMES_DIR = "volumes"                # volumes/<name>.tar, one per named volume
+DEVSHM = "devshm-checkpoint.tar"
+CTR_LOG = "ctr.log"
+MANIFEST = "runc-ckpt.manifest.json"   # ours: written last, lists every other member
+
+FORMAT = "runc-ckpt"
+FORMAT_VERSION = 1
+
+
+def volume_member(name: str) -> str:
+    return f"{VOLUMES_DIR}/{name}.tar"

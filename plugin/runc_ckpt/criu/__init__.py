@@ -1,0 +1,1 @@
+"""Small readers of CRIU's own files, with no protobuf dependency."""
