@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: all deps venv install demo test unit integration e2e bench clean
+.PHONY: all deps venv install demo test unit integration e2e bench man install-man clean
 
 all: test
 
@@ -40,6 +40,15 @@ e2e: deps install
 
 bench: deps install
 	$(PY) bench/run.py
+
+# Man pages (go-md2man, from contrib/install-deps.sh) and bash completion.
+man:
+	sh docs/render-man.sh build/man
+
+install-man: man
+	install -D -m 0644 -t $(DESTDIR)/usr/local/share/man/man1 build/man/man1/*.1
+	install -D -m 0644 -t $(DESTDIR)/usr/local/share/man/man5 build/man/man5/*.5
+	install -D -m 0644 contrib/completion/runc-ckpt.bash $(DESTDIR)/usr/share/bash-completion/completions/runc-ckpt
 
 clean:
 	rm -rf $(VENV) build plugin/*.egg-info

@@ -11,7 +11,7 @@ set -euo pipefail
 
 CRIU_VERSION=4.2.1
 CACHE=${RUNC_CKPT_CACHE:-/var/cache/runc-ckpt}
-APT_PKGS=(runc iptables podman busybox-static zstd uidmap fuse-overlayfs containerd)
+APT_PKGS=(runc iptables podman busybox-static zstd uidmap fuse-overlayfs containerd go-md2man)
 CRIU_BUILD_DEPS=(build-essential libprotobuf-dev libprotobuf-c-dev protobuf-c-compiler
     protobuf-compiler python3-protobuf libnl-3-dev libcap-dev libnet1-dev pkg-config
     libbsd-dev libgnutls28-dev libnftables-dev uuid-dev libdrm-dev xz-utils)

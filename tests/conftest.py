@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -36,3 +37,23 @@ def runc_ckpt_bin() -> str:
 @pytest.fixture(scope="session")
 def real_runc() -> str:
     return require_tool("runc")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_default_config(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Keep every test off the host's /etc/containers/runc-ckpt.yaml and /var/lib/runc-ckpt.
+
+    Tests that exercise the config lookup itself set or unset RUNC_CKPT_CONFIG
+    explicitly; everything else (including runc-ckpt run as a subprocess)
+    inherits this private config, whose state_dir is a session temp dir.
+    """
+    d = tmp_path_factory.mktemp("runc-ckpt-config")
+    path = d / "runc-ckpt.yaml"
+    path.write_text(f"state_dir: {d / 'state'}\n")
+    old = os.environ.get("RUNC_CKPT_CONFIG")
+    os.environ["RUNC_CKPT_CONFIG"] = str(path)
+    yield str(path)
+    if old is None:
+        os.environ.pop("RUNC_CKPT_CONFIG", None)
+    else:
+        os.environ["RUNC_CKPT_CONFIG"] = old

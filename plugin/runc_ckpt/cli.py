@@ -23,9 +23,10 @@ COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one runc-ckpt call; returns its exit code (pass-through never returns)."""
     inv = globalflags.parse(sys.argv[1:] if argv is None else argv)
     try:
-        if inv.flags.version and inv.command is None:
+        if _wants_version(inv):
             from runc_ckpt.commands import version
             return version.run(inv)
         module_name = COMMANDS.get(inv.command or "")
@@ -44,17 +45,36 @@ def main(argv: list[str] | None = None) -> int:
         return runclog.fatal(inv.flags, f"internal error: {type(e).__name__}: {e}")
 
 
+def _wants_version(inv: globalflags.Invocation) -> bool:
+    """runc (urfave/cli) prints its version for -v/--version whatever follows,
+    unless -h/--help is also given or the global flags did not parse."""
+    parsed = inv.command is not None or not inv.args
+    return inv.flags.version and not inv.flags.help and parsed
+
+
 def _pass_through(inv: globalflags.Invocation) -> int:
     from runc_ckpt import passthrough, realrunc
     configured = None
-    if inv.flags.config is not None or _config_may_name_runc():
+    if _config_may_name_runc(inv):
         from runc_ckpt import config
         configured = config.load(inv.flags.config).runc
     passthrough.exec_runc(realrunc.find(configured), inv.runc_argv())
     return 1  # not reached: exec_runc replaces the process or raises
 
 
-def _config_may_name_runc() -> bool:
+def _config_may_name_runc(inv: globalflags.Invocation) -> bool:
+    """Whether to read the config file for its `runc` key, as the sh front end does.
+
+    --config is always read (and must exist). Otherwise $RUNC_CKPT_RUNC wins
+    without a look at any file; then a file named by $RUNC_CKPT_CONFIG must
+    exist, and the default one is read only if it is there. Skipping the file
+    also skips YAML's import.
+    """
     import os
-    from runc_ckpt.config import config_path
-    return os.path.exists(config_path(None))
+    from runc_ckpt import realrunc
+    from runc_ckpt.config import DEFAULT_PATH, ENV_VAR
+    if inv.flags.config is not None:
+        return True
+    if os.environ.get(realrunc.ENV_VAR):
+        return False
+    return bool(os.environ.get(ENV_VAR)) or os.path.exists(DEFAULT_PATH)

@@ -26,23 +26,40 @@ def _rfc3339(now: float) -> str:
 
 
 def _quote(value: str) -> str:
-    if value and all(c in _BARE for c in value):
+    # logrus leaves an empty value bare, and quotes with Go's %q, which for
+    # printable text matches a JSON string.
+    if all(c in _BARE for c in value):
         return value
     import json
     return json.dumps(value, ensure_ascii=False)
+
+
+def _json(value: dict[str, str]) -> str:
+    # Go's encoding/json (logrus's JSONFormatter) escapes <, > and & as \u003c etc.
+    import json
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
 def format_line(level: str, msg: str, log_format: str, now: float | None = None) -> str:
     """One log line in runc's text or json format, newline included."""
     stamp = _rfc3339(time.time() if now is None else now)
     if log_format == "json":
-        import json
-        return json.dumps({"level": level, "msg": msg, "time": stamp}, ensure_ascii=False, separators=(",", ":")) + "\n"
+        return _json({"level": level, "msg": msg, "time": stamp}) + "\n"
     return f"time={_quote(stamp)} level={level} msg={_quote(msg)}\n"
 
 
 def _to_stderr(flags: GlobalFlags) -> bool:
-    return flags.log in ("", "/dev/stderr")
+    # Only an empty --log means runc's logger IS stderr; `--log /dev/stderr`
+    # opens a new file, so runc then also prints the bare fatal message.
+    return flags.log == ""
+
+
+def _write(fd: int, text: str) -> None:
+    # Arguments may carry undecodable bytes (surrogateescape); a log line
+    # must still go out rather than raise. (sys.stderr itself uses
+    # backslashreplace, so it needs no such care.)
+    os.write(fd, text.encode("utf-8", "replace"))
 
 
 def log(flags: GlobalFlags, level: str, msg: str) -> None:
@@ -57,7 +74,7 @@ def log(flags: GlobalFlags, level: str, msg: str) -> None:
         else:
             fd = os.open(flags.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
             try:
-                os.write(fd, line.encode())
+                _write(fd, line)
             finally:
                 os.close(fd)
     except OSError:
