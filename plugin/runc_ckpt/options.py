@@ -14,16 +14,18 @@ B, V, L = "bool", "value", "list"
 CHECKPOINT: list[Option] = [
     Option(("all", "a"), B, "checkpoint every running container under --root"),
     Option(("auto-dedup",), B, "enable auto deduplication of memory images", runc=True),
-    Option(("compress", "c"), V, "compression of the --export archive: zstd, gzip or none",
-           default="zstd", choices=("zstd", "gzip", "none")),
+    Option(("compress", "c"), V, "compression of the --export archive: zstd, gzip or none; "
+           "runc-ckpt.yaml's compress changes the default", default="zstd", choices=("zstd", "gzip", "none")),
     Option(("empty-ns",), L, "create a namespace, but don't restore its properties", runc=True),
-    Option(("export", "e"), V, "write the checkpoint, rootfs diff and volumes to this archive"),
+    Option(("export", "e"), V, "write the checkpoint, rootfs diff and volumes to this archive "
+           "(one container only)"),
     Option(("ext-unix-sk",), B, "allow external unix sockets", runc=True),
     Option(("file-locks",), B, "handle file locks, for safety", runc=True),
     Option(("ignore-rootfs",), B, "with --export: leave the rootfs diff out of the archive"),
     Option(("ignore-volumes",), B, "with --export: leave named volumes out of the archive"),
-    Option(("image-path",), V, "path for saving criu image files", runc=True),
-    Option(("keep", "k"), B, "keep CRIU's logs, stats-dump and the images after --export"),
+    Option(("image-path",), V, "path for saving criu image files "
+           "(default: <state_dir>/<container-id>/checkpoint)", runc=True),
+    Option(("keep", "k"), B, "keep CRIU's logs, stats-dump and the state-dir images after --export"),
     Option(("latest", "l"), B, "checkpoint the most recently created container under --root"),
     Option(("lazy-pages",), B, "use userfaultfd to lazily restore memory pages", runc=True),
     Option(("leave-running", "R"), B, "leave the process running after checkpointing", runc=True),
@@ -31,16 +33,17 @@ CHECKPOINT: list[Option] = [
     Option(("page-server",), V, "ADDRESS:PORT of the page server", runc=True),
     Option(("parent-path",), V, "path for previous criu image files in pre-dump, relative to --image-path",
            runc=True),
-    Option(("pre-checkpoint", "P"), B, "dump memory only into pre-checkpoint/, leaving the container running; "
-           "repeat to chain"),
+    Option(("pre-checkpoint", "P"), B, "dump memory only, leaving the container running; "
+           "repeat to chain pre-dumps (needs CRIU memory tracking)"),
     Option(("pre-dump",), B, "dump container's memory information only, leave the container running after this",
            runc=True),
-    Option(("print-stats",), B, "print checkpoint statistics as JSON on stdout"),
+    Option(("print-stats",), B, "print checkpoint statistics as JSON on stdout (microseconds)"),
     Option(("shell-job",), B, "allow shell jobs", runc=True),
     Option(("status-fd",), V, "criu writes \\0 to this FD once lazy-pages is ready", runc=True),
     Option(("tcp-established",), B, "allow open tcp connections", runc=True),
     Option(("with-previous",), B, "dump on top of the latest --pre-checkpoint, writing only changed pages"),
-    Option(("work-path",), V, "path for saving work files and logs", runc=True),
+    Option(("work-path",), V, "path for saving work files and logs "
+           "(default: <state_dir>/<container-id>/work, or --image-path when that is given)", runc=True),
 ]
 
 RESTORE: list[Option] = [
@@ -75,4 +78,8 @@ RESTORE: list[Option] = [
     Option(("tcp-close",), B, "close established TCP connections on restore (through a CRIU config file)"),
     Option(("tcp-established",), B, "allow open tcp connections", runc=True),
     Option(("work-path",), V, "path for saving work files and logs", runc=True),
+]
+
+INSPECT: list[Option] = [
+    Option(("format", "f"), V, "output format: text or json", default="text", choices=("text", "json")),
 ]

@@ -30,7 +30,16 @@ def compressing_writer(raw: BinaryIO, algorithm: str, level: int = 3, threads: i
     """Wrap raw in a compressor; closing the result flushes it but leaves raw open."""
     if algorithm == "zstd":
         import zstandard
-        cctx = zstandard.ZstdCompressor(level=level, threads=threads or (os.cpu_count() or 1))
+        workers = threads or (os.cpu_count() or 1)
+        params = zstandard.ZstdCompressionParameters.from_level(level, threads=workers)
+        if params.strategy <= zstandard.STRATEGY_LAZY:
+            # Multi-threaded jobs restart matching at each job boundary; twice the
+            # fast strategies' default overlap (overlap_log 7, not 6) makes the
+            # archive ~0.4% smaller, no bigger than `zstd -T0`'s, at no measurable
+            # cost in time (bench/export_bench.py). Smaller jobs would save memory
+            # but were measurably slower.
+            params = zstandard.ZstdCompressionParameters.from_level(level, threads=workers, overlap_log=7)
+        cctx = zstandard.ZstdCompressor(compression_params=params)
         return cctx.stream_writer(raw, closefd=False)  # type: ignore[return-value]
     if algorithm == "gzip":
         return gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=min(max(level, 1), 9))  # type: ignore[return-value]

@@ -1,0 +1,53 @@
+"""Decide what of the container root goes into rootfs-diff.tar and deleted.files.
+
+An overlay root (the usual engine setup) contributes its upperdir: exactly
+the container's changes. A root that is a plain directory has no record of
+changes, so all of it is archived (kind "full") and restore must lay it over
+an empty root. Either way the root directory's own mode is recorded, because
+restore has to recreate it: CRIU refuses a root whose mode differs
+("File . has bad mode 040755 (expect 040555)").
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from runc_ckpt.archive.writer import TreePlan
+from runc_ckpt.errors import RuncCkptError
+from runc_ckpt.rootfs import mountinfo
+from runc_ckpt.rootfs.scan import SKIP, Scanner
+
+OVERLAY_DIFF = "overlay-diff"
+FULL = "full"
+NONE = "none"
+
+
+@dataclass
+class RootfsPlan:
+    kind: str                      # OVERLAY_DIFF | FULL
+    tree: TreePlan
+    deleted: list[str]             # container paths, e.g. "/etc/gone"
+    root_mode: int                 # st_mode & 0o7777 of the container root
+
+
+def plan(rootfs: str, mountinfo_path: str = mountinfo.MOUNTINFO) -> RootfsPlan:
+    """Stat pre-pass over the container root: entries to archive and paths deleted."""
+    try:
+        root_mode = os.stat(rootfs).st_mode & 0o7777
+    except OSError as e:
+        raise RuncCkptError(f"container root {rootfs}: {e.strerror}") from None
+    try:
+        mount = mountinfo.find_mount(rootfs, mountinfo_path)
+    except OSError as e:
+        raise RuncCkptError(f"cannot read {mountinfo_path}: {e.strerror}") from None
+    dirs = mountinfo.overlay_dirs(mount) if mount is not None else None
+    if dirs is not None and os.path.isabs(dirs.upper) and os.path.isdir(dirs.upper):
+        scanner = Scanner(SKIP, lowers=dirs.lowers, merged=os.path.realpath(rootfs))
+        scanner.walk(dirs.upper, overlay=True)
+        kind = OVERLAY_DIFF
+    else:
+        scanner = Scanner(SKIP)
+        scanner.walk(rootfs)
+        kind = FULL
+    return RootfsPlan(kind, scanner.plan(), sorted(scanner.deleted), root_mode)
