@@ -1,0 +1,440 @@
+"""Read a checkpoint archive ONCE, as a stream, and stage every member where it will be used.
+
+Podman decompresses an import twice and writes the rootfs diff to disk before
+applying it. Here the compressed file is read a single time: CRIU images and
+metadata go to an import directory beside the bundle; the rootfs diff is
+extracted straight from the stream into a staging directory inside the
+rootfs, and each volume into a staging directory inside its volume, so that
+applying them later is a rename on the same filesystem. Every member is
+hashed on the way for the manifest check. Nothing outside the staging
+directories is written here; the caller applies only after verify().
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import queue
+import tarfile
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+from runc_ckpt.archive import compression, layout, manifest, safeextract
+from runc_ckpt.archive.manifest import MemberDigest
+from runc_ckpt.archive.tarstream import TarStream
+from runc_ckpt.errors import RuncCkptError
+
+# Members read into memory are small JSON files; a bigger one is hostile.
+MAX_SMALL_MEMBER = 16 << 20
+TAR_BUFSIZE = 1 << 20  # largest view handed out at once
+SMALL_MEMBERS = {layout.SPEC_DUMP, layout.CONFIG_DUMP, layout.NETWORK_STATUS, layout.DELETED_FILES,
+                 layout.MANIFEST, layout.STATS_DUMP}
+FILE_MEMBERS = {layout.DEVSHM, layout.CTR_LOG}
+ROOTFS_STAGING_PREFIX = ".runc-ckpt-staging-"
+
+
+class CorruptStream(RuncCkptError):
+    """The compressed stream itself could not be read or decoded."""
+
+
+class ReadAhead:
+    """Decompress in a background thread so decompression overlaps hashing and writing.
+
+    zstandard and zlib release the GIL while they work, so this uses the
+    second core; the bounded queue keeps memory at a few MiB.
+    """
+
+    CHUNK = 1 << 20
+
+    def __init__(self, raw: BinaryIO, what: str, depth: int = 8) -> None:
+        self._q: queue.Queue[bytes | BaseException] = queue.Queue(depth)
+        self._view = memoryview(b"")
+        self._eof = False
+        self._what = what
+        self.delivered = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(raw,), daemon=True)
+        self._thread.start()
+
+    def _run(self, raw: BinaryIO) -> None:
+        try:
+            while not self._stop.is_set():
+                chunk = raw.read(self.CHUNK)
+                self._put(chunk)
+                if not chunk:
+                    return
+        except OSError as e:  # handed to the reading thread
+            self._put(CorruptStream(f"reading {self._what}: {e.strerror or e}"))
+        except Exception as e:  # zstd/gzip: corrupt or truncated data
+            self._put(CorruptStream(f"archive {self._what} is truncated or corrupt: {e}"))
+
+    def _put(self, item: bytes | BaseException) -> None:
+        while not self._stop.is_set():
+            try:
+                self._q.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+    def _fill(self) -> bool:
+        if self._view:
+            return True
+        if self._eof:
+            return False
+        item = self._q.get()
+        if isinstance(item, BaseException):
+            self._eof = True
+            raise item
+        if not item:
+            self._eof = True
+            return False
+        self._view = memoryview(item)
+        return True
+
+    def read_view(self, n: int) -> memoryview:
+        """Up to n bytes, as a view of the decompressed chunk (no copy)."""
+        if n <= 0 or not self._fill():
+            return memoryview(b"")
+        v = self._view[:n]
+        self._view = self._view[len(v):]
+        self.delivered += len(v)
+        return v
+
+    def read(self, n: int) -> bytes:
+        out = []
+        while n > 0:
+            v = self.read_view(n)
+            if not v:
+                break
+            out.append(bytes(v))
+            n -= len(v)
+        return b"".join(out)
+
+    def tell(self) -> int:
+        return self.delivered
+
+    def close(self) -> None:
+        """Stop the reader thread: unblock its put() by emptying the queue, then join."""
+        self._stop.set()
+        while self._thread.is_alive():
+            try:
+                while True:
+                    self._q.get_nowait()
+            except queue.Empty:
+                pass
+            self._thread.join(timeout=0.05)
+
+
+class HashPipe:
+    """sha256 in a worker thread, so hashing overlaps the writes (hashlib releases the GIL).
+
+    Views of decompressed chunks are immutable bytes underneath, so they can
+    be hashed after the main thread has written them. The bounded queue caps
+    the memory held at a few MiB.
+    """
+
+    def __init__(self, depth: int = 16) -> None:
+        self._q: queue.Queue = queue.Queue(depth)
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            item = self._q.get()
+            if item is None:
+                self._q.task_done()
+                return
+            item[0].update(item[1])
+            self._q.task_done()
+
+    def update(self, sha: hashlib._Hash, data: memoryview | bytes) -> None:
+        self._q.put((sha, data))
+
+    def digest(self, sha: hashlib._Hash) -> str:
+        self._q.join()
+        return sha.hexdigest()
+
+    def close(self) -> None:
+        self._q.put(None)
+        self._thread.join(timeout=5)
+
+
+class MemberSource:
+    """The current member's bytes as a Source, hashed and counted for the manifest check."""
+
+    def __init__(self, tar: TarStream, size: int, hasher: HashPipe) -> None:
+        self._tar = tar
+        self._hasher = hasher
+        self.size = size
+        self.left = size
+        self.sha = hashlib.sha256()
+
+    def read_view(self, n: int) -> memoryview:
+        v = self._tar.read_view(min(n, self.left))
+        if v:
+            self._hasher.update(self.sha, v)
+        self.left -= len(v)
+        return v
+
+    def hexdigest(self) -> str:
+        return self._hasher.digest(self.sha)
+
+    def read(self, n: int) -> bytes:
+        out = []
+        while n > 0:
+            v = self.read_view(n)
+            if not v:
+                break
+            out.append(bytes(v))
+            n -= len(v)
+        return b"".join(out)
+
+    def tell(self) -> int:
+        return self.size - self.left
+
+    def drain(self) -> None:
+        while self.left > 0:
+            self.read_view(TAR_BUFSIZE)
+
+
+@dataclass
+class StagedTree:
+    """A tar extracted into a staging directory inside its target directory."""
+
+    member: str
+    target: safeextract.Root
+    staging: safeextract.Root
+    remove_staging: Callable[[], None]
+    extracted: safeextract.Extracted
+
+    def discard(self) -> None:
+        self.staging.close()
+        self.remove_staging()
+        self.target.close()
+
+
+@dataclass
+class Targets:
+    """Where staged data goes; None reads and hashes without writing (inspect).
+
+    volume_dir(name, staged) -> the volume's directory, or None to skip it.
+    """
+
+    import_dir: str | None
+    rootfs: str | None
+    volume_dir: Callable[[str, Staged], str | None] | None
+
+
+@dataclass
+class Staged:
+    """Everything read from one archive, staged and hashed, not yet applied."""
+
+    path: str
+    compression: str = "none"
+    spec: dict | None = None
+    config_dump: dict | None = None
+    network_status: object = None
+    deleted: list[str] = field(default_factory=list)
+    stats_dump: bytes | None = None
+    manifest_raw: bytes | None = None
+    manifest: dict | None = None
+    members: dict[str, MemberDigest] = field(default_factory=dict)
+    checkpoint_dirs: set[str] = field(default_factory=set)
+    rootfs: StagedTree | None = None
+    volumes: dict[str, StagedTree] = field(default_factory=dict)
+    volume_sizes: dict[str, int] = field(default_factory=dict)
+    files: dict[str, str] = field(default_factory=dict)  # member -> path in the import dir
+    ignored: list[str] = field(default_factory=list)
+    inventory_mtime: float | None = None
+
+    def discard(self) -> None:
+        """Remove every staging directory this read created (not the import dir itself)."""
+        if self.rootfs is not None:
+            self.rootfs.discard()
+            self.rootfs = None
+        for tree in self.volumes.values():
+            tree.discard()
+        self.volumes = {}
+
+    def has_inventory(self) -> bool:
+        return f"{layout.CHECKPOINT_DIR}/{layout.INVENTORY}" in self.members
+
+    def verify(self) -> None:
+        """Refuse the archive unless its layout (and our manifest, if any) holds."""
+        if self.manifest_raw is not None:
+            self.manifest = manifest.parse(self.manifest_raw)
+            problems = manifest.verify(self.manifest, self.members)
+            if problems:
+                more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+                raise RuncCkptError(f"archive {self.path} does not match its manifest: {problems[0]}{more}")
+
+
+def stage(path: str, targets: Targets, what_is_required: str = layout.CHECKPOINT_DIR) -> Staged:
+    """Read the archive at path once and stage it; on any error remove what was staged and raise."""
+    staged = Staged(path=path)
+    try:
+        raw = open(path, "rb")
+    except OSError as e:
+        raise RuncCkptError(f"cannot open archive {path}: {e.strerror}") from None
+    reader: ReadAhead | None = None
+    hasher = HashPipe()
+    try:
+        staged.compression = compression.detect(raw.peek(4)[:4])
+        stream = compression.decompressing_reader(raw)
+        reader = ReadAhead(stream, path)
+        tar = TarStream(reader, f"archive {path}")
+        count = 0
+        try:
+            for member in tar:
+                count += 1
+                _stage_member(tar, member, staged, targets, hasher)
+        except RuncCkptError as e:
+            if count == 0 and not isinstance(e, (CorruptStream, safeextract.UnsafeArchive)):
+                raise RuncCkptError(f"{path} is not a checkpoint archive (no tar stream inside, "
+                                    f"compression: {staged.compression})") from None
+            raise
+        if count == 0:
+            raise RuncCkptError(f"{path} is not a checkpoint archive (empty, compression: {staged.compression})")
+        # A stream cut at a member boundary looks like a shorter archive (and
+        # zstd reports no error for a cut frame): insist on the end marker.
+        if not tar.ended:
+            raise RuncCkptError(f"archive {path} is truncated (no end-of-archive marker)")
+        if what_is_required == layout.CHECKPOINT_DIR and not staged.has_inventory():
+            raise RuncCkptError(f"archive {path} has no {layout.CHECKPOINT_DIR}/{layout.INVENTORY}: "
+                                f"not a checkpoint archive, or an incomplete one")
+        return staged
+    except BaseException as e:
+        staged.discard()
+        if isinstance(e, RuncCkptError):
+            raise
+        if isinstance(e, OSError):
+            where = f" ({e.filename})" if e.filename else ""
+            raise RuncCkptError(f"staging archive {path}: {e.strerror or e}{where}") from None
+        raise
+    finally:
+        hasher.close()
+        if reader is not None:
+            reader.close()
+        raw.close()
+
+
+def _stage_member(tar: TarStream, m: tarfile.TarInfo, staged: Staged, targets: Targets, hasher: HashPipe) -> None:
+    parts = safeextract.split_name(m.name, f"archive {staged.path}")
+    name = "/".join(parts)
+    if m.isdir():
+        return
+    if m.issym() and len(parts) == 2 and parts[0] == layout.CHECKPOINT_DIR and parts[1] == "parent":
+        # CRIU's link from a dump to its pre-dump; the only link an archive may carry.
+        if m.linkname.rstrip("/") != f"../{layout.PRE_CHECKPOINT_DIR}":
+            raise safeextract.UnsafeArchive(f"archive {staged.path}: {name} must point to "
+                                            f"../{layout.PRE_CHECKPOINT_DIR}, not {m.linkname!r}")
+        if targets.import_dir is not None:
+            d = _subdir(targets.import_dir, layout.CHECKPOINT_DIR)
+            os.symlink(m.linkname, os.path.join(d, "parent"))
+        return
+    if not m.isreg():
+        raise safeextract.UnsafeArchive(f"archive {staged.path}: member {name!r} is not a regular file")
+    if name in staged.members:
+        raise safeextract.UnsafeArchive(f"archive {staged.path}: member {name!r} appears twice")
+    reader = MemberSource(tar, m.size, hasher)
+    if name in SMALL_MEMBERS:
+        if m.size > MAX_SMALL_MEMBER:
+            raise safeextract.UnsafeArchive(f"archive {staged.path}: member {name} is oversized ({m.size} bytes)")
+        data = reader.read(m.size)
+        if len(data) != m.size:
+            raise RuncCkptError(f"archive {staged.path} is truncated in {name}")
+        _keep_small(staged, name, data)
+    elif len(parts) == 2 and parts[0] in (layout.CHECKPOINT_DIR, layout.PRE_CHECKPOINT_DIR):
+        staged.checkpoint_dirs.add(parts[0])
+        if parts[1] == layout.INVENTORY:
+            staged.inventory_mtime = m.mtime
+        if targets.import_dir is not None:
+            d = _subdir(targets.import_dir, parts[0])
+            _write_file(reader, os.path.join(d, parts[1]), m.size, staged.path, name)
+    elif name in FILE_MEMBERS:
+        if targets.import_dir is not None:
+            dest = os.path.join(targets.import_dir, name)
+            _write_file(reader, dest, m.size, staged.path, name)
+            staged.files[name] = dest
+    elif name == layout.ROOTFS_DIFF:
+        if targets.rootfs is not None:
+            staged.rootfs = _stage_tree(reader, name, targets.rootfs, f"rootfs diff of {staged.path}",
+                                        allow_devices=True)
+    elif len(parts) == 2 and parts[0] == layout.VOLUMES_DIR and parts[1].endswith(".tar") and len(parts[1]) > 4:
+        vname = parts[1][:-4]
+        staged.volume_sizes[vname] = m.size
+        directory = targets.volume_dir(vname, staged) if targets.volume_dir is not None else None
+        if directory is not None:
+            staged.volumes[vname] = _stage_tree(reader, name, directory, f"volume {vname} of {staged.path}",
+                                                allow_devices=False)
+    else:
+        staged.ignored.append(name)
+    reader.drain()
+    staged.members[name] = MemberDigest(m.size, reader.hexdigest())
+
+
+def _keep_small(staged: Staged, name: str, data: bytes) -> None:
+    if name == layout.MANIFEST:
+        staged.manifest_raw = data
+    elif name == layout.STATS_DUMP:
+        staged.stats_dump = data
+    else:
+        try:
+            value = json.loads(data) if data.strip() else None
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise RuncCkptError(f"archive {staged.path}: {name} is not valid JSON: {e}") from None
+        if name == layout.SPEC_DUMP:
+            if not isinstance(value, dict):
+                raise RuncCkptError(f"archive {staged.path}: {name} is not an OCI config object")
+            staged.spec = value
+        elif name == layout.CONFIG_DUMP:
+            staged.config_dump = value if isinstance(value, dict) else None
+        elif name == layout.NETWORK_STATUS:
+            staged.network_status = value
+        elif name == layout.DELETED_FILES:
+            if value is None:
+                value = []
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise RuncCkptError(f"archive {staged.path}: {name} is not a JSON array of paths")
+            staged.deleted = value
+
+
+def _subdir(base: str, name: str) -> str:
+    d = os.path.join(base, name)
+    try:
+        os.mkdir(d, 0o700)
+    except FileExistsError:
+        pass
+    return d
+
+
+def _write_file(reader: MemberSource, dest: str, size: int, path: str, name: str) -> None:
+    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        safeextract.copy_data(reader, fd, size, f"archive {path}: {name}")
+    finally:
+        os.close(fd)
+
+
+def _stage_tree(reader: MemberSource, member: str, directory: str, what: str,
+                allow_devices: bool) -> StagedTree:
+    target = safeextract.Root(directory, what)
+    name, remove = safeextract.make_staging(target, ROOTFS_STAGING_PREFIX)
+    try:
+        staging = safeextract.Root.at(target, name, what)
+    except BaseException:
+        remove()
+        target.close()
+        raise
+    tree = StagedTree(member, target, staging, remove, safeextract.Extracted())
+    try:
+        if reader.left:
+            inner = TarStream(reader, f"{what}: {member}")
+            safeextract.extract(inner, staging, what, allow_devices, tree.extracted)
+    except BaseException:
+        tree.discard()
+        raise
+    return tree

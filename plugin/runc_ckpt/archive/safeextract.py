@@ -1,0 +1,514 @@
+"""Safe extraction of untrusted tar streams into a root, and the rename-merge that applies them.
+
+An archive is untrusted: nothing it names may create, change or delete
+anything outside the directory it is meant for. Every path is therefore
+walked one component at a time from a directory fd with O_NOFOLLOW, and every
+change is made relative to a directory fd (mkdir/symlink/link/rename/unlink
+with dir_fd, fchown/fchmod/fsetxattr on an fd opened O_NOFOLLOW). A symlink
+or non-directory met where a directory is needed is refused, whether the
+archive planted it earlier or it already was in the target.
+
+Two phases keep a refusal from leaving anything half-applied:
+  1. extract(): the tar is written into a fresh staging directory created
+     inside the target (same filesystem, so no file data is written twice).
+     Refusal or error: the staging directory is removed, the target untouched.
+  2. plan_merge() checks the staged tree against the target (and deletions
+     against the target) without changing anything; apply_merge() then
+     rename()s the staged entries into place, copying only on EXDEV.
+
+tarfile is used only to parse headers (archive/tarstream): its extraction
+filters (PEP 706) strip the owners and setuid bits a rootfs needs.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import stat
+import tarfile
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from runc_ckpt.archive.tarstream import TarStream
+from runc_ckpt.errors import RuncCkptError
+
+O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+COPY_CHUNK = 1 << 20
+# xattr namespaces a container rootfs legitimately carries (file caps, ACLs, user data).
+XATTR_PREFIXES = ("user.", "security.", "trusted.", "system.posix_acl_")
+PAX_XATTR = "SCHILY.xattr."
+# Deeper trees than any rootfs has; it also keeps the (recursive) rmtree and
+# copy of a staged tree within Python's recursion limit.
+MAX_DEPTH = 256
+
+
+class UnsafeArchive(RuncCkptError):
+    """The archive asks for something outside its root, or for a forbidden file type."""
+
+
+def split_name(name: str, what: str, allow_absolute: bool = False) -> tuple[str, ...]:
+    """The components of a member name; refuse absolute names and `..` anywhere.
+
+    `./` prefixes and `.` components are dropped (tar writes them). With
+    allow_absolute (deleted.files holds container paths like /etc/x), a
+    leading `/` is accepted and means the root.
+    """
+    if "\x00" in name:
+        raise UnsafeArchive(f"{what}: member name contains a NUL byte")
+    if name.startswith("/") and not allow_absolute:
+        raise UnsafeArchive(f"{what}: absolute member name {name!r} refused")
+    parts = tuple(p for p in name.split("/") if p not in ("", "."))
+    if ".." in parts:
+        raise UnsafeArchive(f"{what}: member name {name!r} contains '..'")
+    if len(parts) > MAX_DEPTH:
+        raise UnsafeArchive(f"{what}: member name {name[:80]!r}... is nested {len(parts)} deep "
+                            f"(at most {MAX_DEPTH})")
+    return parts
+
+
+def _display(parts: tuple[str, ...]) -> str:
+    return "/".join(parts) or "."
+
+
+class Root:
+    """A directory we create entries in; every lookup stays inside it.
+
+    Directory fds are cached by path; any change that may replace a
+    directory drops the cache for that path and below. trim() closes the
+    least recently used ones, so that a diff with many directories stays far
+    below RLIMIT_NOFILE; callers call it only between operations, never while
+    they hold an fd from dir().
+    """
+
+    MAX_CACHED = 128
+
+    def __init__(self, path: str, what: str, dir_fd: int | None = None) -> None:
+        self.path = path
+        self.what = what
+        try:
+            self.fd = os.open(path, O_DIR, dir_fd=dir_fd)
+        except OSError as e:
+            raise RuncCkptError(f"{what}: cannot open {path}: {e.strerror}") from None
+        self._dirs: OrderedDict[tuple[str, ...], int] = OrderedDict()
+
+    @classmethod
+    def at(cls, parent: Root, name: str, what: str) -> Root:
+        """The directory `name` directly inside parent, opened without following a link."""
+        root = cls(name, what, dir_fd=parent.fd)
+        root.path = os.path.join(parent.path, name)
+        return root
+
+    def close(self) -> None:
+        for fd in self._dirs.values():
+            os.close(fd)
+        self._dirs.clear()
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __enter__(self) -> Root:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def forget(self, parts: tuple[str, ...]) -> None:
+        """Drop cached fds at and below parts (they may name a replaced directory)."""
+        n = len(parts)
+        for key in [k for k in self._dirs if k[:n] == parts]:
+            os.close(self._dirs.pop(key))
+
+    def dir(self, parts: tuple[str, ...], create: bool = False, mode: int = 0o755) -> int | None:
+        """An fd of the directory at parts, or None if missing (and not create).
+
+        Refuses a symlink or non-directory on the way: the archive may not
+        reach through one, wherever it came from.
+        """
+        if not parts:
+            return self.fd
+        fd = self._dirs.get(parts)
+        if fd is not None:
+            self._dirs.move_to_end(parts)
+            return fd
+        parent = self.dir(parts[:-1], create, mode)
+        if parent is None:
+            return None
+        name = parts[-1]
+        try:
+            fd = os.open(name, O_DIR, dir_fd=parent)
+        except FileNotFoundError:
+            if not create:
+                return None
+            try:
+                os.mkdir(name, mode, dir_fd=parent)
+            except FileExistsError:
+                pass
+            fd = os.open(name, O_DIR, dir_fd=parent)
+        except OSError as e:
+            if e.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise UnsafeArchive(f"{self.what}: path {_display(parts)!r} goes through a symlink or "
+                                    f"non-directory") from None
+            raise
+        self._dirs[parts] = fd
+        return fd
+
+    def trim(self) -> None:
+        """Close cached fds beyond MAX_CACHED, least recently used first."""
+        while len(self._dirs) > self.MAX_CACHED:
+            os.close(self._dirs.popitem(last=False)[1])
+
+    def lstat(self, parts: tuple[str, ...]) -> os.stat_result | None:
+        """lstat of the entry at parts (None if it or a parent is missing)."""
+        if not parts:
+            return os.fstat(self.fd)
+        parent = self.dir(parts[:-1])
+        if parent is None:
+            return None
+        try:
+            return os.stat(parts[-1], dir_fd=parent, follow_symlinks=False)
+        except FileNotFoundError:
+            return None
+
+    def remove(self, parts: tuple[str, ...]) -> None:
+        """Remove the entry at parts, a whole tree if it is a directory; links are not followed."""
+        parent = self.dir(parts[:-1])
+        if parent is None:
+            return
+        st = self.lstat(parts)
+        if st is None:
+            return
+        self.forget(parts)
+        if stat.S_ISDIR(st.st_mode):
+            shutil.rmtree(parts[-1], dir_fd=parent)
+        else:
+            os.unlink(parts[-1], dir_fd=parent)
+
+
+@dataclass
+class DirMeta:
+    """Metadata of an explicit directory member, applied after its children are in place."""
+
+    parts: tuple[str, ...]
+    mode: int
+    uid: int
+    gid: int
+    mtime: float
+    xattrs: dict[str, bytes]
+
+
+@dataclass
+class Extracted:
+    """What extract() staged: the explicit directories (for the merge) and counts."""
+
+    explicit_dirs: dict[tuple[str, ...], DirMeta] = field(default_factory=dict)
+    members: int = 0
+    bytes: int = 0
+    xattrs_skipped: int = 0
+
+
+def _xattrs(member: tarfile.TarInfo) -> dict[str, bytes]:
+    out = {}
+    for key, value in member.pax_headers.items():
+        if key.startswith(PAX_XATTR):
+            out[key[len(PAX_XATTR):]] = value.encode("utf-8", "surrogateescape")
+    return out
+
+
+def _set_xattrs(fd: int, xattrs: dict[str, bytes], result: Extracted) -> None:
+    for name, value in xattrs.items():
+        if not name.startswith(XATTR_PREFIXES):
+            result.xattrs_skipped += 1
+            continue
+        try:
+            os.setxattr(fd, name, value)
+        except OSError as e:
+            if e.errno not in (errno.ENOTSUP, errno.EPERM, errno.EOPNOTSUPP):
+                raise
+            result.xattrs_skipped += 1
+
+
+def copy_data(src, fd: int, size: int, what: str) -> None:
+    """Copy exactly size bytes from a source's read_view() to fd; short data is a truncated archive."""
+    left = size
+    while left > 0:
+        view = src.read_view(min(left, COPY_CHUNK))
+        if not view:
+            raise RuncCkptError(f"{what}: archive is truncated")
+        left -= len(view)
+        while view:
+            view = view[os.write(fd, view):]
+
+
+def extract(tar: TarStream, root: Root, what: str, allow_devices: bool,
+            result: Extracted | None = None) -> Extracted:
+    """Write every member of a streaming tar into root, refusing anything unsafe.
+
+    Owners, modes (setuid included), symlinks, hardlinks, mtimes and PAX
+    xattrs are kept. Hardlinks may only point at members already extracted
+    into this root. Device nodes are refused unless allow_devices.
+    """
+    result = result or Extracted()
+    old_umask = os.umask(0)
+    try:
+        for member in tar:
+            root.trim()
+            _extract_one(tar, member, root, what, allow_devices, result)
+            result.members += 1
+        for meta in sorted(result.explicit_dirs.values(), key=lambda m: -len(m.parts)):
+            root.trim()
+            apply_dir_meta(root, meta, result)
+    finally:
+        os.umask(old_umask)
+    return result
+
+
+def _extract_one(tar: TarStream, m: tarfile.TarInfo, root: Root, what: str, allow_devices: bool,
+                 result: Extracted) -> None:
+    parts = split_name(m.name, what)
+    label = f"{what}: {m.name!r}"
+    if m.type not in (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE, tarfile.DIRTYPE, tarfile.SYMTYPE,
+                      tarfile.LNKTYPE, tarfile.CHRTYPE, tarfile.BLKTYPE, tarfile.FIFOTYPE) or m.issparse():
+        raise UnsafeArchive(f"{label}: unsupported member type {m.type!r}")
+    if m.isdev() and not allow_devices:
+        raise UnsafeArchive(f"{label}: device node refused")
+    if not parts:
+        if not m.isdir():
+            raise UnsafeArchive(f"{label}: the root may only be a directory")
+        result.explicit_dirs[()] = DirMeta((), m.mode & 0o7777, m.uid, m.gid, m.mtime, _xattrs(m))
+        return
+    parent = root.dir(parts[:-1], create=True)
+    assert parent is not None
+    name = parts[-1]
+    existing = root.lstat(parts)
+    if m.isdir():
+        if existing is not None and not stat.S_ISDIR(existing.st_mode):
+            root.remove(parts)
+            existing = None
+        if existing is None:
+            os.mkdir(name, 0o700, dir_fd=parent)
+        result.explicit_dirs[parts] = DirMeta(parts, m.mode & 0o7777, m.uid, m.gid, m.mtime, _xattrs(m))
+        return
+    if existing is not None:
+        root.remove(parts)
+        result.explicit_dirs.pop(parts, None)
+    if m.isreg():
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                     dir_fd=parent)
+        try:
+            copy_data(tar, fd, m.size, label)
+            os.fchown(fd, m.uid, m.gid)
+            os.fchmod(fd, m.mode & 0o7777)  # after chown, which clears setuid bits
+            _set_xattrs(fd, _xattrs(m), result)
+            os.utime(fd, (m.mtime, m.mtime))
+        finally:
+            os.close(fd)
+        result.bytes += m.size
+        return
+    if m.issym():
+        os.symlink(m.linkname, name, dir_fd=parent)
+    elif m.islnk():
+        target = split_name(m.linkname, f"{label}: hardlink target")
+        tparent = root.dir(target[:-1]) if target else None
+        tstat = root.lstat(target) if tparent is not None else None
+        if tstat is None or stat.S_ISDIR(tstat.st_mode):
+            raise UnsafeArchive(f"{label}: hardlink target {m.linkname!r} is not a file extracted "
+                                f"earlier from this archive")
+        os.link(target[-1], name, src_dir_fd=tparent, dst_dir_fd=parent, follow_symlinks=False)
+        return  # a hardlink shares its target's inode and metadata
+    elif m.isfifo():
+        os.mkfifo(name, m.mode & 0o7777, dir_fd=parent)
+    else:
+        kind = stat.S_IFCHR if m.ischr() else stat.S_IFBLK
+        os.mknod(name, kind | (m.mode & 0o7777), os.makedev(m.devmajor, m.devminor), dir_fd=parent)
+    os.chown(name, m.uid, m.gid, dir_fd=parent, follow_symlinks=False)
+    if not m.issym():
+        if m.mode & 0o6000:
+            os.chmod(name, m.mode & 0o7777, dir_fd=parent, follow_symlinks=False)
+    os.utime(name, (m.mtime, m.mtime), dir_fd=parent, follow_symlinks=False)
+
+
+def apply_dir_meta(root: Root, meta: DirMeta, result: Extracted) -> None:
+    """Owner, mode, xattrs and mtime of an explicit directory, through an fd (never a link)."""
+    fd = root.dir(meta.parts)
+    if fd is None:
+        return
+    os.fchown(fd, meta.uid, meta.gid)
+    os.fchmod(fd, meta.mode)
+    _set_xattrs(fd, meta.xattrs, result)
+    os.utime(fd, (meta.mtime, meta.mtime))
+
+
+# ---------------------------------------------------------------- merge
+
+
+@dataclass
+class MergePlan:
+    """Checked operations: move staged entries into the target, then deletions."""
+
+    moves: list[tuple[str, ...]] = field(default_factory=list)       # target absent
+    replaces: list[tuple[str, ...]] = field(default_factory=list)    # target removed first
+    deletions: list[tuple[str, ...]] = field(default_factory=list)
+
+
+def plan_merge(staging: Root, target: Root, explicit_dirs: Iterable[tuple[str, ...]],
+               deleted: Iterable[str], what: str) -> MergePlan:
+    """Check the staged tree and deletions against the target; change nothing.
+
+    A staged directory that the archive did not name explicitly (a parent
+    tar created implicitly) must meet a real directory or nothing: meeting a
+    symlink means the member path went through it, and is refused.
+    """
+    explicit = set(explicit_dirs)
+    plan = MergePlan()
+    _plan_dir(staging, target, (), explicit, plan, what)
+    for entry in deleted:
+        target.trim()
+        staging.trim()
+        parts = split_name(entry, f"{what}: deleted.files", allow_absolute=True)
+        if not parts:
+            raise UnsafeArchive(f"{what}: deleted.files may not name the root")
+        # Refuse a path through a symlink, in the target now or in what the merge will bring;
+        # a missing parent is fine (nothing to delete).
+        target.dir(parts[:-1])
+        staging.dir(parts[:-1])
+        plan.deletions.append(parts)
+    return plan
+
+
+def _plan_dir(staging: Root, target: Root, top: tuple[str, ...], explicit: set, plan: MergePlan,
+              what: str) -> None:
+    """Walk the staged tree (iteratively: an archive may nest deeper than Python recurses)."""
+    stack = [top]
+    while stack:
+        parts = stack.pop()
+        fd = staging.dir(parts)
+        assert fd is not None
+        for name in sorted(os.listdir(fd)):
+            staging.trim()
+            target.trim()
+            child = parts + (name,)
+            sst = staging.lstat(child)
+            assert sst is not None
+            tst = target.lstat(child)
+            if tst is None:
+                plan.moves.append(child)
+            elif stat.S_ISDIR(sst.st_mode) and stat.S_ISDIR(tst.st_mode):
+                stack.append(child)
+            elif stat.S_ISDIR(sst.st_mode) and child not in explicit:
+                raise UnsafeArchive(f"{what}: path {_display(child)!r} goes through a symlink or non-directory "
+                                    f"already in the target")
+            else:
+                plan.replaces.append(child)
+
+
+def apply_merge(staging: Root, target: Root, plan: MergePlan, explicit_dirs: dict[tuple[str, ...], DirMeta],
+                result: Extracted) -> None:
+    """Move the staged entries into place (rename; copy on EXDEV), then delete, then dir metadata."""
+    old_umask = os.umask(0)
+    try:
+        for parts in plan.replaces:
+            target.trim()
+            target.remove(parts)
+        for parts in plan.moves + plan.replaces:
+            staging.trim()
+            target.trim()
+            _move(staging, target, parts)
+        for parts in plan.deletions:
+            target.trim()
+            target.remove(parts)
+        for meta in sorted(explicit_dirs.values(), key=lambda m: -len(m.parts)):
+            target.trim()
+            apply_dir_meta(target, meta, result)
+    finally:
+        os.umask(old_umask)
+
+
+def _move(staging: Root, target: Root, parts: tuple[str, ...]) -> None:
+    sparent = staging.dir(parts[:-1])
+    tparent = target.dir(parts[:-1], create=True)
+    try:
+        os.rename(parts[-1], parts[-1], src_dir_fd=sparent, dst_dir_fd=tparent)
+    except OSError as e:
+        if e.errno != errno.EXDEV:
+            raise
+        copy_entry(sparent, tparent, parts[-1])
+    staging.forget(parts)
+
+
+def copy_entry(src_dir: int, dst_dir: int, name: str) -> None:
+    """Copy one entry (a tree for a directory) between directory fds, keeping metadata.
+
+    Used only across filesystems; the source is our own staging, the
+    destination name must not exist. Nothing is followed on either side.
+    """
+    st = os.stat(name, dir_fd=src_dir, follow_symlinks=False)
+    if stat.S_ISDIR(st.st_mode):
+        os.mkdir(name, 0o700, dir_fd=dst_dir)
+        sfd = os.open(name, O_DIR, dir_fd=src_dir)
+        dfd = os.open(name, O_DIR, dir_fd=dst_dir)
+        try:
+            for child in os.listdir(sfd):
+                copy_entry(sfd, dfd, child)
+            _copy_meta(sfd, dfd, st)
+        finally:
+            os.close(sfd)
+            os.close(dfd)
+    elif stat.S_ISREG(st.st_mode):
+        sfd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=src_dir)
+        dfd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                      dir_fd=dst_dir)
+        try:
+            left = st.st_size
+            while left > 0:
+                n = os.copy_file_range(sfd, dfd, min(left, 1 << 30))
+                if n == 0:
+                    break
+                left -= n
+            _copy_meta(sfd, dfd, st)
+        finally:
+            os.close(sfd)
+            os.close(dfd)
+    elif stat.S_ISLNK(st.st_mode):
+        os.symlink(os.readlink(name, dir_fd=src_dir), name, dir_fd=dst_dir)
+        os.chown(name, st.st_uid, st.st_gid, dir_fd=dst_dir, follow_symlinks=False)
+        os.utime(name, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=dst_dir, follow_symlinks=False)
+    else:
+        os.mknod(name, st.st_mode, st.st_rdev, dir_fd=dst_dir)
+        os.chown(name, st.st_uid, st.st_gid, dir_fd=dst_dir, follow_symlinks=False)
+        os.utime(name, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=dst_dir, follow_symlinks=False)
+
+
+def _copy_meta(sfd: int, dfd: int, st: os.stat_result) -> None:
+    os.fchown(dfd, st.st_uid, st.st_gid)
+    os.fchmod(dfd, stat.S_IMODE(st.st_mode))
+    for attr in os.listxattr(sfd):
+        try:
+            os.setxattr(dfd, attr, os.getxattr(sfd, attr))
+        except OSError as e:
+            if e.errno not in (errno.ENOTSUP, errno.EPERM):
+                raise
+    os.utime(dfd, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def make_staging(target: Root, prefix: str) -> tuple[str, Callable[[], None]]:
+    """Create a fresh staging dir (0700) inside target; return its name and a remover."""
+    import secrets
+    for _ in range(100):
+        name = f"{prefix}{secrets.token_hex(4)}"
+        try:
+            os.mkdir(name, 0o700, dir_fd=target.fd)
+            break
+        except FileExistsError:
+            continue
+    else:
+        raise RuncCkptError(f"cannot create a staging directory in {target.path}")
+
+    def remove() -> None:
+        try:
+            shutil.rmtree(name, dir_fd=target.fd)
+        except FileNotFoundError:
+            pass
+
+    return name, remove
