@@ -102,6 +102,9 @@ before=$(cat "$(podman volume inspect -f '{{.Mountpoint}}' democount)/counter")
 info "archive: $archive ($(du -h "$archive" | cut -f1))"
 info "counter at the checkpoint: $before"
 
+step "inspecting the archive without restoring it (runc-ckpt inspect)"
+"$BIN" inspect "$archive" | sed 's/^/    /'
+
 step "removing the container and its volume"
 podman rm demo-counter >/dev/null
 podman volume rm democount >/dev/null
