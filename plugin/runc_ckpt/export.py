@@ -31,8 +31,10 @@ from typing import BinaryIO
 from runc_ckpt import volumes as volumes_mod
 from runc_ckpt.archive import compression, layout, manifest
 from runc_ckpt.archive.manifest import MemberDigest
-from runc_ckpt.archive.writer import DIR, REG, Entry, TarWriter
+from runc_ckpt.archive.writer import DIR, REG, Entry, TarWriter, TreePlan
 from runc_ckpt.errors import RuncCkptError
+from runc_ckpt.globalflags import GlobalFlags
+from runc_ckpt.progress import NullProgress, Progress
 from runc_ckpt.rootfs import diff
 from runc_ckpt.rootfs.scan import Scanner
 
@@ -57,6 +59,8 @@ class ExportRequest:
     include_volumes: bool   # False with --ignore-volumes
     volume_roots: list[str]  # where named volumes live: <root>/<name>/_data
     manifest_fields: dict   # extra manifest keys from the caller: versions, container, options
+    flags: GlobalFlags | None = None  # decide whether a progress display is shown; None: never
+    extra_volumes: tuple[str, ...] = ()  # bind-mount destinations also archived as volumes (Policy.extra_volumes)
 
 
 @dataclass
@@ -132,23 +136,51 @@ def _json(value: object) -> bytes:
     return json.dumps(value).encode()
 
 
-def _add_images(tw: TarWriter, req: ExportRequest, mtime: int) -> None:
+@dataclass
+class _Plan:
+    """What an export reads, from the stat pre-pass, before a byte is written: the display's total."""
+
+    images: list[Entry]
+    rootfs: diff.RootfsPlan | None
+    volumes: dict[str, TreePlan]     # volume name -> its tree, in bind-mount order
+
+    @property
+    def total(self) -> int:
+        return (sum(e.size for e in self.images) + (self.rootfs.tree.size if self.rootfs else 0)
+                + sum(v.size for v in self.volumes.values()))
+
+
+def _plan(req: ExportRequest) -> _Plan:
+    """Stat every tree before the temp file exists: a missing volume fails early, and the display has a total."""
+    images = Scanner()
+    images.walk(req.image_dir, prefix=req.image_member + "/")
+    volumes: dict[str, TreePlan] = {}
+    if req.include_volumes:
+        for bm in volumes_mod.bind_mounts(req.spec, req.volume_roots, req.extra_volumes):
+            if bm.volume is None or bm.volume in volumes:
+                continue
+            if not os.path.isdir(bm.source):
+                raise RuncCkptError(f"volume {bm.volume}: data directory {bm.source} does not exist")
+            scan = Scanner()
+            scan.walk(bm.source)
+            volumes[bm.volume] = scan.plan()
+    return _Plan(images.entries, diff.plan(req.rootfs) if req.include_rootfs else None, volumes)
+
+
+def _add_images(tw: TarWriter, req: ExportRequest, entries: list[Entry], mtime: int) -> None:
     """checkpoint/ (or pre-checkpoint/): every image file; CRIU's `parent` stays a symlink."""
-    top = req.image_member
-    tw.add_entry(Entry(top, DIR, os.stat(req.image_dir).st_mode, mtime=mtime))
-    scan = Scanner()
-    scan.walk(req.image_dir, prefix=top + "/")
-    for e in scan.entries:            # names (and hardlink targets) already carry the prefix
+    tw.add_entry(Entry(req.image_member, DIR, os.stat(req.image_dir).st_mode, mtime=mtime))
+    for e in entries:                 # names (and hardlink targets) already carry the prefix
         if e.kind == REG:
             tw.add_file(e.name, e.source)  # type: ignore[arg-type]
         else:
             tw.add_entry(e)
 
 
-def _write_members(tw: TarWriter, req: ExportRequest, now: float) -> tuple[dict, list[str]]:
+def _write_members(tw: TarWriter, req: ExportRequest, plan: _Plan, now: float) -> tuple[dict, list[str]]:
     """All members but the manifest; returns (the manifest's "rootfs" entry, volumes archived)."""
     mtime = int(now)
-    _add_images(tw, req, mtime)
+    _add_images(tw, req, plan.images, mtime)
     tw.add_bytes(layout.SPEC_DUMP, _json(req.spec), mtime=mtime)
     tw.add_bytes(layout.CONFIG_DUMP, _json(req.config_dump), mtime=mtime)
     tw.add_bytes(layout.NETWORK_STATUS, b"null", mtime=mtime)
@@ -157,28 +189,18 @@ def _write_members(tw: TarWriter, req: ExportRequest, now: float) -> tuple[dict,
         tw.add_file(layout.STATS_DUMP, stats)
 
     rootfs_info: dict = {"kind": diff.NONE, "root_mode": None}
-    if req.include_rootfs:
-        plan = diff.plan(req.rootfs)
-        tw.add_tree(layout.ROOTFS_DIFF, plan.tree, mtime)
-        tw.add_bytes(layout.DELETED_FILES, _json(plan.deleted), mtime=mtime)
-        rootfs_info = {"kind": plan.kind, "root_mode": plan.root_mode}
+    if plan.rootfs is not None:
+        tw.add_tree(layout.ROOTFS_DIFF, plan.rootfs.tree, mtime)
+        tw.add_bytes(layout.DELETED_FILES, _json(plan.rootfs.deleted), mtime=mtime)
+        rootfs_info = {"kind": plan.rootfs.kind, "root_mode": plan.rootfs.root_mode}
     elif req.rootfs and os.path.isdir(req.rootfs):
         rootfs_info["root_mode"] = os.stat(req.rootfs).st_mode & 0o7777
 
-    archived: list[str] = []
-    if req.include_volumes:
-        for bm in volumes_mod.bind_mounts(req.spec, req.volume_roots):
-            if bm.volume is None or bm.volume in archived:
-                continue
-            if not os.path.isdir(bm.source):
-                raise RuncCkptError(f"volume {bm.volume}: data directory {bm.source} does not exist")
-            if not archived:
-                tw.add_entry(Entry(layout.VOLUMES_DIR, DIR, 0o700, mtime=mtime))
-            scan = Scanner()
-            scan.walk(bm.source)
-            tw.add_tree(layout.volume_member(bm.volume), scan.plan(), mtime)
-            archived.append(bm.volume)
-    return rootfs_info, archived
+    if plan.volumes:
+        tw.add_entry(Entry(layout.VOLUMES_DIR, DIR, 0o700, mtime=mtime))
+    for name, tree in plan.volumes.items():
+        tw.add_tree(layout.volume_member(name), tree, mtime)
+    return rootfs_info, list(plan.volumes)
 
 
 class _EarlyWriteback:
@@ -264,20 +286,22 @@ def write_archive(req: ExportRequest) -> ExportResult:
     tmp = ""
     with _interruptible() as state:
         try:
+            plan = _plan(req)
             try:
                 fd, tmp = _open_temp(directory, base)
             except OSError as e:
                 raise RuncCkptError(f"cannot write the archive in {directory}: {e.strerror}") from None
             # Unbuffered: the compressors hand over big pieces already, and after an
             # error nothing is left in a buffer to be flushed into the temp file.
-            with open(fd, "wb", buffering=0) as raw, contextlib.closing(_EarlyWriteback(raw)) as synced:
+            shown = Progress.create(req.flags, "export", plan.total) if req.flags else NullProgress()
+            with open(fd, "wb", buffering=0) as raw, contextlib.closing(_EarlyWriteback(raw)) as synced, shown:
                 out = compression.compressing_writer(synced,  # type: ignore[arg-type]
                                                      req.compress, req.level, req.threads)
-                tw = TarWriter(out, on_change=warnings.append)
+                tw = TarWriter(out, on_change=warnings.append, progress=shown)
                 now = time.time()
-                rootfs_info, archived = _write_members(tw, req, now)
+                rootfs_info, archived = _write_members(tw, req, plan, now)
                 bind_mounts = [bm.manifest_entry(bm.volume in archived)
-                               for bm in volumes_mod.bind_mounts(req.spec, req.volume_roots)]
+                               for bm in volumes_mod.bind_mounts(req.spec, req.volume_roots, req.extra_volumes)]
                 fields = {"created": _rfc3339(now), **req.manifest_fields,
                           "rootfs": rootfs_info, "bind_mounts": bind_mounts}
                 members = dict(tw.members)

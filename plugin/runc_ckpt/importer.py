@@ -67,13 +67,14 @@ def restore(inv: Invocation, p: cmdflags.Parsed) -> int:
     try:
         if previous is not None:
             prev = reader.stage(previous, reader.Targets(import_dir, None, None),
-                                what_is_required=layout.PRE_CHECKPOINT_DIR)
+                                what_is_required=layout.PRE_CHECKPOINT_DIR, flags=inv.flags)
             prev.verify()
             if layout.PRE_CHECKPOINT_DIR not in prev.checkpoint_dirs:
                 raise RuncCkptError(f"archive {previous} has no {layout.PRE_CHECKPOINT_DIR}/ images")
         staged = reader.stage(archive, reader.Targets(import_dir, None if p.ignore_rootfs else rootfs,
-                                                      volumes.directory))
+                                                      volumes.directory), flags=inv.flags)
         staged.verify()
+        volumes.check_binds(staged)
         if base_empty and not (staged.rootfs is not None and _rootfs_kind(staged) == "full"):
             raise RuncCkptError(f"base rootfs {rootfs} is empty: put the container image's files there "
                                 f"(e.g. mount its layers) before restore --import")
@@ -226,12 +227,17 @@ class _VolumeTargets:
         self.ignore = ignore
         self.sources: set[str] = set()
         self.created: list[str] = []
+        self.binds: dict[str, str] = {}  # io.runc-ckpt.volumes bind mounts staged: name -> destination
 
     def directory(self, name: str, staged: reader.Staged) -> str | None:
         if self.ignore:
             return None
         dests = podmanspec.volume_destinations(staged.spec, staged.config_dump, None, self.volume_roots)
         dest = dests.get(name)
+        if dest is None:
+            dest = podmanspec.bind_volume_destination(staged.spec, name)
+            if dest is not None:
+                self.binds[name] = dest
         spec = self.existing if self.existing is not None else staged.spec
         source = podmanspec.source_for(spec, dest) if (dest and spec) else None
         if not source or not os.path.isabs(source):
@@ -248,6 +254,20 @@ class _VolumeTargets:
                                 f"(empty it, or use --ignore-volumes to keep it as it is)")
         self.sources.add(source)
         return source
+
+    def check_binds(self, staged: reader.Staged) -> None:
+        """Apply a bind mount's volume only where the manifest says it came from.
+
+        The manifest is the archive's last member, so while volumes stream a
+        bind-<path> name is matched against the archived spec; once the manifest
+        is read and verified its bind_mounts (archived_as -> destination) must
+        agree. Podman writes no such volumes and no manifest.
+        """
+        listed = podmanspec.volume_destinations(None, None, staged.manifest, [])
+        for name, dest in self.binds.items():
+            if os.path.normpath(listed.get(name, "")) != os.path.normpath(dest):
+                raise RuncCkptError(f"archive {staged.path}: volume {name} is not listed in its manifest as the "
+                                    f"bind mount at {dest}")
 
     def remove_created(self) -> None:
         for d in self.created:

@@ -6,8 +6,11 @@ storage dirs. On another host those sources do not exist, so restore
 recreates them under the bundle and points the spec at them. Named volumes
 are found by name (podman's config.dump `namedVolumes`, our manifest's
 `bind_mounts`, or a `<volume root>/<name>/_data` source) and restored to the
-source their mount has in the bundle's config. Any other missing bind source
-is the user's own host path: that is an error naming it, never guessed.
+source their mount has in the bundle's config. A host directory our export
+archived because io.runc-ckpt.volumes listed it is found by its bind-<path>
+name among the archived spec's bind mounts, and restored to the source its
+destination has in the bundle's config. Any other missing bind source is the
+user's own host path: that is an error naming it, never guessed.
 """
 
 from __future__ import annotations
@@ -25,14 +28,6 @@ PODMAN_FILES = {"/etc/hosts": "hosts", "/etc/hostname": "hostname", "/run/.conta
                 "/etc/resolv.conf": "resolv.conf", "/dev/shm": "shm"}
 
 
-def is_bind(mount: dict) -> bool:
-    return mount.get("type") == "bind" or any(o in ("bind", "rbind") for o in mount.get("options") or [])
-
-
-def bind_mounts(spec: dict) -> list[dict]:
-    return [m for m in spec.get("mounts") or [] if isinstance(m, dict) and is_bind(m)]
-
-
 def volume_destinations(spec: dict | None, config_dump: dict | None, manifest: dict | None,
                         volume_roots: list[str]) -> dict[str, str]:
     """Named volume -> its destination in the container, from what the archive says."""
@@ -43,17 +38,23 @@ def volume_destinations(spec: dict | None, config_dump: dict | None, manifest: d
     for v in (config_dump or {}).get("namedVolumes") or []:
         if isinstance(v, dict) and v.get("volumeName") and v.get("dest"):
             found.setdefault(str(v["volumeName"]), str(v["dest"]))
-    for m in bind_mounts(spec or {}):
+    for m in volumes.bind_entries(spec or {}):
         name = volumes.volume_name(str(m.get("source", "")), volume_roots)
         if name and m.get("destination"):
             found.setdefault(name, str(m["destination"]))
     return found
 
 
+def bind_volume_destination(spec: dict | None, name: str) -> str | None:
+    """The destination of the spec's bind mount that io.runc-ckpt.volumes archived as `name`, if any."""
+    return next((str(m["destination"]) for m in volumes.bind_entries(spec or {})
+                 if m.get("destination") and volumes.bind_volume_name(str(m["destination"])) == name), None)
+
+
 def source_for(spec: dict, destination: str) -> str | None:
     """The bind source the spec gives for a destination (last mount wins, as in the kernel)."""
     source = None
-    for m in bind_mounts(spec):
+    for m in volumes.bind_entries(spec):
         if os.path.normpath(str(m.get("destination", ""))) == os.path.normpath(destination):
             source = str(m.get("source", ""))
     return source
@@ -73,7 +74,7 @@ def plan_remaps(spec: dict, bundle: str, known_sources: set[str]) -> list[Remap]
     known_sources: sources restore creates itself (named volumes).
     """
     remaps = []
-    for m in bind_mounts(spec):
+    for m in volumes.bind_entries(spec):
         source = str(m.get("source", ""))
         dest = os.path.normpath(str(m.get("destination", "")))
         if not source or not os.path.isabs(source) or os.path.lexists(source) \
@@ -119,7 +120,7 @@ def apply_remaps(spec: dict, remaps: list[Remap], container_id: str) -> None:
             with open(r.new_source, "w", encoding="utf-8") as f:
                 f.write(contents.get(r.destination, ""))
             os.chmod(r.new_source, 0o644)
-    for m in bind_mounts(spec):
+    for m in volumes.bind_entries(spec):
         r = by_old.get(str(m.get("source", "")))
         if r is not None and os.path.normpath(str(m.get("destination", ""))) == r.destination:
             m["source"] = r.new_source

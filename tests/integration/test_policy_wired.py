@@ -131,7 +131,8 @@ def test_volumes_annotation_archives_extra_bind_mounts(make_bundle, containers, 
 @pytest.mark.parametrize("annotation,value", [
     ("io.runc-ckpt.compress", "lz4"), ("io.runc-ckpt.file-locks", "maybe"), ("io.runc-ckpt.retention", "-1"),
     ("io.runc-ckpt.export-dir", "/etc"), ("io.runc-ckpt.volumes", "relative"), ("io.runc-ckpt.hooks", "a/b"),
-    ("io.runc-ckpt.compression", "zstd"),
+    ("io.runc-ckpt.compression", "zstd"), ("io.runc-ckpt.volumes", "/not-mounted"),
+    ("io.runc-ckpt.volumes", "/proc"),
 ])
 def test_bad_annotation_fails_before_the_container_is_touched(make_bundle, containers, stack, tmp_path,
                                                               annotation, value):

@@ -10,18 +10,33 @@ from tests.integration.conftest import wait_for
 from tests.integration.test_restore_import_real import SCRIPT, as_new_host, restore_env
 
 
-def test_export_then_import_roundtrip(make_bundle, containers, busybox_lower, tmp_path, runc_ckpt_bin):
-    b = make_bundle(args=["sh", "-c", SCRIPT], volumes={"vol1": "/data"})
+def run_and_export(runc_ckpt_bin: str, containers, b, archive, env: dict) -> tuple[str, int]:
+    """Start the bundle, let its counter run, checkpoint --export it: (container ID, counter when stopped)."""
     cid = containers.run(b)
     wait_for(lambda: b.counter() > 3, what="counter to start")
-    env = restore_env(tmp_path)
-    archive = tmp_path / "export.tar.zst"
     out = subprocess.run([runc_ckpt_bin, "--root", str(containers.root), "checkpoint", "--export", str(archive),
                           cid], stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env, timeout=120,
                          check=False)
     assert out.returncode == 0, out.stderr
+    return cid, b.counter()
+
+
+def import_and_continue(runc_ckpt_bin: str, containers, archive, b, cid: str, before: int, env: dict) -> None:
+    """restore --import, detached, the ID taken from the archive; the counter must go on from `before`."""
+    out = subprocess.run([runc_ckpt_bin, "--root", str(containers.root), "restore", "--import", str(archive),
+                          "--bundle", str(b.path), "-d"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, text=True, env=env, timeout=120, check=False)
+    assert out.returncode == 0, out.stderr
+    assert containers.status(cid) == "running"
+    wait_for(lambda: b.counter() > before + 2, what="counter to continue after restore")
+
+
+def test_export_then_import_roundtrip(make_bundle, containers, busybox_lower, tmp_path, runc_ckpt_bin):
+    b = make_bundle(args=["sh", "-c", SCRIPT], volumes={"vol1": "/data"})
+    env = restore_env(tmp_path)
+    archive = tmp_path / "export.tar.zst"
+    cid, before = run_and_export(runc_ckpt_bin, containers, b, archive, env)
     assert containers.status(cid) is None
-    before = b.counter()
     as_new_host(b, busybox_lower)
 
     info = subprocess.run([runc_ckpt_bin, "inspect", "--format", "json", str(archive)], capture_output=True,
@@ -30,12 +45,7 @@ def test_export_then_import_roundtrip(make_bundle, containers, busybox_lower, tm
     assert json.loads(info.stdout)["engine"] == "runc-ckpt"
     assert json.loads(info.stdout)["verified"] is True
 
-    out = subprocess.run([runc_ckpt_bin, "--root", str(containers.root), "restore", "--import", str(archive),
-                          "--bundle", str(b.path), "-d"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.PIPE, text=True, env=env, timeout=120, check=False)
-    assert out.returncode == 0, out.stderr
-    assert containers.status(cid) == "running"  # the ID came from the archive
-    wait_for(lambda: b.counter() > before + 2, what="counter to continue after restore")
+    import_and_continue(runc_ckpt_bin, containers, archive, b, cid, before, env)
     assert (b.rootfs / "newfile").read_text() == "new\n"
     assert not (b.rootfs / "etc" / "lower-file").exists()
     assert (b.volumes["vol1"] / "sub" / "v").read_text() == "kept\n"
@@ -49,22 +59,34 @@ def test_full_rootfs_export_restores_into_an_empty_rootfs(make_bundle, container
     subprocess.run(["umount", str(b.rootfs)], check=True)
     b.mounted = False
     subprocess.run(["cp", "-a", f"{busybox_lower}/.", str(b.rootfs)], check=True)
-    cid = containers.run(b)
-    wait_for(lambda: b.counter() > 3, what="counter to start")
     env = restore_env(tmp_path)
     archive = tmp_path / "full.tar.zst"
-    out = subprocess.run([runc_ckpt_bin, "--root", str(containers.root), "checkpoint", "--export", str(archive),
-                          cid], stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env, timeout=120,
-                         check=False)
-    assert out.returncode == 0, out.stderr
-    before = b.counter()
+    cid, before = run_and_export(runc_ckpt_bin, containers, b, archive, env)
     subprocess.run(["rm", "-rf", str(b.rootfs)], check=True)
     b.rootfs.mkdir()
-    out = subprocess.run([runc_ckpt_bin, "--root", str(containers.root), "restore", "--import", str(archive),
-                          "--bundle", str(b.path), "-d"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.PIPE, text=True, env=env, timeout=120, check=False)
-    assert out.returncode == 0, out.stderr
-    assert containers.status(cid) == "running"
-    wait_for(lambda: b.counter() > before + 2, what="counter to continue after restore")
+    import_and_continue(runc_ckpt_bin, containers, archive, b, cid, before, env)
     assert (b.rootfs / "newfile").read_text() == "new\n"
     assert not (b.rootfs / "etc" / "lower-file").exists()
+
+
+def test_bind_mount_listed_in_volumes_annotation_round_trips(make_bundle, containers, busybox_lower, tmp_path,
+                                                             runc_ckpt_bin):
+    """io.runc-ckpt.volumes: a host dir bind mount travels in the archive beside the named volume."""
+    host = tmp_path / "host-data"
+    host.mkdir()
+    b = make_bundle(args=["sh", "-c", "mkdir -p /extra/sub; echo bound > /extra/sub/b; " + SCRIPT],
+                    volumes={"vol1": "/data"})
+    spec = b.config()
+    spec["mounts"].append({"destination": "/extra", "type": "bind", "source": str(host), "options": ["rbind", "rw"]})
+    spec["annotations"] = {"io.runc-ckpt.volumes": "/extra"}
+    b.write_config(spec)
+    env = restore_env(tmp_path)
+    archive = tmp_path / "export.tar.zst"
+    cid, before = run_and_export(runc_ckpt_bin, containers, b, archive, env)
+    as_new_host(b, busybox_lower)
+    subprocess.run(["rm", "-rf", str(host / "sub")], check=True)
+
+    import_and_continue(runc_ckpt_bin, containers, archive, b, cid, before, env)
+    assert (host / "sub" / "b").read_text() == "bound\n"
+    assert (b.volumes["vol1"] / "sub" / "v").read_text() == "kept\n"
+    assert not [n for n in os.listdir(host) if n.startswith(".runc-ckpt")]

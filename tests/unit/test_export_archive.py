@@ -90,6 +90,33 @@ def test_ignore_rootfs_and_volumes(tmp_path, rootfs):
     assert doc["bind_mounts"][0]["archived_as"] is None
 
 
+def test_listed_bind_mount_is_archived_as_a_volume(tmp_path, rootfs):
+    host = tmp_path / "host-data"
+    (host / "sub").mkdir(parents=True)
+    (host / "sub" / "marker").write_text("extra")
+    spec = {"mounts": [{"destination": "/my-data", "type": "bind", "source": str(host), "options": ["rbind"]},
+                       {"destination": "/host", "type": "bind", "source": "/etc"}]}
+    result = export.write_archive(request(tmp_path, rootfs, spec=spec, extra_volumes=("/my-data",)))
+    m = read_members(result.archive)
+    assert inner(m["volumes/bind-my%2ddata.tar"])["sub/marker"].data == b"extra"
+    assert manifest_of(m)["bind_mounts"] == [
+        {"destination": "/my-data", "source": str(host), "archived_as": "bind-my%2ddata"},
+        {"destination": "/host", "source": "/etc", "archived_as": None}]
+    assert result.volumes == ["bind-my%2ddata"]
+
+    skipped = export.write_archive(request(tmp_path, rootfs, spec=spec, extra_volumes=("/my-data",),
+                                           include_volumes=False))
+    assert not any(n.startswith("volumes/") for n in read_members(skipped.archive))
+    assert manifest_of(read_members(skipped.archive))["bind_mounts"][0]["archived_as"] is None
+
+
+def test_listed_destination_without_bind_mount_writes_nothing(tmp_path, rootfs):
+    req = request(tmp_path, rootfs, extra_volumes=("/nowhere",))
+    with pytest.raises(RuncCkptError, match=r"annotation io\.runc-ckpt\.volumes: /nowhere is not a bind mount"):
+        export.write_archive(req)
+    assert leftovers(Path(req.archive).parent) == []
+
+
 def test_replaces_existing_file_atomically(tmp_path, rootfs):
     req = request(tmp_path, rootfs)
     Path(req.archive).write_bytes(b"old archive")

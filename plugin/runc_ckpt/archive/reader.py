@@ -13,6 +13,7 @@ directories is written here; the caller applies only after verify().
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import queue
@@ -26,6 +27,8 @@ from runc_ckpt.archive import compression, layout, manifest, safeextract
 from runc_ckpt.archive.manifest import MemberDigest
 from runc_ckpt.archive.tarstream import TarStream
 from runc_ckpt.errors import RuncCkptError
+from runc_ckpt.globalflags import GlobalFlags
+from runc_ckpt.progress import NullProgress, Progress
 
 # Members read into memory are small JSON files; a bigger one is hostile.
 MAX_SMALL_MEMBER = 16 << 20
@@ -126,6 +129,27 @@ class ReadAhead:
             except queue.Empty:
                 pass
             self._thread.join(timeout=0.05)
+
+
+class CountedFile:
+    """The archive file, counting the compressed bytes read on a progress display.
+
+    The decompressor reads it in pieces of ~128 KiB (1 MiB uncompressed), so
+    update() runs per piece; all reads happen in ReadAhead's thread, the only
+    one that touches the display until it is joined.
+    """
+
+    def __init__(self, raw: io.BufferedReader, progress: Progress | NullProgress) -> None:
+        self._raw = raw
+        self._progress = progress
+
+    def peek(self, n: int) -> bytes:
+        return self._raw.peek(n)
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._raw.read(n)
+        self._progress.update(len(data))
+        return data
 
 
 class HashPipe:
@@ -272,18 +296,23 @@ class Staged:
                 raise RuncCkptError(f"archive {self.path} does not match its manifest: {problems[0]}{more}")
 
 
-def stage(path: str, targets: Targets, what_is_required: str = layout.CHECKPOINT_DIR) -> Staged:
-    """Read the archive at path once and stage it; on any error remove what was staged and raise."""
+def stage(path: str, targets: Targets, what_is_required: str = layout.CHECKPOINT_DIR,
+          flags: GlobalFlags | None = None) -> Staged:
+    """Read the archive at path once and stage it; on any error remove what was staged and raise.
+
+    `flags` decide whether a progress display (compressed bytes of the file) is shown; None: never.
+    """
     staged = Staged(path=path)
     try:
         raw = open(path, "rb")
     except OSError as e:
         raise RuncCkptError(f"cannot open archive {path}: {e.strerror}") from None
+    shown = Progress.create(flags, "import", os.fstat(raw.fileno()).st_size) if flags else NullProgress()
     reader: ReadAhead | None = None
     hasher = HashPipe()
     try:
         staged.compression = compression.detect(raw.peek(4)[:4])
-        stream = compression.decompressing_reader(raw)
+        stream = compression.decompressing_reader(CountedFile(raw, shown))  # type: ignore[arg-type]
         reader = ReadAhead(stream, path)
         tar = TarStream(reader, f"archive {path}")
         count = 0
@@ -319,6 +348,7 @@ def stage(path: str, targets: Targets, what_is_required: str = layout.CHECKPOINT
         if reader is not None:
             reader.close()
         raw.close()
+        shown.close()
 
 
 def _stage_member(tar: TarStream, m: tarfile.TarInfo, staged: Staged, targets: Targets, hasher: HashPipe) -> None:

@@ -29,6 +29,7 @@ from typing import BinaryIO
 
 from runc_ckpt.archive.manifest import MemberDigest
 from runc_ckpt.errors import RuncCkptError
+from runc_ckpt.progress import NullProgress, Progress
 
 BLOCK = 512
 CHUNK = 1 << 20            # copy/aggregation size: big writes keep the compressor and hasher busy
@@ -180,9 +181,12 @@ class TarWriter:
     need them both, and a separate writer thread only added GIL hand-offs.
     The multi-threaded compressor already overlaps its compression with our
     reading, and hashlib and zstd both release the GIL on big buffers.
+    Member data bytes are counted on `progress` once per hand-off, never per
+    small file, so a display costs the hot loop nothing.
     """
 
-    def __init__(self, out: BinaryIO, on_change: Callable[[str], None] | None = None) -> None:
+    def __init__(self, out: BinaryIO, on_change: Callable[[str], None] | None = None,
+                 progress: Progress | NullProgress | None = None) -> None:
         self._out = out
         self._buf = bytearray()
         self._hasher: hashlib._Hash | None = None
@@ -193,6 +197,8 @@ class TarWriter:
         self._readbuf = bytearray(CHUNK)
         self.members: dict[str, MemberDigest] = {}
         self.on_change = on_change or (lambda _msg: None)
+        self._progress = progress or NullProgress()
+        self._unreported = 0        # member data bytes handed on but not yet counted on _progress
 
     # -- low level --------------------------------------------------------------------------
     def _flush(self) -> None:
@@ -204,6 +210,11 @@ class TarWriter:
         self._hash_from = 0
         self._out.write(self._buf)  # the compressor copies what it keeps, so the buffer is reusable
         self._buf.clear()
+        self._report()
+
+    def _report(self) -> None:
+        self._progress.update(self._unreported)
+        self._unreported = 0
 
     def _put(self, data: bytes | bytearray | memoryview) -> None:
         if len(data) >= CHUNK:
@@ -211,6 +222,7 @@ class TarWriter:
             if self._hasher is not None:
                 self._hasher.update(data)
             self._out.write(data)
+            self._report()
         else:
             self._buf += data
             if len(self._buf) >= CHUNK:
@@ -218,9 +230,11 @@ class TarWriter:
 
     def _data(self, data: bytes | bytearray | memoryview) -> None:
         """Member data: counted against what the header announced."""
-        if len(data) > self._left:
+        n = len(data)
+        if n > self._left:
             raise RuncCkptError(f"internal error: archive member {self._member} overflows its announced size")
-        self._left -= len(data)
+        self._left -= n
+        self._unreported += n
         self._put(data)
 
     def _zeros(self, n: int) -> None:
@@ -249,7 +263,9 @@ class TarWriter:
         self._put(_ZEROS[:padding(self._announced)])
 
     def add_bytes(self, name: str, data: bytes, mode: int = 0o600, mtime: int = 0) -> None:
+        """Metadata made here, not input read: left out of the progress count (before _data, never below 0)."""
         self.begin(name, len(data), mode, mtime)
+        self._unreported -= len(data)
         self._data(data)
         self.end()
 

@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 
 from runc_ckpt import (cmdflags, config, configdump, containerstate, logrelay, ocispec, options, predump,
                        realrunc, runclog, stats_report)
-from runc_ckpt import autoexport, hooks, policy
+from runc_ckpt import autoexport, hooks, policy, volumes
 from runc_ckpt.archive import layout
 from runc_ckpt.containerstate import ContainerState
 from runc_ckpt.criu import features
@@ -92,6 +92,7 @@ def run(inv: Invocation) -> int:
         annotations = ocispec.annotations(spec)
         pol = policy.effective(cfg, annotations, given)
         runclog.debug(inv.flags, f"{st.id}: {pol.describe()}")
+        volumes.check_listed(spec, pol.volume_roots, pol.extra_volumes)
         targets.append(Target(raw, st, spec,
                               predump.plan(cfg.state_dir, st.id, caller, bool(parsed.pre_checkpoint),
                                            bool(parsed.with_previous)),
@@ -325,7 +326,8 @@ def export(runc: str, inv: Invocation, cfg: config.Config, p: cmdflags.Parsed, t
         include_volumes=not pol.ignore_volumes, volume_roots=list(pol.volume_roots),
         manifest_fields={"versions": configdump.versions(runc, inv.flags.criu),
                          "container": {"id": t.state.id, "name": dump["name"]},
-                         "options": opts})
+                         "options": opts},
+        flags=inv.flags, extra_volumes=pol.extra_volumes)
     try:
         result = exporter.write_archive(req)
     except RuncCkptError as e:
