@@ -41,7 +41,7 @@ def test_bare_containerd_checkpoints_are_exported_pruned_and_restorable(containe
         # The caller still gets exactly what runc produces.
         assert (images / "inventory.img").is_file()
         assert env.task_status(cid) == "RUNNING"
-      
+
         assert len(archives(export_dir, cid)) == min(i + 1, 2), sorted(p.name for p in export_dir.glob("*")) \
             if export_dir.is_dir() else "export_dir was never created"
     at_last_checkpoint = env.counter(cid)
@@ -81,7 +81,7 @@ def test_annotation_export_dir_applies_to_one_container(containerd, runc_ckpt_bi
     for cid in ("c-ann", "c-plain"):
         env.ctr("tasks", "checkpoint", "--image-path", str(tmp_path / cid), cid)
         assert (tmp_path / cid / "inventory.img").is_file()
-  
+
     names = [p.name for p in (root / "team-a").iterdir()] if (root / "team-a").is_dir() else []
     assert len(names) == 1 and re.fullmatch(r"c-ann-[0-9]{8}T[0-9]{6}\.[0-9]{6}Z\.tar\.gz", names[0]), names
     assert not any(p.name.startswith("c-plain") for p in root.rglob("*"))
@@ -92,7 +92,7 @@ def test_bad_annotation_fails_the_checkpoint_naming_it(containerd, runc_ckpt_bin
     env.run_counter("c-bad", runc_ckpt_bin, annotations={"io.runc-ckpt.file-locks": "maybe"})
     wait_for(lambda: env.counter("c-bad") > 3, what="counter to start")
     out = env.ctr("tasks", "checkpoint", "--image-path", str(tmp_path / "img"), "c-bad", check=False)
-  
+
     assert out.returncode != 0
     assert "annotation io.runc-ckpt.file-locks" in out.stderr, out.stderr
     assert env.task_status("c-bad") == "RUNNING"

@@ -7,7 +7,6 @@ when the test fails.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
 import uuid

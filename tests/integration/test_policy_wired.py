@@ -124,7 +124,7 @@ def test_volumes_annotation_archives_extra_bind_mounts(make_bundle, containers, 
     assert out.returncode == 0, out.stderr
     got = members(tmp_path / "a")
     volume_tars = [n for n in got if n.startswith("volumes/") and n.endswith(".tar")]
-  
+
     assert any(any(name.endswith("marker.txt") for name in inner_names(got[n])) for n in volume_tars), volume_tars
 
 

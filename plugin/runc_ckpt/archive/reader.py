@@ -25,7 +25,7 @@ from typing import BinaryIO
 
 from runc_ckpt.archive import compression, layout, manifest, safeextract
 from runc_ckpt.archive.manifest import MemberDigest
-from runc_ckpt.archive.tarstream import TarStream
+from runc_ckpt.archive.tarstream import TarStream, ViewReader
 from runc_ckpt.errors import RuncCkptError
 from runc_ckpt.globalflags import GlobalFlags
 from runc_ckpt.progress import NullProgress, Progress
@@ -43,7 +43,7 @@ class CorruptStream(RuncCkptError):
     """The compressed stream itself could not be read or decoded."""
 
 
-class ReadAhead:
+class ReadAhead(ViewReader):
     """Decompress in a background thread so decompression overlaps hashing and writing.
 
     zstandard and zlib release the GIL while they work, so this uses the
@@ -105,16 +105,6 @@ class ReadAhead:
         self._view = self._view[len(v):]
         self.delivered += len(v)
         return v
-
-    def read(self, n: int) -> bytes:
-        out = []
-        while n > 0:
-            v = self.read_view(n)
-            if not v:
-                break
-            out.append(bytes(v))
-            n -= len(v)
-        return b"".join(out)
 
     def tell(self) -> int:
         return self.delivered
@@ -186,7 +176,7 @@ class HashPipe:
         self._thread.join(timeout=5)
 
 
-class MemberSource:
+class MemberSource(ViewReader):
     """The current member's bytes as a Source, hashed and counted for the manifest check."""
 
     def __init__(self, tar: TarStream, size: int, hasher: HashPipe) -> None:
@@ -205,16 +195,6 @@ class MemberSource:
 
     def hexdigest(self) -> str:
         return self._hasher.digest(self.sha)
-
-    def read(self, n: int) -> bytes:
-        out = []
-        while n > 0:
-            v = self.read_view(n)
-            if not v:
-                break
-            out.append(bytes(v))
-            n -= len(v)
-        return b"".join(out)
 
     def tell(self) -> int:
         return self.size - self.left

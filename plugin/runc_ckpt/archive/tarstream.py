@@ -76,7 +76,27 @@ class FileSource:
         return self._pos
 
 
-class TarStream:
+class ViewReader:
+    """read(n) for the readers here, built on their zero-copy read_view(n).
+
+    tarfile needs a file-like read(); the hot copy loops use read_view().
+    """
+
+    def read_view(self, n: int) -> memoryview:
+        raise NotImplementedError
+
+    def read(self, n: int) -> bytes:
+        out = []
+        while n > 0:
+            v = self.read_view(n)
+            if not v:
+                break
+            out.append(bytes(v))
+            n -= len(v)
+        return b"".join(out)
+
+
+class TarStream(ViewReader):
     """Iterate the members of a tar read from a Source; read_view() gives the current member's data.
 
     `ended` tells whether the end-of-archive zero block was seen: a stream cut
@@ -123,16 +143,6 @@ class TarStream:
             raise RuncCkptError(f"{self.what} is truncated")
         self._left -= len(v)
         return v
-
-    def read(self, n: int) -> bytes:
-        out = []
-        while n > 0:
-            v = self.read_view(n)
-            if not v:
-                break
-            out.append(bytes(v))
-            n -= len(v)
-        return b"".join(out)
 
     def _skip_rest(self) -> None:
         while self._left > 0:
