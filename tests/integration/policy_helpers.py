@@ -11,6 +11,7 @@ from pathlib import Path
 
 from runc_ckpt.archive import compression
 from tests.conftest import require_tool
+from tests.integration.conftest import Bundle, Containers, wait_for
 
 
 @dataclass
@@ -67,3 +68,21 @@ def inner_names(tar_bytes: bytes) -> list[str]:
 def magic(archive: Path) -> str:
     with open(archive, "rb") as f:
         return compression.detect(f.read(4))
+
+
+def start(make_bundle, containers: Containers, annotations: dict[str, str] | None = None,
+          volumes: dict[str, str] | None = None) -> tuple[Bundle, str]:
+    b = make_bundle(volumes=volumes)
+    if annotations:
+        spec = b.config()
+        spec["annotations"] = annotations
+        b.write_config(spec)
+    cid = containers.run(b)
+    wait_for(lambda: b.counter() > 3, what="counter to start")
+    return b, cid
+
+
+def still_running(containers: Containers, b: Bundle, cid: str) -> None:
+    assert containers.status(cid) == "running"
+    now = b.counter()
+    wait_for(lambda: b.counter() > now + 2, what="container to keep running")

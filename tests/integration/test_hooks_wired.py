@@ -12,7 +12,7 @@ import yaml
 
 from tests.conftest import REPO
 from tests.integration.conftest import Bundle, Containers, wait_for
-from tests.integration.policy_helpers import Stack, make_stack
+from tests.integration.policy_helpers import Stack, make_stack, start, still_running
 
 
 @pytest.fixture
@@ -44,23 +44,6 @@ def add_notify(tmp_path: Path) -> Path:
     notify["hook"]["env"] = ["PATH=/usr/local/bin:/usr/bin:/bin", f"NOTIFY_LOG={log}"]
     (tmp_path / "hooks.d" / "notify.yaml").write_text(yaml.safe_dump(notify))
     return log
-
-
-def start(make_bundle, containers: Containers, annotations: dict[str, str] | None = None) -> tuple[Bundle, str]:
-    b = make_bundle()
-    if annotations:
-        spec = b.config()
-        spec["annotations"] = annotations
-        b.write_config(spec)
-    cid = containers.run(b)
-    wait_for(lambda: b.counter() > 3, what="counter to start")
-    return b, cid
-
-
-def still_running(containers: Containers, b: Bundle, cid: str) -> None:
-    assert containers.status(cid) == "running"
-    now = b.counter()
-    wait_for(lambda: b.counter() > now + 2, what="container to keep running")
 
 
 def checkpoint(stack: Stack, tmp_path: Path, cid: str) -> tuple[object, Path]:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import Bundle, Containers, wait_for
-from tests.integration.policy_helpers import Stack, inner_names, magic, make_stack, members
+from tests.integration.conftest import Containers, wait_for
+from tests.integration.policy_helpers import Stack, inner_names, magic, make_stack, members, start, still_running
 
 STAMP = r"-[0-9]{8}T[0-9]{6}\.[0-9]{6}Z"
 
@@ -17,24 +17,6 @@ STAMP = r"-[0-9]{8}T[0-9]{6}\.[0-9]{6}Z"
 @pytest.fixture
 def stack(runc_ckpt_bin: str, containers: Containers, tmp_path: Path) -> Stack:
     return make_stack(runc_ckpt_bin, containers.root, tmp_path / "stack")
-
-
-def start(make_bundle, containers: Containers, annotations: dict[str, str] | None = None,
-          volumes: dict[str, str] | None = None) -> tuple[Bundle, str]:
-    b = make_bundle(volumes=volumes)
-    if annotations:
-        spec = b.config()
-        spec["annotations"] = annotations
-        b.write_config(spec)
-    cid = containers.run(b)
-    wait_for(lambda: b.counter() > 3, what="counter to start")
-    return b, cid
-
-
-def still_running(containers: Containers, b: Bundle, cid: str) -> None:
-    assert containers.status(cid) == "running"
-    now = b.counter()
-    wait_for(lambda: b.counter() > now + 2, what="container to keep running")
 
 
 def test_compression_flag_beats_annotation_beats_config(make_bundle, containers, stack, tmp_path):
