@@ -37,7 +37,9 @@ import sys
 import tarfile
 import tempfile
 import time
+from pathlib import Path
 
+REPO = str(Path(__file__).resolve().parent.parent)
 PODMAN_S_PER_MIB_ROOTFS = 9.6 / 2048
 PODMAN_S_PER_MIB_VOLUME = 3.5 / 1024
 FILE_MIB = 16
@@ -154,19 +156,6 @@ def _timed(argv: list[str]) -> tuple[float, float, float]:
     return elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
 
 
-PODMAN_CONF = """[containers]
-default_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]
-netns = "none"
-[engine]
-runtime = "runc"
-cgroup_manager = "cgroupfs"
-events_logger = "file"
-events_logfile_path = "{d}/events.log"
-lock_type = "file"
-tmp_dir = "{d}/tmp"
-static_dir = "{d}/root/libpod"
-volume_path = "{d}/root/volumes"
-"""
 
 
 def _write_data(directory: str, mib: int) -> None:
@@ -182,36 +171,23 @@ def _write_data(directory: str, mib: int) -> None:
 
 def podman_compare(work: str, rootfs_mib: int, volume_mib: int) -> None:
     """Time a full restore of the same podman export with runc-ckpt and with podman."""
-    # podman refuses a runroot path longer than 50 characters
-    d = tempfile.mkdtemp(prefix="rbp-", dir="/tmp")
-    env = dict(os.environ, CONTAINERS_CONF=os.path.join(d, "containers.conf"),
-               CONTAINERS_STORAGE_CONF=os.path.join(d, "storage.conf"))
-    with open(env["CONTAINERS_CONF"], "w") as f:
-        f.write(PODMAN_CONF.format(d=d))
-    with open(env["CONTAINERS_STORAGE_CONF"], "w") as f:
-        f.write(f'[storage]\ndriver = "overlay"\ngraphroot = "{d}/root"\nrunroot = "{d}/run"\n')
-    os.makedirs(os.path.join(d, "tmp"))
-    podman = ["podman", "--root", f"{d}/root", "--runroot", f"{d}/run", "--storage-driver", "overlay"]
+    # The same private podman as the tests (tests/podman_env.py), with the real
+    # runc under a private root as its runtime: nothing of the host's podman or
+    # /run/runc is used. Not under `work`: podman refuses a runroot over 50 characters.
+    sys.path.insert(0, REPO)
+    from tests.podman_env import PodmanEnv, build_busybox_tar
+    env = PodmanEnv(Path(tempfile.mkdtemp(prefix="rbp-", dir="/tmp")), shutil.which("runc") or "runc")
 
-    def pm(*a: str, capture: bool = True) -> str:
-        return subprocess.run([*podman, *a], env=env, check=True, capture_output=capture, text=True,
-                              stdin=subprocess.DEVNULL).stdout.strip()
+    def pm(*a: str) -> str:
+        return env.podman(*a, timeout=1800).stdout.strip()
 
-    image_dir = os.path.join(work, "image")
-    for sub in ("bin", "etc", "tmp", "proc", "sys", "dev", "run", "data"):
-        os.makedirs(os.path.join(image_dir, sub))
-    shutil.copy("/bin/busybox", os.path.join(image_dir, "bin", "busybox"))
-    os.symlink("busybox", os.path.join(image_dir, "bin", "sh"))
-    with open(os.path.join(image_dir, "etc", "passwd"), "w") as f:
-        f.write("root:x:0:0:root:/root:/bin/sh\n")
-    image_tar = os.path.join(work, "image.tar")
-    subprocess.run(["tar", "-C", image_dir, "-cf", image_tar, "."], check=True)
+    image_tar = str(build_busybox_tar(Path(work) / "image.tar"))
     runc_root = os.path.join(work, "runc-root")
     cid = "bench-podman"
     try:
-        pm("import", "-q", image_tar, "localhost/bench:1")
+        env.import_image(Path(image_tar))
         pm("volume", "create", "bigvol")
-        pm("create", "--name", "big", "-v", "bigvol:/data", "localhost/bench:1", "/bin/busybox", "sh", "-c",
+        pm("create", "--name", "big", "-v", "bigvol:/data", env.image, "/bin/busybox", "sh", "-c",
            "while true; do /bin/busybox sleep 1; done")
         _write_data(os.path.join(pm("mount", "big"), "bigdata"), rootfs_mib)
         pm("unmount", "big")
@@ -253,15 +229,8 @@ def podman_compare(work: str, rootfs_mib: int, volume_mib: int) -> None:
         print(f"full restore, podman restore --import:   {podman_s:6.2f} s wall")
         print(f"ratio runc-ckpt/podman (same archive):   {ours_s / podman_s:5.2f}   (target <= 0.60)")
     finally:
-        subprocess.run([*podman, "rm", "-fa"], env=env, capture_output=True, check=False)
-        subprocess.run([*podman, "volume", "rm", "-fa"], env=env, capture_output=True, check=False)
-        subprocess.run([*podman, "rmi", "-fa"], env=env, capture_output=True, check=False)
         subprocess.run(["runc", "--root", runc_root, "delete", "--force", cid], capture_output=True, check=False)
-        with open("/proc/mounts") as f:
-            points = sorted({line.split()[1] for line in f if line.split()[1].startswith(d)}, reverse=True)
-        for p in points:
-            subprocess.run(["umount", "-l", p], check=False)
-        shutil.rmtree(d, ignore_errors=True)
+        env.teardown()
 
 
 def _fresh_target(base: str) -> tuple[str, str]:
