@@ -51,6 +51,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+from export_bench import pool  # noqa: E402  (the same semi-compressible data)
 
 MIB = 1 << 20
 DEFAULTS = {"memory": 256, "rootfs": 512, "smallfiles": 5000, "volume": 256, "usr": 256}
@@ -123,23 +124,12 @@ def timed(*argv: str) -> float:
 
 # ---------------------------------------------------------------- test data
 
-def _pool(rng: random.Random, n: int) -> bytes:
-    """Semi-compressible data (as bench/export_bench.py): a quarter random bytes, the rest log-like text."""
-    words = [b"GET", b"/api/v1/items", b"200", b"OK", b"user=%d", b"latency_ms", b"INFO", b"trace"]
-    lines = [b" ".join(rng.choice(words) for _ in range(8)) + b" %d\n" % rng.randrange(1 << 30)
-             for _ in range(4096)]
-    out = bytearray()
-    while len(out) < n:
-        out += rng.randbytes(4096) + b"".join(rng.choice(lines) for _ in range(200))[:12288]
-    return bytes(out[:n])
-
-
 def generate(case: str, size: int, dest: str) -> None:
     """The case's data under dest (run in a child process: it needs a big pool in memory)."""
     rng = random.Random(42)
     os.makedirs(dest)
     if case in ("rootfs", "volume"):
-        data = _pool(rng, 32 * MIB)
+        data = pool(rng, 32 * MIB)
         per_file = 64
         left, i = size, 0
         while left > 0:
@@ -150,7 +140,7 @@ def generate(case: str, size: int, dest: str) -> None:
             left -= per_file
             i += 1
     elif case == "smallfiles":
-        data = _pool(rng, 8 * MIB)
+        data = pool(rng, 8 * MIB)
         for i in range(size):
             d = os.path.join(dest, f"d{i // 1000:03d}")
             if i % 1000 == 0:

@@ -16,24 +16,14 @@ import pytest
 
 from runc_ckpt import cli
 from runc_ckpt.criu import stats
+from tests.criu_wire import field
 
 PID = os.getpid()
 
 
-def varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
 def stats_image(**dump: int) -> bytes:
     numbers = {name: num for num, name in stats.DUMP_FIELDS.items()}
-    body = b"".join(varint(numbers[k] << 3) + varint(v) for k, v in dump.items())
-    entry = varint(1 << 3 | 2) + varint(len(body)) + body
+    entry = field(1, b"".join(field(numbers[k], v) for k, v in dump.items()))
     return struct.pack("<III", stats.IMG_SERVICE_MAGIC, stats.STATS_MAGIC, len(entry)) + entry
 
 

@@ -5,22 +5,7 @@ from __future__ import annotations
 import struct
 
 from runc_ckpt.criu.rootmode import root_mode
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _field(number: int, value: int | bytes) -> bytes:
-    if isinstance(value, int):
-        return _varint(number << 3) + _varint(value)
-    return _varint(number << 3 | 2) + _varint(len(value)) + value
+from tests.criu_wire import field as _field
 
 
 def _image(path, magic: int, entries: list[bytes]) -> None:
