@@ -11,6 +11,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -114,6 +115,16 @@ def make_spec(args: list[str]) -> dict:
 def mount_overlay(lower: Path, upper: Path, work: Path, target: Path) -> None:
     subprocess.run(["mount", "-t", "overlay", "overlay", "-o",
                     f"lowerdir={lower},upperdir={upper},workdir={work}", str(target)], check=True)
+
+
+@contextmanager
+def mounted(*args: str) -> Iterator[None]:
+    """`mount ARGS...` for the block; the last argument is the mount point, unmounted after."""
+    subprocess.run(["mount", *args], check=True)
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", "-l", args[-1]], check=False)
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from tests.integration.conftest import COUNTER, wait_for
+from tests.integration.conftest import COUNTER, mounted, wait_for
 
 
 @dataclass
@@ -281,9 +281,8 @@ def tiny_fs(tmp_path):
     """A 16 KiB tmpfs: room for the export probe, not for an archive."""
     target = tmp_path / "tiny"
     target.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(target)], check=True)
-    yield target
-    subprocess.run(["umount", "-l", str(target)], check=False)
+    with mounted("-t", "tmpfs", "-o", "size=16k", "tmpfs", str(target)):
+        yield target
 
 
 def test_full_disk_during_export_keeps_the_images_and_says_where(make_bundle, containers, ckpt, tmp_path,

@@ -9,8 +9,6 @@ import os
 import stat
 import subprocess
 import tarfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -20,18 +18,9 @@ from runc_ckpt.criu import stats
 from runc_ckpt.errors import RuncCkptError
 from tests.conftest import require_tool
 from tests.export_helpers import capability_blob, inner, manifest_of, read_members, request
-from tests.integration.conftest import mount_overlay, runc, wait_for
+from tests.integration.conftest import mount_overlay, mounted, runc, wait_for
 
 LIST_CMD = {"zstd": "zstd -dc {f} | tar -tvf -", "gzip": "tar -tzvf {f}", "none": "tar -tvf {f}"}
-
-
-@contextmanager
-def mounted(*args: str) -> Iterator[None]:
-    subprocess.run(["mount", *args], check=True)
-    try:
-        yield
-    finally:
-        subprocess.run(["umount", "-l", args[-1]], check=False)
 
 
 def change_rootfs(root: Path) -> None:

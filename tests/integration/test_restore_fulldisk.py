@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import os
-import subprocess
 
 import pytest
 
 from tests.hostile import builder
 from tests.hostile.harness import make_target, snapshot
+from tests.integration.conftest import mounted
 
 
 @pytest.fixture
 def small_tmpfs(tmp_path):
     mnt = tmp_path / "small"
     mnt.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], check=True)
-    yield mnt
-    subprocess.run(["umount", "-l", str(mnt)], check=False)
+    with mounted("-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)):
+        yield mnt
 
 
 def test_full_disk_while_staging_rootfs_diff(small_tmpfs, tmp_path, runc_ckpt_bin):

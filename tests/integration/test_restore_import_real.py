@@ -20,7 +20,7 @@ from pathlib import Path
 
 import zstandard
 
-from tests.integration.conftest import COUNTER, mount_overlay, wait_for
+from tests.integration.conftest import COUNTER, mount_overlay, runc, wait_for
 
 SCRIPT = ("echo new > /newfile; rm /etc/lower-file; mkdir -p /data/sub; echo kept > /data/sub/v; "
           + COUNTER)
@@ -101,8 +101,7 @@ def test_restore_import_brings_back_process_diff_and_volume(make_bundle, contain
     cid = containers.run(b)
     wait_for(lambda: b.counter() > 3, what="counter to start")
     images = tmp_path / "images"
-    subprocess.run(["runc", "--root", str(containers.root), "checkpoint", "--image-path", str(images), cid],
-                   check=True, capture_output=True)
+    runc(containers.root, "checkpoint", "--image-path", str(images), cid)
     before = b.counter()
     archive = tmp_path / "ckpt.tar.zst"
     build_archive(archive, images, b, cid)
@@ -130,8 +129,7 @@ def test_restore_import_print_stats_and_tcp_close(make_bundle, containers, busyb
     cid = containers.run(b)
     wait_for(lambda: b.counter() > 3, what="counter to start")
     images = tmp_path / "images"
-    subprocess.run(["runc", "--root", str(containers.root), "checkpoint", "--image-path", str(images), cid],
-                   check=True, capture_output=True)
+    runc(containers.root, "checkpoint", "--image-path", str(images), cid)
     archive = tmp_path / "ckpt.tar.zst"
     build_archive(archive, images, b, cid)
     out = subprocess.run([runc_ckpt_bin, "--root", str(containers.root), "restore", "--import", str(archive),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 
-from tests.integration.conftest import wait_for
+from tests.integration.conftest import runc, wait_for
 
 
 def test_tcp_close_with_existing_criu_annotation(make_bundle, containers, tmp_path, runc_ckpt_bin):
@@ -18,8 +18,7 @@ def test_tcp_close_with_existing_criu_annotation(make_bundle, containers, tmp_pa
     cid = containers.run(b)
     wait_for(lambda: b.counter() > 3, what="counter to start")
     images = tmp_path / "images"
-    subprocess.run(["runc", "--root", str(containers.root), "checkpoint", "--image-path", str(images), cid],
-                   check=True, capture_output=True)
+    runc(containers.root, "checkpoint", "--image-path", str(images), cid)
     before = b.counter()
     work = tmp_path / "work"
     out = subprocess.run([runc_ckpt_bin, "--root", str(containers.root), "restore", "-d", "--tcp-close",
