@@ -25,7 +25,7 @@ For each case three contenders run one after another, on the same image
           volume | zstd -T0 -3` of the same bytes, both timed, summed.
 Ours is started by a small meter process (see METER) so that peak RSS is
 measured two ways: "py" is VmHWM of runc-ckpt's own Python process, read by
-that process as it finishes (runc_ckpt.cli.main is called by a tiny
+that process as it finishes (runc_ckpt.frontend.cli.main is called by a tiny
 wrapper, exactly what the runc-ckpt-py entry point does); "tree" is the
 meter's getrusage(RUSAGE_CHILDREN).ru_maxrss, the largest single process of
 the whole call including runc and CRIU. Targets: ours/podman <= 0.5,
@@ -86,7 +86,7 @@ int main(int argc, char **argv) {
 # Runs runc-ckpt's Python entry point and leaves its peak RSS (VmHWM, KiB) in $BENCH_HWM.
 WRAPPER = r"""
 import os, sys
-from runc_ckpt.cli import main
+from runc_ckpt.frontend.cli import main
 rc = main(sys.argv[1:])
 with open("/proc/self/status") as f:
     hwm = next(line.split()[1] for line in f if line.startswith("VmHWM:"))

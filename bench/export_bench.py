@@ -7,7 +7,7 @@ Run (as root: it mounts an overlay):
 
 The test data sits in the upperdir of an overlay mounted in a temp dir, i.e.
 it is the container's rootfs diff. Each run of ours is a child process
-calling runc_ckpt.export.write_archive() (zstd level 3, one thread per core);
+calling runc_ckpt.checkpoint.export.write_archive() (zstd level 3, one thread per core);
 its peak RSS is getrusage(RUSAGE_CHILDREN).ru_maxrss read by a small meter
 process that starts it. Runs of ours and of tar|zstd alternate. Printed: best-of-N wall times, sizes,
 ratios ours/(tar|zstd) and our peak RSS. Targets: time ratio <= 1.25,
@@ -30,7 +30,7 @@ MIB = 1 << 20
 
 CHILD = r"""
 import sys
-from runc_ckpt.export import ExportRequest, write_archive
+from runc_ckpt.checkpoint.export import ExportRequest, write_archive
 base, out = sys.argv[1], sys.argv[2]
 write_archive(ExportRequest(
     archive=out, compress="zstd", level=3, threads=0,

@@ -125,9 +125,9 @@ def build_archive(workdir: str, rootfs_mib: int, volume_mib: int, volume_source:
 
 
 def child_ours(archive: str, bundle: str, volume: str) -> None:
-    """The import path of runc_ckpt.importer up to (not including) runc restore."""
-    from runc_ckpt import importer
+    """The import path of runc_ckpt.restore.importer up to (not including) runc restore."""
     from runc_ckpt.archive import reader
+    from runc_ckpt.restore import importer
     rootfs = os.path.join(bundle, "rootfs")
     import_dir = tempfile.mkdtemp(prefix=importer.IMPORT_PREFIX, dir=bundle)
     vols = importer._VolumeTargets(None, [os.path.dirname(os.path.dirname(volume))], ignore=False)

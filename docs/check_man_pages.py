@@ -11,9 +11,9 @@ drift the way podman's hack/xref-helpmsgs-manpages does:
   every such heading parses;
 - the flags on a command's page are exactly those its `--help` prints (the
   same names, short names, value-or-boolean, defaults and order); the global
-  flags on runc-ckpt(1) are exactly those runc_ckpt.globalflags parses;
+  flags on runc-ckpt(1) are exactly those runc_ckpt.frontend.globalflags parses;
 - links to other pages name pages that exist;
-- the defaults on runc-ckpt.yaml(5) are runc_ckpt.config.Config's;
+- the defaults on runc-ckpt.yaml(5) are runc_ckpt.settings.config.Config's;
 - the keys on runc-ckpt.yaml(5) (and runc-ckpt-hooks(5), once the hook schema
   exists) are exactly the keys of their JSON schema.
 
@@ -293,8 +293,8 @@ def _import_runc_ckpt(module: str):
 
 
 def global_flags() -> list[HelpFlag]:
-    """runc-ckpt's global flags as runc_ckpt.globalflags parses them, grouped by setting."""
-    globalflags = _import_runc_ckpt("runc_ckpt.globalflags")
+    """runc-ckpt's global flags as runc_ckpt.frontend.globalflags parses them, grouped by setting."""
+    globalflags = _import_runc_ckpt("runc_ckpt.frontend.globalflags")
     by_attr: dict[str, list[str]] = {}
     takes_value: dict[str, bool] = {}
     for table, is_value in ((globalflags.BOOL_FLAGS, False), (globalflags.VALUE_FLAGS, True)):
@@ -310,9 +310,9 @@ def global_flags() -> list[HelpFlag]:
 
 
 def config_defaults() -> dict[str, str | None]:
-    """runc_ckpt.config.Config's defaults, spelled as the page writes them (None: no default)."""
+    """runc_ckpt.settings.config.Config's defaults, spelled as the page writes them (None: no default)."""
     import dataclasses
-    config = _import_runc_ckpt("runc_ckpt.config")
+    config = _import_runc_ckpt("runc_ckpt.settings.config")
     defaults: dict[str, str | None] = {}
     for f in dataclasses.fields(config.Config):
         value = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
@@ -340,9 +340,9 @@ def compare_defaults(page: Page, defaults: dict[str, str | None]) -> None:
 
 
 def annotation_keys() -> list[str] | None:
-    """The io.runc-ckpt.* annotation keys runc_ckpt.policy accepts, or None before it exists."""
+    """The io.runc-ckpt.* annotation keys runc_ckpt.settings.policy accepts, or None before it exists."""
     try:
-        policy = _import_runc_ckpt("runc_ckpt.policy")
+        policy = _import_runc_ckpt("runc_ckpt.settings.policy")
     except ImportError:
         return None
     return [policy.ANNOTATION_PREFIX + key for key in policy.ANNOTATIONS]
@@ -368,7 +368,7 @@ def command_help(runc_ckpt: str, command: str) -> tuple[str | None, str]:
 
 def _command_exists(command: str) -> bool:
     """Whether runc-ckpt implements `command` yet (inspect arrives after the docs)."""
-    options = _import_runc_ckpt("runc_ckpt.options")
+    options = _import_runc_ckpt("runc_ckpt.commands.options")
     return hasattr(options, command.upper())
 
 
@@ -401,15 +401,15 @@ def check(docs: Path = DOCS, runc_ckpt: str | None = None) -> tuple[list[str], l
         elif path.name == GLOBAL_PAGE:
             if "GLOBAL OPTIONS" not in page.sections:
                 page.problem(1, "missing section ## GLOBAL OPTIONS")
-            compare(page, global_flags(), "runc_ckpt.globalflags")
+            compare(page, global_flags(), "runc_ckpt.frontend.globalflags")
             annotations = annotation_keys()
             if annotations is None:
-                notes.append(f"{path.name}: runc_ckpt.policy does not exist yet; annotations not compared")
+                notes.append(f"{path.name}: runc_ckpt.settings.policy does not exist yet; annotations not compared")
             else:
-                compare_keys(page, "ANNOTATIONS", annotations, "runc_ckpt.policy.ANNOTATIONS")
+                compare_keys(page, "ANNOTATIONS", annotations, "runc_ckpt.settings.policy.ANNOTATIONS")
         elif path.name in SCHEMA_PAGES:
             schema_name, required = SCHEMA_PAGES[path.name]
-            schema_path = REPO / "plugin" / "runc_ckpt" / "schemas" / schema_name
+            schema_path = REPO / "plugin" / "runc_ckpt" / "settings" / "schemas" / schema_name
             if schema_path.exists():
                 schema = json.loads(schema_path.read_text(encoding="utf-8"))
                 compare_keys(page, "KEYS", schema_keys(schema), schema_name)

@@ -1,7 +1,7 @@
 """Build CRIU images in its wire format for tests: protobuf varints and fields.
 
 Shared by the tests that feed synthetic stats and file images to our readers
-(runc_ckpt.criu.stats, runc_ckpt.criu.rootmode).
+(runc_ckpt.runtime.criu.stats, runc_ckpt.runtime.criu.rootmode).
 """
 
 from __future__ import annotations

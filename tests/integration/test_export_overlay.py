@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from runc_ckpt import export
-from runc_ckpt.criu import stats
-from runc_ckpt.errors import RuncCkptError
+from runc_ckpt.checkpoint import export
+from runc_ckpt.frontend.errors import RuncCkptError
+from runc_ckpt.runtime.criu import stats
 from tests.conftest import require_tool
 from tests.export_helpers import capability_blob, inner, manifest_of, read_members, request
 from tests.integration.conftest import mount_overlay, mounted, runc, wait_for

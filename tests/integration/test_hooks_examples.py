@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from runc_ckpt import hooks, policy
-from runc_ckpt.config import Config
-from runc_ckpt.errors import RuncCkptError
-from runc_ckpt.globalflags import GlobalFlags
+from runc_ckpt.frontend.errors import RuncCkptError
+from runc_ckpt.frontend.globalflags import GlobalFlags
+from runc_ckpt.settings import hooks, policy
+from runc_ckpt.settings.config import Config
 from tests.conftest import REPO, require_tool
 from tests.integration.conftest import runc, wait_for
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from runc_ckpt import cli
-from runc_ckpt.criu import stats
+from runc_ckpt.frontend import cli
+from runc_ckpt.runtime.criu import stats
 from tests.criu_wire import field
 
 PID = os.getpid()
@@ -619,7 +619,7 @@ def test_print_stats_is_podman_shaped_json_on_a_clean_stdout(env, capfd):
 
 @pytest.fixture
 def captured_export(monkeypatch):
-    from runc_ckpt import export
+    from runc_ckpt.checkpoint import export
     requests = []
 
     def fake(req):
@@ -697,8 +697,8 @@ def test_export_never_removes_a_callers_paths(env, captured_export):
 
 
 def test_failed_export_keeps_the_images_and_says_where(env, monkeypatch, capfd):
-    from runc_ckpt import export
-    from runc_ckpt.errors import RuncCkptError
+    from runc_ckpt.checkpoint import export
+    from runc_ckpt.frontend.errors import RuncCkptError
 
     def broken(req):
         raise RuncCkptError("writing archive out.tar failed: No space left on device")
@@ -736,7 +736,7 @@ def test_pre_checkpoint_export_keeps_the_chain(env, captured_export):
 
 def test_interrupt_during_runc_stops_before_export_and_says_where_the_images_are(env, monkeypatch, capfd,
                                                                                     captured_export):
-    from runc_ckpt import logrelay
+    from runc_ckpt.runtime import logrelay
     real_wait = logrelay._wait_through_interrupts
     monkeypatch.setattr(logrelay, "_wait_through_interrupts",
                         lambda *a, **k: (real_wait(*a, **k)[0], True))

@@ -6,9 +6,9 @@ import os
 
 import pytest
 
-from runc_ckpt import predump
-from runc_ckpt.errors import RuncCkptError
-from runc_ckpt.predump import CallerPaths
+from runc_ckpt.checkpoint import predump
+from runc_ckpt.checkpoint.predump import CallerPaths
+from runc_ckpt.frontend.errors import RuncCkptError
 
 
 def test_parent_must_be_relative_in_runcs_words(tmp_path):

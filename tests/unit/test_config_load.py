@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from runc_ckpt import config
-from runc_ckpt.errors import RuncCkptError
+from runc_ckpt.frontend import configfile
+from runc_ckpt.frontend.errors import RuncCkptError
+from runc_ckpt.settings import config
 
 
 @pytest.fixture(autouse=True)
@@ -20,7 +21,7 @@ def write(tmp_path, text, name="runc-ckpt.yaml"):
 
 
 def test_missing_default_file_gives_defaults(monkeypatch, tmp_path):
-    monkeypatch.setattr(config, "DEFAULT_PATH", str(tmp_path / "absent.yaml"))
+    monkeypatch.setattr(configfile, "DEFAULT_PATH", str(tmp_path / "absent.yaml"))
     cfg = config.load(None)
     assert cfg == config.Config()
     assert cfg.path is None
@@ -123,21 +124,21 @@ def test_schema_and_dataclass_list_the_same_keys():
     import dataclasses
     import json
     from importlib import resources
-    schema = json.loads(resources.files("runc_ckpt").joinpath("schemas", "config.schema.json").read_text())
+    schema = json.loads(resources.files("runc_ckpt.settings").joinpath("schemas", "config.schema.json").read_text())
     fields = {f.name for f in dataclasses.fields(config.Config)} - {"path", "keys"}
     assert set(schema["properties"]) == fields
 
 
 @pytest.mark.parametrize("level,debug", [("debug", True), ("warning", False)])
 def test_apply_log_level(level, debug):
-    from runc_ckpt.globalflags import GlobalFlags
+    from runc_ckpt.frontend.globalflags import GlobalFlags
     flags = GlobalFlags()
     config.apply_log_level(config.Config(log_level=level), flags)
     assert flags.debug is debug
 
 
 def test_apply_log_level_never_turns_debug_off():
-    from runc_ckpt.globalflags import GlobalFlags
+    from runc_ckpt.frontend.globalflags import GlobalFlags
     flags = GlobalFlags()
     flags.debug = True
     config.apply_log_level(config.Config(log_level="warning"), flags)
@@ -148,7 +149,7 @@ def test_config_loading_stays_off_the_pass_through_imports():
     """globalflags/realrunc/passthrough must not pull in yaml or jsonschema (the hot path)."""
     import subprocess
     import sys
-    code = ("import sys; import runc_ckpt.cli, runc_ckpt.globalflags, runc_ckpt.realrunc, runc_ckpt.passthrough, "
-            "runc_ckpt.config; print(sorted(m for m in ('yaml', 'jsonschema') if m in sys.modules))")
+    code = ("import sys; import runc_ckpt.frontend.cli, runc_ckpt.frontend.globalflags, runc_ckpt.frontend.realrunc, runc_ckpt.frontend.passthrough, "
+            "runc_ckpt.settings.config; print(sorted(m for m in ('yaml', 'jsonschema') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -6,9 +6,9 @@ import os
 
 import pytest
 
-from runc_ckpt.errors import RuncCkptError
-from runc_ckpt.podmanspec import bind_volume_destination
-from runc_ckpt.volumes import bind_mounts, bind_volume_name, check_listed, volume_name
+from runc_ckpt.frontend.errors import RuncCkptError
+from runc_ckpt.restore.podmanspec import bind_volume_destination
+from runc_ckpt.runtime.volumes import bind_mounts, bind_volume_name, check_listed, volume_name
 
 ROOTS = ["/var/lib/containers/storage/volumes", "/srv/vols/"]
 

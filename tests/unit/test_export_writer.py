@@ -12,7 +12,7 @@ import pytest
 
 from runc_ckpt.archive import writer
 from runc_ckpt.archive.writer import DIR, REG, SYM, Entry, TarWriter, TreePlan
-from runc_ckpt.errors import RuncCkptError
+from runc_ckpt.frontend.errors import RuncCkptError
 from runc_ckpt.rootfs.scan import Scanner
 from tests.export_helpers import capability_blob
 

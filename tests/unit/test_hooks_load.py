@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from runc_ckpt import hooks
-from runc_ckpt.errors import RuncCkptError
+from runc_ckpt.frontend.errors import RuncCkptError
+from runc_ckpt.settings import hooks
 
 
 def define(d, name, body, suffix=".json"):
@@ -134,7 +134,7 @@ def test_select_unknown_stage_is_a_programming_error():
 def test_schema_copy_in_hooks_folder_is_the_packaged_one():
     from pathlib import Path
     repo = Path(__file__).resolve().parents[2]
-    shipped = repo / "plugin" / "runc_ckpt" / "schemas" / "hook.schema.json"
+    shipped = repo / "plugin" / "runc_ckpt" / "settings" / "schemas" / "hook.schema.json"
     assert (repo / "hooks" / "hook.schema.json").read_text() == shipped.read_text()
 
 

@@ -42,7 +42,7 @@ def test_podman_shaped_text(tmp_path, runc_ckpt_bin):
 
 def test_engine_from_annotation():
     from runc_ckpt.archive.reader import Staged
-    from runc_ckpt.commands.inspect import engine_of
+    from runc_ckpt.archive.summary import engine_of
     assert engine_of(Staged("x", spec={"annotations": {"io.container.manager": "cri-o"}})) == "CRI-O"
     assert engine_of(Staged("x", spec={})) == "containerd"
     assert engine_of(Staged("x", spec={}, manifest_raw=b"{}")) == "runc-ckpt"

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from runc_ckpt import cmdflags, config, hooks, options
+from runc_ckpt.commands import cmdflags, options
+from runc_ckpt.settings import config, hooks
 from tests.conftest import REPO, require_tool
 
 DOCS = REPO / "docs"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from runc_ckpt.config import Config
-from runc_ckpt.errors import RuncCkptError
-from runc_ckpt.policy import ANNOTATIONS, effective
+from runc_ckpt.frontend.errors import RuncCkptError
+from runc_ckpt.settings.config import Config
+from runc_ckpt.settings.policy import ANNOTATIONS, effective
 
 P = "io.runc-ckpt."
 

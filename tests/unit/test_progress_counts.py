@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from runc_ckpt import export, progress
 from runc_ckpt.archive import reader
 from runc_ckpt.archive.writer import CHUNK, TarWriter
-from runc_ckpt.errors import RuncCkptError
-from runc_ckpt.globalflags import GlobalFlags
+from runc_ckpt.checkpoint import export
+from runc_ckpt.frontend import progress
+from runc_ckpt.frontend.errors import RuncCkptError
+from runc_ckpt.frontend.globalflags import GlobalFlags
 from runc_ckpt.rootfs.scan import Scanner
 from tests.export_helpers import request
 

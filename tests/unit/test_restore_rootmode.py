@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import struct
 
-from runc_ckpt.criu.rootmode import root_mode
+from runc_ckpt.runtime.criu.rootmode import root_mode
 from tests.criu_wire import field as _field
 
 

@@ -16,7 +16,7 @@ import tarfile
 from collections.abc import Iterator
 from typing import Protocol
 
-from runc_ckpt.errors import RuncCkptError
+from runc_ckpt.frontend.errors import RuncCkptError
 
 BLOCK = tarfile.BLOCKSIZE
 

@@ -1,137 +1,42 @@
 """`runc-ckpt inspect FILE`: what a checkpoint archive holds, without restoring it.
 
-Reads the archive once as a stream (nothing is written) and reports the
-container, the engine that made it, times, sizes of memory pages, rootfs
-diff and volumes, CRIU's dump statistics, the options used and whether the
-archive verifies. Works on podman's exports too (they carry no manifest, so
-only the layout is checked). Exits non-zero when verification fails.
+Reports the container, the engine that made it, times, sizes of memory
+pages, rootfs diff and volumes, CRIU's dump statistics, the options used and
+whether the archive verifies (archive.summary). Works on podman's exports
+too (they carry no manifest, so only the layout is checked). Exits non-zero
+when verification fails.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 
-from runc_ckpt import cmdflags, options, runclog
-from runc_ckpt.archive import layout, reader
-from runc_ckpt.criu import stats
-from runc_ckpt.errors import RuncCkptError
-from runc_ckpt.globalflags import Invocation
+from runc_ckpt.commands import cmdflags, options
+from runc_ckpt.frontend import runclog
+from runc_ckpt.frontend.errors import RuncCkptError
+from runc_ckpt.frontend.globalflags import Invocation
 
 USAGE = "runc-ckpt [global options] inspect [command options] <archive>"
 DESCRIPTION = "Show what a checkpoint archive (runc-ckpt's or podman's) holds, without restoring it."
-# checkpointctl's mapping of the io.container.manager annotation.
-ENGINES = {"libpod": "podman", "cri-o": "CRI-O"}
 
 
 def run(inv: Invocation) -> int:
-    if any(a in ("--help", "-help", "-h", "--h") for a in inv.args):
-        print(cmdflags.render_help(USAGE, DESCRIPTION, options.INSPECT), end="")
-        return 0
     p = cmdflags.parse(options.INSPECT, inv.args, "inspect")
+    if p.values["help"]:
+        sys.stdout.write(cmdflags.render_help(USAGE, DESCRIPTION, options.INSPECT))
+        return 0
     if len(p.positionals) != 1:
         raise RuncCkptError(f"inspect: expected one archive, got {len(p.positionals)}")
+    from runc_ckpt.archive import summary
     path = os.path.abspath(p.positionals[0])
-    staged = reader.stage(path, reader.Targets(None, None, None), what_is_required="")
-    problem = None
-    try:
-        staged.verify()
-        if not staged.has_inventory():
-            problem = f"archive {path} has no {layout.CHECKPOINT_DIR}/{layout.INVENTORY}"
-    except RuncCkptError as e:
-        problem = str(e)
-    info = describe(staged, path, problem)
+    info, problem = summary.inspect(path)
     if p.format == "json":
         print(json.dumps(info, indent=2))
     else:
-        print(render_text(info), end="")
+        print(summary.render_text(info), end="")
     if problem:
         raise RuncCkptError(problem)
     runclog.debug(inv.flags, f"inspect: {path} verified")
     return 0
-
-
-def engine_of(staged: reader.Staged) -> str:
-    if staged.manifest_raw is not None:
-        return "runc-ckpt"
-    annotations = (staged.spec or {}).get("annotations") or {}
-    return ENGINES.get(str(annotations.get("io.container.manager", "")), "containerd")
-
-
-def describe(staged: reader.Staged, path: str, problem: str | None) -> dict:
-    """Everything inspect reports, as one JSON-able dict."""
-    cfg = staged.config_dump or {}
-    man = staged.manifest or {}
-    container = man.get("container") or {}
-    pages = sum(d.size for n, d in staged.members.items()
-                if n.startswith(f"{layout.CHECKPOINT_DIR}/pages-") and n.endswith(".img"))
-    rootfs = staged.members.get(layout.ROOTFS_DIFF)
-    criu_stats: dict = {}
-    if staged.stats_dump is not None:
-        try:
-            criu_stats = stats.decode(staged.stats_dump).get("dump", {})
-        except RuncCkptError:
-            criu_stats = {}
-    checkpointed = cfg.get("checkpointedTime") or man.get("created")
-    if not checkpointed and staged.inventory_mtime:
-        import time
-        checkpointed = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(staged.inventory_mtime))
-    if staged.manifest_raw is None:
-        verification = "no manifest (podman archive): layout checked" if not problem else problem
-    else:
-        verification = f"manifest verified ({len(staged.members)} members)" if not problem else problem
-    return {
-        "archive": path,
-        "compression": staged.compression,
-        "archive_size": os.path.getsize(path),
-        "id": cfg.get("id") or container.get("id"),
-        "name": cfg.get("name") or container.get("name"),
-        "engine": engine_of(staged),
-        "runtime": cfg.get("runtime") or (man.get("versions") or {}).get("runc"),
-        "created": cfg.get("createdTime"),
-        "checkpointed": checkpointed,
-        "sizes": {
-            "memory_pages": pages,
-            "rootfs_diff": rootfs.size if rootfs else None,
-            "volumes": dict(sorted(staged.volume_sizes.items())),
-        },
-        "criu_statistics": criu_stats,
-        "options": man.get("options") or {},
-        "pre_checkpoint": layout.PRE_CHECKPOINT_DIR in staged.checkpoint_dirs,
-        "verified": problem is None,
-        "verification": verification,
-    }
-
-
-def _size(n: int | None) -> str:
-    if n is None:
-        return "-"
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n} B" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    return str(n)
-
-
-def render_text(info: dict) -> str:
-    sizes = info["sizes"]
-    rows = [
-        ("Archive", f"{info['archive']} ({info['compression']}, {_size(info['archive_size'])})"),
-        ("Container ID", info["id"] or "-"),
-        ("Name", info["name"] or "-"),
-        ("Engine", info["engine"]),
-        ("Runtime", info["runtime"] or "-"),
-        ("Created", info["created"] or "-"),
-        ("Checkpointed", info["checkpointed"] or "-"),
-        ("Memory pages", _size(sizes["memory_pages"])),
-        ("Rootfs diff", _size(sizes["rootfs_diff"])),
-    ]
-    vols = sizes["volumes"]
-    rows.append(("Volumes", ", ".join(f"{k} ({_size(v)})" for k, v in vols.items()) or "none"))
-    crit = info["criu_statistics"]
-    rows.append(("CRIU statistics", ", ".join(f"{k}={v}" for k, v in crit.items()) or "-"))
-    opts = info["options"]
-    rows.append(("Options", ", ".join(f"{k}={v}" for k, v in sorted(opts.items())) or "-"))
-    rows.append(("Verification", info["verification"]))
-    width = max(len(k) for k, _ in rows) + 2
-    return "".join(f"{k + ':':<{width}}{v}\n" for k, v in rows)

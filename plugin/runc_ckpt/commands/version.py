@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import subprocess
 
-from runc_ckpt import __version__, config, realrunc
-from runc_ckpt.globalflags import Invocation
+from runc_ckpt import __version__
+from runc_ckpt.frontend import realrunc
+from runc_ckpt.frontend.globalflags import Invocation
+from runc_ckpt.settings import config
 
 
 def run(inv: Invocation) -> int:

@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass
 
 from runc_ckpt.archive.writer import TreePlan
-from runc_ckpt.errors import RuncCkptError
+from runc_ckpt.frontend.errors import RuncCkptError
 from runc_ckpt.rootfs import mountinfo
 from runc_ckpt.rootfs.scan import SKIP, Scanner
 

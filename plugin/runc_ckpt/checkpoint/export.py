@@ -1,0 +1,330 @@
+"""Write a checkpoint export archive (podman's layout plus our manifest), atomically.
+
+`runc-ckpt checkpoint --export FILE` calls write_archive() once the CRIU
+images exist. Everything streams into one compressed tar with no
+intermediate files: the rootfs diff and each volume are uncompressed inner
+tars whose size comes from a stat pre-pass (see archive.writer).
+
+Atomicity: the archive is written to a hidden temp file beside FILE (same
+directory, so the final rename cannot cross filesystems and nothing is
+written elsewhere), mode 0600, fsynced (a helper thread flushes it as it
+grows, so the final fsync is short), renamed over FILE, then the directory
+is fsynced. Short writes are completed or reported as a full disk. Any failure -- a full disk, a runc-ckpt bug, SIGTERM,
+SIGINT or SIGHUP mid-export -- removes the temp file and raises
+RuncCkptError, so FILE is either the old file (or absent) or complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import signal
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+from runc_ckpt.archive import compression, layout, manifest
+from runc_ckpt.archive.manifest import MemberDigest
+from runc_ckpt.archive.writer import DIR, REG, Entry, TarWriter, TreePlan
+from runc_ckpt.frontend.errors import RuncCkptError
+from runc_ckpt.frontend.globalflags import GlobalFlags
+from runc_ckpt.frontend.progress import NullProgress, Progress
+from runc_ckpt.rootfs import diff
+from runc_ckpt.rootfs.scan import Scanner
+from runc_ckpt.runtime import volumes as volumes_mod
+
+_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+_ZSTD_LEVELS = range(1, 23)
+
+
+@dataclass
+class ExportRequest:
+    archive: str            # target FILE
+    compress: str           # "zstd" | "gzip" | "none"
+    level: int              # compression level (zstd 1-22, gzip clamps to 1-9)
+    threads: int            # zstd worker threads, 0 = one per core
+    image_dir: str          # directory holding the CRIU images to store
+    image_member: str       # layout.CHECKPOINT_DIR or layout.PRE_CHECKPOINT_DIR
+    work_dir: str           # holds stats-dump (and dump.log); may equal image_dir
+    bundle: str             # bundle directory
+    spec: dict              # the bundle's config.json as parsed (stored as spec.dump)
+    rootfs: str             # absolute container root path (runc state's "rootfs")
+    config_dump: dict       # podman-style config.dump content (built by the caller)
+    include_rootfs: bool    # False with --ignore-rootfs (or for a pre-checkpoint)
+    include_volumes: bool   # False with --ignore-volumes
+    volume_roots: list[str]  # where named volumes live: <root>/<name>/_data
+    manifest_fields: dict   # extra manifest keys from the caller: versions, container, options
+    flags: GlobalFlags | None = None  # decide whether a progress display is shown; None: never
+    extra_volumes: tuple[str, ...] = ()  # bind-mount destinations also archived as volumes (Policy.extra_volumes)
+
+
+@dataclass
+class ExportResult:
+    archive: str
+    size: int                       # bytes of the compressed file
+    members: dict[str, MemberDigest]
+    rootfs_kind: str                # "overlay-diff" | "full" | "none"
+    volumes: list[str]              # names archived
+    warnings: list[str] = field(default_factory=list)   # files that changed while being read
+
+
+class _Interrupted(BaseException):
+    """Raised from a signal handler; BaseException so no `except Exception` swallows it."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signame = signal.Signals(signum).name
+
+
+@contextlib.contextmanager
+def _interruptible() -> Iterator[dict]:
+    """Turn SIGTERM/SIGINT/SIGHUP into _Interrupted for the duration; restore the old handlers.
+
+    Only the first signal interrupts; later ones arrive while we clean up and
+    are dropped. Once state["done"] is set (the archive is in place) a signal
+    is held back and re-raised after the old handlers are back.
+    """
+    state: dict = {"fired": False, "done": False, "pending": None}
+    if threading.current_thread() is not threading.main_thread():
+        yield state                  # handlers can only be installed from the main thread
+        return
+
+    def handler(signum: int, _frame: object) -> None:
+        if state["done"]:
+            state["pending"] = signum
+        elif not state["fired"]:
+            state["fired"] = True
+            raise _Interrupted(signum)
+
+    old = {s: signal.signal(s, handler) for s in _SIGNALS}
+    try:
+        yield state
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+        if state["pending"] is not None:
+            signal.raise_signal(state["pending"])
+
+
+def _check_request(req: ExportRequest, target: str) -> None:
+    if req.compress not in compression.ALGORITHMS:
+        raise RuncCkptError(f"unknown compression {req.compress!r}: choose one of "
+                            f"{', '.join(compression.ALGORITHMS)}")
+    if req.compress == "zstd" and req.level not in _ZSTD_LEVELS:
+        raise RuncCkptError(f"zstd compression level {req.level} is out of range 1-22")
+    if req.image_member not in (layout.CHECKPOINT_DIR, layout.PRE_CHECKPOINT_DIR):
+        raise RuncCkptError(f"internal error: bad image member {req.image_member!r}")
+    directory = os.path.dirname(target)
+    if not os.path.isdir(directory):
+        raise RuncCkptError(f"export target directory {directory} does not exist")
+    if os.path.isdir(target):
+        raise RuncCkptError(f"export target {target} is a directory")
+    if not os.path.isdir(req.image_dir):
+        raise RuncCkptError(f"checkpoint image directory {req.image_dir} does not exist")
+
+
+def _rfc3339(now: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
+
+
+def _json(value: object) -> bytes:
+    return json.dumps(value).encode()
+
+
+@dataclass
+class _Plan:
+    """What an export reads, from the stat pre-pass, before a byte is written: the display's total."""
+
+    images: list[Entry]
+    rootfs: diff.RootfsPlan | None
+    volumes: dict[str, TreePlan]     # volume name -> its tree, in bind-mount order
+
+    @property
+    def total(self) -> int:
+        return (sum(e.size for e in self.images) + (self.rootfs.tree.size if self.rootfs else 0)
+                + sum(v.size for v in self.volumes.values()))
+
+
+def _plan(req: ExportRequest) -> _Plan:
+    """Stat every tree before the temp file exists: a missing volume fails early, and the display has a total."""
+    images = Scanner()
+    images.walk(req.image_dir, prefix=req.image_member + "/")
+    volumes: dict[str, TreePlan] = {}
+    if req.include_volumes:
+        for bm in volumes_mod.bind_mounts(req.spec, req.volume_roots, req.extra_volumes):
+            if bm.volume is None or bm.volume in volumes:
+                continue
+            if not os.path.isdir(bm.source):
+                raise RuncCkptError(f"volume {bm.volume}: data directory {bm.source} does not exist")
+            scan = Scanner()
+            scan.walk(bm.source)
+            volumes[bm.volume] = scan.plan()
+    return _Plan(images.entries, diff.plan(req.rootfs) if req.include_rootfs else None, volumes)
+
+
+def _add_images(tw: TarWriter, req: ExportRequest, entries: list[Entry], mtime: int) -> None:
+    """checkpoint/ (or pre-checkpoint/): every image file; CRIU's `parent` stays a symlink."""
+    tw.add_entry(Entry(req.image_member, DIR, os.stat(req.image_dir).st_mode, mtime=mtime))
+    for e in entries:                 # names (and hardlink targets) already carry the prefix
+        if e.kind == REG:
+            tw.add_file(e.name, e.source)  # type: ignore[arg-type]
+        else:
+            tw.add_entry(e)
+
+
+def _write_members(tw: TarWriter, req: ExportRequest, plan: _Plan, now: float) -> tuple[dict, list[str]]:
+    """All members but the manifest; returns (the manifest's "rootfs" entry, volumes archived)."""
+    mtime = int(now)
+    _add_images(tw, req, plan.images, mtime)
+    tw.add_bytes(layout.SPEC_DUMP, _json(req.spec), mtime=mtime)
+    tw.add_bytes(layout.CONFIG_DUMP, _json(req.config_dump), mtime=mtime)
+    tw.add_bytes(layout.NETWORK_STATUS, b"null", mtime=mtime)
+    stats = os.path.join(req.work_dir, layout.STATS_DUMP)
+    if os.path.isfile(stats):
+        tw.add_file(layout.STATS_DUMP, stats)
+
+    rootfs_info: dict = {"kind": diff.NONE, "root_mode": None}
+    if plan.rootfs is not None:
+        tw.add_tree(layout.ROOTFS_DIFF, plan.rootfs.tree, mtime)
+        tw.add_bytes(layout.DELETED_FILES, _json(plan.rootfs.deleted), mtime=mtime)
+        rootfs_info = {"kind": plan.rootfs.kind, "root_mode": plan.rootfs.root_mode}
+    elif req.rootfs and os.path.isdir(req.rootfs):
+        rootfs_info["root_mode"] = os.stat(req.rootfs).st_mode & 0o7777
+
+    if plan.volumes:
+        tw.add_entry(Entry(layout.VOLUMES_DIR, DIR, 0o700, mtime=mtime))
+    for name, tree in plan.volumes.items():
+        tw.add_tree(layout.volume_member(name), tree, mtime)
+    return rootfs_info, list(plan.volumes)
+
+
+class _EarlyWriteback:
+    """The temp file, flushed to disk by a helper thread while the archive is still being written.
+
+    The final fsync() is required for atomicity, but alone it would make us
+    wait at the end for the whole archive to reach the disk. A thread that
+    calls fdatasync() every few tens of MiB overlaps that I/O with the
+    compression (fdatasync releases the GIL). Its errors are ignored: the
+    final fsync() reports them. close() must run before the file is closed.
+    """
+
+    STEP = 64 << 20
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self._raw = raw
+        self._fd = raw.fileno()
+        self._written = 0
+        self._kicked = 0
+        self._kick = threading.Event()
+        self._closing = False
+        self._thread = threading.Thread(target=self._run, name="runc-ckpt-writeback", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            self._kick.wait()
+            self._kick.clear()
+            if self._closing:
+                return
+            with contextlib.suppress(OSError):
+                os.fdatasync(self._fd)
+
+    def write(self, data: bytes) -> int:
+        """Write all of `data`: a raw file may take only part (a nearly full disk), and nobody above checks."""
+        view = memoryview(data)
+        while view:
+            n = self._raw.write(view)
+            if not n:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            view = view[n:]
+        n = len(data)
+        self._written += n
+        if self._written - self._kicked >= self.STEP:
+            self._kicked = self._written
+            self._kick.set()
+        return n
+
+    def flush(self) -> None:
+        self._raw.flush()
+
+    def close(self) -> None:
+        self._closing = True
+        self._kick.set()
+        self._thread.join()
+
+
+def _fsync_dir(directory: str) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _open_temp(directory: str, base: str) -> tuple[int, str]:
+    """A new 0600 temp file beside the target (mkstemp creates it 0600, O_EXCL)."""
+    return tempfile.mkstemp(prefix=f".{base}.runc-ckpt-", suffix=".tmp", dir=directory)
+
+
+def _remove(path: str) -> None:
+    if path:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+
+
+def write_archive(req: ExportRequest) -> ExportResult:
+    """Write req.archive; on any failure raise RuncCkptError and leave no partial file."""
+    target = os.path.abspath(req.archive)
+    _check_request(req, target)
+    directory, base = os.path.split(target)
+    warnings: list[str] = []
+    tmp = ""
+    with _interruptible() as state:
+        try:
+            plan = _plan(req)
+            try:
+                fd, tmp = _open_temp(directory, base)
+            except OSError as e:
+                raise RuncCkptError(f"cannot write the archive in {directory}: {e.strerror}") from None
+            # Unbuffered: the compressors hand over big pieces already, and after an
+            # error nothing is left in a buffer to be flushed into the temp file.
+            shown = Progress.create(req.flags, "export", plan.total) if req.flags else NullProgress()
+            with open(fd, "wb", buffering=0) as raw, contextlib.closing(_EarlyWriteback(raw)) as synced, shown:
+                out = compression.compressing_writer(synced,  # type: ignore[arg-type]
+                                                     req.compress, req.level, req.threads)
+                tw = TarWriter(out, on_change=warnings.append, progress=shown)
+                now = time.time()
+                rootfs_info, archived = _write_members(tw, req, plan, now)
+                bind_mounts = [bm.manifest_entry(bm.volume in archived)
+                               for bm in volumes_mod.bind_mounts(req.spec, req.volume_roots, req.extra_volumes)]
+                fields = {"created": _rfc3339(now), **req.manifest_fields,
+                          "rootfs": rootfs_info, "bind_mounts": bind_mounts}
+                members = dict(tw.members)
+                tw.add_bytes(layout.MANIFEST, manifest.build(members, **fields), mtime=int(now))
+                tw.close()
+                out.close()
+                os.fsync(raw.fileno())
+                size = os.fstat(raw.fileno()).st_size
+            os.rename(tmp, target)
+            state["done"] = True
+        except _Interrupted as e:
+            _remove(tmp)
+            raise RuncCkptError(f"export to {target} interrupted by {e.signame}: no archive written") from None
+        except RuncCkptError:
+            _remove(tmp)
+            raise
+        except OSError as e:
+            _remove(tmp)
+            where = f" ({e.filename})" if e.filename else ""
+            raise RuncCkptError(f"writing archive {target} failed: {e.strerror or e}{where}") from None
+        except Exception as e:       # e.g. a compressor error: still one line, still no partial file
+            _remove(tmp)
+            raise RuncCkptError(f"writing archive {target} failed: {e}") from None
+    with contextlib.suppress(OSError):
+        _fsync_dir(directory)
+    return ExportResult(target, size, members, rootfs_info["kind"], archived, warnings)

@@ -1,0 +1,333 @@
+"""The checkpoint flow: runc's checkpoint with podman's checkpoint flags on top.
+
+The flow is split so that every bad input is refused before any container is
+touched: parse and cross-check the flags, check the --export target, pick the
+containers (names, --all, --latest) and read each one's state and config.json,
+plan image/work/parent paths (predump), check CRIU memory tracking when a
+pre-dump is involved; only then run `runc checkpoint` for each container,
+export, tidy and print the statistics.
+
+runc's own flags are forwarded as the caller spelled them (podman, CRI-O and
+containerd shapes pass through unchanged), plus the flags our options imply
+(--image-path/--work-path into the state dir, --pre-dump, --parent-path).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from runc_ckpt.archive import layout
+from runc_ckpt.checkpoint import autoexport, configdump, predump, stats_report
+from runc_ckpt.commands import cmdflags, options
+from runc_ckpt.frontend import realrunc, runclog
+from runc_ckpt.frontend.errors import RuncCkptError
+from runc_ckpt.frontend.globalflags import Invocation
+from runc_ckpt.runtime import containerstate, logrelay, ocispec, volumes
+from runc_ckpt.runtime.containerstate import ContainerState
+from runc_ckpt.runtime.criu import features
+from runc_ckpt.settings import config, hooks, policy
+
+# Our short aliases of runc flags, which the real runc does not know.
+_RUNC_SPELLING = {"R": "leave-running"}
+_VALUE_FLAGS = frozenset(n for o in options.CHECKPOINT if o.runc and o.kind != "bool" for n in o.names)
+
+
+class RuncFailed(Exception):
+    """runc failed and already logged its error: exit with its code, add no log line."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+@dataclass
+class Target:
+    """One container to checkpoint, fully checked before anything is touched."""
+
+    raw_input: str
+    state: ContainerState
+    spec: dict
+    plan: predump.Plan
+    policy: policy.Policy
+    pre_hooks: list[hooks.Hook]
+    post_hooks: list[hooks.Hook]
+
+
+def checkpoint(inv: Invocation, parsed: cmdflags.Parsed) -> int:
+    """Checkpoint the containers the parsed flags name; returns the exit code."""
+    started = time.monotonic()
+    cfg = config.load(inv.flags.config)
+    config.apply_log_level(cfg, inv.flags)
+    check_flags(parsed)
+    archive = check_export_target(str(parsed.export)) if parsed.export else None
+    runc = realrunc.find(cfg.runc)
+    chosen = select(runc, inv, parsed)
+    if archive and not chosen:
+        raise RuncCkptError(f"--export: there is no running container under {inv.flags.root}")
+    if archive and len(chosen) > 1:
+        raise RuncCkptError(f"--export writes one container's archive, but {len(chosen)} containers "
+                            f"were chosen ({', '.join(s.id for _, s in chosen)})")
+    caller = predump.CallerPaths(image_path=_str(parsed.image_path), work_path=_str(parsed.work_path),
+                                 parent_path=_str(parsed.parent_path), pre_dump=bool(parsed.pre_dump))
+    if len(chosen) > 1 and (caller.image_path or caller.work_path):
+        raise RuncCkptError("--image-path/--work-path name one container's directories: "
+                            "give one container, or leave them out to use the state dir")
+    # Policy and hooks of every container are settled before any is touched:
+    # a bad annotation or hook definition refuses the whole call.
+    given = {k: parsed.values[k] for k in parsed.given}
+    hook_defs = hooks.load(cfg.hooks_dir)
+    targets = []
+    for raw, st in chosen:
+        spec = ocispec.load(st.bundle)
+        annotations = ocispec.annotations(spec)
+        pol = policy.effective(cfg, annotations, given)
+        runclog.debug(inv.flags, f"{st.id}: {pol.describe()}")
+        volumes.check_listed(spec, pol.volume_roots, pol.extra_volumes)
+        targets.append(Target(raw, st, spec,
+                              predump.plan(cfg.state_dir, st.id, caller, bool(parsed.pre_checkpoint),
+                                           bool(parsed.with_previous)),
+                              pol,
+                              hooks.select(hook_defs, "precheckpoint", annotations, pol.hooks),
+                              hooks.select(hook_defs, "postcheckpoint", annotations, pol.hooks)))
+    if archive:
+        for t in targets:
+            check_self_contained(t.plan)
+    if targets and (targets[0].plan.pre_dump or targets[0].plan.parent_path is not None):
+        features.require_memory_tracking(inv.flags.criu, cfg.state_dir, _why_tracking(parsed))
+    runc_flags = translate(parsed.runc_args)
+    results = []
+    try:
+        for t in targets:
+            results.append(checkpoint_one(runc, inv, cfg, parsed, runc_flags, t, archive))
+    except RuncFailed as e:
+        return e.code
+    if parsed.print_stats:
+        sys.stdout.write(stats_report.render(time.monotonic() - started, results))
+    return 0
+
+
+def _str(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def check_flags(p: cmdflags.Parsed) -> None:
+    """Cross-flag rules that need no container."""
+    if p.ignore_rootfs and not p.export:
+        raise RuncCkptError("--ignore-rootfs only works with --export")
+    if p.ignore_volumes and not p.export:
+        raise RuncCkptError("--ignore-volumes only works with --export")
+    if p.with_previous and (p.pre_checkpoint or p.pre_dump):
+        raise RuncCkptError("--with-previous cannot be used with --pre-checkpoint (or --pre-dump)")
+    if p.all and p.latest:
+        raise RuncCkptError("--all and --latest cannot be used together")
+    if (p.all or p.latest) and p.positionals:
+        raise RuncCkptError("--all and --latest take no container names")
+    if not (p.all or p.latest or p.positionals):
+        raise RuncCkptError('checkpoint: "checkpoint" requires at least 1 container id (or --all, --latest)')
+    if p.status_fd is not None and not str(p.status_fd).isdigit():
+        raise RuncCkptError(f"--status-fd {p.status_fd!r}: not a file descriptor number")
+
+
+def check_export_target(path: str) -> str:
+    """The absolute archive path, once we know it can be written there; leaves nothing behind."""
+    if not path:
+        raise RuncCkptError("--export needs a file name")
+    target = os.path.abspath(path)
+    directory = os.path.dirname(target)
+    if os.path.isdir(target):
+        raise RuncCkptError(f"--export {path}: is a directory")
+    if not os.path.isdir(directory):
+        raise RuncCkptError(f"--export {path}: directory {directory} does not exist")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".runc-ckpt-probe-", dir=directory)
+    except OSError as e:
+        raise RuncCkptError(f"--export {path}: cannot write in {directory}: {e.strerror}") from None
+    os.close(fd)
+    os.unlink(probe)
+    return target
+
+
+def check_self_contained(plan: predump.Plan) -> None:
+    """An archive holds one pre-checkpoint (podman's --import-previous takes one), so a dump that
+    builds on a chain of them would restore with pages missing: refuse it before touching anything."""
+    if plan.parent_path is None:
+        return
+    parent_dir = os.path.normpath(os.path.join(os.path.realpath(os.path.dirname(plan.image_dir)),
+                                               os.path.basename(plan.image_dir), plan.parent_path))
+    if plan.pre_dump:
+        raise RuncCkptError(f"--export: this pre-checkpoint would hold only the pages changed since "
+                            f"{plan.parent_path}, and an archive holds one self-contained pre-checkpoint; "
+                            "export the first pre-checkpoint of a chain (after a full checkpoint)")
+    if os.path.lexists(os.path.join(parent_dir, "parent")):
+        raise RuncCkptError(f"--export: the pre-checkpoint {plan.parent_path} itself builds on another one, "
+                            "and an archive holds one self-contained pre-checkpoint")
+
+
+def select(runc: str, inv: Invocation, p: cmdflags.Parsed) -> list[tuple[str, ContainerState]]:
+    """(name as given, state) of each container to checkpoint, each one checkpointable."""
+    if p.all:
+        return [(c.id, c) for c in containerstate.running(containerstate.list_all(runc, inv))]
+    if p.latest:
+        newest = containerstate.latest(containerstate.list_all(runc, inv))
+        if newest is None:
+            raise RuncCkptError(f"--latest: there are no containers under {inv.flags.root}")
+        newest.check_checkpointable()
+        return [(newest.id, newest)]
+    chosen: list[tuple[str, ContainerState]] = []
+    for name in dict.fromkeys(p.positionals):
+        st = containerstate.state(runc, inv, name)
+        st.check_checkpointable()
+        chosen.append((name, st))
+    return chosen
+
+
+def translate(runc_args: list[str]) -> list[str]:
+    """The caller's runc flags as given, with our short aliases spelled as runc knows them."""
+    out: list[str] = []
+    i = 0
+    while i < len(runc_args):
+        tok = runc_args[i]
+        i += 1
+        body = tok[2:] if tok.startswith("--") else tok[1:]
+        name, eq, value = body.partition("=")
+        if name in _RUNC_SPELLING:
+            tok = f"--{_RUNC_SPELLING[name]}{eq}{value}"
+        out.append(tok)
+        if name in _VALUE_FLAGS and not eq and i < len(runc_args):
+            out.append(runc_args[i])
+            i += 1
+    return out
+
+
+def _why_tracking(p: cmdflags.Parsed) -> str:
+    for key, flag in (("pre_checkpoint", "--pre-checkpoint"), ("with_previous", "--with-previous"),
+                      ("pre_dump", "--pre-dump"), ("parent_path", "--parent-path")):
+        if p.values.get(key):
+            return flag
+    return "a pre-dump"
+
+
+def checkpoint_one(runc: str, inv: Invocation, cfg: config.Config, p: cmdflags.Parsed,
+                   runc_flags: list[str], t: Target, archive: str | None) -> stats_report.ContainerStats:
+    plan = t.plan
+    st = t.state
+    hook_state = hooks.state_json(st.id, st.status, st.pid, st.bundle, ocispec.annotations(t.spec))
+    hooks.run_stage("precheckpoint", t.pre_hooks, hook_state, inv.flags, t.policy.hook_timeout)
+    predump.prepare(plan)
+    args = ["checkpoint", *runc_flags, *t.policy.runc_flags(p.given), *plan.add_flags, t.state.id]
+    status_fd = int(str(p.status_fd)) if p.status_fd is not None else None
+    runclog.debug(inv.flags, f"checkpoint: running {' '.join([runc, *inv.runc_globals, *args])}")
+    began = time.monotonic()
+    result = logrelay.run(runc, inv.runc_globals, args, inv.flags,
+                          stdout=sys.stderr if p.print_stats else None,
+                          pass_fds=(status_fd,) if status_fd is not None and _is_open(status_fd) else ())
+    runtime_us = stats_report.micros(time.monotonic() - began)
+    if result.returncode != 0:
+        predump.abandon(plan)
+        context = _failure_context(runc, inv, t, result)
+        if result.logged_error:
+            sys.stderr.write(f"runc-ckpt: {context}\n")
+            sys.stderr.flush()
+            raise RuncFailed(result.returncode)
+        raise RuncCkptError(f"runc checkpoint {t.state.id} failed (exit status {result.returncode}); {context}")
+    predump.finish(plan)
+    if result.interrupted:
+        raise RuncCkptError(f"interrupted; the checkpoint of {t.state.id} completed and its images are in "
+                            f"{plan.final_dir}", 130)
+    criu = _criu_stats(inv, plan) if p.print_stats else {}
+    # Auto-export first: an explicit --export tidies the images away afterwards.
+    if autoexport.wanted(t.policy.export_dir, plan.pre_dump):
+        _auto_export(runc, inv, cfg, p, t)
+    if archive is not None:
+        export(runc, inv, cfg, p, t, archive)
+    hooks.run_stage("postcheckpoint", t.post_hooks, hook_state, inv.flags, t.policy.hook_timeout)
+    return stats_report.ContainerStats(t.state.id, t.raw_input, runtime_us, criu)
+
+
+def _auto_export(runc: str, inv: Invocation, cfg: config.Config, p: cmdflags.Parsed, t: Target) -> None:
+    """Policy's archive in export_dir, then retention.
+
+    runc already succeeded and the caller has its images, so a failure here is
+    a warning: failing the call would make the engine believe that a
+    checkpoint which happened (and may have stopped the container) did not.
+    """
+    pol = t.policy
+    assert pol.export_dir is not None
+    try:
+        check_self_contained(t.plan)
+        autoexport.prepare(pol.export_dir)
+        path = autoexport.archive_path(pol.export_dir, t.state.id, time.time(), pol.compress)
+        export(runc, inv, cfg, p, t, path, tidy=False)
+        for removed in autoexport.prune(pol.export_dir, t.state.id, pol.retention):
+            runclog.debug(inv.flags, f"auto-export: retention removed {removed}")
+    except RuncCkptError as e:
+        runclog.warn(inv.flags, f"auto-export of {t.state.id} to {pol.export_dir}: {e}")
+
+
+def _is_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+        return True
+    except OSError:
+        return False
+
+
+def _failure_context(runc: str, inv: Invocation, t: Target, result: logrelay.RuncResult) -> str:
+    """What runc's message lacks: CRIU's log, the container's state now, errors kept out of the log."""
+    parts = [f"checkpoint of {t.state.id} failed"]
+    dump_log = os.path.join(t.plan.work_dir, "dump.log")
+    if os.path.exists(dump_log):
+        parts.append(f"CRIU's log: {dump_log}")
+    try:
+        parts.append(f"the container is {containerstate.state(runc, inv, t.state.id).status}")
+    except RuncCkptError as e:
+        parts.append(f"the container's state: {e}")
+    if result.dropped:
+        parts.append("runc also said: " + "; ".join(result.dropped))
+    return "; ".join(parts)
+
+
+def _criu_stats(inv: Invocation, plan: predump.Plan) -> dict[str, int]:
+    try:
+        return stats_report.read_criu_stats(plan.work_dir)
+    except RuncCkptError as e:
+        runclog.warn(inv.flags, f"--print-stats: {e}")
+        return {}
+
+
+def export(runc: str, inv: Invocation, cfg: config.Config, p: cmdflags.Parsed, t: Target,
+           archive: str, tidy: bool = True) -> None:
+    """Write the archive; on failure the images stay and the error says where."""
+    from runc_ckpt.checkpoint import export as exporter
+    plan = t.plan
+    dump = configdump.config_dump(t.state, t.spec, datetime.now(timezone.utc))
+    pol = t.policy
+    compress = pol.compress
+    opts = {"compress": compress, "leave_running": bool(p.leave_running),
+            "pre_checkpoint": plan.pre_dump, "with_previous": bool(p.with_previous),
+            "tcp_established": pol.tcp_established, "file_locks": pol.file_locks,
+            "ignore_rootfs": pol.ignore_rootfs, "ignore_volumes": pol.ignore_volumes}
+    req = exporter.ExportRequest(
+        archive=archive, compress=compress, level=pol.compress_level, threads=pol.compress_threads,
+        image_dir=plan.final_dir,
+        image_member=layout.PRE_CHECKPOINT_DIR if plan.pre_dump else layout.CHECKPOINT_DIR,
+        work_dir=plan.work_dir, bundle=t.state.bundle, spec=t.spec, rootfs=t.state.rootfs,
+        config_dump=dump, include_rootfs=not pol.ignore_rootfs and not plan.pre_dump,
+        include_volumes=not pol.ignore_volumes, volume_roots=list(pol.volume_roots),
+        manifest_fields={"versions": configdump.versions(runc, inv.flags.criu),
+                         "container": {"id": t.state.id, "name": dump["name"]},
+                         "options": opts},
+        flags=inv.flags, extra_volumes=pol.extra_volumes)
+    try:
+        result = exporter.write_archive(req)
+    except RuncCkptError as e:
+        raise RuncCkptError(f"{e}; the checkpoint images are kept in {plan.final_dir}") from None
+    for warning in getattr(result, "warnings", []):
+        runclog.warn(inv.flags, f"export: {warning}")
+    if tidy and not p.keep:
+        predump.tidy_after_export(plan)

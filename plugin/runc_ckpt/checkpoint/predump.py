@@ -1,0 +1,302 @@
+"""Where a checkpoint's images go, and how pre-dumps chain through --parent-path.
+
+runc wants --parent-path RELATIVE to --image-path (it refuses an absolute
+one) and CRIU, given a wrong one, silently writes a full dump. CRIU then
+records the parent as a `parent` symlink in the image dir; it must stay
+relative so the images can be moved or archived together (CRIU issue 116).
+
+Paths the caller gives (podman, CRI-O and containerd always give
+--image-path/--work-path) are honoured exactly; we only validate a caller's
+--parent-path the way runc and CRIU will read it, and compute one for
+--with-previous from the podman layout: the `pre-checkpoint` directory beside
+the image dir (`<bundle>/checkpoint` + `<bundle>/pre-checkpoint`).
+
+Without --image-path the images go to our state dir, one directory per
+container, laid out so that every link is relative and stays valid while
+pre-dumps chain (podman keeps only one pre-checkpoint; we keep the chain):
+
+    <state_dir>/<id>/
+      pre-checkpoint.1/          first pre-dump of a chain (no parent)
+      pre-checkpoint.2/          parent -> ../pre-checkpoint.1
+      pre-checkpoint.3/          parent -> ../pre-checkpoint.2
+      pre-checkpoint -> pre-checkpoint.3   newest pre-dump of the current chain
+      checkpoint/                latest full dump; parent -> ../pre-checkpoint.3
+                                 when taken --with-previous
+      work/                      CRIU's dump.log and stats-dump of the latest run
+      .checkpoint.new-<pid>/     a full dump in progress, renamed to checkpoint/
+                                 only once it succeeded (the old one stays until then)
+
+Parents are named by their numbered directory, never through the
+`pre-checkpoint` pointer, so a later pre-dump cannot change what an older
+dump's parent means. A full checkpoint ends the chain: it drops the pointer
+(not the directories, which its own `parent` may still need), so the next
+--pre-checkpoint starts a new chain and --with-previous needs a new
+pre-checkpoint, as podman requires.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from dataclasses import dataclass, field
+
+from runc_ckpt.frontend.errors import RuncCkptError
+
+PRE_PREFIX = "pre-checkpoint"        # numbered dirs pre-checkpoint.N and the pointer
+CHECKPOINT = "checkpoint"
+WORK = "work"
+PODMAN_PRE = "pre-checkpoint"        # podman's sibling of <bundle>/checkpoint
+_NUMBERED = re.compile(r"pre-checkpoint\.([0-9]+)")
+CRIU_LOGS = ("dump.log", "stats-dump")
+
+
+@dataclass(frozen=True)
+class CallerPaths:
+    """What the caller said with runc's own flags (None: not given)."""
+
+    image_path: str | None = None
+    work_path: str | None = None
+    parent_path: str | None = None
+    pre_dump: bool = False
+
+
+@dataclass
+class Plan:
+    """Where one checkpoint writes, and the runc flags that say so."""
+
+    image_dir: str                 # absolute: where runc/CRIU write the images
+    final_dir: str                 # absolute: where the images are after finish()
+    work_dir: str                  # absolute: dump.log and stats-dump
+    pre_dump: bool
+    parent_path: str | None        # relative to image_dir, as runc gets it
+    add_flags: list[str] = field(default_factory=list)  # runc flags we add to the caller's
+    container_dir: str | None = None  # <state_dir>/<id> when the images are ours
+    own_work: bool = False         # work_dir is ours (we may tidy it)
+
+    @property
+    def ours(self) -> bool:
+        return self.container_dir is not None
+
+
+def validate_parent(image_dir: str, parent: str) -> None:
+    """Check --parent-path as runc and CRIU will read it: relative to the image dir, a directory."""
+    if os.path.isabs(parent):
+        raise RuncCkptError("--parent-path must be relative")
+    target = _join_real(image_dir, parent)
+    if not os.path.isdir(target):
+        raise RuncCkptError(f"--parent-path {parent}: {target} is not a directory "
+                            f"(the path is relative to the image path {image_dir})")
+
+
+def _join_real(image_dir: str, rel: str) -> str:
+    """image_dir/rel resolved as the kernel will once image_dir exists."""
+    if os.path.isdir(image_dir):
+        return os.path.realpath(os.path.join(image_dir, rel))
+    return os.path.normpath(os.path.join(os.path.realpath(image_dir), rel))
+
+
+def relative_parent(image_dir: str, pre_dir: str) -> str:
+    """--parent-path for pre_dir, relative to image_dir through both real paths."""
+    return os.path.relpath(os.path.realpath(pre_dir), os.path.realpath(image_dir))
+
+
+def numbered(container_dir: str) -> list[int]:
+    """The N of every pre-checkpoint.N directory, ascending."""
+    try:
+        names = os.listdir(container_dir)
+    except FileNotFoundError:
+        return []
+    except OSError as e:
+        raise RuncCkptError(f"state dir {container_dir}: {e.strerror}") from None
+    found = []
+    for name in names:
+        m = _NUMBERED.fullmatch(name)
+        if m and os.path.isdir(os.path.join(container_dir, name)) \
+                and not os.path.islink(os.path.join(container_dir, name)):
+            found.append(int(m.group(1)))
+    return sorted(found)
+
+
+def newest_pre(container_dir: str) -> str | None:
+    """The numbered dir the `pre-checkpoint` pointer names, if it is valid."""
+    pointer = os.path.join(container_dir, PRE_PREFIX)
+    try:
+        target = os.readlink(pointer)
+    except OSError:
+        return None
+    if _NUMBERED.fullmatch(target) is None or not os.path.isdir(os.path.join(container_dir, target)):
+        return None
+    return target
+
+
+def plan(state_dir: str, container_id: str, caller: CallerPaths, pre_checkpoint: bool,
+         with_previous: bool) -> Plan:
+    """Decide the image/work/parent paths of one checkpoint; touch nothing."""
+    pre_dump = caller.pre_dump or pre_checkpoint
+    if with_previous and pre_dump:
+        raise RuncCkptError("--with-previous cannot be used with --pre-checkpoint (or --pre-dump)")
+    if with_previous and caller.parent_path is not None:
+        raise RuncCkptError("--with-previous and --parent-path both name the parent images: give one")
+    extra = ["--pre-dump"] if pre_checkpoint and not caller.pre_dump else []
+    if caller.image_path is not None:
+        return _plan_caller(caller, pre_dump, with_previous, extra)
+    return _plan_ours(state_dir, container_id, caller, pre_dump, with_previous, extra)
+
+
+def _plan_caller(caller: CallerPaths, pre_dump: bool, with_previous: bool, extra: list[str]) -> Plan:
+    assert caller.image_path is not None
+    image_dir = os.path.abspath(caller.image_path)
+    # Without --work-path runc has CRIU write its logs into the image dir.
+    work_dir = os.path.abspath(caller.work_path) if caller.work_path else image_dir
+    parent = caller.parent_path
+    if with_previous:
+        pre_dir = os.path.join(os.path.dirname(image_dir), PODMAN_PRE)
+        if not os.path.isdir(pre_dir):
+            raise RuncCkptError(f"--with-previous: there is no pre-checkpoint at {pre_dir}: "
+                                "run with --pre-checkpoint first")
+        parent = relative_parent(image_dir, pre_dir)
+        extra = [*extra, "--parent-path", parent]
+    if parent is not None:
+        validate_parent(image_dir, parent)
+    return Plan(image_dir=image_dir, final_dir=image_dir, work_dir=work_dir, pre_dump=pre_dump,
+                parent_path=parent, add_flags=extra)
+
+
+def _plan_ours(state_dir: str, container_id: str, caller: CallerPaths, pre_dump: bool,
+               with_previous: bool, extra: list[str]) -> Plan:
+    if container_id in (".", "..") or "/" in container_id or not container_id:
+        raise RuncCkptError(f"invalid container id {container_id!r}")
+    container_dir = os.path.join(os.path.realpath(state_dir), container_id)
+    newest = newest_pre(container_dir)
+    parent = caller.parent_path
+    if pre_dump:
+        n = max(numbered(container_dir), default=0) + 1
+        image_dir = final_dir = os.path.join(container_dir, f"{PRE_PREFIX}.{n}")
+        if parent is None and newest is not None:
+            parent = os.path.join("..", newest)
+    else:
+        image_dir = os.path.join(container_dir, f".{CHECKPOINT}.new-{os.getpid()}")
+        final_dir = os.path.join(container_dir, CHECKPOINT)
+        if with_previous:
+            if newest is None:
+                raise RuncCkptError(f"--with-previous: container {container_id} has no pre-checkpoint "
+                                    f"in {container_dir}: run with --pre-checkpoint first")
+            parent = os.path.join("..", newest)
+    if parent is not None:
+        validate_parent(image_dir, parent)
+    own_work = caller.work_path is None
+    work_dir = os.path.join(container_dir, WORK) if own_work else os.path.abspath(caller.work_path or "")
+    flags = ["--image-path", image_dir]
+    if own_work:
+        flags += ["--work-path", work_dir]
+    flags += extra
+    if parent is not None and caller.parent_path is None:
+        flags += ["--parent-path", parent]
+    return Plan(image_dir=image_dir, final_dir=final_dir, work_dir=work_dir, pre_dump=pre_dump,
+                parent_path=parent, add_flags=flags, container_dir=container_dir, own_work=own_work)
+
+
+def prepare(p: Plan) -> None:
+    """Create our directories (never the caller's: runc does that) and clear our stale logs."""
+    if not p.ours:
+        return
+    if not p.pre_dump:
+        # Named for our PID, so a leftover is from a dead run that reused it.
+        shutil.rmtree(p.image_dir, ignore_errors=True)
+    try:
+        os.makedirs(p.image_dir, mode=0o700, exist_ok=False)
+        if p.own_work:
+            os.makedirs(p.work_dir, mode=0o700, exist_ok=True)
+            for name in CRIU_LOGS:
+                _unlink(os.path.join(p.work_dir, name))
+    except OSError as e:
+        raise RuncCkptError(f"state dir {p.container_dir}: {e.strerror}: {e.filename}") from None
+
+
+def make_parent_link_relative(image_dir: str) -> None:
+    """Rewrite an absolute `parent` symlink in image_dir as a relative one, atomically."""
+    link = os.path.join(image_dir, "parent")
+    try:
+        target = os.readlink(link)
+    except OSError:
+        return
+    if not os.path.isabs(target):
+        return
+    rel = os.path.relpath(os.path.realpath(target), os.path.realpath(image_dir))
+    tmp = os.path.join(image_dir, f".parent.{os.getpid()}")
+    try:
+        os.symlink(rel, tmp)
+        os.replace(tmp, link)
+    except OSError as e:
+        _unlink(tmp)
+        raise RuncCkptError(f"cannot make {link} relative: {e.strerror}") from None
+
+
+def finish(p: Plan) -> None:
+    """After runc succeeded: relative parent link, our dirs in place, the chain pointer updated."""
+    make_parent_link_relative(p.image_dir)
+    if not p.ours:
+        return
+    assert p.container_dir is not None
+    try:
+        if p.pre_dump:
+            _point(os.path.join(p.container_dir, PRE_PREFIX), os.path.basename(p.image_dir))
+            return
+        old = None
+        if os.path.lexists(p.final_dir):
+            old = os.path.join(p.container_dir, f".{CHECKPOINT}.old-{os.getpid()}")
+            os.rename(p.final_dir, old)
+        os.rename(p.image_dir, p.final_dir)
+        _unlink(os.path.join(p.container_dir, PRE_PREFIX))
+    except OSError as e:
+        raise RuncCkptError(f"checkpoint succeeded but its images stay in {p.image_dir}: "
+                            f"{e.strerror}: {e.filename}") from None
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def abandon(p: Plan) -> None:
+    """After runc failed: drop the images dir we made (useless); CRIU's dump.log stays in work_dir."""
+    if p.ours:
+        shutil.rmtree(p.image_dir, ignore_errors=True)
+
+
+def tidy_after_export(p: Plan) -> list[str]:
+    """Without --keep, after a successful export: remove what we created and the archive holds.
+
+    Never touches a caller's path. Pre-dump images stay: a later pre-dump or
+    --with-previous needs them as its parent. Returns what was removed.
+    """
+    removed: list[str] = []
+    if p.own_work:
+        for name in CRIU_LOGS:
+            path = os.path.join(p.work_dir, name)
+            if _unlink(path):
+                removed.append(path)
+    if p.ours and not p.pre_dump and os.path.isdir(p.final_dir):
+        shutil.rmtree(p.final_dir, ignore_errors=True)
+        removed.append(p.final_dir)
+    # Leave no empty per-container directories behind (kept pre-dumps keep theirs).
+    for d in ([p.work_dir] if p.own_work else []) + ([p.container_dir] if p.container_dir else []):
+        try:
+            os.rmdir(d)
+            removed.append(d)
+        except OSError:
+            pass
+    return removed
+
+
+def _point(pointer: str, target: str) -> None:
+    tmp = f"{pointer}.tmp-{os.getpid()}"
+    _unlink(tmp)
+    os.symlink(target, tmp)
+    os.replace(tmp, pointer)
+
+
+def _unlink(path: str) -> bool:
+    try:
+        os.unlink(path)
+        return True
+    except FileNotFoundError:
+        return False

@@ -1,0 +1,85 @@
+"""The flags of runc-ckpt's own commands, in man-page order (byte-wise by long name).
+
+One list per command drives parsing, `--help` and the man-page check, so the
+three cannot drift apart. Options marked runc=True are runc 1.1.5's own and
+are forwarded to `runc checkpoint`/`runc restore` as the caller spelled them.
+"""
+
+from __future__ import annotations
+
+from runc_ckpt.commands.cmdflags import Option
+
+B, V, L = "bool", "value", "list"
+
+CHECKPOINT: list[Option] = [
+    Option(("all", "a"), B, "checkpoint every running container under --root"),
+    Option(("auto-dedup",), B, "enable auto deduplication of memory images", runc=True),
+    Option(("compress", "c"), V, "compression of the --export archive: zstd, gzip or none; "
+           "runc-ckpt.yaml's compress changes the default", default="zstd", choices=("zstd", "gzip", "none")),
+    Option(("empty-ns",), L, "create a namespace, but don't restore its properties", runc=True),
+    Option(("export", "e"), V, "write the checkpoint, rootfs diff and volumes to this archive "
+           "(one container only)"),
+    Option(("ext-unix-sk",), B, "allow external unix sockets", runc=True),
+    Option(("file-locks",), B, "handle file locks, for safety", runc=True),
+    Option(("ignore-rootfs",), B, "with --export: leave the rootfs diff out of the archive"),
+    Option(("ignore-volumes",), B, "with --export: leave named volumes out of the archive"),
+    Option(("image-path",), V, "path for saving criu image files "
+           "(default: <state_dir>/<container-id>/checkpoint)", runc=True),
+    Option(("keep", "k"), B, "keep CRIU's logs, stats-dump and the state-dir images after --export"),
+    Option(("latest", "l"), B, "checkpoint the most recently created container under --root"),
+    Option(("lazy-pages",), B, "use userfaultfd to lazily restore memory pages", runc=True),
+    Option(("leave-running", "R"), B, "leave the process running after checkpointing", runc=True),
+    Option(("manage-cgroups-mode",), V, "cgroups mode: 'soft' (default), 'full' and 'strict'", runc=True),
+    Option(("page-server",), V, "ADDRESS:PORT of the page server", runc=True),
+    Option(("parent-path",), V, "path for previous criu image files in pre-dump, relative to --image-path",
+           runc=True),
+    Option(("pre-checkpoint", "P"), B, "dump memory only, leaving the container running; "
+           "repeat to chain pre-dumps (needs CRIU memory tracking)"),
+    Option(("pre-dump",), B, "dump container's memory information only, leave the container running after this",
+           runc=True),
+    Option(("print-stats",), B, "print checkpoint statistics as JSON on stdout (microseconds)"),
+    Option(("shell-job",), B, "allow shell jobs", runc=True),
+    Option(("status-fd",), V, "criu writes \\0 to this FD once lazy-pages is ready", runc=True),
+    Option(("tcp-established",), B, "allow open tcp connections", runc=True),
+    Option(("with-previous",), B, "dump on top of the latest --pre-checkpoint, writing only changed pages"),
+    Option(("work-path",), V, "path for saving work files and logs "
+           "(default: <state_dir>/<container-id>/work, or --image-path when that is given)", runc=True),
+]
+
+RESTORE: list[Option] = [
+    Option(("auto-dedup",), B, "enable auto deduplication of memory images", runc=True),
+    Option(("bundle", "b"), V, "path to the root of the bundle directory", runc=True),
+    Option(("console-socket",), V, "path to an AF_UNIX socket which will receive the console's master fd",
+           runc=True),
+    Option(("detach", "d"), B, "detach from the container's process", runc=True),
+    Option(("empty-ns",), L, "create a namespace, but don't restore its properties", runc=True),
+    Option(("ext-unix-sk",), B, "allow external unix sockets", runc=True),
+    Option(("file-locks",), B, "handle file locks, for safety", runc=True),
+    Option(("ignore-rootfs",), B, "with --import: do not apply the archive's rootfs diff"),
+    Option(("ignore-volumes",), B, "with --import: do not restore the archive's volumes"),
+    Option(("image-path",), V, "path to criu image files for restoring", runc=True),
+    Option(("import", "i"), V, "restore from this checkpoint archive (runc-ckpt's or podman's)"),
+    Option(("import-previous",), V, "lay this pre-checkpoint archive in place first"),
+    Option(("keep", "k"), B, "keep the staging directory and CRIU's logs"),
+    Option(("lazy-pages",), B, "use userfaultfd to lazily restore memory pages", runc=True),
+    Option(("lsm-mount-context",), V, "Specify an LSM mount context to be used during restore.", runc=True),
+    Option(("lsm-profile",), V, "Specify an LSM profile to be used during restore in the form of TYPE:NAME.",
+           runc=True),
+    Option(("manage-cgroups-mode",), V, "cgroups mode: 'soft' (default), 'full' and 'strict'", runc=True),
+    Option(("name", "n"), V, "with --import: the restored container's ID (default: the archive's)"),
+    Option(("no-new-keyring",), B, "accepted for conmon; runc 1.1.5 has no such flag, so it is dropped"),
+    Option(("no-pivot",), B, "do not use pivot root to jail process inside rootfs", runc=True),
+    Option(("no-subreaper",), B, "disable the use of the subreaper used to reap reparented processes",
+           runc=True),
+    Option(("parent-path",), V, "accepted for containerd; restore finds the parent through the images"),
+    Option(("pid-file",), V, "specify the file to write the process id to", runc=True),
+    Option(("print-stats",), B, "print restore statistics as JSON on stdout"),
+    Option(("shell-job",), B, "allow shell jobs", runc=True),
+    Option(("tcp-close",), B, "close established TCP connections on restore (through a CRIU config file)"),
+    Option(("tcp-established",), B, "allow open tcp connections", runc=True),
+    Option(("work-path",), V, "path for saving work files and logs", runc=True),
+]
+
+INSPECT: list[Option] = [
+    Option(("format", "f"), V, "output format: text or json", default="text", choices=("text", "json")),
+]

@@ -1,0 +1,82 @@
+"""runc-ckpt's Python entry point: a thin main that dispatches on the subcommand.
+
+The sh front end (plugin/bin/runc-ckpt) already exec'd the real runc for the
+common pass-through calls; what reaches Python is runc-ckpt's own commands,
+--version, and the rarer shapes the front end leaves to us (e.g. --config or
+`--`). Command modules are imported only when chosen, so pass-through from
+here stays free of heavy imports.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from runc_ckpt.frontend import globalflags, runclog
+from runc_ckpt.frontend.errors import RuncCkptError
+
+# Subcommands runc-ckpt handles itself, by module under runc_ckpt.commands.
+COMMANDS = {
+    "checkpoint": "checkpoint",
+    "restore": "restore",
+    "inspect": "inspect",
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one runc-ckpt call; returns its exit code (pass-through never returns)."""
+    inv = globalflags.parse(sys.argv[1:] if argv is None else argv)
+    try:
+        if _wants_version(inv):
+            from runc_ckpt.commands import version
+            return version.run(inv)
+        module_name = COMMANDS.get(inv.command or "")
+        if module_name is None:
+            return _pass_through(inv)
+        import importlib
+        module = importlib.import_module(f"runc_ckpt.commands.{module_name}")
+        return module.run(inv)
+    except RuncCkptError as e:
+        return runclog.fatal(inv.flags, str(e), e.exit_code)
+    except KeyboardInterrupt:
+        return runclog.fatal(inv.flags, "interrupted", 130)
+    except BrokenPipeError:
+        return 1
+    except Exception as e:  # never a traceback: one runc-format line
+        return runclog.fatal(inv.flags, f"internal error: {type(e).__name__}: {e}")
+
+
+def _wants_version(inv: globalflags.Invocation) -> bool:
+    """runc (urfave/cli) prints its version for -v/--version whatever follows,
+    unless -h/--help is also given or the global flags did not parse."""
+    parsed = inv.command is not None or not inv.args
+    return inv.flags.version and not inv.flags.help and parsed
+
+
+def _pass_through(inv: globalflags.Invocation) -> int:
+    from runc_ckpt.frontend import passthrough, realrunc
+    passthrough.exec_runc(realrunc.find(_configured_runc(inv)), inv.runc_argv())
+    return 1  # not reached: exec_runc replaces the process or raises
+
+
+def _configured_runc(inv: globalflags.Invocation) -> str | None:
+    """The config file's `runc` key, read as the sh front end does.
+
+    --config is always read (and must exist). Otherwise $RUNC_CKPT_RUNC wins
+    without a look at any file; then a file named by $RUNC_CKPT_CONFIG must
+    exist, and the default one is read only if it is there. A plain
+    `runc: /path` line is read without YAML; anything else loads (and
+    validates) the whole file.
+    """
+    import os
+
+    from runc_ckpt.frontend import configfile, realrunc
+    if inv.flags.config is None:
+        if os.environ.get(realrunc.ENV_VAR):
+            return None
+        if not os.environ.get(configfile.ENV_VAR) and not os.path.exists(configfile.DEFAULT_PATH):
+            return None
+    plain = configfile.plain_runc_key(configfile.config_path(inv.flags.config))
+    if plain is not None:
+        return plain
+    from runc_ckpt.settings import config
+    return config.load(inv.flags.config).runc

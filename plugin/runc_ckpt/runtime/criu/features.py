@@ -1,0 +1,101 @@
+"""Does this CRIU, on this kernel, support memory tracking (the soft-dirty bit)?
+
+A pre-dump, and a dump on top of one, need it. runc 1.1.5 finds out only
+after it has started talking to CRIU and then says just "CRIU is missing
+features"; we ask first (`criu check --feature mem_dirty_track`), before the
+container is touched, and can say what is missing. The answer depends only
+on the CRIU binary and the kernel, so it is cached in the state dir keyed by
+CRIU's path and mtime and the kernel release; a new CRIU or kernel re-asks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+
+from runc_ckpt.frontend.errors import RuncCkptError
+
+FEATURE = "mem_dirty_track"
+CACHE_NAME = "criu-features.json"
+
+
+@dataclass(frozen=True)
+class Answer:
+    supported: bool
+    detail: str  # CRIU's own words when unsupported
+
+
+def resolve(criu: str) -> str:
+    """The CRIU binary runc would run for --criu (a name is looked up on PATH)."""
+    path = criu if "/" in criu else shutil.which(criu)
+    if path is None or not os.access(path, os.X_OK):
+        raise RuncCkptError(f"criu binary {criu!r} not found: install CRIU or pass --criu PATH")
+    return os.path.realpath(path)
+
+
+def _key(criu_path: str) -> dict[str, object]:
+    return {"criu": criu_path, "mtime_ns": os.stat(criu_path).st_mtime_ns, "kernel": os.uname().release}
+
+
+def _ask(criu_path: str) -> Answer:
+    try:
+        out = subprocess.run([criu_path, "check", "--feature", FEATURE], capture_output=True, text=True,
+                             stdin=subprocess.DEVNULL, check=False, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise RuncCkptError(f"cannot run {criu_path} check: {e}") from None
+    lines = [ln.strip() for ln in (out.stdout + out.stderr).splitlines() if ln.strip()]
+    return Answer(out.returncode == 0, lines[-1] if lines else f"criu check exited {out.returncode}")
+
+
+def _read_cache(path: str, key: dict[str, object]) -> Answer | None:
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = json.load(f)
+        entry = doc[FEATURE]
+        if entry["key"] == key:
+            return Answer(bool(entry["supported"]), str(entry["detail"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return None
+
+
+def _write_cache(path: str, key: dict[str, object], answer: Answer) -> None:
+    """Best effort and atomic: a cache that cannot be written only costs a re-check."""
+    doc = {FEATURE: {"key": key, "supported": answer.supported, "detail": answer.detail}}
+    try:
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".criu-features-", dir=os.path.dirname(path))
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(doc, f)
+            os.replace(tmp, path)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+    except OSError:
+        pass
+
+
+def memory_tracking(criu: str, cache_dir: str) -> Answer:
+    """Whether CRIU can track memory changes; cached in cache_dir."""
+    criu_path = resolve(criu)
+    key = _key(criu_path)
+    cache = os.path.join(cache_dir, CACHE_NAME)
+    answer = _read_cache(cache, key)
+    if answer is None:
+        answer = _ask(criu_path)
+        _write_cache(cache, key, answer)
+    return answer
+
+
+def require_memory_tracking(criu: str, cache_dir: str, why: str) -> None:
+    """Raise a clear error, before anything is touched, where memory tracking is missing."""
+    answer = memory_tracking(criu, cache_dir)
+    if not answer.supported:
+        raise RuncCkptError(f"{why} needs CRIU memory tracking, which this system does not support "
+                            f"(criu check --feature {FEATURE}: {answer.detail}); "
+                            f"the container was not touched: take a full checkpoint instead")

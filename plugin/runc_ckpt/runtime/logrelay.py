@@ -1,0 +1,140 @@
+"""Run the real runc so that the caller's --log file gets at most one error line.
+
+Podman parses a runtime's --log as ONE JSON object and containerd keeps only
+the last error, but runc 1.1.5 logs two errors when a checkpoint without
+--leave-running fails ("container still running", then the real one). So
+when the caller logs to a file, runc writes to a private log of the same
+format (a later --log overrides an earlier one), and we append its lines to
+the caller's log with only the LAST error line kept: runc's real error,
+word for word. When the caller logs to stderr, runc inherits stderr and
+behaves exactly as it would unwrapped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from typing import IO
+
+from runc_ckpt.frontend.globalflags import GlobalFlags
+
+_TEXT_ERROR = re.compile(r"(?:^|\s)level=(?:error|fatal|panic)(?:\s|$)")
+_TEXT_MSG = re.compile(r'(?:^|\s)msg=("(?:[^"\\]|\\.)*"|\S+)')
+_ERROR_LEVELS = ("error", "fatal", "panic")
+
+
+@dataclass
+class RuncResult:
+    returncode: int
+    logged_error: bool                  # runc's error reached the caller's log (or stderr)
+    dropped: list[str] = field(default_factory=list)  # earlier error messages kept out of the log
+    interrupted: bool = False           # SIGINT/SIGTERM/SIGHUP arrived while runc ran (runc was let finish)
+
+
+def logs_to_file(flags: GlobalFlags) -> bool:
+    """runc's rule: any --log, even /dev/stderr, is a file opened for appending."""
+    return flags.log != ""
+
+
+def error_message(line: str) -> str | None:
+    """The message of an error-level runc log line (json or text), else None."""
+    line = line.strip()
+    if line.startswith("{"):
+        try:
+            doc = json.loads(line)
+        except json.JSONDecodeError:
+            return None
+        if isinstance(doc, dict) and doc.get("level") in _ERROR_LEVELS:
+            return str(doc.get("msg", ""))
+        return None
+    if not _TEXT_ERROR.search(line):
+        return None
+    m = _TEXT_MSG.search(line)
+    if m is None:
+        return ""
+    msg = m.group(1)
+    if msg.startswith('"'):
+        try:
+            return str(json.loads(msg))
+        except json.JSONDecodeError:
+            return msg[1:-1]
+    return msg
+
+
+def keep_last_error(lines: list[str]) -> tuple[list[str], list[str], bool]:
+    """(lines to relay, messages of dropped earlier errors, whether an error line is kept)."""
+    errors = [i for i, line in enumerate(lines) if error_message(line) is not None]
+    dropped = set(errors[:-1])
+    kept = [line for i, line in enumerate(lines) if i not in dropped]
+    return kept, [error_message(lines[i]) or "" for i in errors[:-1]], bool(errors)
+
+
+def _append(path: str, lines: list[str]) -> None:
+    if not lines:
+        return
+    data = "".join(line if line.endswith("\n") else line + "\n" for line in lines).encode()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+
+
+def _wait_through_interrupts(argv: list[str], stdout: IO[str] | int | None,
+                             pass_fds: tuple[int, ...]) -> tuple[int, bool]:
+    """Run argv to the end, however we are asked to stop meanwhile.
+
+    Killing runc mid-dump (as subprocess.run does on KeyboardInterrupt) could
+    leave the container frozen, and dying ourselves would strand finished
+    images in a temporary directory. So SIGINT, SIGTERM and SIGHUP are only
+    remembered; the caller stops once runc is done.
+    """
+    interrupted = False
+
+    def note(_signum: int, _frame: object) -> None:
+        nonlocal interrupted
+        interrupted = True
+
+    old = {}
+    if threading.current_thread() is threading.main_thread():
+        old = {sig: signal.signal(sig, note) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        proc = subprocess.Popen(argv, stdout=stdout, pass_fds=pass_fds)
+        while True:
+            try:
+                rc = proc.wait()
+                return rc, interrupted
+            except KeyboardInterrupt:
+                interrupted = True
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
+def run(runc: str, runc_globals: list[str], args: list[str], flags: GlobalFlags,
+        stdout: IO[str] | int | None = None, pass_fds: tuple[int, ...] = ()) -> RuncResult:
+    """`runc [globals] args...`, relaying its log as described above."""
+    if not logs_to_file(flags):
+        rc, interrupted = _wait_through_interrupts([runc, *runc_globals, *args], stdout, pass_fds)
+        return RuncResult(rc, logged_error=rc > 0, interrupted=interrupted)
+    fd, private = tempfile.mkstemp(prefix="runc-ckpt-runc-log-")
+    os.close(fd)
+    try:
+        rc, interrupted = _wait_through_interrupts([runc, *runc_globals, "--log", private, *args],
+                                                   stdout, pass_fds)
+        with open(private, encoding="utf-8", errors="replace") as f:
+            lines = f.read().splitlines()
+    finally:
+        os.unlink(private)
+    kept, dropped, has_error = keep_last_error(lines)
+    try:
+        _append(flags.log, kept)
+    except OSError:
+        has_error = False  # nothing reached the caller's log: we must report ourselves
+    return RuncResult(rc, logged_error=has_error and rc != 0, dropped=dropped, interrupted=interrupted)

@@ -1,0 +1,100 @@
+"""runc-ckpt's YAML configuration: defaults, loading and validation.
+
+Loaded only by the commands runc-ckpt handles itself, never on the
+pass-through path (the sh front end reads just a plain `runc: /path` line).
+A missing default file means defaults; a file named explicitly (--config or
+$RUNC_CKPT_CONFIG) must exist. A malformed or invalid file is an error naming
+the file and the key, never silently ignored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from runc_ckpt.frontend import configfile
+from runc_ckpt.frontend.configfile import ENV_VAR
+from runc_ckpt.frontend.errors import RuncCkptError
+from runc_ckpt.frontend.globalflags import GlobalFlags  # builtins only, already loaded by cli
+
+
+@dataclass
+class Config:
+    """The settings of runc-ckpt.yaml; field names are the YAML keys (see schemas/config.schema.json)."""
+
+    runc: str | None = None
+    state_dir: str = "/var/lib/runc-ckpt"
+    compress: str = "zstd"
+    compress_level: int = 3
+    compress_threads: int = 0
+    volume_roots: list[str] = field(default_factory=lambda: [
+        "/var/lib/containers/storage/volumes", "/var/lib/docker/volumes"])
+    export_dir: str | None = None
+    # An annotation (set by whoever creates the container, e.g. a Kubernetes
+    # user) must not make a root runtime write archives anywhere it likes.
+    export_roots: list[str] = field(default_factory=lambda: ["/var/lib/runc-ckpt/exports"])
+    retention: int = 0
+    hooks_dir: str = "/etc/containers/runc-ckpt/hooks.d"
+    hook_timeout: float = 30.0
+    log_level: str = "warning"
+    path: str | None = None  # the file these settings came from; None: built-in defaults
+    keys: frozenset[str] = frozenset()  # the keys that file set, so logs can tell a default from a choice
+
+
+def apply_log_level(cfg: Config, flags: GlobalFlags) -> None:
+    """log_level: debug turns on runc-ckpt's debug lines as runc's --debug does.
+
+    Only the flags object changes, never the arguments runc gets: the real
+    runc's own verbosity stays the caller's choice.
+    """
+    if cfg.log_level == "debug":
+        flags.debug = True
+
+
+def load(flag: str | None = None) -> Config:
+    """Read and validate the config file; a missing default file gives defaults."""
+    path = configfile.config_path(flag)
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except FileNotFoundError:
+        if path != configfile.DEFAULT_PATH:
+            source = "--config" if flag else f"${ENV_VAR}"
+            raise RuncCkptError(f"config file {path} (from {source}): does not exist") from None
+        return Config()
+    except (OSError, UnicodeDecodeError) as e:
+        reason = e.strerror if isinstance(e, OSError) else "not UTF-8 text"
+        raise RuncCkptError(f"config file {path}: {reason}") from None
+    import yaml
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise RuncCkptError(f"config file {path}: not valid YAML: {' '.join(str(e).split())}") from None
+    if data is None:
+        data = {}
+    validate(data, schema_name="config.schema.json", what=f"config file {path}")
+    return Config(**data, path=path, keys=frozenset(data))
+
+
+def validate(data: object, schema_name: str, what: str) -> None:
+    """Validate against a schema shipped in the package; the error names the key."""
+    import json
+    from importlib import resources
+
+    import jsonschema
+    schema = json.loads(resources.files("runc_ckpt.settings").joinpath("schemas", schema_name).read_text())
+    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(data))
+    if error is None:
+        return
+    path = [str(p) for p in error.absolute_path]
+    message = error.message
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        # Name the unknown key itself rather than its parent.
+        allowed = error.schema.get("properties", {})
+        unknown = sorted(str(k) for k in error.instance if k not in allowed)
+        if unknown:
+            path.append(unknown[0])
+            message = f"unknown key (known: {', '.join(sorted(allowed))})"
+    elif error.validator == "pattern" and error.validator_value == "^/":
+        message = f"{error.instance!r} is not an absolute path"
+    key = "/".join(path) or "(top level)"
+    raise RuncCkptError(f"{what}: {key}: {message}")

@@ -1,0 +1,219 @@
+"""The effective checkpoint/restore settings of one container.
+
+Engines other than podman call `runc checkpoint` with bare runc flags, so an
+operator sets policy once (runc-ckpt.yaml) or per container (annotations in
+the bundle's config.json). Each setting resolves as: command-line flag >
+annotation > config file > built-in default, and remembers where it came
+from so debug logs can say why an archive was (or was not) written.
+
+Annotation keys live under one prefix, ANNOTATION_PREFIX. An unknown key or a
+bad value under it is an error naming the annotation: a typo must not quietly
+turn a policy off.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from runc_ckpt.frontend.errors import RuncCkptError
+from runc_ckpt.settings.config import Config
+
+ANNOTATION_PREFIX = "io.runc-ckpt."
+COMPRESSIONS = ("zstd", "gzip", "none")
+# Go's strconv.ParseBool spellings, as runc accepts for boolean flags.
+_TRUE = {"1", "t", "T", "true", "TRUE", "True"}
+_FALSE = {"0", "f", "F", "false", "FALSE", "False"}
+_HOOK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+# Annotation key (after the prefix) -> Policy field.
+ANNOTATIONS = {
+    "compress": "compress",
+    "compress-level": "compress_level",
+    "export-dir": "export_dir",
+    "retention": "retention",
+    "tcp-established": "tcp_established",
+    "file-locks": "file_locks",
+    "ignore-rootfs": "ignore_rootfs",
+    "ignore-volumes": "ignore_volumes",
+    "volumes": "extra_volumes",
+    "hooks": "hooks",
+}
+# Command-line flags (cmdflags Option.key) that a policy field yields to.
+FLAGS = {
+    "compress": "compress",
+    "tcp_established": "tcp_established",
+    "file_locks": "file_locks",
+    "ignore_rootfs": "ignore_rootfs",
+    "ignore_volumes": "ignore_volumes",
+}
+# Booleans that are runc's own checkpoint and restore flags: a policy that
+# turns one on must add it to the real runc's arguments.
+RUNC_BOOLEANS = {"tcp_established": "--tcp-established", "file_locks": "--file-locks"}
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Resolved settings for one checkpoint or restore; `sources` says where each came from."""
+
+    compress: str = "zstd"
+    compress_level: int = 3
+    compress_threads: int = 0
+    export_dir: str | None = None      # auto-export directory; None: no auto-export
+    retention: int = 0                  # archives kept per container in export_dir; 0: all
+    tcp_established: bool = False
+    file_locks: bool = False
+    ignore_rootfs: bool = False
+    ignore_volumes: bool = False
+    extra_volumes: tuple[str, ...] = ()  # bind-mount destinations to archive as volumes
+    hooks: tuple[str, ...] = ()          # hook names enabled by annotation (besides their `when`)
+    volume_roots: tuple[str, ...] = ()
+    hooks_dir: str = ""
+    hook_timeout: float = 30.0
+    sources: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), compare=False)
+
+    @property
+    def auto_export(self) -> bool:
+        """Whether every checkpoint of this container also writes an archive into export_dir."""
+        return self.export_dir is not None
+
+    def runc_flags(self, given: set[str] | frozenset[str] = frozenset()) -> list[str]:
+        """runc flags this policy adds: booleans it turned on that the caller did not pass itself.
+
+        `given` is the set of flag keys on the command line (cmdflags.Parsed.given);
+        a flag the caller gave (even `--file-locks=false`) is already in its argv.
+        """
+        return [flag for key, flag in RUNC_BOOLEANS.items() if getattr(self, key) and key not in given]
+
+    def describe(self) -> str:
+        """One line for debug logs: every setting with its source."""
+        parts = []
+        for name in ("compress", "compress_level", "compress_threads", "export_dir", "retention",
+                     "tcp_established", "file_locks", "ignore_rootfs", "ignore_volumes",
+                     "extra_volumes", "hooks", "hook_timeout"):
+            value = getattr(self, name)
+            if isinstance(value, tuple):
+                value = ",".join(value)
+            parts.append(f"{name}={value} ({self.sources.get(name, 'default')})")
+        return "policy: " + "; ".join(parts)
+
+
+def effective(cfg: Config, annotations: Mapping[str, object] | None,
+              flags_given: Mapping[str, object] | None = None) -> Policy:
+    """Resolve the policy: flag > annotation > config > default.
+
+    `annotations` is the bundle config.json's "annotations" object (None or
+    missing is fine). `flags_given` maps cmdflags Option keys to values for
+    the flags actually on the command line only, e.g.
+    `{k: parsed.values[k] for k in parsed.given}`; keys that policy does not
+    cover are ignored.
+    """
+    values: dict[str, object] = {
+        "compress": cfg.compress,
+        "compress_level": cfg.compress_level,
+        "compress_threads": cfg.compress_threads,
+        "export_dir": cfg.export_dir or None,
+        "retention": cfg.retention,
+        "volume_roots": tuple(cfg.volume_roots),
+        "hooks_dir": cfg.hooks_dir,
+        "hook_timeout": float(cfg.hook_timeout),
+    }
+    sources = {k: f"config {cfg.path}" if k in cfg.keys else "default" for k in values}
+
+    for name, value in parse_annotations(annotations, cfg).items():
+        values[name] = value
+        sources[name] = f"annotation {ANNOTATION_PREFIX}{_annotation_key(name)}"
+
+    for key, name in FLAGS.items():
+        if flags_given and key in flags_given:
+            value = flags_given[key]
+            if name == "compress" and value not in COMPRESSIONS:
+                raise RuncCkptError(f"invalid value {value!r} for --compress: choose one of {', '.join(COMPRESSIONS)}")
+            values[name] = value if name == "compress" else bool(value)
+            sources[name] = "flag --" + key.replace("_", "-")
+
+    for name in ANNOTATIONS.values():
+        sources.setdefault(name, "default")
+    return Policy(**values, sources=MappingProxyType(sources))  # type: ignore[arg-type]
+
+
+def parse_annotations(annotations: Mapping[str, object] | None, cfg: Config) -> dict[str, object]:
+    """The Policy fields set by io.runc-ckpt.* annotations, validated; errors name the annotation."""
+    if annotations is None:
+        return {}
+    if not isinstance(annotations, Mapping):
+        raise RuncCkptError("config.json: annotations: not an object")
+    out: dict[str, object] = {}
+    for full_key in sorted(annotations):
+        if not isinstance(full_key, str) or not full_key.startswith(ANNOTATION_PREFIX):
+            continue
+        key = full_key[len(ANNOTATION_PREFIX):]
+        raw = annotations[full_key]
+        if key not in ANNOTATIONS:
+            raise RuncCkptError(f"annotation {full_key}: unknown runc-ckpt annotation "
+                                f"(known: {', '.join(ANNOTATION_PREFIX + k for k in sorted(ANNOTATIONS))})")
+        if not isinstance(raw, str):
+            raise RuncCkptError(f"annotation {full_key}: value must be a string, not {type(raw).__name__}")
+        out[ANNOTATIONS[key]] = _parse_value(key, full_key, raw, cfg)
+    return out
+
+
+def _annotation_key(name: str) -> str:
+    return next(k for k, v in ANNOTATIONS.items() if v == name)
+
+
+def _parse_value(key: str, full_key: str, raw: str, cfg: Config) -> object:
+    value = raw.strip()
+    if key == "compress":
+        if value not in COMPRESSIONS:
+            raise RuncCkptError(f"annotation {full_key}: unknown compression {raw!r}: "
+                                f"choose one of {', '.join(COMPRESSIONS)}")
+        return value
+    if key in ("compress-level", "retention"):
+        if key == "compress-level":
+            ok, want = re.fullmatch(r"[0-9]{1,2}", value) and 1 <= int(value) <= 22, "an integer in 1..22"
+        else:
+            ok, want = re.fullmatch(r"[0-9]{1,9}", value), "an integer >= 0"
+        if not ok:
+            raise RuncCkptError(f"annotation {full_key}: {raw!r} is not {want}")
+        return int(value)
+    if key in ("tcp-established", "file-locks", "ignore-rootfs", "ignore-volumes"):
+        if value in _TRUE:
+            return True
+        if value in _FALSE:
+            return False
+        raise RuncCkptError(f"annotation {full_key}: {raw!r} is not a boolean (use true or false)")
+    if key == "export-dir":
+        return _export_dir(full_key, value, cfg)
+    if key == "volumes":
+        dests = tuple(d.strip() for d in value.split(",") if d.strip())
+        for d in dests:
+            if not d.startswith("/") or ".." in d.split("/"):
+                raise RuncCkptError(f"annotation {full_key}: {d!r} is not an absolute container path")
+        return tuple(dict.fromkeys(os.path.normpath(d) for d in dests))
+    # hooks
+    names = tuple(dict.fromkeys(n.strip() for n in value.split(",") if n.strip()))
+    for n in names:
+        if not _HOOK_NAME.match(n):
+            raise RuncCkptError(f"annotation {full_key}: {n!r} is not a hook name")
+    return names
+
+
+def _export_dir(full_key: str, value: str, cfg: Config) -> str | None:
+    """An annotation's export dir: "" turns auto-export off; otherwise it must lie under
+    export_roots or the config's own export_dir (symlinks resolved, so no link leads out)."""
+    if value == "":
+        return None
+    if not value.startswith("/"):
+        raise RuncCkptError(f"annotation {full_key}: {value!r} is not an absolute path")
+    real = os.path.realpath(value)
+    for root in [*cfg.export_roots, *([cfg.export_dir] if cfg.export_dir else [])]:
+        root_real = os.path.realpath(root)
+        if real == root_real or real.startswith(root_real.rstrip("/") + "/"):
+            return real
+    allowed = ", ".join([*cfg.export_roots, *([cfg.export_dir] if cfg.export_dir else [])]) or "none"
+    raise RuncCkptError(f"annotation {full_key}: {value!r} is outside the directories the config's "
+                        f"export_roots and export_dir allow ({allowed})")
