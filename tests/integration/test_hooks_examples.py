@@ -71,7 +71,7 @@ def test_examples_around_a_real_checkpoint_and_restore(make_bundle, containers, 
     assert state is not None
     annotations = b.config()["annotations"]
     pol = policy.effective(Config(hooks_dir=str(d)), annotations, {})
-    loaded = hooks.load(pol.hooks_dir)
+    loaded = hooks.load(str(d))
     flags = debug_flags(tmp_path)
 
     def stage(name: str) -> None:
@@ -102,7 +102,7 @@ def test_sync_hook_enabled_by_name_falls_back_to_the_host(hooks_dir, tmp_path):
     d, log = hooks_dir
     annotations = {"io.runc-ckpt.hooks": "sync"}
     pol = policy.effective(Config(hooks_dir=str(d)), annotations, {})
-    selected = hooks.select(hooks.load(pol.hooks_dir), "precheckpoint", annotations, pol.hooks)
+    selected = hooks.select(hooks.load(str(d)), "precheckpoint", annotations, pol.hooks)
     assert [h.name for h in selected] == ["notify", "sync"]
     flags = debug_flags(tmp_path)
     hooks.run_stage("precheckpoint", selected, {"ociVersion": "1.0.2", "id": "gone", "status": "stopped",
@@ -125,7 +125,7 @@ def test_failing_precheckpoint_hook_leaves_the_container_untouched(make_bundle, 
     pol = policy.effective(Config(hooks_dir=str(d)), annotations, {})
     with pytest.raises(RuncCkptError, match=r"precheckpoint hook deny \(.*deny.json\): exit status 1: "
                                             "no checkpoints today"):
-        hooks.run_stage("precheckpoint", hooks.select(hooks.load(pol.hooks_dir), "precheckpoint", annotations,
+        hooks.run_stage("precheckpoint", hooks.select(hooks.load(str(d)), "precheckpoint", annotations,
                                                       pol.hooks), containers.state(cid) or {}, GlobalFlags())
     assert containers.status(cid) == "running"
     now = b.counter()

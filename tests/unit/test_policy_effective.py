@@ -19,7 +19,7 @@ def cfg(**kw) -> Config:
 def test_defaults_without_config_file():
     pol = effective(Config(), None, None)
     assert pol.compress == "zstd" and pol.compress_level == 3 and pol.export_dir is None
-    assert not pol.auto_export
+    assert pol.export_dir is None
     assert (pol.tcp_established, pol.file_locks, pol.ignore_rootfs, pol.ignore_volumes) == (False,) * 4
     assert pol.extra_volumes == () and pol.hooks == ()
     assert pol.sources["compress"] == "default"
@@ -28,7 +28,7 @@ def test_defaults_without_config_file():
 def test_config_beats_default():
     pol = effective(cfg(compress="gzip", export_dir="/exp", retention=2, hook_timeout=4), {}, {})
     assert (pol.compress, pol.export_dir, pol.retention, pol.hook_timeout) == ("gzip", "/exp", 2, 4.0)
-    assert pol.auto_export
+    assert pol.export_dir is not None
     assert pol.sources["compress"] == "config /etc/test.yaml"
 
 
@@ -123,7 +123,7 @@ def test_export_dir_annotation_inside_export_roots(tmp_path):
     c = cfg(export_roots=[str(root)])
     assert effective(c, {P + "export-dir": str(root)}, {}).export_dir == str(root)
     sub = effective(c, {P + "export-dir": str(root / "team-a")}, {})
-    assert sub.export_dir == str(root / "team-a") and sub.auto_export
+    assert sub.export_dir == str(root / "team-a") and sub.export_dir is not None
     assert sub.sources["export_dir"] == "annotation io.runc-ckpt.export-dir"
 
 
@@ -152,7 +152,7 @@ def test_export_dir_annotation_below_the_configs_export_dir(tmp_path):
 
 def test_empty_export_dir_annotation_turns_auto_export_off():
     pol = effective(cfg(export_dir="/exp"), {P + "export-dir": ""}, {})
-    assert pol.export_dir is None and not pol.auto_export
+    assert pol.export_dir is None
 
 
 def test_volumes_annotation():

@@ -9,7 +9,9 @@ from __future__ import annotations
 import os
 
 from runc_ckpt.archive import layout, reader
+from runc_ckpt.frontend import runclog
 from runc_ckpt.frontend.errors import RuncCkptError
+from runc_ckpt.frontend.progress import human
 from runc_ckpt.runtime.criu import stats
 
 # checkpointctl's mapping of the io.container.manager annotation.
@@ -52,8 +54,7 @@ def describe(staged: reader.Staged, path: str, problem: str | None) -> dict:
             criu_stats = {}
     checkpointed = cfg.get("checkpointedTime") or man.get("created")
     if not checkpointed and staged.inventory_mtime:
-        import time
-        checkpointed = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(staged.inventory_mtime))
+        checkpointed = runclog.rfc3339(staged.inventory_mtime, utc=True)
     if staged.manifest_raw is None:
         verification = "no manifest (podman archive): layout checked" if not problem else problem
     else:
@@ -82,13 +83,7 @@ def describe(staged: reader.Staged, path: str, problem: str | None) -> dict:
 
 
 def _size(n: int | None) -> str:
-    if n is None:
-        return "-"
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n} B" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    return str(n)
+    return "-" if n is None else human(n)
 
 
 def render_text(info: dict) -> str:

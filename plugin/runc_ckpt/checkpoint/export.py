@@ -31,6 +31,7 @@ from typing import BinaryIO
 from runc_ckpt.archive import compression, layout, manifest
 from runc_ckpt.archive.manifest import MemberDigest
 from runc_ckpt.archive.writer import DIR, REG, Entry, TarWriter, TreePlan
+from runc_ckpt.frontend import runclog
 from runc_ckpt.frontend.errors import RuncCkptError
 from runc_ckpt.frontend.globalflags import GlobalFlags
 from runc_ckpt.frontend.progress import NullProgress, Progress
@@ -126,10 +127,6 @@ def _check_request(req: ExportRequest, target: str) -> None:
         raise RuncCkptError(f"export target {target} is a directory")
     if not os.path.isdir(req.image_dir):
         raise RuncCkptError(f"checkpoint image directory {req.image_dir} does not exist")
-
-
-def _rfc3339(now: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
 
 
 def _json(value: object) -> bytes:
@@ -302,7 +299,7 @@ def write_archive(req: ExportRequest) -> ExportResult:
                 rootfs_info, archived = _write_members(tw, req, plan, now)
                 bind_mounts = [bm.manifest_entry(bm.volume in archived)
                                for bm in volumes_mod.bind_mounts(req.spec, req.volume_roots, req.extra_volumes)]
-                fields = {"created": _rfc3339(now), **req.manifest_fields,
+                fields = {"created": runclog.rfc3339(now, utc=True), **req.manifest_fields,
                           "rootfs": rootfs_info, "bind_mounts": bind_mounts}
                 members = dict(tw.members)
                 tw.add_bytes(layout.MANIFEST, manifest.build(members, **fields), mtime=int(now))

@@ -327,7 +327,7 @@ def export(runc: str, inv: Invocation, cfg: config.Config, p: cmdflags.Parsed, t
         result = exporter.write_archive(req)
     except RuncCkptError as e:
         raise RuncCkptError(f"{e}; the checkpoint images are kept in {plan.final_dir}") from None
-    for warning in getattr(result, "warnings", []):
+    for warning in result.warnings:
         runclog.warn(inv.flags, f"export: {warning}")
     if tidy and not p.keep:
         predump.tidy_after_export(plan)

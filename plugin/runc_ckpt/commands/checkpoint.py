@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-
 from runc_ckpt.commands import cmdflags, options
 from runc_ckpt.frontend.globalflags import Invocation
 
@@ -14,9 +12,8 @@ DESCRIPTION = ("Checkpoint running containers with runc and CRIU, optionally int
 
 
 def run(inv: Invocation) -> int:
-    parsed = cmdflags.parse(options.CHECKPOINT, inv.args, "checkpoint")
-    if parsed.values["help"]:
-        sys.stdout.write(cmdflags.render_help(USAGE, DESCRIPTION, options.CHECKPOINT))
+    parsed = cmdflags.parse_or_help(options.CHECKPOINT, inv.args, "checkpoint", USAGE, DESCRIPTION)
+    if parsed is None:
         return 0
     from runc_ckpt.checkpoint import flow
     return flow.checkpoint(inv, parsed)

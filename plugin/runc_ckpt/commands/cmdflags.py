@@ -8,6 +8,7 @@ container ID, and `--` to end flags. Each Option carries its help line, so
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 from runc_ckpt.frontend.errors import RuncCkptError
@@ -101,6 +102,17 @@ def parse(options: list[Option], argv: list[str], command: str) -> Parsed:
         if opt.runc:
             runc_args.extend(consumed)
     return Parsed(values, runc_args, positionals, given)
+
+
+def parse_or_help(options: list[Option], argv: list[str], command: str, usage: str,
+                  description: str) -> Parsed | None:
+    """The one --help rule of our commands: parse argv, and on -h/--help print the help
+    (stdout, exit 0 as runc does) and return None instead of the flags."""
+    parsed = parse(options, argv, command)
+    if parsed.values["help"]:
+        sys.stdout.write(render_help(usage, description, options))
+        return None
+    return parsed
 
 
 def render_help(usage: str, description: str, options: list[Option]) -> str:

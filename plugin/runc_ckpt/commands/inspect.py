@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 
 from runc_ckpt.commands import cmdflags, options
 from runc_ckpt.frontend import runclog
@@ -23,9 +22,8 @@ DESCRIPTION = "Show what a checkpoint archive (runc-ckpt's or podman's) holds, w
 
 
 def run(inv: Invocation) -> int:
-    p = cmdflags.parse(options.INSPECT, inv.args, "inspect")
-    if p.values["help"]:
-        sys.stdout.write(cmdflags.render_help(USAGE, DESCRIPTION, options.INSPECT))
+    p = cmdflags.parse_or_help(options.INSPECT, inv.args, "inspect", USAGE, DESCRIPTION)
+    if p is None:
         return 0
     if len(p.positionals) != 1:
         raise RuncCkptError(f"inspect: expected one archive, got {len(p.positionals)}")

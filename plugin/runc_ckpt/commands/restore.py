@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-
 from runc_ckpt.commands import cmdflags, options
 from runc_ckpt.frontend.errors import RuncCkptError
 from runc_ckpt.frontend.globalflags import Invocation
@@ -13,9 +11,8 @@ DESCRIPTION = "Restore a container from its checkpoint images or from an archive
 
 
 def run(inv: Invocation) -> int:
-    parsed = cmdflags.parse(options.RESTORE, inv.args, "restore")
-    if parsed.values["help"]:
-        sys.stdout.write(cmdflags.render_help(USAGE, DESCRIPTION, options.RESTORE))
+    parsed = cmdflags.parse_or_help(options.RESTORE, inv.args, "restore", USAGE, DESCRIPTION)
+    if parsed is None:
         return 0
     if parsed.values["import"]:
         from runc_ckpt.restore import importer

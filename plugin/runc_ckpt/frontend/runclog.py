@@ -18,8 +18,10 @@ from runc_ckpt.frontend.globalflags import GlobalFlags
 _BARE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._/@^+")
 
 
-def _rfc3339(now: float) -> str:
-    t = time.localtime(now)
+def rfc3339(now: float, utc: bool = False) -> str:
+    """Seconds-precision RFC 3339, as logrus stamps runc's lines: local time with its
+    offset ("Z" for UTC), or always "Z" with utc=True (archive manifests, inspect)."""
+    t = time.gmtime(now) if utc else time.localtime(now)
     off = t.tm_gmtoff or 0
     zone = "Z" if off == 0 else "%s%02d:%02d" % ("+" if off > 0 else "-", abs(off) // 3600, abs(off) % 3600 // 60)
     return time.strftime("%Y-%m-%dT%H:%M:%S", t) + zone
@@ -43,7 +45,7 @@ def _json(value: dict[str, str]) -> str:
 
 def format_line(level: str, msg: str, log_format: str, now: float | None = None) -> str:
     """One log line in runc's text or json format, newline included."""
-    stamp = _rfc3339(time.time() if now is None else now)
+    stamp = rfc3339(time.time() if now is None else now)
     if log_format == "json":
         return _json({"level": level, "msg": msg, "time": stamp}) + "\n"
     return f"time={_quote(stamp)} level={level} msg={_quote(msg)}\n"

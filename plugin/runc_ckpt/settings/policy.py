@@ -71,14 +71,8 @@ class Policy:
     extra_volumes: tuple[str, ...] = ()  # bind-mount destinations to archive as volumes
     hooks: tuple[str, ...] = ()          # hook names enabled by annotation (besides their `when`)
     volume_roots: tuple[str, ...] = ()
-    hooks_dir: str = ""
     hook_timeout: float = 30.0
     sources: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), compare=False)
-
-    @property
-    def auto_export(self) -> bool:
-        """Whether every checkpoint of this container also writes an archive into export_dir."""
-        return self.export_dir is not None
 
     def runc_flags(self, given: set[str] | frozenset[str] = frozenset()) -> list[str]:
         """runc flags this policy adds: booleans it turned on that the caller did not pass itself.
@@ -118,7 +112,6 @@ def effective(cfg: Config, annotations: Mapping[str, object] | None,
         "export_dir": cfg.export_dir or None,
         "retention": cfg.retention,
         "volume_roots": tuple(cfg.volume_roots),
-        "hooks_dir": cfg.hooks_dir,
         "hook_timeout": float(cfg.hook_timeout),
     }
     sources = {k: f"config {cfg.path}" if k in cfg.keys else "default" for k in values}

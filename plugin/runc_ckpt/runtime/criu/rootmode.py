@@ -15,7 +15,7 @@ import os
 import struct
 
 # The wire-format decoder is shared with the stats reader.
-from runc_ckpt.runtime.criu.stats import _fields
+from runc_ckpt.runtime.criu.stats import fields
 
 # Field numbers from CRIU's images/{pstree,fs,fdinfo,regfile}.proto.
 PSTREE_PID = 1
@@ -32,7 +32,7 @@ def _entries(path: str) -> list[dict[int, int | bytes]]:
     while pos + 4 <= len(data):
         (size,) = struct.unpack_from("<I", data, pos)
         pos += 4
-        out.append(_fields(data[pos:pos + size]))
+        out.append(fields(data[pos:pos + size]))
         pos += size
     return out
 
@@ -63,13 +63,13 @@ def root_mode(image_dir: str) -> int | None:
             reg = entry.get(FILE_ENTRY_REG)
             if not isinstance(reg, bytes):
                 continue
-            fields = _fields(reg)
-            mode = fields.get(REG_MODE)
+            reg_fields = fields(reg)
+            mode = reg_fields.get(REG_MODE)
             if not isinstance(mode, int):
                 continue
             if root_id is not None and entry.get(FILE_ENTRY_ID) == root_id:
                 return mode & 0o7777
-            if fallback is None and fields.get(REG_NAME) == b"/":
+            if fallback is None and reg_fields.get(REG_NAME) == b"/":
                 fallback = mode & 0o7777
         return fallback
     except (OSError, ValueError, IndexError, struct.error):

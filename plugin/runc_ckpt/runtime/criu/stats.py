@@ -41,7 +41,7 @@ def _varint(buf: bytes, pos: int) -> tuple[int, int]:
             return value, pos
 
 
-def _fields(buf: bytes) -> dict[int, int | bytes]:
+def fields(buf: bytes) -> dict[int, int | bytes]:
     out: dict[int, int | bytes] = {}
     pos = 0
     while pos < len(buf):
@@ -70,12 +70,12 @@ def decode(data: bytes) -> dict[str, dict[str, int]]:
         magic1, magic2, size = struct.unpack_from("<III", data)
         if (magic1, magic2) != (IMG_SERVICE_MAGIC, STATS_MAGIC):
             raise ValueError("bad magic")
-        entry = _fields(data[12:12 + size])
+        entry = fields(data[12:12 + size])
         result: dict[str, dict[str, int]] = {}
         for number, name, names in ((1, "dump", DUMP_FIELDS), (2, "restore", RESTORE_FIELDS)):
             sub = entry.get(number)
             if isinstance(sub, bytes):
-                result[name] = {names[k]: v for k, v in _fields(sub).items()
+                result[name] = {names[k]: v for k, v in fields(sub).items()
                                 if k in names and isinstance(v, int)}
         return result
     except (struct.error, ValueError) as e:
