@@ -247,37 +247,88 @@ def test_flags_after_the_id_and_equals_forms_are_forwarded(env):
     env.container("ctr")
     env.register_state("ctr")
     img = str(env.tmp / "img")
-    env.register_checkpoint([f"--image-path={img}", "--manage-cgroups-mode", "soft", "--leave-running=true", "ctr"])
+    # The caller's order, as given; only our -R alias is spelled the way runc knows it.
+    env.register_checkpoint([f"--image-path={img}", "ctr", "--manage-cgroups-mode", "soft", "--leave-running=true"])
     assert env.main("checkpoint", f"--image-path={img}", "ctr", "--manage-cgroups-mode", "soft", "-R=true") == 0
 
 
 # ---- our state dir and pre-dump chains -------------------------------------------------------
 
-def test_plain_checkpoint_goes_to_the_state_dir(env):
+def test_plain_checkpoint_goes_where_runc_writes(env):
     env.container("ctr")
     env.register_state("ctr")
-    new = str(ours(env, "ctr", f".checkpoint.new-{PID}"))
-    env.register_checkpoint(["--image-path", new, "--work-path", str(ours(env, "ctr", "work")), "ctr"])
+    env.register_checkpoint(["ctr"])       # runc's argv unchanged: runc picks ./checkpoint itself
     assert env.main("checkpoint", "ctr") == 0
-    assert ours(env, "ctr", "checkpoint", "inventory.img").exists()
-    assert ours(env, "ctr", "work", "stats-dump").exists()
-    assert not os.path.exists(new)
+    assert (env.tmp / "checkpoint" / "inventory.img").exists()
+    assert (env.tmp / "checkpoint" / "stats-dump").exists()   # work dir = image dir, as runc
+    assert not env.state_dir.exists()
+
+
+def test_several_containers_go_to_the_state_dir(env):
+    for cid in ("a", "b"):
+        env.container(cid)
+        env.register_state(cid)
+        env.register_checkpoint(["--image-path", str(ours(env, cid, f".checkpoint.new-{PID}")),
+                                 "--work-path", str(ours(env, cid, "work")), "--leave-running", cid])
+    assert env.main("checkpoint", "a", "--leave-running", "b") == 0
+    for cid in ("a", "b"):
+        assert ours(env, cid, "checkpoint", "inventory.img").exists()
+    assert not (env.tmp / "checkpoint").exists()
+
+
+@pytest.mark.parametrize("given, sent", [
+    (["--bogus", "ctr"], ["--bogus", "ctr"]),                      # a boolean runc may know
+    (["--newer", "v", "ctr"], ["--newer", "v", "ctr"]),            # a value flag runc may know
+    (["ctr", "--newer=v", "-R"], ["ctr", "--newer=v", "--leave-running"]),
+])
+def test_unknown_flags_go_to_runc_as_given(env, given, sent):
+    env.container("ctr")
+    env.register_state("ctr")
+    env.register_checkpoint(sent)
+    assert env.main("checkpoint", *given) == 0
+
+
+def test_an_unknown_flag_before_several_ids_is_ambiguous(env, capfd):
+    assert env.main("checkpoint", "--newer", "a", "b", "c") == 1
+    assert "cannot tell whether 'a' is the value of -newer" in capfd.readouterr().err
+    assert not env.checkpoint_calls()
+
+
+def test_a_usage_error_without_our_flags_is_runcs_to_report(env):
+    env.fp.register([env.runc, "checkpoint", "--image-path"], returncode=1)
+    with pytest.raises(SystemExit):
+        pass_through_exec(env, "checkpoint", "--image-path")
+
+
+def pass_through_exec(env, *argv: str) -> None:
+    """cli.main with os.execv faked: the call must be handed to runc unchanged."""
+    import runc_ckpt.frontend.passthrough as pt
+
+    def fake_exec(path: str, args: list[str]) -> None:
+        assert [path, *args[1:]] == [env.runc, *argv]
+        raise SystemExit(0)
+    saved = pt.os.execv
+    pt.os.execv = fake_exec
+    try:
+        env.main(*argv)
+    finally:
+        pt.os.execv = saved
 
 
 def test_second_checkpoint_replaces_the_first_only_on_success(env):
     env.container("ctr")
     ours(env, "ctr", "checkpoint").mkdir(parents=True)
     ours(env, "ctr", "checkpoint", "stale.img").write_text("old")
-    env.register_state("ctr", occurrences=2)
+    env.register_list()
     new = str(ours(env, "ctr", f".checkpoint.new-{PID}"))
     tail = ["--image-path", new, "--work-path", str(ours(env, "ctr", "work")), "ctr"]
     env.register_checkpoint(tail, returncode=1)
-    assert env.main("checkpoint", "ctr") == 1
+    assert env.main("checkpoint", "--latest") == 1       # --latest: the state dir
     assert ours(env, "ctr", "checkpoint", "stale.img").exists()   # the old checkpoint survives a failure
     assert not os.path.exists(new)
     env.register_checkpoint(tail)
-    env.register_state("ctr")
-    assert env.main("checkpoint", "ctr") == 0
+    env.register_list()
+    assert env.main("checkpoint", "--latest") == 0
     assert sorted(os.listdir(ours(env, "ctr", "checkpoint"))) == ["inventory.img"]
 
 
@@ -324,8 +375,8 @@ def test_with_previous_under_caller_paths_uses_the_podman_sibling(env):
     (b / "pre-checkpoint").mkdir()
     env.register_state("ctr")
     env.register_criu_check(supported=True)
-    env.register_checkpoint(["--image-path", f"{b}/checkpoint", "--work-path", str(b),
-                             "--parent-path", "../pre-checkpoint", "ctr"])
+    env.register_checkpoint(["--parent-path", "../pre-checkpoint", "--image-path", f"{b}/checkpoint",
+                             "--work-path", str(b), "ctr"])
     assert env.main("checkpoint", "--image-path", f"{b}/checkpoint", "--work-path", str(b),
                     "--with-previous", "ctr") == 0
 
@@ -435,8 +486,7 @@ def test_latest_that_is_stopped_gets_runcs_error(env, capfd):
     (["--ignore-rootfs", "x"], "--ignore-rootfs only works with --export"),
     (["--ignore-volumes", "x"], "--ignore-volumes only works with --export"),
     (["--compress", "lz4", "-e", "out.tar", "x"], "invalid value 'lz4' for --compress"),
-    (["--bogus", "x"], "flag provided but not defined: -bogus"),
-    (["--status-fd", "three", "x"], "not a file descriptor number"),
+    (["--status-fd", "three", "x"], 'for flag -status-fd: parse error'),
 ])
 def test_bad_flags_touch_nothing(env, capfd, argv, words):
     assert env.main("checkpoint", *argv) == 1
@@ -540,20 +590,30 @@ def test_runc_failure_leaves_one_error_line_in_a_json_log(env, capfd):
     log = env.tmp / "log.json"
     g = ["--log", str(log), "--log-format", "json"]
     env.container("ctr")
-    env.register_state("ctr", g, occurrences=2)  # before, and after the failure for the context
-    work = ours(env, "ctr", "work")
-    env.register_checkpoint(["--image-path", str(ours(env, "ctr", f".checkpoint.new-{PID}")),
-                             "--work-path", str(work), "ctr"], globals_=[*g, "--log", env.fp.any(min=1, max=1)],
+    env.register_state("ctr", g)
+    env.register_checkpoint(["ctr"], globals_=[*g, "--log", env.fp.any(min=1, max=1)],
                             returncode=1, log_lines=RUNC_TWO_ERRORS)
     assert env.main(*g, "checkpoint", "ctr") == 1
     lines = log.read_text().splitlines()
     assert len(lines) == 1 and json.loads(lines[0])["msg"].startswith("criu failed")
-    err = capfd.readouterr().err
-    assert f"CRIU's log: {work}/dump.log" in err
-    assert "the container is running" in err and "runc also said: container still running" in err
-    assert (work / "dump.log").exists()
-    assert not ours(env, "ctr", f".checkpoint.new-{PID}").exists()
-    assert not ours(env, "ctr", "checkpoint").exists()
+    assert capfd.readouterr().err == ""          # no free-form line of ours beside runc's
+
+
+def test_runc_failure_context_is_a_debug_line_with_debug(env):
+    log = env.tmp / "log.json"
+    g = ["--log", str(log), "--log-format", "json", "--debug"]
+    env.container("ctr")
+    env.register_state("ctr", g, occurrences=2)  # before, and after the failure for the context
+    env.register_checkpoint(["ctr"], globals_=[*g, "--log", env.fp.any(min=1, max=1)],
+                            returncode=1, log_lines=RUNC_TWO_ERRORS)
+    assert env.main(*g, "checkpoint", "ctr") == 1
+    docs = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [d["msg"] for d in docs if d["level"] == "error"] == [json.loads(RUNC_TWO_ERRORS[1])["msg"]]
+    context = [d["msg"] for d in docs if "checkpoint of ctr failed" in d["msg"]]
+    assert len(context) == 1 and f"CRIU's log: {env.tmp}/checkpoint/dump.log" in context[0]
+    assert "the container is running" in context[0] and "runc also said: container still running" in context[0]
+    assert (env.tmp / "checkpoint" / "dump.log").exists()     # CRIU's log stays where runc had it written
+    assert not env.state_dir.exists()
 
 
 def test_runc_failure_with_text_log_keeps_the_last_error(env):
@@ -576,11 +636,11 @@ def test_runc_failure_with_text_log_keeps_the_last_error(env):
 
 def test_runc_failure_logging_to_stderr_returns_runcs_code(env, capfd):
     env.container("ctr")
-    env.register_state("ctr", occurrences=2)
+    env.register_state("ctr")
     img = str(env.tmp / "img")
     env.register_checkpoint(["--image-path", img, "ctr"], returncode=3)
     assert env.main("checkpoint", "--image-path", img, "ctr") == 3
-    assert "runc-ckpt: checkpoint of ctr failed" in capfd.readouterr().err
+    assert capfd.readouterr().err == ""          # runc's own stderr only (faked runc: none)
 
 
 def test_runc_killed_by_a_signal_gets_our_one_error_line(env):

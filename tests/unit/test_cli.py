@@ -172,9 +172,8 @@ def test_version_names_both(fake_runc, fp, capsys, argv):
     fp.register([fake_runc, "--version"], stdout="runc version 1.1.5\ncommit: v1.1.5\n")
     assert cli.main(argv) == 0
     out = capsys.readouterr().out
-    assert f"runc-ckpt version {__version__}" in out
-    assert fake_runc in out
-    assert "runc version 1.1.5" in out
+    # runc's lines unchanged and first (tools match the first line), then ours as key: value.
+    assert out == f"runc version 1.1.5\ncommit: v1.1.5\nrunc-ckpt: {__version__}\nreal-runc: {fake_runc}\n"
 
 
 def test_realrunc_skips_a_runc_that_is_runc_ckpt(tmp_path, monkeypatch):

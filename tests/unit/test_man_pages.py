@@ -148,8 +148,9 @@ def test_help_lists_every_flag_with_meaning_and_default(command, runc_ckpt_bin):
 
 
 def test_help_renderer_shows_defaults():
-    text = cmdflags.render_help("u", "d", [cmdflags.Option(("level", "l"), "value", "how much", default="3")])
-    assert '--level value, -l value   how much (default: "3")' in text
+    text = cmdflags.render_help("n - x", "u", "d", [cmdflags.Option(("level", "l"), "value", "how much", default="3")])
+    assert text == ('NAME:\n   n - x\n\nUSAGE:\n   u\n\nDESCRIPTION:\n   d\n\nOPTIONS:\n'
+                    '   --level value, -l value  how much (default: "3")\n   \n')
 
 
 def test_pages_render_to_roff(tmp_path):

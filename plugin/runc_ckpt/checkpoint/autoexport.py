@@ -15,13 +15,13 @@ import stat
 from datetime import datetime, timedelta, timezone
 
 from runc_ckpt.frontend.errors import RuncCkptError
+from runc_ckpt.runtime import containerid
 
 EXTENSIONS = {"zstd": ".tar.zst", "gzip": ".tar.gz", "none": ".tar"}
 _STAMP = "%Y%m%dT%H%M%S.%fZ"
 _STAMP_RE = r"[0-9]{8}T[0-9]{6}\.[0-9]{6}Z"
 _EXT_RE = r"\.tar(?:\.zst|\.gz)?"
 # runc's own rule for container IDs.
-_ID_RE = re.compile(r"^[\w+.-]+$")
 
 
 def wanted(export_dir: str | None, pre_dump: bool) -> bool:
@@ -96,7 +96,7 @@ def prune(export_dir: str, container_id: str, keep: int) -> list[str]:
 
 
 def _check_id(container_id: str) -> None:
-    if not _ID_RE.match(container_id) or container_id in (".", ".."):
+    if not containerid.is_valid(container_id):
         raise RuncCkptError(f"invalid container id {container_id!r} for an archive name")
 
 

@@ -7,9 +7,12 @@ plan image/work/parent paths (predump), check CRIU memory tracking when a
 pre-dump is involved; only then run `runc checkpoint` for each container,
 export, tidy and print the statistics.
 
-runc's own flags are forwarded as the caller spelled them (podman, CRI-O and
-containerd shapes pass through unchanged), plus the flags our options imply
-(--image-path/--work-path into the state dir, --pre-dump, --parent-path).
+runc's own flags, and flags we do not know, are forwarded as the caller
+spelled them and in the caller's order (podman, CRI-O and containerd shapes
+pass through unchanged; runc judges what it does not know), plus the flags
+our options imply (--image-path/--work-path into the state dir, --pre-dump,
+--parent-path). A call that uses none of our features writes where runc
+writes: ./checkpoint, with CRIU's work files in the image dir.
 """
 
 from __future__ import annotations
@@ -31,11 +34,6 @@ from runc_ckpt.runtime import containerstate, logrelay, ocispec, volumes
 from runc_ckpt.runtime.containerstate import ContainerState
 from runc_ckpt.runtime.criu import features
 from runc_ckpt.settings import config, hooks, policy
-
-# Our short aliases of runc flags, which the real runc does not know.
-_RUNC_SPELLING = {"R": "leave-running"}
-_VALUE_FLAGS = frozenset(n for o in options.CHECKPOINT if o.runc and o.kind != "bool" for n in o.names)
-
 
 class RuncFailed(Exception):
     """runc failed and already logged its error: exit with its code, add no log line."""
@@ -77,6 +75,8 @@ def checkpoint(inv: Invocation, parsed: cmdflags.Parsed) -> int:
     if len(chosen) > 1 and (caller.image_path or caller.work_path):
         raise RuncCkptError("--image-path/--work-path name one container's directories: "
                             "give one container, or leave them out to use the state dir")
+    in_state_dir = bool(archive or parsed.pre_checkpoint or parsed.with_previous or parsed.all
+                        or parsed.latest or len(chosen) > 1)
     # Policy and hooks of every container are settled before any is touched:
     # a bad annotation or hook definition refuses the whole call.
     given = {k: parsed.values[k] for k in parsed.given}
@@ -90,7 +90,7 @@ def checkpoint(inv: Invocation, parsed: cmdflags.Parsed) -> int:
         volumes.check_listed(spec, pol.volume_roots, pol.extra_volumes)
         targets.append(Target(raw, st, spec,
                               predump.plan(cfg.state_dir, st.id, caller, bool(parsed.pre_checkpoint),
-                                           bool(parsed.with_previous)),
+                                           bool(parsed.with_previous), in_state_dir),
                               pol,
                               hooks.select(hook_defs, "precheckpoint", annotations, pol.hooks),
                               hooks.select(hook_defs, "postcheckpoint", annotations, pol.hooks)))
@@ -99,11 +99,11 @@ def checkpoint(inv: Invocation, parsed: cmdflags.Parsed) -> int:
             check_self_contained(t.plan)
     if targets and (targets[0].plan.pre_dump or targets[0].plan.parent_path is not None):
         features.require_memory_tracking(inv.flags.criu, cfg.state_dir, _why_tracking(parsed))
-    runc_flags = translate(parsed.runc_args)
     results = []
     try:
         for t in targets:
-            results.append(checkpoint_one(runc, inv, cfg, parsed, runc_flags, t, archive))
+            results.append(checkpoint_one(runc, inv, cfg, parsed, _runc_args(parsed, t, len(targets)),
+                                          t, archive))
     except RuncFailed as e:
         return e.code
     if parsed.print_stats:
@@ -129,8 +129,18 @@ def check_flags(p: cmdflags.Parsed) -> None:
         raise RuncCkptError("--all and --latest take no container names")
     if not (p.all or p.latest or p.positionals):
         raise RuncCkptError('checkpoint: "checkpoint" requires at least 1 container id (or --all, --latest)')
-    if p.status_fd is not None and not str(p.status_fd).isdigit():
-        raise RuncCkptError(f"--status-fd {p.status_fd!r}: not a file descriptor number")
+    if p.status_fd is not None:
+        status_fd(p)
+
+
+def status_fd(p: cmdflags.Parsed) -> int:
+    """--status-fd as runc's IntFlag reads it (Go's base-0 integers; -1, its default, means none)."""
+    if p.status_fd is None:
+        return -1
+    try:
+        return int(str(p.status_fd), 0)
+    except ValueError:
+        raise RuncCkptError(f'invalid value "{p.status_fd}" for flag -status-fd: parse error') from None
 
 
 def check_export_target(path: str) -> str:
@@ -186,22 +196,16 @@ def select(runc: str, inv: Invocation, p: cmdflags.Parsed) -> list[tuple[str, Co
     return chosen
 
 
-def translate(runc_args: list[str]) -> list[str]:
-    """The caller's runc flags as given, with our short aliases spelled as runc knows them."""
-    out: list[str] = []
-    i = 0
-    while i < len(runc_args):
-        tok = runc_args[i]
-        i += 1
-        body = tok[2:] if tok.startswith("--") else tok[1:]
-        name, eq, value = body.partition("=")
-        if name in _RUNC_SPELLING:
-            tok = f"--{_RUNC_SPELLING[name]}{eq}{value}"
-        out.append(tok)
-        if name in _VALUE_FLAGS and not eq and i < len(runc_args):
-            out.append(runc_args[i])
-            i += 1
-    return out
+def _runc_args(p: cmdflags.Parsed, t: Target, count: int) -> list[str]:
+    """The caller's arguments for this container's `runc checkpoint`, in the caller's order.
+
+    One container named by the caller: its argv as given (minus our own
+    flags), so a plain call reaches runc unchanged. Several (or --all,
+    --latest): the caller's runc flags, then the container's ID.
+    """
+    if count == 1 and p.positionals:
+        return p.forward
+    return [*p.runc_args, *(["--"] if t.state.id.startswith("-") else []), t.state.id]
 
 
 def _why_tracking(p: cmdflags.Parsed) -> str:
@@ -219,21 +223,23 @@ def checkpoint_one(runc: str, inv: Invocation, cfg: config.Config, p: cmdflags.P
     hook_state = hooks.state_json(st.id, st.status, st.pid, st.bundle, ocispec.annotations(t.spec))
     hooks.run_stage("precheckpoint", t.pre_hooks, hook_state, inv.flags, t.policy.hook_timeout)
     predump.prepare(plan)
-    args = ["checkpoint", *runc_flags, *t.policy.runc_flags(p.given), *plan.add_flags, t.state.id]
-    status_fd = int(str(p.status_fd)) if p.status_fd is not None else None
+    args = ["checkpoint", *t.policy.runc_flags(p.given), *plan.add_flags, *runc_flags]
+    fd = status_fd(p)
     runclog.debug(inv.flags, f"checkpoint: running {' '.join([runc, *inv.runc_globals, *args])}")
     began = time.monotonic()
     result = logrelay.run(runc, inv.runc_globals, args, inv.flags,
                           stdout=sys.stderr if p.print_stats else None,
-                          pass_fds=(status_fd,) if status_fd is not None and _is_open(status_fd) else ())
+                          pass_fds=(fd,) if fd >= 0 and _is_open(fd) else ())
     runtime_us = stats_report.micros(time.monotonic() - began)
     if result.returncode != 0:
         predump.abandon(plan)
-        context = _failure_context(runc, inv, t, result)
         if result.logged_error:
-            sys.stderr.write(f"runc-ckpt: {context}\n")
-            sys.stderr.flush()
+            # runc's own error line (it names CRIU's log) is the one error the caller gets:
+            # a second line would break podman's one-object --log parse. Ours is debug only.
+            if inv.flags.debug:
+                runclog.debug(inv.flags, _failure_context(runc, inv, t, result))
             raise RuncFailed(result.returncode)
+        context = _failure_context(runc, inv, t, result)
         raise RuncCkptError(f"runc checkpoint {t.state.id} failed (exit status {result.returncode}); {context}")
     predump.finish(plan)
     if result.interrupted:

@@ -11,8 +11,10 @@ Paths the caller gives (podman, CRI-O and containerd always give
 --with-previous from the podman layout: the `pre-checkpoint` directory beside
 the image dir (`<bundle>/checkpoint` + `<bundle>/pre-checkpoint`).
 
-Without --image-path the images go to our state dir, one directory per
-container, laid out so that every link is relative and stays valid while
+Without --image-path the images go where runc puts them (./checkpoint, the
+work files beside them), unless a feature of ours needs the state dir
+(--export, --pre-checkpoint, --with-previous, several containers, --all,
+--latest). There each container has one directory, laid out so that every link is relative and stays valid while
 pre-dumps chain (podman keeps only one pre-checkpoint; we keep the chain):
 
     <state_dir>/<id>/
@@ -42,6 +44,7 @@ import shutil
 from dataclasses import dataclass, field
 
 from runc_ckpt.frontend.errors import RuncCkptError
+from runc_ckpt.runtime import containerid
 
 PRE_PREFIX = "pre-checkpoint"        # numbered dirs pre-checkpoint.N and the pointer
 CHECKPOINT = "checkpoint"
@@ -49,6 +52,8 @@ WORK = "work"
 PODMAN_PRE = "pre-checkpoint"        # podman's sibling of <bundle>/checkpoint
 _NUMBERED = re.compile(r"pre-checkpoint\.([0-9]+)")
 CRIU_LOGS = ("dump.log", "stats-dump")
+# runc 1.1.5's --image-path default (utils_linux.go getDefaultImagePath): $CWD/checkpoint.
+RUNC_DEFAULT_IMAGES = "checkpoint"
 
 
 @dataclass(frozen=True)
@@ -131,8 +136,13 @@ def newest_pre(container_dir: str) -> str | None:
 
 
 def plan(state_dir: str, container_id: str, caller: CallerPaths, pre_checkpoint: bool,
-         with_previous: bool) -> Plan:
-    """Decide the image/work/parent paths of one checkpoint; touch nothing."""
+         with_previous: bool, in_state_dir: bool = True) -> Plan:
+    """Decide the image/work/parent paths of one checkpoint; touch nothing.
+
+    Without --image-path the images go where runc puts them (./checkpoint,
+    no flag added) unless in_state_dir: a feature of ours (--export, a
+    pre-checkpoint chain, several containers) keeps them in the state dir.
+    """
     pre_dump = caller.pre_dump or pre_checkpoint
     if with_previous and pre_dump:
         raise RuncCkptError("--with-previous cannot be used with --pre-checkpoint (or --pre-dump)")
@@ -141,12 +151,14 @@ def plan(state_dir: str, container_id: str, caller: CallerPaths, pre_checkpoint:
     extra = ["--pre-dump"] if pre_checkpoint and not caller.pre_dump else []
     if caller.image_path is not None:
         return _plan_caller(caller, pre_dump, with_previous, extra)
+    if not in_state_dir:
+        return _plan_caller(caller, pre_dump, with_previous, extra, RUNC_DEFAULT_IMAGES)
     return _plan_ours(state_dir, container_id, caller, pre_dump, with_previous, extra)
 
 
-def _plan_caller(caller: CallerPaths, pre_dump: bool, with_previous: bool, extra: list[str]) -> Plan:
-    assert caller.image_path is not None
-    image_dir = os.path.abspath(caller.image_path)
+def _plan_caller(caller: CallerPaths, pre_dump: bool, with_previous: bool, extra: list[str],
+                 default: str | None = None) -> Plan:
+    image_dir = os.path.abspath(caller.image_path or default or "")
     # Without --work-path runc has CRIU write its logs into the image dir.
     work_dir = os.path.abspath(caller.work_path) if caller.work_path else image_dir
     parent = caller.parent_path
@@ -165,8 +177,7 @@ def _plan_caller(caller: CallerPaths, pre_dump: bool, with_previous: bool, extra
 
 def _plan_ours(state_dir: str, container_id: str, caller: CallerPaths, pre_dump: bool,
                with_previous: bool, extra: list[str]) -> Plan:
-    if container_id in (".", "..") or "/" in container_id or not container_id:
-        raise RuncCkptError(f"invalid container id {container_id!r}")
+    containerid.check(container_id)
     container_dir = os.path.join(os.path.realpath(state_dir), container_id)
     newest = newest_pre(container_dir)
     parent = caller.parent_path

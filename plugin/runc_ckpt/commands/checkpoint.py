@@ -5,14 +5,18 @@ from __future__ import annotations
 from runc_ckpt.commands import cmdflags, options
 from runc_ckpt.frontend.globalflags import Invocation
 
-USAGE = "runc-ckpt [global options] checkpoint [command options] <container-id>..."
-DESCRIPTION = ("Checkpoint running containers with runc and CRIU, optionally into one "
-               "podman-compatible archive (--export). Without --image-path the images go to "
-               "<state_dir>/<container-id>/ (see runc-ckpt.yaml).")
+NAME = "runc checkpoint - checkpoint a running container"
+USAGE = """runc checkpoint [command options] <container-id>...
+
+Where "<container-id>" is the name for the instance of the container to be
+checkpointed (runc-ckpt: several, or --all/--latest instead)."""
+DESCRIPTION = ("The checkpoint command saves the state of the container instance. Without --image-path "
+               "the images go to ./checkpoint, as with runc; --export, --pre-checkpoint and "
+               "--with-previous keep theirs in <state_dir>/<container-id>/ (see runc-ckpt.yaml).")
 
 
 def run(inv: Invocation) -> int:
-    parsed = cmdflags.parse_or_help(options.CHECKPOINT, inv.args, "checkpoint", USAGE, DESCRIPTION)
+    parsed = cmdflags.parse_or_help(options.CHECKPOINT, inv.args, "checkpoint", NAME, USAGE, DESCRIPTION)
     if parsed is None:
         return 0
     from runc_ckpt.checkpoint import flow

@@ -11,10 +11,8 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 
-from runc_ckpt.frontend.errors import RuncCkptError
-
-_TRUE = {"1", "t", "T", "true", "TRUE", "True"}
-_FALSE = {"0", "f", "F", "false", "FALSE", "False"}
+from runc_ckpt.frontend import goflags
+from runc_ckpt.frontend.errors import PassToRunc, RuncCkptError
 
 
 @dataclass(frozen=True)
@@ -26,7 +24,8 @@ class Option:
     help: str
     default: str | None = None
     choices: tuple[str, ...] = ()
-    runc: bool = False  # forwarded to runc as given
+    runc: bool = False  # runc's own flag: forwarded to runc as given
+    own_aliases: tuple[str, ...] = ()  # names of a runc flag that only we know, respelled for runc
 
     @property
     def key(self) -> str:
@@ -35,12 +34,20 @@ class Option:
 
 @dataclass
 class Parsed:
-    """Parsed flags: values by Option.key, the runc flags as given, positionals."""
+    """Parsed flags: values by Option.key, what runc gets, positionals.
+
+    forward holds the tokens meant for runc in the caller's order: runc's
+    flags (our aliases respelled), unknown flags with what we read as their
+    values, the positionals and `--`; only our own flags are left out.
+    runc_args is forward without the positionals and `--`.
+    """
 
     values: dict[str, object]
     runc_args: list[str]
     positionals: list[str]
     given: set[str]
+    forward: list[str]
+    unknown: list[str]
 
     def __getattr__(self, key: str) -> object:
         try:
@@ -49,8 +56,47 @@ class Parsed:
             raise AttributeError(key) from None
 
 
-def parse(options: list[Option], argv: list[str], command: str) -> Parsed:
-    """Parse argv against options; unknown flags are an error like runc's."""
+class UsageError(RuncCkptError):
+    """A flag runc would refuse too (missing value, bad boolean)."""
+
+
+def _kinds(options: list[Option]) -> dict[str, str]:
+    kinds = {n: goflags.BOOL if o.kind == "bool" else goflags.VALUE for o in options for n in o.names}
+    kinds.update({"help": goflags.BOOL, "h": goflags.BOOL})
+    return kinds
+
+
+def _unknown_values(toks: list[goflags.Token], command: str) -> set[int]:
+    """Indexes of the WORD tokens read as the value of the unknown flag just before them.
+
+    We cannot know whether a flag runc-ckpt does not know takes a value. runc
+    (urfave/cli) moves a command's flags before its arguments and then wants
+    exactly one container ID, so `--new X ID` only makes sense with X as the
+    value and `--new ID` only with the flag as a boolean: a word after an
+    unknown flag is its value when exactly one other word remains. With more
+    words (our several-container checkpoint) both readings name containers,
+    so we refuse rather than guess.
+    """
+    words = sum(1 for t in toks if t.kind == goflags.WORD)
+    taken: set[int] = set()
+    for k, t in enumerate(toks[:-1]):
+        nxt = toks[k + 1]
+        if t.kind != goflags.UNKNOWN or t.value is not None or nxt.kind != goflags.WORD:
+            continue
+        if words - len(taken) > 2:
+            raise RuncCkptError(f"{command}: cannot tell whether {nxt.name!r} is the value of -{t.name} "
+                                f"or a container ID: write -{t.name}=VALUE, or put -{t.name} after the IDs")
+        if words - len(taken) == 2:
+            taken.add(k + 1)
+    return taken
+
+
+def parse(options: list[Option], argv: list[str], command: str, allow_unknown: bool = True) -> Parsed:
+    """Parse argv against options.
+
+    Unknown flags are kept for runc (allow_unknown), which accepts or refuses
+    them in its own words; for our own commands they are an error like runc's.
+    """
     by_name = {n: o for o in options for n in o.names}
     values: dict[str, object] = {}
     for o in options:
@@ -58,39 +104,44 @@ def parse(options: list[Option], argv: list[str], command: str) -> Parsed:
     values["help"] = False
     runc_args: list[str] = []
     positionals: list[str] = []
+    forward: list[str] = []
+    unknown: list[str] = []
     given: set[str] = set()
-    i = 0
-    while i < len(argv):
-        arg = argv[i]
-        i += 1
-        if arg == "--":
-            positionals.extend(argv[i:])
-            break
-        if len(arg) < 2 or arg[0] != "-":
-            positionals.append(arg)
+    toks = goflags.lex(argv, _kinds(options))
+    taken = _unknown_values(toks, command) if allow_unknown else set()
+    for k, tok in enumerate(toks):
+        raw = tok.raw(argv)
+        if tok.kind == goflags.END:
+            forward.extend(raw)
             continue
-        body = arg[2:] if arg.startswith("--") else arg[1:]
-        name, eq, value = body.partition("=")
-        if name in ("help", "h") and not eq:
-            values["help"] = True
-            continue
-        opt = by_name.get(name)
-        if opt is None:
-            raise RuncCkptError(f"{command}: flag provided but not defined: -{name}")
-        if opt.kind == "bool":
-            if eq and value not in _TRUE | _FALSE:
-                raise RuncCkptError(f'{command}: invalid boolean value "{value}" for -{name}')
-            values[opt.key] = not eq or value in _TRUE
-            consumed = [arg]
-        else:
-            if not eq:
-                if i >= len(argv):
-                    raise RuncCkptError(f"{command}: flag needs an argument: -{name}")
-                value = argv[i]
-                i += 1
-                consumed = [arg, value]
+        if tok.kind == goflags.WORD:
+            forward.extend(raw)
+            if k in taken:
+                runc_args.extend(raw)
+                unknown.extend(raw)
             else:
-                consumed = [arg]
+                positionals.append(str(tok.value))
+            continue
+        if tok.kind == goflags.UNKNOWN:
+            if not allow_unknown:
+                raise RuncCkptError(f"{command}: flag provided but not defined: -{tok.name}")
+            forward.extend(raw)
+            runc_args.extend(raw)
+            unknown.extend(raw)
+            continue
+        if tok.kind == goflags.MISSING:
+            raise UsageError(f"flag needs an argument: -{tok.name}")
+        if tok.kind == goflags.BAD_BOOL:
+            raise UsageError(f'invalid boolean value "{tok.value}" for -{tok.name}: parse error')
+        if tok.name in ("help", "h"):
+            values["help"] = tok.value
+            forward.extend(raw)
+            continue
+        opt = by_name[tok.name]
+        if opt.kind == "bool":
+            values[opt.key] = tok.value
+        else:
+            value = str(tok.value)
             if opt.choices and value not in opt.choices:
                 raise RuncCkptError(f"{command}: invalid value {value!r} for --{opt.names[0]}: "
                                     f"choose one of {', '.join(opt.choices)}")
@@ -100,23 +151,48 @@ def parse(options: list[Option], argv: list[str], command: str) -> Parsed:
                 values[opt.key] = value
         given.add(opt.key)
         if opt.runc:
-            runc_args.extend(consumed)
-    return Parsed(values, runc_args, positionals, given)
+            if tok.name in opt.own_aliases:
+                inline = goflags.split_flag(raw[0])[1]  # type: ignore[index]
+                raw = [f"--{opt.names[0]}" + ("" if inline is None else f"={inline}"), *raw[1:]]
+            forward.extend(raw)
+            runc_args.extend(raw)
+    return Parsed(values, runc_args, positionals, given, forward, unknown)
 
 
-def parse_or_help(options: list[Option], argv: list[str], command: str, usage: str,
-                  description: str) -> Parsed | None:
+def uses_own_flags(options: list[Option], argv: list[str]) -> bool:
+    """Whether argv names any of our own flags (or an alias only we know)."""
+    by_name = {n: o for o in options for n in o.names}
+    for tok in goflags.lex(argv, _kinds(options)):
+        opt = by_name.get(tok.name) if tok.kind not in (goflags.WORD, goflags.END) else None
+        if opt is not None and (not opt.runc or tok.name in opt.own_aliases):
+            return True
+    return False
+
+
+def parse_or_help(options: list[Option], argv: list[str], command: str, name: str, usage: str,
+                  description: str, runc_command: bool = True) -> Parsed | None:
     """The one --help rule of our commands: parse argv, and on -h/--help print the help
-    (stdout, exit 0 as runc does) and return None instead of the flags."""
-    parsed = parse(options, argv, command)
+    (stdout, exit 0 as runc does) and return None instead of the flags.
+
+    For runc's own commands (runc_command), a usage error in a call that uses
+    none of our flags is left to runc, so it is refused in runc's own words
+    (its "Incorrect Usage" text, log line and exit code).
+    """
+    try:
+        parsed = parse(options, argv, command, allow_unknown=runc_command)
+    except UsageError:
+        if runc_command and not uses_own_flags(options, argv):
+            raise PassToRunc() from None
+        raise
     if parsed.values["help"]:
-        sys.stdout.write(render_help(usage, description, options))
+        sys.stdout.write(render_help(name, usage, description, options))
         return None
     return parsed
 
 
-def render_help(usage: str, description: str, options: list[Option]) -> str:
-    """runc-style help: usage, description, then one line per option."""
+def render_help(name: str, usage: str, description: str, options: list[Option]) -> str:
+    """Help in runc's urfave/cli layout (NAME, USAGE, DESCRIPTION, OPTIONS), so a reader or a
+    tool that knows `runc checkpoint --help` finds the same sections; our flags sit among runc's."""
     rows = []
     for o in options:
         spelled = ", ".join(("--" if len(n) > 1 else "-") + n + ("" if o.kind == "bool" else " value")
@@ -125,6 +201,7 @@ def render_help(usage: str, description: str, options: list[Option]) -> str:
         if o.default not in (None, ""):
             meaning += f' (default: "{o.default}")'
         rows.append((spelled, meaning))
-    width = max(len(s) for s, _ in rows) + 3
-    body = "\n".join(f"   {s:<{width}}{m}" for s, m in rows)
-    return f"USAGE:\n   {usage}\n\nDESCRIPTION:\n   {description}\n\nOPTIONS:\n{body}\n"
+    width = max(len(s) for s, _ in rows) + 2
+    body = "".join(f"   {s:<{width}}{m}\n" for s, m in rows)
+    return (f"NAME:\n   {name}\n\nUSAGE:\n   {usage}\n\nDESCRIPTION:\n   {description}\n\n"
+            f"OPTIONS:\n{body}   \n")

@@ -17,12 +17,14 @@ from runc_ckpt.frontend import runclog
 from runc_ckpt.frontend.errors import RuncCkptError
 from runc_ckpt.frontend.globalflags import Invocation
 
+NAME = "runc-ckpt inspect - show what a checkpoint archive holds"
 USAGE = "runc-ckpt [global options] inspect [command options] <archive>"
 DESCRIPTION = "Show what a checkpoint archive (runc-ckpt's or podman's) holds, without restoring it."
 
 
 def run(inv: Invocation) -> int:
-    p = cmdflags.parse_or_help(options.INSPECT, inv.args, "inspect", USAGE, DESCRIPTION)
+    p = cmdflags.parse_or_help(options.INSPECT, inv.args, "inspect", NAME, USAGE, DESCRIPTION,
+                               runc_command=False)
     if p is None:
         return 0
     if len(p.positionals) != 1:

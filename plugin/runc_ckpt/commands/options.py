@@ -23,12 +23,14 @@ CHECKPOINT: list[Option] = [
     Option(("file-locks",), B, "handle file locks, for safety", runc=True),
     Option(("ignore-rootfs",), B, "with --export: leave the rootfs diff out of the archive"),
     Option(("ignore-volumes",), B, "with --export: leave named volumes out of the archive"),
-    Option(("image-path",), V, "path for saving criu image files "
-           "(default: <state_dir>/<container-id>/checkpoint)", runc=True),
+    Option(("image-path",), V, "path for saving criu image files (default: ./checkpoint, as runc; "
+           "<state_dir>/<container-id>/checkpoint with --export, --pre-checkpoint or --with-previous)",
+           runc=True),
     Option(("keep", "k"), B, "keep CRIU's logs, stats-dump and the state-dir images after --export"),
     Option(("latest", "l"), B, "checkpoint the most recently created container under --root"),
     Option(("lazy-pages",), B, "use userfaultfd to lazily restore memory pages", runc=True),
-    Option(("leave-running", "R"), B, "leave the process running after checkpointing", runc=True),
+    Option(("leave-running", "R"), B, "leave the process running after checkpointing", runc=True,
+           own_aliases=("R",)),
     Option(("manage-cgroups-mode",), V, "cgroups mode: 'soft' (default), 'full' and 'strict'", runc=True),
     Option(("page-server",), V, "ADDRESS:PORT of the page server", runc=True),
     Option(("parent-path",), V, "path for previous criu image files in pre-dump, relative to --image-path",
@@ -39,11 +41,12 @@ CHECKPOINT: list[Option] = [
            runc=True),
     Option(("print-stats",), B, "print checkpoint statistics as JSON on stdout (microseconds)"),
     Option(("shell-job",), B, "allow shell jobs", runc=True),
-    Option(("status-fd",), V, "criu writes \\0 to this FD once lazy-pages is ready", runc=True),
+    Option(("status-fd",), V, "criu writes \\0 to this FD once lazy-pages is ready (-1: none, runc's default)",
+           runc=True),
     Option(("tcp-established",), B, "allow open tcp connections", runc=True),
     Option(("with-previous",), B, "dump on top of the latest --pre-checkpoint, writing only changed pages"),
-    Option(("work-path",), V, "path for saving work files and logs "
-           "(default: <state_dir>/<container-id>/work, or --image-path when that is given)", runc=True),
+    Option(("work-path",), V, "path for saving work files and logs (default: the image path, as runc; "
+           "<state_dir>/<container-id>/work when the images are in the state dir)", runc=True),
 ]
 
 RESTORE: list[Option] = [

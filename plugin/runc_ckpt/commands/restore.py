@@ -6,12 +6,17 @@ from runc_ckpt.commands import cmdflags, options
 from runc_ckpt.frontend.errors import RuncCkptError
 from runc_ckpt.frontend.globalflags import Invocation
 
-USAGE = "runc-ckpt [global options] restore [command options] <container-id>"
-DESCRIPTION = "Restore a container from its checkpoint images or from an archive."
+NAME = "runc restore - restore a container from a previous checkpoint"
+USAGE = """runc restore [command options] <container-id>
+
+Where "<container-id>" is the name for the instance of the container to be
+restored."""
+DESCRIPTION = ("Restores the saved state of the container instance that was previously saved\n"
+               "using the runc checkpoint command. runc-ckpt also restores from an archive (--import).")
 
 
 def run(inv: Invocation) -> int:
-    parsed = cmdflags.parse_or_help(options.RESTORE, inv.args, "restore", USAGE, DESCRIPTION)
+    parsed = cmdflags.parse_or_help(options.RESTORE, inv.args, "restore", NAME, USAGE, DESCRIPTION)
     if parsed is None:
         return 0
     if parsed.values["import"]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 
 from runc_ckpt.frontend import globalflags, runclog
-from runc_ckpt.frontend.errors import RuncCkptError
+from runc_ckpt.frontend.errors import PassToRunc, RuncCkptError
 
 # Subcommands runc-ckpt handles itself, by module under runc_ckpt.commands.
 COMMANDS = {
@@ -34,7 +34,10 @@ def main(argv: list[str] | None = None) -> int:
             return _pass_through(inv)
         import importlib
         module = importlib.import_module(f"runc_ckpt.commands.{module_name}")
-        return module.run(inv)
+        try:
+            return module.run(inv)
+        except PassToRunc:
+            return _pass_through(inv)
     except RuncCkptError as e:
         return runclog.fatal(inv.flags, str(e), e.exit_code)
     except KeyboardInterrupt:

@@ -12,3 +12,9 @@ class RuncCkptError(Exception):
     def __init__(self, message: str, exit_code: int = 1) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+class PassToRunc(Exception):
+    """Hand the whole call, unchanged, to the real runc: it is runc's to refuse (a usage
+    error in a call that uses none of our flags), so runc's own words and exit code reach
+    the caller."""

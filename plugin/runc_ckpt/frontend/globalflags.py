@@ -8,9 +8,9 @@ and exit code reach the caller unchanged.
 
 from __future__ import annotations
 
-# Go's strconv.ParseBool spellings.
-_TRUE = {"1", "t", "T", "true", "TRUE", "True"}
-_FALSE = {"0", "f", "F", "false", "FALSE", "False"}
+import os
+
+from runc_ckpt.frontend import goflags
 
 BOOL_FLAGS = {"debug": "debug", "systemd-cgroup": "systemd_cgroup", "help": "help",
               "h": "help", "version": "version", "v": "version"}
@@ -18,6 +18,29 @@ VALUE_FLAGS = {"log": "log", "log-format": "log_format", "root": "root",
                "criu": "criu", "rootless": "rootless", "config": "config"}
 # Ours, not runc's: stripped before runc sees the arguments.
 OWN_FLAGS = {"config"}
+
+
+def _in_user_namespace() -> bool:
+    """libcontainer/userns.RunningInUserNS: uid_map is not the initial namespace's identity map."""
+    try:
+        with open("/proc/self/uid_map", encoding="ascii") as f:
+            fields = f.read().split()
+    except OSError:
+        return False
+    return fields != ["0", "0", "4294967295"]
+
+
+def default_root() -> str:
+    """runc 1.1.5's --root default (main.go, shouldHonorXDGRuntimeDir): $XDG_RUNTIME_DIR/runc when
+    runc runs rootless, else /run/runc. Our own queries and cleanups must use the root runc uses."""
+    xdg = os.environ.get("XDG_RUNTIME_DIR", "")
+    if not xdg:
+        return "/run/runc"
+    if os.geteuid() != 0:
+        return xdg + "/runc"
+    if not _in_user_namespace():
+        return "/run/runc"
+    return xdg + "/runc" if os.environ.get("USER") != "root" else "/run/runc"
 
 
 class GlobalFlags:
@@ -30,7 +53,7 @@ class GlobalFlags:
         self.debug = False
         self.log = ""
         self.log_format = "text"
-        self.root = "/run/runc"
+        self.root = default_root()
         self.criu = "criu"
         self.systemd_cgroup = False
         self.rootless = "auto"
@@ -61,47 +84,34 @@ class Invocation:
         return head + self.args
 
 
+KINDS = {**{n: goflags.BOOL for n in BOOL_FLAGS}, **{n: goflags.VALUE for n in VALUE_FLAGS}}
+
+
 def parse(argv: list[str]) -> Invocation:
     """Split argv into global flags, the subcommand and its arguments.
 
-    Go's flag rules: `-f` and `--f` are the same; `-f=v`, `-f v`; a boolean
-    takes only `-f` or `-f=BOOL`; `--` ends the flags; the first non-flag
-    argument is the subcommand. On anything unexpected (an unknown flag, a
-    bad boolean, a missing value) parsing stops and the remainder, unparsed,
-    becomes `args` with `command` None: runc will report it.
+    Go's flag rules (runc_ckpt.frontend.goflags); the first word is the
+    subcommand, and after `--` the next argument is. On anything unexpected
+    (an unknown flag, a bad boolean, a missing value) parsing stops and the
+    remainder, unparsed, becomes `args` with `command` None: runc will report it.
     """
     flags = GlobalFlags()
     kept: list[str] = []
-    i = 0
-    n = len(argv)
-    while i < n:
-        arg = argv[i]
-        if arg == "--":
-            kept.append(arg)
-            i += 1
-            if i < n:
-                return Invocation(flags, kept, argv[i], argv[i + 1:])
+    for tok in goflags.lex(argv, KINDS, interspersed=False):
+        if tok.kind == goflags.END:
+            kept.append("--")
+            if tok.end < len(argv):
+                return Invocation(flags, kept, argv[tok.end], argv[tok.end + 1:])
             return Invocation(flags, kept, None, [])
-        if len(arg) < 2 or arg[0] != "-":
-            return Invocation(flags, kept, arg, argv[i + 1:])
-        body = arg[2:] if arg.startswith("--") else arg[1:]
-        name, eq, value = body.partition("=")
-        if name in BOOL_FLAGS:
-            if eq and value not in _TRUE and value not in _FALSE:
-                break
-            setattr(flags, BOOL_FLAGS[name], not eq or value in _TRUE)
-            kept.append(arg)
-            i += 1
-            continue
-        if name in VALUE_FLAGS:
-            if not eq:
-                if i + 1 >= n:
-                    break
-                value = argv[i + 1]
-            setattr(flags, VALUE_FLAGS[name], value)
-            if name not in OWN_FLAGS:
-                kept.extend(argv[i:i + (1 if eq else 2)])
-            i += 1 if eq else 2
-            continue
-        break
-    return Invocation(flags, kept, None, argv[i:])
+        if tok.kind == goflags.WORD:
+            return Invocation(flags, kept, tok.value, argv[tok.end:])  # type: ignore[arg-type]
+        if tok.kind == goflags.BOOL:
+            setattr(flags, BOOL_FLAGS[tok.name], tok.value)
+        elif tok.kind == goflags.VALUE:
+            setattr(flags, VALUE_FLAGS[tok.name], tok.value)
+            if tok.name in OWN_FLAGS:
+                continue
+        else:
+            return Invocation(flags, kept, None, argv[tok.start:])
+        kept.extend(tok.raw(argv))
+    return Invocation(flags, kept, None, [])

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -30,13 +29,12 @@ from runc_ckpt.frontend import realrunc, runclog
 from runc_ckpt.frontend.errors import RuncCkptError
 from runc_ckpt.frontend.globalflags import Invocation
 from runc_ckpt.restore import podmanspec
-from runc_ckpt.runtime import criuconf, ocispec
+from runc_ckpt.runtime import containerid, criuconf, ocispec
 from runc_ckpt.runtime.criu import rootmode, stats
 from runc_ckpt.settings import config, hooks, policy
 
 IMPORT_PREFIX = ".runc-ckpt-import-"
 # runc's own check for container IDs.
-VALID_ID = re.compile(r"^[\w+\-.]+$")
 # Flags restore --import sets itself; the rest of runc's flags are forwarded.
 OWN_RUNC_FLAGS = {"bundle", "image_path", "work_path"}
 
@@ -159,8 +157,7 @@ def _state_globals(inv: Invocation) -> list[str]:
 
 
 def _ensure_free(inv: Invocation, runc: str, cid: str) -> None:
-    if not VALID_ID.match(cid):
-        raise RuncCkptError(f"invalid container id {cid!r}")
+    containerid.check(cid)
     out = subprocess.run([runc, *_state_globals(inv), "state", cid], capture_output=True, check=False)
     if out.returncode == 0:
         raise RuncCkptError(f"container {cid} already exists: choose another ID (--name) or delete it first")
@@ -344,7 +341,7 @@ def _run_runc(inv: Invocation, p: cmdflags.Parsed, runc: str, bundle: str, image
               cid: str, started: float, policy_flags: list[str]) -> int:
     os.makedirs(work, mode=0o700, exist_ok=True)
     argv = [runc, *inv.runc_globals, "restore", "--image-path", image_dir, "--work-path", work,
-            "--bundle", bundle, *_forwarded_flags(p), *policy_flags, cid]
+            "--bundle", bundle, *_forwarded_flags(p), *p.unknown, *policy_flags, cid]
     env = criuconf.environ_with(["tcp-close"]) if p.tcp_close else None
     runclog.debug(inv.flags, f"restore --import: running {' '.join(argv)}")
     t0 = time.monotonic()

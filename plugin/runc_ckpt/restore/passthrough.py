@@ -5,6 +5,9 @@ make it): runc gets the caller's argv unchanged except for flags runc 1.1.5
 lacks. --tcp-close becomes a CRIU config file (runc_ckpt.runtime.criuconf);
 --no-new-keyring (conmon) and --parent-path (containerd; CRIU finds the
 parent through the images' `parent` link) are dropped with a debug line.
+Flags we do not know go to runc in place, for runc to accept or refuse. A
+plain `restore ID` finds a checkpoint our features kept in the state dir
+(see state_dir_images).
 """
 
 from __future__ import annotations
@@ -18,32 +21,28 @@ from runc_ckpt.frontend.globalflags import Invocation
 
 # Flags runc 1.1.5 does not know, handled or dropped before runc sees the call.
 NOT_FOR_RUNC = {"tcp-close", "no-new-keyring", "parent-path"}
+# runc writes it into every checkpoint and restore opens it first: no file, no checkpoint.
+DESCRIPTORS = "descriptors.json"
 
 
-def strip_flags(args: list[str], drop: set[str]) -> tuple[list[str], list[str]]:
-    """Split args into those runc gets and those (flag with its value) named in drop."""
-    by_name = {n: o for o in options.RESTORE for n in o.names}
-    kept: list[str] = []
-    dropped: list[str] = []
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        if arg == "--":
-            kept.extend(args[i:])
-            break
-        i += 1
-        if len(arg) < 2 or arg[0] != "-":
-            kept.append(arg)
-            continue
-        body = arg[2:] if arg.startswith("--") else arg[1:]
-        name, eq, _ = body.partition("=")
-        opt = by_name.get(name)
-        tokens = [arg]
-        if opt is not None and opt.kind != "bool" and not eq and i < len(args):
-            tokens.append(args[i])
-            i += 1
-        (dropped if opt is not None and opt.names[0] in drop else kept).extend(tokens)
-    return kept, dropped
+def state_dir_images(state_dir: str, parsed: cmdflags.Parsed) -> str | None:
+    """The state-dir images a plain `restore ID` should use, else None (runc's own default).
+
+    runc reads ./checkpoint when --image-path is not given. A checkpoint that
+    one of our features kept in the state dir (<state_dir>/<id>/checkpoint)
+    must restore with the same plain call, as podman's does; so when
+    ./checkpoint holds no checkpoint (runc would fail) and the state dir
+    holds one for this ID, we name it. Otherwise runc's default stands.
+    """
+    from runc_ckpt.checkpoint import predump
+    from runc_ckpt.runtime import containerid
+    if "image_path" in parsed.given or len(parsed.positionals) != 1:
+        return None
+    cid = parsed.positionals[0]
+    if not containerid.is_valid(cid) or os.path.exists(os.path.join(predump.RUNC_DEFAULT_IMAGES, DESCRIPTORS)):
+        return None
+    images = os.path.join(os.path.realpath(state_dir), cid, predump.CHECKPOINT)
+    return images if os.path.isfile(os.path.join(images, DESCRIPTORS)) else None
 
 
 def _bundle_annotations(bundle: str) -> dict:
@@ -71,8 +70,12 @@ def restore(inv: Invocation, parsed: cmdflags.Parsed) -> int:
     hook_defs = hooks.load(cfg.hooks_dir)
     pre = hooks.select(hook_defs, "prerestore", annotations, pol.hooks)
     post = hooks.select(hook_defs, "postrestore", annotations, pol.hooks)
-    kept, dropped = strip_flags(inv.args, NOT_FOR_RUNC)
-    kept = pol.runc_flags(parsed.given) + kept
+    dropped = [f"--{o.names[0]}" for o in options.RESTORE if o.key in parsed.given and not o.runc]
+    kept = pol.runc_flags(parsed.given) + parsed.forward
+    images = state_dir_images(cfg.state_dir, parsed)
+    if images is not None:
+        runclog.debug(inv.flags, f"restore: no checkpoint in ./checkpoint; using {images}")
+        kept = ["--image-path", images, *kept]
     if dropped:
         runclog.debug(inv.flags, f"restore: not passing {' '.join(dropped)} to runc 1.1.5"
                       + (" (tcp-close goes to CRIU through CRIU_CONFIG_FILE)" if parsed.tcp_close else ""))

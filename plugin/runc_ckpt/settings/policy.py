@@ -19,14 +19,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from runc_ckpt.frontend import goflags
 from runc_ckpt.frontend.errors import RuncCkptError
 from runc_ckpt.settings.config import Config
 
 ANNOTATION_PREFIX = "io.runc-ckpt."
 COMPRESSIONS = ("zstd", "gzip", "none")
-# Go's strconv.ParseBool spellings, as runc accepts for boolean flags.
-_TRUE = {"1", "t", "T", "true", "TRUE", "True"}
-_FALSE = {"0", "f", "F", "false", "FALSE", "False"}
 _HOOK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 # Annotation key (after the prefix) -> Policy field.
@@ -174,11 +172,10 @@ def _parse_value(key: str, full_key: str, raw: str, cfg: Config) -> object:
             raise RuncCkptError(f"annotation {full_key}: {raw!r} is not {want}")
         return int(value)
     if key in ("tcp-established", "file-locks", "ignore-rootfs", "ignore-volumes"):
-        if value in _TRUE:
-            return True
-        if value in _FALSE:
-            return False
-        raise RuncCkptError(f"annotation {full_key}: {raw!r} is not a boolean (use true or false)")
+        flag = goflags.parse_bool(value)
+        if flag is None:
+            raise RuncCkptError(f"annotation {full_key}: {raw!r} is not a boolean (use true or false)")
+        return flag
     if key == "export-dir":
         return _export_dir(full_key, value, cfg)
     if key == "volumes":
