@@ -25,11 +25,13 @@ class Ckpt:
     root: Path
     state_dir: Path
     env: dict[str, str]
+    cwd: Path  # runc's default image dir is ./checkpoint: never the checkout's
 
-    def __call__(self, *args: str, globals_: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([self.bin, "--root", str(self.root), *globals_, "checkpoint", *args],
+    def __call__(self, *args: str, globals_: tuple[str, ...] = (), command: str = "checkpoint",
+                 cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([self.bin, "--root", str(self.root), *globals_, command, *args],
                               capture_output=True, text=True, env=self.env, stdin=subprocess.DEVNULL,
-                              timeout=120)
+                              timeout=120, cwd=cwd or self.cwd)
 
 
 @pytest.fixture
@@ -39,7 +41,7 @@ def ckpt(runc_ckpt_bin, containers, tmp_path) -> Ckpt:
     cfg.write_text(f"state_dir: {state}\nvolume_roots: [{tmp_path / 'volumes'}]\n")
     env = {**os.environ, "RUNC_CKPT_CONFIG": str(cfg)}
     env.pop("RUNC_CKPT_RUNC", None)
-    return Ckpt(runc_ckpt_bin, containers.root, state, env)
+    return Ckpt(runc_ckpt_bin, containers.root, state, env, tmp_path)
 
 
 def started(make_bundle, containers, **kw):
@@ -61,19 +63,31 @@ def one_error_line(log: Path) -> str:
     return errors[0]["msg"]
 
 
-def test_plain_checkpoint_into_the_state_dir_restores(make_bundle, containers, ckpt):
+def test_plain_checkpoint_and_restore_from_the_bundle_as_with_runc(make_bundle, containers, ckpt):
     b, cid = started(make_bundle, containers)
-    out = ckpt(cid)
+    out = ckpt(cid, cwd=b.path)
     assert out.returncode == 0, out.stderr
-    images = ckpt.state_dir / cid / "checkpoint"
-    assert (images / "inventory.img").exists()
-    assert (ckpt.state_dir / cid / "work" / "stats-dump").exists()
+    images = b.path / "checkpoint"                   # runc's default: ./checkpoint, work files beside
+    assert (images / "inventory.img").exists() and (images / "stats-dump").exists()
+    assert not ckpt.state_dir.joinpath(cid).exists()
     assert containers.status(cid) is None            # runc removed the checkpointed container
     before = b.counter()
-    subprocess.run(["runc", "--root", str(containers.root), "restore", "-d", "--image-path", str(images),
-                    "--bundle", str(b.path), cid], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL, check=True)
+    out = ckpt("-d", cid, command="restore", cwd=b.path)
+    assert out.returncode == 0, out.stderr
     wait_for(lambda: b.counter() > before + 2, what="counter to continue after restore")
+
+
+def test_plain_restore_finds_a_state_dir_checkpoint(make_bundle, containers, ckpt):
+    b, cid = started(make_bundle, containers)
+    out = ckpt("--latest", cwd=b.path)               # one of our features: the state dir
+    assert out.returncode == 0, out.stderr
+    assert (ckpt.state_dir / cid / "checkpoint" / "inventory.img").exists()
+    assert not (b.path / "checkpoint").exists()
+    before = b.counter()
+    out = ckpt("-d", cid, command="restore", cwd=b.path)
+    assert out.returncode == 0, out.stderr
+    wait_for(lambda: b.counter() > before + 2, what="counter to continue after restore")
+    assert not (b.path / "checkpoint").exists()     # runc's default dir was not used (nor made)
 
 
 def test_podman_shaped_argv_does_what_runc_does(make_bundle, containers, ckpt):
@@ -221,12 +235,11 @@ def test_criu_failure_leaves_one_error_line_and_the_container_running(make_bundl
     out = ckpt(cid, globals_=("--log-format", "json", "--log", str(log)))
     assert out.returncode == 1
     msg = one_error_line(log)
-    assert msg.startswith("criu failed") and "dump.log" in msg
-    work_log = ckpt.state_dir / cid / "work" / "dump.log"
-    assert f"CRIU's log: {work_log}" in out.stderr and work_log.exists()
+    work_log = ckpt.cwd / "checkpoint" / "dump.log"
+    assert msg.startswith("criu failed") and str(work_log) in msg and work_log.exists()
+    assert "runc-ckpt" not in out.stderr             # runc's fatal() echo only, no line of ours
     assert containers.status(cid) == "running"
-    assert not (ckpt.state_dir / cid / "checkpoint").exists()
-    assert not list((ckpt.state_dir / cid).glob(".checkpoint.new-*"))
+    assert not ckpt.state_dir.exists()
 
 
 def test_export_with_several_containers_is_refused_for_real(make_bundle, containers, ckpt, tmp_path):

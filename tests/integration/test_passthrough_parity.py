@@ -199,7 +199,7 @@ def test_works_with_an_empty_environment(make_bundle, containers, runc_ckpt_bin)
         assert json.loads(out.stdout)["status"] == "running"
         out = subprocess.run(["env", "-i", *env, runc_ckpt_bin, "--version"], capture_output=True, text=True,
                              check=False)
-        assert out.returncode == 0 and "runc-ckpt version" in out.stdout and "runc version" in out.stdout
+        assert out.returncode == 0 and out.stdout.startswith("runc version ") and "\nrunc-ckpt: " in out.stdout
 
 
 def test_installed_as_runc_first_on_path(make_bundle, containers, tmp_path, runc_ckpt_bin):
@@ -214,7 +214,7 @@ def test_installed_as_runc_first_on_path(make_bundle, containers, tmp_path, runc
     assert json.loads(out.stdout)["status"] == "running"
     out = subprocess.run(["env", "-i", *env, "runc", "--version"], capture_output=True, text=True, check=False,
                          timeout=10)
-    assert "runc-ckpt version" in out.stdout and "real runc: /usr/sbin/runc" in out.stdout
+    assert out.stdout.startswith("runc version ") and "\nreal-runc: /usr/sbin/runc\n" in out.stdout
 
 
 def test_version_names_ours_and_runcs(real_runc, runc_ckpt_bin):
@@ -222,8 +222,8 @@ def test_version_names_ours_and_runcs(real_runc, runc_ckpt_bin):
     ours = call(runc_ckpt_bin, "--version")
     theirs = call(real_runc, "--version")
     assert ours.returncode == 0
-    assert ours.stdout.startswith(f"runc-ckpt version {__version__}\n")
-    assert theirs.stdout.strip() in ours.stdout
+    # runc's text unchanged and first (podman matches the first line), then ours as key: value lines.
+    assert ours.stdout == theirs.stdout + f"runc-ckpt: {__version__}\nreal-runc: {real_runc}\n"
 
 
 def test_podman_probes(runc_ckpt_bin):
