@@ -294,10 +294,23 @@ def test_an_unknown_flag_before_several_ids_is_ambiguous(env, capfd):
     assert not env.checkpoint_calls()
 
 
-def test_a_usage_error_without_our_flags_is_runcs_to_report(env):
-    env.fp.register([env.runc, "checkpoint", "--image-path"], returncode=1)
+@pytest.mark.parametrize("argv", [["--image-path"], ["--status-fd", "three", "x"], ["--leave-running=maybe", "x"],
+                                  [], ["--leave-running"]])
+def test_a_usage_error_without_our_flags_is_runcs_to_report(env, argv):
     with pytest.raises(SystemExit):
-        pass_through_exec(env, "checkpoint", "--image-path")
+        pass_through_exec(env, "checkpoint", *argv)
+    assert not env.fp.calls
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--status-fd", "three", "-k", "x"], 'three\\" for flag -status-fd: parse error'),
+    (["-e", "a.tar", "--image-path"], "flag needs an argument: -image-path"),
+    (["--leave-running=maybe", "--print-stats", "x"], 'maybe\\" for -leave-running: parse error'),
+])
+def test_a_usage_error_with_our_flags_is_ours(env, capfd, argv, words):
+    assert env.main("checkpoint", *argv) == 1
+    assert words in capfd.readouterr().err
+    assert not env.fp.calls
 
 
 def pass_through_exec(env, *argv: str) -> None:
@@ -482,11 +495,10 @@ def test_latest_that_is_stopped_gets_runcs_error(env, capfd):
 @pytest.mark.parametrize("argv, words", [
     (["--all", "--latest"], "cannot be used together"),
     (["--all", "x"], "take no container names"),
-    ([], "requires at least 1 container id"),
+    (["-k"], "requires at least 1 container id"),
     (["--ignore-rootfs", "x"], "--ignore-rootfs only works with --export"),
     (["--ignore-volumes", "x"], "--ignore-volumes only works with --export"),
     (["--compress", "lz4", "-e", "out.tar", "x"], "invalid value 'lz4' for --compress"),
-    (["--status-fd", "three", "x"], 'for flag -status-fd: parse error'),
 ])
 def test_bad_flags_touch_nothing(env, capfd, argv, words):
     assert env.main("checkpoint", *argv) == 1

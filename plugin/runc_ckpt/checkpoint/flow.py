@@ -129,18 +129,12 @@ def check_flags(p: cmdflags.Parsed) -> None:
         raise RuncCkptError("--all and --latest take no container names")
     if not (p.all or p.latest or p.positionals):
         raise RuncCkptError('checkpoint: "checkpoint" requires at least 1 container id (or --all, --latest)')
-    if p.status_fd is not None:
-        status_fd(p)
 
 
 def status_fd(p: cmdflags.Parsed) -> int:
-    """--status-fd as runc's IntFlag reads it (Go's base-0 integers; -1, its default, means none)."""
-    if p.status_fd is None:
-        return -1
-    try:
-        return int(str(p.status_fd), 0)
-    except ValueError:
-        raise RuncCkptError(f'invalid value "{p.status_fd}" for flag -status-fd: parse error') from None
+    """--status-fd as runc's IntFlag reads it (checked by cmdflags); -1, its default, means none."""
+    fd = cmdflags.go_int(str(p.status_fd)) if p.status_fd is not None else None
+    return -1 if fd is None else fd
 
 
 def check_export_target(path: str) -> str:

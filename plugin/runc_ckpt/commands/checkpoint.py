@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from runc_ckpt.commands import cmdflags, options
+from runc_ckpt.frontend.errors import PassToRunc
 from runc_ckpt.frontend.globalflags import Invocation
 
 NAME = "runc checkpoint - checkpoint a running container"
@@ -19,5 +20,7 @@ def run(inv: Invocation) -> int:
     parsed = cmdflags.parse_or_help(options.CHECKPOINT, inv.args, "checkpoint", NAME, USAGE, DESCRIPTION)
     if parsed is None:
         return 0
+    if not parsed.positionals and not cmdflags.uses_own_flags(options.CHECKPOINT, inv.args):
+        raise PassToRunc()  # no container ID: runc's own "requires exactly 1 argument(s)"
     from runc_ckpt.checkpoint import flow
     return flow.checkpoint(inv, parsed)

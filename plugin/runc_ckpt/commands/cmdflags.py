@@ -26,6 +26,7 @@ class Option:
     choices: tuple[str, ...] = ()
     runc: bool = False  # runc's own flag: forwarded to runc as given
     own_aliases: tuple[str, ...] = ()  # names of a runc flag that only we know, respelled for runc
+    integer: bool = False  # a Go IntFlag: its value must parse as strconv.ParseInt(v, 0, 64) does
 
     @property
     def key(self) -> str:
@@ -142,6 +143,8 @@ def parse(options: list[Option], argv: list[str], command: str, allow_unknown: b
             values[opt.key] = tok.value
         else:
             value = str(tok.value)
+            if opt.integer and go_int(value) is None:
+                raise UsageError(f'invalid value "{value}" for flag -{tok.name}: parse error')
             if opt.choices and value not in opt.choices:
                 raise RuncCkptError(f"{command}: invalid value {value!r} for --{opt.names[0]}: "
                                     f"choose one of {', '.join(opt.choices)}")
@@ -157,6 +160,22 @@ def parse(options: list[Option], argv: list[str], command: str, allow_unknown: b
             forward.extend(raw)
             runc_args.extend(raw)
     return Parsed(values, runc_args, positionals, given, forward, unknown)
+
+
+def go_int(text: str) -> int | None:
+    """Go's strconv.ParseInt(text, 0, 64), as flag.IntVar reads it: a sign, then 0x/0o/0b or a
+    leading-0 octal or decimal digits; None where Go fails."""
+    sign = text[:1] if text[:1] in ("+", "-") else ""
+    body = text[len(sign):]
+    if not body or body != body.strip() or "_" in body:
+        return None
+    if len(body) > 1 and body[0] == "0" and body[1].isdigit():
+        body = "0o" + body[1:]
+    try:
+        value = int(sign + body, 0)
+    except ValueError:
+        return None
+    return value if -2**63 <= value < 2**63 else None
 
 
 def uses_own_flags(options: list[Option], argv: list[str]) -> bool:

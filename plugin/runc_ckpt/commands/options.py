@@ -42,7 +42,7 @@ CHECKPOINT: list[Option] = [
     Option(("print-stats",), B, "print checkpoint statistics as JSON on stdout (microseconds)"),
     Option(("shell-job",), B, "allow shell jobs", runc=True),
     Option(("status-fd",), V, "criu writes \\0 to this FD once lazy-pages is ready (-1: none, runc's default)",
-           runc=True),
+           runc=True, integer=True),
     Option(("tcp-established",), B, "allow open tcp connections", runc=True),
     Option(("with-previous",), B, "dump on top of the latest --pre-checkpoint, writing only changed pages"),
     Option(("work-path",), V, "path for saving work files and logs (default: the image path, as runc; "
