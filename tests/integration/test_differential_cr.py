@@ -82,6 +82,29 @@ def test_same_as_runc(pair, checkpoint, restore, globals_):
     assert_same(real, ours)
 
 
+@pytest.mark.parametrize("argv", [
+    ("checkpoint",), ("checkpoint", "--status-fd", "x", "{ID}"), ("checkpoint", "--leave-running=maybe", "{ID}"),
+    ("checkpoint", "{ID}", "--image-path"), ("restore", "--lsm-mount-context"), ("restore",),
+    ("checkpoint", "--help"), ("checkpoint", "-h", "{ID}"), ("restore", "--help"),
+], ids=lambda a: " ".join(a))
+def test_usage_errors_and_help_as_runc(pair, argv):
+    """podman's probes among them: `checkpoint --help` exits 0, `restore --lsm-mount-context` says
+    "flag needs an argument". --help lists our flags too (COMPATIBILITY), so only its NAME, exit
+    code and runc's flags are compared."""
+    def scenario(side: Side, cid: str) -> list[Step]:
+        return [side.call(*(a.replace("{ID}", cid) for a in argv))]
+    real, ours = pair.run(scenario)
+    if "--help" in argv or "-h" in argv:
+        r, o = real.steps[0], ours.steps[0]
+        assert r.rc == o.rc == 0 and o.stdout.split("\n")[:2] == r.stdout.split("\n")[:2]
+        theirs = [ln.split()[0].rstrip(",") for ln in r.stdout.split("OPTIONS:")[1].splitlines() if ln.strip()]
+        mine = {ln.split()[0].rstrip(",") for ln in o.stdout.split("OPTIONS:")[1].splitlines() if ln.strip()}
+        assert set(theirs) <= mine
+        return
+    assert real.steps[0].rc == 1 and real.steps[0].stdout.startswith("Incorrect Usage")
+    assert_same(real, ours)
+
+
 def test_a_plain_checkpoint_and_restore_bring_the_container_back(pair):
     real, ours = pair.run(cr())
     assert ours.files["checkpoint"] and "descriptors.json" in ours.files["checkpoint"]
