@@ -117,6 +117,17 @@ def mount_overlay(lower: Path, upper: Path, work: Path, target: Path) -> None:
                     f"lowerdir={lower},upperdir={upper},workdir={work}", str(target)], check=True)
 
 
+def overlay_bundle(path: Path, lower: Path) -> Bundle:
+    """A bundle dir at path whose rootfs is an overlay on lower (the caller unmounts it)."""
+    b = Bundle(path=path, upper=path / "upper", work=path / "work", rootfs=path / "rootfs",
+               config_path=path / "config.json")
+    for d in (b.path, b.upper, b.work, b.rootfs):
+        d.mkdir(parents=True)
+    mount_overlay(lower, b.upper, b.work, b.rootfs)
+    b.mounted = True
+    return b
+
+
 @contextmanager
 def mounted(*args: str) -> Iterator[None]:
     """`mount ARGS...` for the block; the last argument is the mount point, unmounted after."""
@@ -145,13 +156,7 @@ def make_bundle(tmp_path: Path, busybox_lower: Path) -> Iterator[Callable[..., B
 
     def factory(args: list[str] | None = None, volumes: dict[str, str] | None = None,
                 name: str | None = None) -> Bundle:
-        base = tmp_path / (name or f"bundle-{len(made)}")
-        b = Bundle(path=base, upper=base / "upper", work=base / "work", rootfs=base / "rootfs",
-                   config_path=base / "config.json")
-        for d in (b.path, b.upper, b.work, b.rootfs):
-            d.mkdir(parents=True)
-        mount_overlay(busybox_lower, b.upper, b.work, b.rootfs)
-        b.mounted = True
+        b = overlay_bundle(tmp_path / (name or f"bundle-{len(made)}"), busybox_lower)
         made.append(b)
         spec = make_spec(args or ["sh", "-c", COUNTER])
         for vname, dest in (volumes or {}).items():

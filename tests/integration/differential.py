@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.integration.conftest import COUNTER, Bundle, make_spec, mount_overlay, wait_for
+from tests.integration.conftest import COUNTER, Bundle, make_spec, overlay_bundle, wait_for
 
 _TIME = re.compile(r'(time="|"time":")[^"]*"')
 _DIGITS = re.compile(r"[0-9]+")
@@ -138,13 +138,7 @@ def make_side(label: str, binary: str, base: Path, lower: Path, runc_bin: str) -
     base.mkdir(parents=True)
     root = base / "root"
     root.mkdir()
-    path = base / "bundle"
-    b = Bundle(path=path, upper=path / "upper", work=path / "work", rootfs=path / "rootfs",
-               config_path=path / "config.json")
-    for d in (b.path, b.upper, b.work, b.rootfs):
-        d.mkdir(parents=True)
-    mount_overlay(lower, b.upper, b.work, b.rootfs)
-    b.mounted = True
+    b = overlay_bundle(base / "bundle", lower)
     cfg = base / "runc-ckpt.yaml"
     cfg.write_text(f"state_dir: {base / 'state'}\nvolume_roots: [{base / 'volumes'}]\n")
     env = {**os.environ, "RUNC_CKPT_CONFIG": str(cfg)}

@@ -31,7 +31,7 @@ class Ckpt:
                  cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
         return subprocess.run([self.bin, "--root", str(self.root), *globals_, command, *args],
                               capture_output=True, text=True, env=self.env, stdin=subprocess.DEVNULL,
-                              timeout=120, cwd=cwd or self.cwd)
+                              timeout=120, cwd=cwd or self.cwd, check=False)
 
 
 @pytest.fixture

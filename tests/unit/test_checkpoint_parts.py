@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from runc_ckpt.checkpoint import flow, stats_report
+from runc_ckpt.checkpoint import stats_report
 from runc_ckpt.commands import cmdflags, options
 from runc_ckpt.frontend.errors import RuncCkptError
 from runc_ckpt.runtime import containerstate, logrelay, ocispec

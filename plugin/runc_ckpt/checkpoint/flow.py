@@ -26,7 +26,7 @@ from datetime import datetime, timezone
 
 from runc_ckpt.archive import layout
 from runc_ckpt.checkpoint import autoexport, configdump, predump, stats_report
-from runc_ckpt.commands import cmdflags, options
+from runc_ckpt.commands import cmdflags
 from runc_ckpt.frontend import realrunc, runclog
 from runc_ckpt.frontend.errors import RuncCkptError
 from runc_ckpt.frontend.globalflags import Invocation
@@ -34,6 +34,7 @@ from runc_ckpt.runtime import containerstate, logrelay, ocispec, volumes
 from runc_ckpt.runtime.containerstate import ContainerState
 from runc_ckpt.runtime.criu import features
 from runc_ckpt.settings import config, hooks, policy
+
 
 class RuncFailed(Exception):
     """runc failed and already logged its error: exit with its code, add no log line."""

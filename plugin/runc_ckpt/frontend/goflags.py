@@ -51,7 +51,7 @@ def split_flag(arg: str) -> tuple[str, str | None] | None:
 class Token:
     """One lexed item: argv[start:end] are its raw tokens, as the caller spelled them."""
 
-    __slots__ = ("kind", "name", "value", "start", "end")
+    __slots__ = ("end", "kind", "name", "start", "value")
 
     def __init__(self, kind: str, name: str, value: object, start: int, end: int) -> None:
         self.kind = kind
