@@ -232,6 +232,19 @@ def test_pre_dump_without_memory_tracking_is_refused_before_runc(pair):
     assert "--pre-dump needs CRIU memory tracking" in msg and "the container was not touched" in msg
 
 
+def test_parent_path_without_memory_tracking_is_refused_before_runc(pair):
+    """A dump on top of a parent needs the parent's pages tracked: where CRIU cannot track them
+    we refuse before runc (the chain logic itself is tested with a faked runc, unit tests)."""
+    def scenario(side: Side, cid: str) -> list[Step]:
+        (side.bundle.path / "pre").mkdir()
+        return [side.call("checkpoint", "--pre-dump", "--image-path", "next", "--parent-path", "../pre", cid)]
+    real, ours = pair.run(scenario)
+    assert real.steps[0].rc == ours.steps[0].rc == 1
+    assert real.state == ours.state == "running"
+    assert "next" in real.files and "next" not in ours.files
+    assert "needs CRIU memory tracking" in ours.errors()[0]
+
+
 def test_a_failed_checkpoint_logs_only_runcs_last_error(pair):
     """runc 1.1.5 logs "container still running" before the real error when a checkpoint without
     --leave-running fails; podman reads the log as ONE object, so we relay only the last error."""
