@@ -252,3 +252,17 @@ def test_a_failed_checkpoint_logs_only_runcs_last_error(pair):
     assert real.errors()[0] == "container still running" and len(real.log) == 2
     assert ours.log == real.log[1:]
     assert (ours.steps, ours.files, ours.state) == (real.steps, real.files, real.state)
+
+
+def test_a_malformed_config_json_is_refused_before_runc(pair):
+    """runc checkpoint never reads config.json; we do (annotations, volumes, the archive's spec),
+    and bad input gets one clear error before the container is touched."""
+    def scenario(side: Side, cid: str) -> list[Step]:
+        side.bundle.config_path.write_text("{")
+        return [side.call("checkpoint", "--leave-running", cid)]
+    real, ours = pair.run(scenario)
+    assert (real.steps[0].rc, ours.steps[0].rc) == (0, 1)
+    assert real.state == ours.state == "running"
+    assert "checkpoint" in real.files and "checkpoint" not in ours.files
+    [msg] = ours.errors()
+    assert "config.json: not valid JSON" in msg

@@ -1,7 +1,7 @@
 """Parse runc's global flags the way runc (Go's flag package via urfave/cli) does.
 
-This module sits on the pass-through path, so it imports nothing beyond the
-builtins. It never rejects input: anything it does not understand ends the
+This module sits on the pass-through path, so it imports only os and the
+shared lexer (runc_ckpt.frontend.goflags). It never rejects input: anything it does not understand ends the
 global flags and is left for the real runc to judge, so runc's own error text
 and exit code reach the caller unchanged.
 """
