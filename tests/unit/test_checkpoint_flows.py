@@ -289,13 +289,13 @@ def test_unknown_flags_go_to_runc_as_given(env, given, sent):
 
 
 def test_an_unknown_flag_before_several_ids_is_ambiguous(env, capfd):
-    assert env.main("checkpoint", "--newer", "a", "b", "c") == 1
+    assert env.main("checkpoint", "-k", "--newer", "a", "b", "c") == 1
     assert "cannot tell whether 'a' is the value of -newer" in capfd.readouterr().err
     assert not env.checkpoint_calls()
 
 
 @pytest.mark.parametrize("argv", [["--image-path"], ["--status-fd", "three", "x"], ["--leave-running=maybe", "x"],
-                                  [], ["--leave-running"]])
+                                  [], ["--leave-running"], ["--newer", "a", "b", "c"]])
 def test_a_usage_error_without_our_flags_is_runcs_to_report(env, argv):
     with pytest.raises(SystemExit):
         pass_through_exec(env, "checkpoint", *argv)

@@ -1,8 +1,9 @@
 """Subcommand flags parsed as runc's urfave/cli does, plus the help text.
 
-runc-ckpt's own commands accept runc's spelling rules: `-f`/`--f`, `-f=v`,
-`-f v`, booleans as `-f` or `-f=BOOL`, repeated booleans, flags after the
-container ID, and `--` to end flags. Each Option carries its help line, so
+runc-ckpt's own commands accept runc's spelling rules, read by the one lexer
+(runc_ckpt.frontend.goflags): `-f`/`--f`, `-f=v`, `-f v`, booleans as `-f` or
+`-f=BOOL`, repeated booleans, flags after the container ID, and `--` to end
+flags. Flags we do not know are kept, in place, for runc. Each Option carries its help line, so
 `--help` and the man pages are generated from, and checked against, one list.
 """
 
@@ -58,7 +59,7 @@ class Parsed:
 
 
 class UsageError(RuncCkptError):
-    """A flag runc would refuse too (missing value, bad boolean)."""
+    """Arguments runc would refuse too (a missing value, a bad boolean or number, too many words)."""
 
 
 def _kinds(options: list[Option]) -> dict[str, str]:
@@ -76,7 +77,8 @@ def _unknown_values(toks: list[goflags.Token], command: str) -> set[int]:
     value and `--new ID` only with the flag as a boolean: a word after an
     unknown flag is its value when exactly one other word remains. With more
     words (our several-container checkpoint) both readings name containers,
-    so we refuse rather than guess.
+    so we refuse rather than guess (a UsageError: without our flags runc,
+    which takes one ID, refuses the call itself).
     """
     words = sum(1 for t in toks if t.kind == goflags.WORD)
     taken: set[int] = set()
@@ -85,7 +87,7 @@ def _unknown_values(toks: list[goflags.Token], command: str) -> set[int]:
         if t.kind != goflags.UNKNOWN or t.value is not None or nxt.kind != goflags.WORD:
             continue
         if words - len(taken) > 2:
-            raise RuncCkptError(f"{command}: cannot tell whether {nxt.name!r} is the value of -{t.name} "
+            raise UsageError(f"{command}: cannot tell whether {nxt.name!r} is the value of -{t.name} "
                                 f"or a container ID: write -{t.name}=VALUE, or put -{t.name} after the IDs")
         if words - len(taken) == 2:
             taken.add(k + 1)
