@@ -59,7 +59,9 @@ trap 'exit 130' INT TERM
 
 step "runc-ckpt: $BIN"
 version=$("$BIN" --version) || die "$BIN --version failed"
-case $version in "runc-ckpt version "*) ;; *) die "$BIN is not runc-ckpt" ;; esac
+# runc's version text first (tools match its first line), then ours as `runc-ckpt: X`.
+case $version in "runc version "*"
+runc-ckpt: "*) ;; *) die "$BIN is not runc-ckpt" ;; esac
 printf '%s\n' "$version" | sed 's/^/    /'
 
 step "writing a private podman configuration in $D"
