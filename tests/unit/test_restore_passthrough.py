@@ -99,3 +99,27 @@ def test_import_only_flags_need_import(tmp_path, runc_ckpt_bin):
         out = _call(t, "restore", *flags, "ID")
         assert out.returncode == 1 and "needs --import" in out.stderr, out.stderr
     assert t.runc_calls() == []
+
+
+def test_plain_restore_finds_state_dir_images_only_where_runc_would_fail(tmp_path, runc_ckpt_bin):
+    t = make_target(tmp_path, runc_ckpt_bin)
+    state = tmp_path / "state"
+    cfg = tmp_path / "runc-ckpt.yaml"
+    cfg.write_text(cfg.read_text() + f"state_dir: {state}\n")
+    images = state / "ID" / "checkpoint"
+    images.mkdir(parents=True)
+    (images / "descriptors.json").write_text("[]")
+    work = tmp_path / "cwd"
+    work.mkdir()
+
+    def call(*argv):
+        return subprocess.run([t.bin, *argv], capture_output=True, text=True, env=t.env, check=False,
+                              stdin=subprocess.DEVNULL, cwd=work)
+    assert call("restore", "-d", "ID").returncode == 0
+    assert call("restore", "-d", "OTHER").returncode == 0            # no state-dir checkpoint: runc's default
+    assert call("restore", "-d", "--image-path", "x", "ID").returncode == 0   # the caller's path wins
+    (work / "checkpoint").mkdir()
+    (work / "checkpoint" / "descriptors.json").write_text("[]")
+    assert call("restore", "-d", "ID").returncode == 0               # ./checkpoint holds one: runc's default
+    assert t.runc_calls() == [f"restore --image-path {images} -d ID", "restore -d OTHER",
+                              "restore -d --image-path x ID", "restore -d ID"]
