@@ -124,6 +124,30 @@ def test_missing_container_with_a_json_log(pair):
     assert_same(real, ours)
 
 
+def test_restore_without_a_checkpoint(pair):
+    def scenario(side: Side, cid: str) -> list[Step]:
+        return [side.call("restore", "-d", cid)]
+    real, ours = pair.run(scenario, start=False)
+    assert real.steps[0].rc == 1 and real.files == {"checkpoint": []}   # runc made ./checkpoint, then failed
+    assert_same(real, ours)
+
+
+@pytest.mark.parametrize("status", ["paused", "created"])
+def test_checkpoint_of_a_paused_or_created_container(pair, status):
+    def scenario(side: Side, cid: str) -> list[Step]:
+        if status == "paused":
+            subprocess.run([side.runc, "--root", str(side.root), "pause", cid], check=True)
+        else:
+            side.started.append(cid)
+            subprocess.run([side.runc, "--root", str(side.root), "create", "--bundle", str(side.bundle.path), cid],
+                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           check=True, timeout=60)
+        return [side.call("checkpoint", "--leave-running", cid)]
+    real, ours = pair.run(scenario, start=status == "paused")
+    assert real.state == status
+    assert_same(real, ours)
+
+
 def test_root_spelled_with_equals(pair):
     def scenario(side: Side, cid: str) -> list[Step]:
         return [side.call("checkpoint", "--leave-running", cid, globals_=(f"--root={side.root}",))]
