@@ -293,3 +293,16 @@ def test_a_malformed_config_json_is_refused_before_runc(pair):
     assert "checkpoint" in real.files and "checkpoint" not in ours.files
     [msg] = ours.errors()
     assert "config.json: not valid JSON" in msg
+
+
+def test_a_failed_dump_names_criu_log_in_the_one_error_line(pair):
+    """runc says "log file: dump.log", relative to a directory it does not name; in a --log file
+    our one error line is runc's, word for word, with the absolute path and the container's state."""
+    real, ours = pair.run(cr(("--page-server", "127.0.0.1:1", "--leave-running"), None,
+                             ("--log", "{LOG}", "--log-format", "json")))
+    [msg] = real.errors()[-1:]
+    assert "dump.log" in msg and real.steps[0].rc == 1
+    assert ours.errors() == [f"{msg} (runc-ckpt: CRIU's log is <BASE>/bundle/checkpoint/dump.log; "
+                             "the container is running)"]
+    assert len(ours.log) == len(real.log)
+    assert (ours.steps, ours.files, ours.state) == (real.steps, real.files, real.state)

@@ -602,12 +602,16 @@ def test_runc_failure_leaves_one_error_line_in_a_json_log(env, capfd):
     log = env.tmp / "log.json"
     g = ["--log", str(log), "--log-format", "json"]
     env.container("ctr")
-    env.register_state("ctr", g)
+    env.register_state("ctr", g, occurrences=2)  # before, and after the failure for the context
     env.register_checkpoint(["ctr"], globals_=[*g, "--log", env.fp.any(min=1, max=1)],
                             returncode=1, log_lines=RUNC_TWO_ERRORS)
     assert env.main(*g, "checkpoint", "ctr") == 1
-    lines = log.read_text().splitlines()
-    assert len(lines) == 1 and json.loads(lines[0])["msg"].startswith("criu failed")
+    (line,) = log.read_text().splitlines()
+    # runc's one error, word for word, with what it lacks in parentheses: no second line.
+    assert json.loads(line)["msg"] == (json.loads(RUNC_TWO_ERRORS[1])["msg"]
+                                       + f" (runc-ckpt: CRIU's log is {env.tmp}/checkpoint/dump.log; the container "
+                                         "is running; runc also said: container still running)")
+    assert list(json.loads(line)) == ["level", "msg", "time"]
     assert capfd.readouterr().err == ""          # no free-form line of ours beside runc's
 
 
@@ -615,12 +619,13 @@ def test_runc_failure_context_is_a_debug_line_with_debug(env):
     log = env.tmp / "log.json"
     g = ["--log", str(log), "--log-format", "json", "--debug"]
     env.container("ctr")
-    env.register_state("ctr", g, occurrences=2)  # before, and after the failure for the context
+    env.register_state("ctr", g, occurrences=3)  # before, and twice after the failure for the context
     env.register_checkpoint(["ctr"], globals_=[*g, "--log", env.fp.any(min=1, max=1)],
                             returncode=1, log_lines=RUNC_TWO_ERRORS)
     assert env.main(*g, "checkpoint", "ctr") == 1
     docs = [json.loads(line) for line in log.read_text().splitlines()]
-    assert [d["msg"] for d in docs if d["level"] == "error"] == [json.loads(RUNC_TWO_ERRORS[1])["msg"]]
+    [error] = [d["msg"] for d in docs if d["level"] == "error"]
+    assert error.startswith(json.loads(RUNC_TWO_ERRORS[1])["msg"] + " (runc-ckpt: CRIU's log is ")
     context = [d["msg"] for d in docs if "checkpoint of ctr failed" in d["msg"]]
     assert len(context) == 1 and f"CRIU's log: {env.tmp}/checkpoint/dump.log" in context[0]
     assert "the container is running" in context[0] and "runc also said: container still running" in context[0]
@@ -629,6 +634,7 @@ def test_runc_failure_context_is_a_debug_line_with_debug(env):
 
 
 def test_runc_failure_with_text_log_keeps_the_last_error(env):
+    """The one error keeps logrus's text layout (time first, msg quoted) with our context in it."""
     log = env.tmp / "log.txt"
     g = ["--log", str(log)]
     env.container("ctr")
@@ -641,7 +647,9 @@ def test_runc_failure_with_text_log_keeps_the_last_error(env):
                                 'time="2026-11-26T09:57:14Z" level=error msg="criu failed"'])
     assert env.main(*g, "checkpoint", "--image-path", img, "ctr") == 1
     lines = log.read_text().splitlines()
-    assert [ln for ln in lines if "level=error" in ln] == ['time="2026-11-26T09:57:14Z" level=error msg="criu failed"']
+    assert [ln for ln in lines if "level=error" in ln] == [
+        f'time="2026-11-26T09:57:14Z" level=error msg="criu failed (runc-ckpt: CRIU\'s log is {img}/dump.log; '
+        'the container is running; runc also said: container still running)"']
     assert len(lines) == 2
     assert os.path.isdir(img)       # a caller's image path is never removed
 

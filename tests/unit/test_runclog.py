@@ -118,3 +118,12 @@ def test_debug_only_with_debug_flag(capfd):
     assert "level=debug msg=loud" in capfd.readouterr().err
     runclog.warn(parse(["state"]).flags, "careful")
     assert "level=warning msg=careful" in capfd.readouterr().err
+
+
+@pytest.mark.parametrize("line, want", [
+    ('{"level":"error","msg":"old","time":"T"}\n', '{"level":"error","msg":"new \\u003cx\\u003e","time":"T"}\n'),
+    ('time="T" level=error msg="old one"\n', 'time="T" level=error msg="new <x>"\n'),
+    ('time="T" level=error msg=old file=x', 'time="T" level=error msg="new <x>" file=x'),
+])
+def test_with_message_keeps_the_line_and_replaces_the_message(line, want):
+    assert runclog.with_message(line, "new <x>") == want

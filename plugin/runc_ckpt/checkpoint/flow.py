@@ -222,9 +222,11 @@ def checkpoint_one(runc: str, inv: Invocation, cfg: config.Config, p: cmdflags.P
     fd = status_fd(p)
     runclog.debug(inv.flags, f"checkpoint: running {' '.join([runc, *inv.runc_globals, *args])}")
     began = time.monotonic()
+    started_at = time.time()
     result = logrelay.run(runc, inv.runc_globals, args, inv.flags,
                           stdout=sys.stderr if p.print_stats else None,
-                          pass_fds=(fd,) if fd >= 0 and _is_open(fd) else ())
+                          pass_fds=(fd,) if fd >= 0 and _is_open(fd) else (),
+                          context=lambda dropped: _criu_context(runc, inv, t, started_at, dropped))
     runtime_us = stats_report.micros(time.monotonic() - began)
     if result.returncode != 0:
         predump.abandon(plan)
@@ -276,6 +278,25 @@ def _is_open(fd: int) -> bool:
         return True
     except OSError:
         return False
+
+
+def _criu_context(runc: str, inv: Invocation, t: Target, started_at: float, dropped: list[str]) -> str | None:
+    """What runc's failed-dump error lacks, for that one error line; None when CRIU did not run
+    (a usage error or a refusal before the dump is clear as runc says it)."""
+    dump_log = os.path.join(t.plan.work_dir, "dump.log")
+    try:
+        if os.stat(dump_log).st_mtime < started_at - 1:
+            return None
+    except OSError:
+        return None
+    parts = [f"runc-ckpt: CRIU's log is {dump_log}"]
+    try:
+        parts.append(f"the container is {containerstate.state(runc, inv, t.state.id).status}")
+    except RuncCkptError as e:
+        parts.append(f"the container's state: {e}")
+    if dropped:
+        parts.append("runc also said: " + "; ".join(dropped))
+    return "; ".join(parts)
 
 
 def _failure_context(runc: str, inv: Invocation, t: Target, result: logrelay.RuncResult) -> str:

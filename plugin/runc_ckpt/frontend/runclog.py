@@ -9,6 +9,7 @@ the bare message to stderr; we do the same.
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 
@@ -16,6 +17,8 @@ from runc_ckpt.frontend.globalflags import GlobalFlags
 
 # logrus's TextFormatter leaves a value unquoted only if every char is in here.
 _BARE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._/@^+")
+# The msg field of a text line: msg="quoted" or msg=bare.
+TEXT_MSG = re.compile(r'(?:^|\s)msg=("(?:[^"\\]|\\.)*"|\S+)')
 
 
 def rfc3339(now: float, utc: bool = False) -> str:
@@ -41,6 +44,22 @@ def _json(value: dict[str, str]) -> str:
     import json
     text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def with_message(line: str, msg: str) -> str:
+    """The same runc log line (json or text, newline kept) with its message replaced: how the
+    one error line can carry our context without a second line."""
+    end = "\n" if line.endswith("\n") else ""
+    body = line[:len(line) - len(end)]
+    if body.lstrip().startswith("{"):
+        import json
+        doc = json.loads(body)
+        doc["msg"] = msg
+        return _json(doc) + end
+    m = TEXT_MSG.search(body)
+    if m is None:
+        return f"{body} msg={_quote(msg)}{end}"
+    return body[:m.start(1)] + _quote(msg) + body[m.end(1):] + end
 
 
 def format_line(level: str, msg: str, log_format: str, now: float | None = None) -> str:

@@ -6,8 +6,9 @@ the last error, but runc 1.1.5 logs two errors when a checkpoint without
 when the caller logs to a file, runc writes to a private log of the same
 format (a later --log overrides an earlier one), and we append its lines to
 the caller's log with only the LAST error line kept: runc's real error,
-word for word. When the caller logs to stderr, runc inherits stderr and
-behaves exactly as it would unwrapped.
+word for word, plus in parentheses what it lacks when CRIU ran (runc names
+CRIU's log relative to a directory it does not name). When the caller logs
+to stderr, runc inherits stderr and behaves exactly as it would unwrapped.
 """
 
 from __future__ import annotations
@@ -19,13 +20,14 @@ import signal
 import subprocess
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO
 
+from runc_ckpt.frontend import runclog
 from runc_ckpt.frontend.globalflags import GlobalFlags
 
 _TEXT_ERROR = re.compile(r"(?:^|\s)level=(?:error|fatal|panic)(?:\s|$)")
-_TEXT_MSG = re.compile(r'(?:^|\s)msg=("(?:[^"\\]|\\.)*"|\S+)')
 _ERROR_LEVELS = ("error", "fatal", "panic")
 
 
@@ -55,7 +57,7 @@ def error_message(line: str) -> str | None:
         return None
     if not _TEXT_ERROR.search(line):
         return None
-    m = _TEXT_MSG.search(line)
+    m = runclog.TEXT_MSG.search(line)
     if m is None:
         return ""
     msg = m.group(1)
@@ -117,9 +119,24 @@ def _wait_through_interrupts(argv: list[str], stdout: IO[str] | int | None,
             signal.signal(sig, handler)
 
 
+def amend_last_error(lines: list[str], context: str) -> list[str]:
+    """lines with context appended to the message of the last error line."""
+    errors = [i for i, line in enumerate(lines) if error_message(line) is not None]
+    if not errors:
+        return lines
+    i = errors[-1]
+    return [*lines[:i], runclog.with_message(lines[i], f"{error_message(lines[i])} ({context})"), *lines[i + 1:]]
+
+
 def run(runc: str, runc_globals: list[str], args: list[str], flags: GlobalFlags,
-        stdout: IO[str] | int | None = None, pass_fds: tuple[int, ...] = ()) -> RuncResult:
-    """`runc [globals] args...`, relaying its log as described above."""
+        stdout: IO[str] | int | None = None, pass_fds: tuple[int, ...] = (),
+        context: Callable[[list[str]], str | None] | None = None) -> RuncResult:
+    """`runc [globals] args...`, relaying its log as described above.
+
+    When runc fails and the log is a file, context(dropped messages) may
+    return text to append to runc's one error line (in parentheses), so the
+    caller's single error carries what runc's message lacks.
+    """
     if not logs_to_file(flags):
         rc, interrupted = _wait_through_interrupts([runc, *runc_globals, *args], stdout, pass_fds)
         return RuncResult(rc, logged_error=rc > 0, interrupted=interrupted)
@@ -133,6 +150,9 @@ def run(runc: str, runc_globals: list[str], args: list[str], flags: GlobalFlags,
     finally:
         os.unlink(private)
     kept, dropped, has_error = keep_last_error(lines)
+    extra = context(dropped) if context is not None and rc != 0 and has_error else None
+    if extra:
+        kept = amend_last_error(kept, extra)
     try:
         _append(flags.log, kept)
     except OSError:
