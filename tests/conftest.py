@@ -57,3 +57,14 @@ def private_default_config(tmp_path_factory: pytest.TempPathFactory) -> Iterator
         os.environ.pop("RUNC_CKPT_CONFIG", None)
     else:
         os.environ["RUNC_CKPT_CONFIG"] = old
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_images_in_the_checkout() -> Iterator[None]:
+    """runc's default image dir is ./checkpoint: a test that checkpoints without --image-path from
+    the checkout would leave CRIU images there (and in a commit). Fail the session if one does."""
+    stray = REPO / "checkpoint"
+    existed = stray.exists()
+    yield
+    if not existed and stray.exists():
+        pytest.fail(f"a test wrote {stray} (runc's default image dir): run runc-ckpt from a temp dir")
