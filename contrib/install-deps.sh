@@ -11,7 +11,10 @@ set -euo pipefail
 
 CRIU_VERSION=4.2.1
 CACHE=${RUNC_CKPT_CACHE:-/var/cache/runc-ckpt}
-APT_PKGS=(runc iptables podman busybox-static zstd uidmap fuse-overlayfs containerd go-md2man)
+# skopeo: the transport of checkpoint images to registries and containers-storage;
+# docker-registry: the registry the image tests start on 127.0.0.1 themselves.
+APT_PKGS=(runc iptables podman busybox-static zstd uidmap fuse-overlayfs containerd go-md2man skopeo
+    docker-registry)
 CRIU_BUILD_DEPS=(build-essential libprotobuf-dev libprotobuf-c-dev protobuf-c-compiler
     protobuf-compiler python3-protobuf libnl-3-dev libcap-dev libnet1-dev pkg-config
     libbsd-dev libgnutls28-dev libnftables-dev uuid-dev libdrm-dev xz-utils)
@@ -84,7 +87,14 @@ build_criu() {
     hash -r
 }
 
+had_registry=$(dpkg-query -W -f='${Status}' docker-registry 2>/dev/null || true)
 apt_install "${APT_PKGS[@]}"
+# Debian's docker-registry package enables a registry service on :5000; the tests
+# run their own, so one this script just installed is switched off again.
+if [ "$had_registry" != "install ok installed" ] && command -v systemctl >/dev/null \
+    && systemctl is-enabled docker-registry >/dev/null 2>&1; then
+    systemctl disable --now docker-registry >/dev/null 2>&1 || true
+fi
 if ! criu_ok; then
     build_criu
     criu_ok || { log "CRIU at $(command -v criu) still fails 'criu check'"; criu check >&2 || true; exit 1; }

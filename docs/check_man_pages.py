@@ -48,6 +48,7 @@ COMMAND_PAGES = {
     "runc-ckpt-checkpoint.1.md": "checkpoint",
     "runc-ckpt-restore.1.md": "restore",
     "runc-ckpt-inspect.1.md": "inspect",
+    "runc-ckpt-image.1.md": "image build",
 }
 GLOBAL_PAGE = "runc-ckpt.1.md"
 CONFIG_PAGE = "runc-ckpt.yaml.5.md"
@@ -357,7 +358,7 @@ def find_runc_ckpt() -> str | None:
 def command_help(runc_ckpt: str, command: str) -> tuple[str | None, str]:
     """`runc-ckpt COMMAND --help`: (stdout, error text or '')."""
     try:
-        out = subprocess.run([runc_ckpt, command, "--help"], capture_output=True, text=True,
+        out = subprocess.run([runc_ckpt, *command.split(), "--help"], capture_output=True, text=True,
                              timeout=60, check=False, env={**os.environ, "RUNC_CKPT_CONFIG": os.devnull})
     except (OSError, subprocess.TimeoutExpired) as e:
         return None, str(e)
@@ -369,7 +370,7 @@ def command_help(runc_ckpt: str, command: str) -> tuple[str | None, str]:
 def _command_exists(command: str) -> bool:
     """Whether runc-ckpt implements `command` yet (inspect arrives after the docs)."""
     options = _import_runc_ckpt("runc_ckpt.commands.options")
-    return hasattr(options, command.upper())
+    return hasattr(options, command.upper().replace(" ", "_"))
 
 
 def check(docs: Path = DOCS, runc_ckpt: str | None = None) -> tuple[list[str], list[str]]:

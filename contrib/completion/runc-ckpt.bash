@@ -4,14 +4,14 @@
 # Completes commands, global flags, each command's flags and the values of
 # some (directories, files, choices), the IDs of running containers (from
 # `runc list -q` under the --root given earlier on the line) and checkpoint
-# archive names for --import, --import-previous and inspect.
+# archive names for --import, --import-previous, inspect and image build.
 #
-# The flag lists below are data: checkpoint, restore and inspect must match
+# The flag lists below are data: checkpoint, restore, inspect and image (build) must match
 # plugin/runc_ckpt/options.py, the others runc 1.1.5's own --help.
 # tests/unit/test_completion.py checks both and prints the right line when
 # one drifts.
 
-_runc_ckpt_commands="checkpoint create delete events exec features help inspect kill list pause ps restore resume run spec start state update"
+_runc_ckpt_commands="checkpoint create delete events exec features help image inspect kill list pause ps restore resume run spec start state update"
 # Commands whose argument is the ID of an existing container.
 _runc_ckpt_id_commands="checkpoint delete events exec kill pause ps resume start state update"
 
@@ -19,12 +19,14 @@ _runc_ckpt_opts_global="--config --criu --debug --help -h --log --log-format --r
 _runc_ckpt_vals_global="--config --criu --log --log-format --root --rootless"
 
 # BEGIN options.py
-_runc_ckpt_opts_checkpoint="--all -a --auto-dedup --compress -c --empty-ns --export -e --ext-unix-sk --file-locks --ignore-rootfs --ignore-volumes --image-path --keep -k --latest -l --lazy-pages --leave-running -R --manage-cgroups-mode --page-server --parent-path --pre-checkpoint -P --pre-dump --print-stats --shell-job --status-fd --tcp-established --with-previous --work-path"
-_runc_ckpt_vals_checkpoint="--compress -c --empty-ns --export -e --image-path --manage-cgroups-mode --page-server --parent-path --status-fd --work-path"
-_runc_ckpt_opts_restore="--auto-dedup --bundle -b --console-socket --detach -d --empty-ns --ext-unix-sk --file-locks --ignore-rootfs --ignore-volumes --image-path --import -i --import-previous --keep -k --lazy-pages --lsm-mount-context --lsm-profile --manage-cgroups-mode --name -n --no-new-keyring --no-pivot --no-subreaper --parent-path --pid-file --print-stats --shell-job --tcp-close --tcp-established --work-path"
+_runc_ckpt_opts_checkpoint="--all -a --auto-dedup --compress -c --create-image --empty-ns --export -e --ext-unix-sk --file-locks --ignore-rootfs --ignore-volumes --image-path --keep -k --latest -l --lazy-pages --leave-running -R --manage-cgroups-mode --page-server --parent-path --pre-checkpoint -P --pre-dump --print-stats --shell-job --status-fd --tcp-established --with-previous --work-path"
+_runc_ckpt_vals_checkpoint="--compress -c --create-image --empty-ns --export -e --image-path --manage-cgroups-mode --page-server --parent-path --status-fd --work-path"
+_runc_ckpt_opts_restore="--auto-dedup --bundle -b --console-socket --detach -d --empty-ns --ext-unix-sk --file-locks --ignore-rootfs --ignore-volumes --image-path --import -i --import-previous --keep -k --lazy-pages --lsm-mount-context --lsm-profile --manage-cgroups-mode --name -n --no-new-keyring --no-pivot --no-subreaper --parent-path --pid-file --print-stats --shell-job --skip-preflight --tcp-close --tcp-established --work-path"
 _runc_ckpt_vals_restore="--bundle -b --console-socket --empty-ns --image-path --import -i --import-previous --lsm-mount-context --lsm-profile --manage-cgroups-mode --name -n --parent-path --pid-file --work-path"
-_runc_ckpt_opts_inspect="--format -f"
+_runc_ckpt_opts_inspect="--format -f --log"
 _runc_ckpt_vals_inspect="--format -f"
+_runc_ckpt_opts_image="--compress -c"
+_runc_ckpt_vals_image="--compress -c"
 # END options.py
 
 # BEGIN runc 1.1.5
@@ -122,7 +124,7 @@ _runc_ckpt_value() {
             COMPREPLY=($(compgen -W "table json" -- "$cur")) ;;
         " --rootless")
             COMPREPLY=($(compgen -W "true false auto" -- "$cur")) ;;
-        "checkpoint --compress"|"checkpoint -c")
+        "checkpoint --compress"|"checkpoint -c"|"image --compress"|"image -c")
             COMPREPLY=($(compgen -W "zstd gzip none" -- "$cur")) ;;
         *" --manage-cgroups-mode")
             COMPREPLY=($(compgen -W "soft full strict" -- "$cur")) ;;
@@ -205,6 +207,12 @@ _runc_ckpt() {
         COMPREPLY=($(compgen -W "$_runc_ckpt_commands" -- "$cur"))
     elif [[ $cmd == inspect ]]; then
         _runc_ckpt_files "$cur" archives
+    elif [[ $cmd == image ]]; then
+        if ((cword == i)); then
+            COMPREPLY=($(compgen -W "build" -- "$cur"))
+        else
+            _runc_ckpt_files "$cur" archives
+        fi
     elif [[ $cmd == help ]]; then
         COMPREPLY=($(compgen -W "$_runc_ckpt_commands" -- "$cur"))
     elif _runc_ckpt_in "$cmd" "$_runc_ckpt_id_commands"; then

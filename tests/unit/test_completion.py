@@ -148,6 +148,13 @@ def test_archive_names(env):
     assert "notes.txt" in complete(env, ["runc-ckpt", "checkpoint", "--export", ""])
 
 
+def test_image_build(env):
+    assert complete(env, ["runc-ckpt", "image", ""]) == ["build"]
+    assert complete(env, ["runc-ckpt", "image", "build", "we"]) == ["web-pre.tar.gz", "web.tar.zst"]
+    assert complete(env, ["runc-ckpt", "image", "build", "--compress", "z"]) == ["zstd"]
+    assert complete(env, ["runc-ckpt", "image", "build", "--c"]) == ["--compress"]
+
+
 def test_directories_for_path_flags(env):
     assert complete(env, ["runc-ckpt", "checkpoint", "--image-path", ""]) == ["exports"]
     assert complete(env, ["runc-ckpt", "--root", "ex"]) == ["exports"]
@@ -171,10 +178,10 @@ def _expect(lists, var, want):
     assert lists.get(var) == want, f'{BASH_FILE.name} should say: {var}="{" ".join(want)}"'
 
 
-@pytest.mark.parametrize("command", ["checkpoint", "restore", "inspect"])
+@pytest.mark.parametrize("command", ["checkpoint", "restore", "inspect", "image"])
 def test_runc_ckpt_command_lists_match_options_py(command):
     lists = file_lists()
-    opts = getattr(options, command.upper(), None)
+    opts = getattr(options, "IMAGE_BUILD" if command == "image" else command.upper(), None)
     if opts is None:  # inspect's options arrive later; until then the page's --format
         assert command == "inspect"
         return
@@ -210,7 +217,7 @@ def test_runc_command_lists_match_runc_help():
     lists = file_lists()
     text = subprocess.run([runc, "--help"], capture_output=True, text=True, check=True).stdout
     commands = re.findall(r"^   ([a-z]+)(?:, h)?\s{2,}", text.split("\nCOMMANDS:\n", 1)[1].split("\n\n")[0], re.M)
-    assert sorted(lists["_runc_ckpt_commands"]) == sorted(set(commands) | {"inspect"})
+    assert sorted(lists["_runc_ckpt_commands"]) == sorted(set(commands) | {"inspect", "image"})
     for command in commands:
         if command in ("checkpoint", "restore", "help"):
             continue

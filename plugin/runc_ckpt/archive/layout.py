@@ -11,6 +11,7 @@ CONFIG_DUMP = "config.dump"            # engine metadata: id, name, runtime, tim
 NETWORK_STATUS = "network.status"
 STATS_DUMP = "stats-dump"              # CRIU's stats image of the dump
 STATS_RESTORE = "stats-restore"
+DUMP_LOG = "dump.log"                  # CRIU's log of the dump (podman and CRI-O keep it too)
 ROOTFS_DIFF = "rootfs-diff.tar"        # uncompressed tar rooted at the container root
 DELETED_FILES = "deleted.files"        # JSON array of container paths
 VOLUMES_DIR = "volumes"                # volumes/<name>.tar: a named volume, or bind-<path> (volumes.py)

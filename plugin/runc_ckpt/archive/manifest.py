@@ -3,6 +3,7 @@
 Format (JSON, member runc-ckpt.manifest.json):
   {"format": "runc-ckpt", "format_version": 1, "created": RFC3339,
    "versions": {"runc-ckpt": ..., "runc": ..., "criu": ...},
+   "host": {"arch": GOARCH, "kernel": ..., "cgroups": "v1"|"v2", "distribution": ...},
    "container": {"id": ..., "name": ...},
    "options": {flag: value, ...},
    "rootfs": {"kind": "overlay-diff" | "full" | "none", "root_mode": int | null},

@@ -129,9 +129,10 @@ class CountedFile:
     one that touches the display until it is joined.
     """
 
-    def __init__(self, raw: io.BufferedReader, progress: Progress | NullProgress) -> None:
+    def __init__(self, raw: io.BufferedReader, progress: Progress | NullProgress, sha: hashlib._Hash | None = None) -> None:
         self._raw = raw
         self._progress = progress
+        self._sha = sha  # an image layer's digest, checked as the bytes go by
 
     def peek(self, n: int) -> bytes:
         return self._raw.peek(n)
@@ -139,6 +140,8 @@ class CountedFile:
     def read(self, n: int = -1) -> bytes:
         data = self._raw.read(n)
         self._progress.update(len(data))
+        if self._sha is not None:
+            self._sha.update(data)
         return data
 
 
@@ -243,6 +246,7 @@ class Staged:
     network_status: object = None
     deleted: list[str] = field(default_factory=list)
     stats_dump: bytes | None = None
+    dump_log: bytes | None = None   # CRIU's dump.log, its first MAX_SMALL_MEMBER bytes
     manifest_raw: bytes | None = None
     manifest: dict | None = None
     members: dict[str, MemberDigest] = field(default_factory=dict)
@@ -277,10 +281,11 @@ class Staged:
 
 
 def stage(path: str, targets: Targets, what_is_required: str = layout.CHECKPOINT_DIR,
-          flags: GlobalFlags | None = None) -> Staged:
+          flags: GlobalFlags | None = None, sha256: str | None = None) -> Staged:
     """Read the archive at path once and stage it; on any error remove what was staged and raise.
 
     `flags` decide whether a progress display (compressed bytes of the file) is shown; None: never.
+    `sha256`: the file's expected digest (an image layer's), checked once the stream is read.
     """
     staged = Staged(path=path)
     try:
@@ -292,7 +297,8 @@ def stage(path: str, targets: Targets, what_is_required: str = layout.CHECKPOINT
     hasher = HashPipe()
     try:
         staged.compression = compression.detect(raw.peek(4)[:4])
-        stream = compression.decompressing_reader(CountedFile(raw, shown))  # type: ignore[arg-type]
+        file_sha = hashlib.sha256() if sha256 else None
+        stream = compression.decompressing_reader(CountedFile(raw, shown, file_sha))  # type: ignore[arg-type]
         reader = ReadAhead(stream, path)
         tar = TarStream(reader, f"archive {path}")
         count = 0
@@ -311,6 +317,16 @@ def stage(path: str, targets: Targets, what_is_required: str = layout.CHECKPOINT
         # zstd reports no error for a cut frame): insist on the end marker.
         if not tar.ended:
             raise RuncCkptError(f"archive {path} is truncated (no end-of-archive marker)")
+        if file_sha is not None:
+            # The digest covers the whole file: let the decompressor run to its end, stop
+            # its thread, then hash what it left unread (padding after the tar).
+            while reader.read_view(TAR_BUFSIZE):
+                pass
+            reader.close()
+            for chunk in iter(lambda: raw.read(TAR_BUFSIZE), b""):
+                file_sha.update(chunk)
+            if file_sha.hexdigest() != sha256:
+                raise RuncCkptError(f"image layer {path} does not match its digest sha256:{sha256}")
         if what_is_required == layout.CHECKPOINT_DIR and not staged.has_inventory():
             raise RuncCkptError(f"archive {path} has no {layout.CHECKPOINT_DIR}/{layout.INVENTORY}: "
                                 f"not a checkpoint archive, or an incomplete one")
@@ -364,6 +380,8 @@ def _stage_member(tar: TarStream, m: tarfile.TarInfo, staged: Staged, targets: T
         if targets.import_dir is not None:
             d = _subdir(targets.import_dir, parts[0])
             _write_file(reader, os.path.join(d, parts[1]), m.size, staged.path, name)
+    elif name == layout.DUMP_LOG:
+        staged.dump_log = reader.read(min(m.size, MAX_SMALL_MEMBER))
     elif name in FILE_MEMBERS:
         if targets.import_dir is not None:
             dest = os.path.join(targets.import_dir, name)

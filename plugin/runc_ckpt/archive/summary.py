@@ -20,7 +20,13 @@ ENGINES = {"libpod": "podman", "cri-o": "CRI-O"}
 
 def inspect(path: str) -> tuple[dict, str | None]:
     """Stage the archive at `path` without writing anything; (its description, the problem if any)."""
-    staged = reader.stage(path, reader.Targets(None, None, None), what_is_required="")
+    staged, problem = read(path)
+    return describe(staged, path, problem), problem
+
+
+def read(path: str, sha256: str | None = None) -> tuple[reader.Staged, str | None]:
+    """The archive at `path` read and hashed without writing anything, and the problem if any."""
+    staged = reader.stage(path, reader.Targets(None, None, None), what_is_required="", sha256=sha256)
     problem = None
     try:
         staged.verify()
@@ -28,7 +34,7 @@ def inspect(path: str) -> tuple[dict, str | None]:
             problem = f"archive {path} has no {layout.CHECKPOINT_DIR}/{layout.INVENTORY}"
     except RuncCkptError as e:
         problem = str(e)
-    return describe(staged, path, problem), problem
+    return staged, problem
 
 
 def engine_of(staged: reader.Staged) -> str:

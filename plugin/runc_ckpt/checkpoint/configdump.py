@@ -4,6 +4,14 @@ runc knows a container only by ID, so the engine-level fields podman keeps
 (name, image) are taken from the annotations engines put in the spec (CRI-O's
 and containerd's CRI plugin), else left empty as podman accepts. The runtime
 name is ours: podman insists on the same name at `restore --import`.
+
+`podman container restore` recreates the container from the image that
+config.dump names (rootfsImageID/rootfsImageName) and its named volumes
+(namedVolumes). Those are written when the image is known: for a container
+podman made (its storage records the image), or for a bundle annotated with
+an image (io.runc-ckpt.image, or the CRI annotations) that podman's storage
+holds. Otherwise the archive restores under runc-ckpt only, and
+podman_restorable() says so.
 """
 
 from __future__ import annotations
@@ -13,7 +21,7 @@ from datetime import datetime
 
 from runc_ckpt import __version__
 from runc_ckpt.frontend.errors import RuncCkptError
-from runc_ckpt.runtime import ocispec
+from runc_ckpt.runtime import hostinfo, ocispec, podmanstore, volumes
 from runc_ckpt.runtime.containerstate import ContainerState
 from runc_ckpt.runtime.criu import features
 
@@ -26,16 +34,19 @@ _ANNOTATED = {
     "rootfsImageName": ("io.kubernetes.cri-o.ImageName", "io.kubernetes.cri.image-name"),
 }
 _GO_ZERO_TIME = "0001-01-01T00:00:00Z"
+IMAGE_ANNOTATION = "io.runc-ckpt.image"
+# podman's defaults for what a container created without options holds.
+_STOP_SIGNAL, _STOP_TIMEOUT = 15, 10
 
 
-def config_dump(st: ContainerState, spec: dict, now: datetime) -> dict:
+def config_dump(st: ContainerState, spec: dict, now: datetime, volume_roots: list[str] | None = None) -> dict:
     """podman's config.dump for a container runc knows only by ID."""
     annotations = ocispec.annotations(spec)
 
     def annotated(field: str, default: str = "") -> str:
         return next((annotations[k] for k in _ANNOTATED[field] if annotations.get(k)), default)
 
-    return {
+    dump = {
         "id": st.id,
         "name": annotated("name", st.id),
         "rootfsImage": annotated("rootfsImage"),
@@ -47,6 +58,41 @@ def config_dump(st: ContainerState, spec: dict, now: datetime) -> dict:
         "restoredTime": _GO_ZERO_TIME,
         "restored": False,
     }
+    origin = podmanstore.container_of(st.bundle, st.id)
+    if origin is not None:
+        image_id, image_name = origin.image_id, origin.image_name
+        dump["name"] = origin.name
+    else:
+        image_name = annotations.get(IMAGE_ANNOTATION) or annotated("rootfsImageName")
+        image_id = podmanstore.image_id(image_name) if image_name else None
+    if image_id and image_name:
+        dump.update(_podman_fields(spec, image_id, image_name, volume_roots or []))
+    return dump
+
+
+def volume_roots(st: ContainerState, roots: list[str]) -> list[str]:
+    """The configured volume roots, plus the volume dir of the podman storage that made the container."""
+    origin = podmanstore.container_of(st.bundle, st.id)
+    return [*roots, origin.volume_root] if origin is not None and origin.volume_root not in roots else roots
+
+
+def _podman_fields(spec: dict, image_id: str, image_name: str, volume_roots: list[str]) -> dict:
+    """The fields podman 4.3.1's restore needs to recreate the container from its image."""
+    named = []
+    for bm in volumes.bind_mounts(spec, volume_roots):
+        if bm.volume is not None and not bm.listed:
+            m = next(m for m in volumes.bind_entries(spec) if m.get("destination") == bm.destination)
+            named.append({"volumeName": bm.volume, "dest": bm.destination,
+                          "options": [o for o in m.get("options") or [] if o not in ("bind",)]})
+    return {"RawImageName": image_name, "rootfsImageID": image_id, "rootfsImageName": image_name,
+            "namedVolumes": named, "userVolumes": [v["dest"] for v in named],
+            "createNetNS": False, "stopSignal": _STOP_SIGNAL, "stopTimeout": _STOP_TIMEOUT,
+            "createWorkingDir": True, "logDriver": "k8s-file"}
+
+
+def podman_restorable(dump: dict | None) -> bool:
+    """Whether `podman container restore` can take an archive with this config.dump."""
+    return bool(dump and dump.get("rootfsImageID") and dump.get("rootfsImageName"))
 
 
 def _first_line_version(argv: list[str], prefix: str) -> str:
@@ -69,3 +115,10 @@ def versions(runc: str, criu: str) -> dict[str, str]:
     return {"runc-ckpt": __version__,
             "runc": _first_line_version([runc, "--version"], "runc version"),
             "criu": _first_line_version([criu_path, "--version"], "version:")}
+
+
+def host() -> dict[str, str]:
+    """The manifest's record of this host, for restore's pre-flight check."""
+    here = hostinfo.current()
+    return {"arch": here.arch, "kernel": here.kernel, "cgroups": here.cgroups,
+            "distribution": f"{here.distribution} {here.distribution_version}".strip()}

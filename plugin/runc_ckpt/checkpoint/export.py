@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import signal
@@ -62,6 +63,7 @@ class ExportRequest:
     manifest_fields: dict   # extra manifest keys from the caller: versions, container, options
     flags: GlobalFlags | None = None  # decide whether a progress display is shown; None: never
     extra_volumes: tuple[str, ...] = ()  # bind-mount destinations also archived as volumes (Policy.extra_volumes)
+    digests: bool = False   # also hash the file and the tar stream (an image layer's digest and diff_id)
 
 
 @dataclass
@@ -72,6 +74,9 @@ class ExportResult:
     rootfs_kind: str                # "overlay-diff" | "full" | "none"
     volumes: list[str]              # names archived
     warnings: list[str] = field(default_factory=list)   # files that changed while being read
+    sha256: str | None = None       # with digests: of the file as written (compressed)
+    diff_id: str | None = None      # with digests: of the uncompressed tar stream
+    manifest_sha256: str | None = None  # with digests: of our manifest member (an image annotation names it)
 
 
 class _Interrupted(BaseException):
@@ -184,6 +189,9 @@ def _write_members(tw: TarWriter, req: ExportRequest, plan: _Plan, now: float) -
     stats = os.path.join(req.work_dir, layout.STATS_DUMP)
     if os.path.isfile(stats):
         tw.add_file(layout.STATS_DUMP, stats)
+    dump_log = os.path.join(req.work_dir, layout.DUMP_LOG)
+    if os.path.isfile(dump_log):      # kept so that `inspect --log` can show why a restore failed
+        tw.add_file(layout.DUMP_LOG, dump_log)
 
     rootfs_info: dict = {"kind": diff.NONE, "root_mode": None}
     if plan.rootfs is not None:
@@ -255,6 +263,24 @@ class _EarlyWriteback:
         self._thread.join()
 
 
+class HashingWriter:
+    """A writer that hashes (and counts) what passes through it: an image layer needs both
+    digests, and hashing on the way costs one pass less than reading the file back."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self._raw = raw
+        self.sha = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self.sha.update(data)
+        self.size += len(data)
+        return self._raw.write(data)
+
+    def flush(self) -> None:
+        self._raw.flush()
+
+
 def _fsync_dir(directory: str) -> None:
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
@@ -292,9 +318,11 @@ def write_archive(req: ExportRequest) -> ExportResult:
             # error nothing is left in a buffer to be flushed into the temp file.
             shown = Progress.create(req.flags, "export", plan.total) if req.flags else NullProgress()
             with open(fd, "wb", buffering=0) as raw, contextlib.closing(_EarlyWriteback(raw)) as synced, shown:
-                out = compression.compressing_writer(synced,  # type: ignore[arg-type]
+                file_hash = HashingWriter(synced) if req.digests else None  # type: ignore[arg-type]
+                out = compression.compressing_writer(file_hash or synced,  # type: ignore[arg-type]
                                                      req.compress, req.level, req.threads)
-                tw = TarWriter(out, on_change=warnings.append, progress=shown)
+                tar_hash = HashingWriter(out) if req.digests else None
+                tw = TarWriter(tar_hash or out, on_change=warnings.append, progress=shown)  # type: ignore[arg-type]
                 now = time.time()
                 rootfs_info, archived = _write_members(tw, req, plan, now)
                 bind_mounts = [bm.manifest_entry(bm.volume in archived)
@@ -302,7 +330,8 @@ def write_archive(req: ExportRequest) -> ExportResult:
                 fields = {"created": runclog.rfc3339(now, utc=True), **req.manifest_fields,
                           "rootfs": rootfs_info, "bind_mounts": bind_mounts}
                 members = dict(tw.members)
-                tw.add_bytes(layout.MANIFEST, manifest.build(members, **fields), mtime=int(now))
+                manifest_doc = manifest.build(members, **fields)
+                tw.add_bytes(layout.MANIFEST, manifest_doc, mtime=int(now))
                 tw.close()
                 out.close()
                 os.fsync(raw.fileno())
@@ -324,4 +353,7 @@ def write_archive(req: ExportRequest) -> ExportResult:
             raise RuncCkptError(f"writing archive {target} failed: {e}") from None
     with contextlib.suppress(OSError):
         _fsync_dir(directory)
-    return ExportResult(target, size, members, rootfs_info["kind"], archived, warnings)
+    return ExportResult(target, size, members, rootfs_info["kind"], archived, warnings,
+                        file_hash.sha.hexdigest() if file_hash else None,
+                        tar_hash.sha.hexdigest() if tar_hash else None,
+                        hashlib.sha256(manifest_doc).hexdigest() if req.digests else None)

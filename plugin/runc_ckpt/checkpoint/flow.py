@@ -30,6 +30,7 @@ from runc_ckpt.commands import cmdflags
 from runc_ckpt.frontend import realrunc, runclog
 from runc_ckpt.frontend.errors import RuncCkptError
 from runc_ckpt.frontend.globalflags import Invocation
+from runc_ckpt.image.reference import Reference
 from runc_ckpt.runtime import containerstate, logrelay, ocispec, volumes
 from runc_ckpt.runtime.containerstate import ContainerState
 from runc_ckpt.runtime.criu import features
@@ -64,19 +65,21 @@ def checkpoint(inv: Invocation, parsed: cmdflags.Parsed) -> int:
     config.apply_log_level(cfg, inv.flags)
     check_flags(parsed)
     archive = check_export_target(str(parsed.export)) if parsed.export else None
+    image_ref = check_image_target(str(parsed.create_image)) if parsed.create_image else None
     runc = realrunc.find(cfg.runc)
     chosen = select(runc, inv, parsed)
-    if archive and not chosen:
-        raise RuncCkptError(f"--export: there is no running container under {inv.flags.root}")
-    if archive and len(chosen) > 1:
-        raise RuncCkptError(f"--export writes one container's archive, but {len(chosen)} containers "
+    flag = "--export" if archive else "--create-image"
+    if (archive or image_ref) and not chosen:
+        raise RuncCkptError(f"{flag}: there is no running container under {inv.flags.root}")
+    if (archive or image_ref) and len(chosen) > 1:
+        raise RuncCkptError(f"{flag} writes one container's checkpoint, but {len(chosen)} containers "
                             f"were chosen ({', '.join(s.id for _, s in chosen)})")
     caller = predump.CallerPaths(image_path=_str(parsed.image_path), work_path=_str(parsed.work_path),
                                  parent_path=_str(parsed.parent_path), pre_dump=bool(parsed.pre_dump))
     if len(chosen) > 1 and (caller.image_path or caller.work_path):
         raise RuncCkptError("--image-path/--work-path name one container's directories: "
                             "give one container, or leave them out to use the state dir")
-    in_state_dir = bool(archive or parsed.pre_checkpoint or parsed.with_previous or parsed.all
+    in_state_dir = bool(archive or image_ref or parsed.pre_checkpoint or parsed.with_previous or parsed.all
                         or parsed.latest or len(chosen) > 1)
     # Policy and hooks of every container are settled before any is touched:
     # a bad annotation or hook definition refuses the whole call.
@@ -95,7 +98,7 @@ def checkpoint(inv: Invocation, parsed: cmdflags.Parsed) -> int:
                               pol,
                               hooks.select(hook_defs, "precheckpoint", annotations, pol.hooks),
                               hooks.select(hook_defs, "postcheckpoint", annotations, pol.hooks)))
-    if archive:
+    if archive or image_ref:
         for t in targets:
             check_self_contained(t.plan)
     if targets and (targets[0].plan.pre_dump or targets[0].plan.parent_path is not None):
@@ -104,7 +107,7 @@ def checkpoint(inv: Invocation, parsed: cmdflags.Parsed) -> int:
     try:
         for t in targets:
             results.append(checkpoint_one(runc, inv, cfg, parsed, _runc_args(parsed, t, len(targets)),
-                                          t, archive))
+                                          t, archive, image_ref))
     except RuncFailed as e:
         return e.code
     if parsed.print_stats:
@@ -118,10 +121,12 @@ def _str(value: object) -> str | None:
 
 def check_flags(p: cmdflags.Parsed) -> None:
     """Cross-flag rules that need no container."""
-    if p.ignore_rootfs and not p.export:
-        raise RuncCkptError("--ignore-rootfs only works with --export")
-    if p.ignore_volumes and not p.export:
-        raise RuncCkptError("--ignore-volumes only works with --export")
+    if p.export and p.create_image:
+        raise RuncCkptError("--export and --create-image cannot be used together")
+    if p.ignore_rootfs and not (p.export or p.create_image):
+        raise RuncCkptError("--ignore-rootfs only works with --export or --create-image")
+    if p.ignore_volumes and not (p.export or p.create_image):
+        raise RuncCkptError("--ignore-volumes only works with --export or --create-image")
     if p.with_previous and (p.pre_checkpoint or p.pre_dump):
         raise RuncCkptError("--with-previous cannot be used with --pre-checkpoint (or --pre-dump)")
     if p.all and p.latest:
@@ -155,6 +160,14 @@ def check_export_target(path: str) -> str:
     os.close(fd)
     os.unlink(probe)
     return target
+
+
+def check_image_target(text: str) -> Reference:
+    """The parsed --create-image reference, once we know it can be written."""
+    from runc_ckpt.image import reference, transport
+    ref = reference.parse(text, "--create-image")
+    transport.check_target(ref)
+    return ref
 
 
 def check_self_contained(plan: predump.Plan) -> None:
@@ -212,7 +225,8 @@ def _why_tracking(p: cmdflags.Parsed) -> str:
 
 
 def checkpoint_one(runc: str, inv: Invocation, cfg: config.Config, p: cmdflags.Parsed,
-                   runc_flags: list[str], t: Target, archive: str | None) -> stats_report.ContainerStats:
+                   runc_flags: list[str], t: Target, archive: str | None,
+                   image_ref: Reference | None = None) -> stats_report.ContainerStats:
     plan = t.plan
     st = t.state
     hook_state = hooks.state_json(st.id, st.status, st.pid, st.bundle, ocispec.annotations(t.spec))
@@ -246,8 +260,8 @@ def checkpoint_one(runc: str, inv: Invocation, cfg: config.Config, p: cmdflags.P
     # Auto-export first: an explicit --export tidies the images away afterwards.
     if autoexport.wanted(t.policy.export_dir, plan.pre_dump):
         _auto_export(runc, inv, cfg, p, t)
-    if archive is not None:
-        export(runc, inv, cfg, p, t, archive)
+    if archive is not None or image_ref is not None:
+        export(runc, inv, cfg, p, t, archive or "", image_ref=image_ref)
     hooks.run_stage("postcheckpoint", t.post_hooks, hook_state, inv.flags, t.policy.hook_timeout)
     return stats_report.ContainerStats(t.state.id, t.raw_input, runtime_us, criu)
 
@@ -323,12 +337,13 @@ def _criu_stats(inv: Invocation, plan: predump.Plan) -> dict[str, int]:
 
 
 def export(runc: str, inv: Invocation, cfg: config.Config, p: cmdflags.Parsed, t: Target,
-           archive: str, tidy: bool = True) -> None:
-    """Write the archive; on failure the images stay and the error says where."""
+           archive: str, tidy: bool = True, image_ref: Reference | None = None) -> None:
+    """Write the archive (or, with image_ref, the image); on failure the images stay and the error says where."""
     from runc_ckpt.checkpoint import export as exporter
     plan = t.plan
-    dump = configdump.config_dump(t.state, t.spec, datetime.now(timezone.utc))
     pol = t.policy
+    roots = configdump.volume_roots(t.state, list(pol.volume_roots))
+    dump = configdump.config_dump(t.state, t.spec, datetime.now(timezone.utc), roots)
     compress = pol.compress
     opts = {"compress": compress, "leave_running": bool(p.leave_running),
             "pre_checkpoint": plan.pre_dump, "with_previous": bool(p.with_previous),
@@ -340,16 +355,21 @@ def export(runc: str, inv: Invocation, cfg: config.Config, p: cmdflags.Parsed, t
         image_member=layout.PRE_CHECKPOINT_DIR if plan.pre_dump else layout.CHECKPOINT_DIR,
         work_dir=plan.work_dir, bundle=t.state.bundle, spec=t.spec, rootfs=t.state.rootfs,
         config_dump=dump, include_rootfs=not pol.ignore_rootfs and not plan.pre_dump,
-        include_volumes=not pol.ignore_volumes, volume_roots=list(pol.volume_roots),
+        include_volumes=not pol.ignore_volumes, volume_roots=roots,
         manifest_fields={"versions": configdump.versions(runc, inv.flags.criu),
+                         "host": configdump.host(),
                          "container": {"id": t.state.id, "name": dump["name"]},
                          "options": opts},
         flags=inv.flags, extra_volumes=pol.extra_volumes)
     try:
-        result = exporter.write_archive(req)
+        if image_ref is not None:
+            from runc_ckpt.image import create
+            warnings = create.create(image_ref, req, cfg.state_dir, inv.flags)
+        else:
+            warnings = exporter.write_archive(req).warnings
     except RuncCkptError as e:
         raise RuncCkptError(f"{e}; the checkpoint images are kept in {plan.final_dir}") from None
-    for warning in result.warnings:
+    for warning in warnings:
         runclog.warn(inv.flags, f"export: {warning}")
     if tidy and not p.keep:
         predump.tidy_after_export(plan)

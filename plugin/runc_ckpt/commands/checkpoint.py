@@ -12,8 +12,10 @@ USAGE = """runc checkpoint [command options] <container-id>...
 Where "<container-id>" is the name for the instance of the container to be
 checkpointed (runc-ckpt: several, or --all/--latest instead)."""
 DESCRIPTION = ("The checkpoint command saves the state of the container instance. Without --image-path "
-               "the images go to ./checkpoint, as with runc; --export, --pre-checkpoint and "
-               "--with-previous keep theirs in <state_dir>/<container-id>/ (see runc-ckpt.yaml).")
+               "the images go to ./checkpoint, as with runc; --export, --create-image, --pre-checkpoint and "
+               "--with-previous keep theirs in <state_dir>/<container-id>/ (see runc-ckpt.yaml). --export "
+               "writes one archive in podman's layout, --create-image an OCI checkpoint image; podman "
+               "restores them when the container's image is known (see inspect).")
 
 
 def run(inv: Invocation) -> int:

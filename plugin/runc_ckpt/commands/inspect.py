@@ -1,25 +1,27 @@
-"""`runc-ckpt inspect FILE`: what a checkpoint archive holds, without restoring it.
+"""`runc-ckpt inspect ARCHIVE|IMAGE`: what a checkpoint holds, without restoring it.
 
 Reports the container, the engine that made it, times, sizes of memory
-pages, rootfs diff and volumes, CRIU's dump statistics, the options used and
-whether the archive verifies (archive.summary). Works on podman's exports
-too (they carry no manifest, so only the layout is checked). Exits non-zero
-when verification fails.
+pages, rootfs diff and volumes, CRIU's dump statistics, the options used,
+who can restore it, how this host compares with the checkpointing one, and
+whether the checkpoint verifies (restore.inspection). Works on podman's
+exports and images too. --log prints CRIU's dump.log instead. Exits
+non-zero when verification fails.
 """
 
 from __future__ import annotations
 
 import json
-import os
+import sys
 
 from runc_ckpt.commands import cmdflags, options
-from runc_ckpt.frontend import runclog
+from runc_ckpt.frontend import realrunc, runclog
 from runc_ckpt.frontend.errors import RuncCkptError
 from runc_ckpt.frontend.globalflags import Invocation
 
-NAME = "runc-ckpt inspect - show what a checkpoint archive holds"
-USAGE = "runc-ckpt [global options] inspect [command options] <archive>"
-DESCRIPTION = "Show what a checkpoint archive (runc-ckpt's or podman's) holds, without restoring it."
+NAME = "runc-ckpt inspect - show what a checkpoint archive or image holds"
+USAGE = "runc-ckpt [global options] inspect [command options] <archive>|<image>"
+DESCRIPTION = ("Show what a checkpoint archive (runc-ckpt's, podman's or CRI-O's) or checkpoint image "
+               "(oci:, oci-archive:, docker://, containers-storage: or a NAME) holds, without restoring it.")
 
 
 def run(inv: Invocation) -> int:
@@ -28,15 +30,21 @@ def run(inv: Invocation) -> int:
     if p is None:
         return 0
     if len(p.positionals) != 1:
-        raise RuncCkptError(f"inspect: expected one archive, got {len(p.positionals)}")
-    from runc_ckpt.archive import summary
-    path = os.path.abspath(p.positionals[0])
-    info, problem = summary.inspect(path)
-    if p.format == "json":
+        raise RuncCkptError(f"inspect: expected one archive or image, got {len(p.positionals)}")
+    from runc_ckpt.restore import inspection
+    from runc_ckpt.settings import config
+    runc = realrunc.find(config.load(inv.flags.config).runc)
+    info, problem, dump_log = inspection.inspect(p.positionals[0], runc, inv.flags.criu, inv.flags)
+    if p.log:
+        if dump_log is None:
+            raise RuncCkptError(f"{info['archive']} keeps no CRIU dump.log")
+        sys.stdout.buffer.write(dump_log)
+        sys.stdout.flush()
+    elif p.format == "json":
         print(json.dumps(info, indent=2))
     else:
-        print(summary.render_text(info), end="")
+        print(inspection.render_text(info), end="")
     if problem:
         raise RuncCkptError(problem)
-    runclog.debug(inv.flags, f"inspect: {path} verified")
+    runclog.debug(inv.flags, f"inspect: {info['archive']} verified")
     return 0

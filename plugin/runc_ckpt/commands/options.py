@@ -16,16 +16,19 @@ CHECKPOINT: list[Option] = [
     Option(("auto-dedup",), B, "enable auto deduplication of memory images", runc=True),
     Option(("compress", "c"), V, "compression of the --export archive: zstd, gzip or none; "
            "runc-ckpt.yaml's compress changes the default", default="zstd", choices=("zstd", "gzip", "none")),
+    Option(("create-image",), V, "write the checkpoint as an OCI image to this reference: oci:DIR[:TAG], "
+           "oci-archive:FILE[:TAG], docker://HOST/REPO:TAG, containers-storage:NAME or a bare NAME "
+           "(one container only)"),
     Option(("empty-ns",), L, "create a namespace, but don't restore its properties", runc=True),
     Option(("export", "e"), V, "write the checkpoint, rootfs diff and volumes to this archive "
            "(one container only)"),
     Option(("ext-unix-sk",), B, "allow external unix sockets", runc=True),
     Option(("file-locks",), B, "handle file locks, for safety", runc=True),
-    Option(("ignore-rootfs",), B, "with --export: leave the rootfs diff out of the archive"),
-    Option(("ignore-volumes",), B, "with --export: leave named volumes out of the archive"),
+    Option(("ignore-rootfs",), B, "with --export/--create-image: leave the rootfs diff out of the archive"),
+    Option(("ignore-volumes",), B, "with --export/--create-image: leave named volumes out of the archive"),
     Option(("image-path",), V, "path for saving criu image files (default: ./checkpoint, as runc; "
-           "<state_dir>/<container-id>/checkpoint with --export, --pre-checkpoint or --with-previous)",
-           runc=True),
+           "<state_dir>/<container-id>/checkpoint with --export, --create-image, --pre-checkpoint or "
+           "--with-previous)", runc=True),
     Option(("keep", "k"), B, "keep CRIU's logs, stats-dump and the state-dir images after --export"),
     Option(("latest", "l"), B, "checkpoint the most recently created container under --root"),
     Option(("lazy-pages",), B, "use userfaultfd to lazily restore memory pages", runc=True),
@@ -61,7 +64,8 @@ RESTORE: list[Option] = [
     Option(("ignore-rootfs",), B, "with --import: do not apply the archive's rootfs diff"),
     Option(("ignore-volumes",), B, "with --import: do not restore the archive's volumes"),
     Option(("image-path",), V, "path to criu image files for restoring", runc=True),
-    Option(("import", "i"), V, "restore from this checkpoint archive (runc-ckpt's or podman's)"),
+    Option(("import", "i"), V, "restore from this checkpoint archive (runc-ckpt's, podman's, CRI-O's) or "
+           "checkpoint image (oci:DIR[:TAG], oci-archive:FILE[:TAG], docker://REF, containers-storage:NAME)"),
     Option(("import-previous",), V, "lay this pre-checkpoint archive in place first"),
     Option(("keep", "k"), B, "keep the staging directory and CRIU's logs"),
     Option(("lazy-pages",), B, "use userfaultfd to lazily restore memory pages", runc=True),
@@ -78,6 +82,8 @@ RESTORE: list[Option] = [
     Option(("pid-file",), V, "specify the file to write the process id to", runc=True),
     Option(("print-stats",), B, "print restore statistics as JSON on stdout"),
     Option(("shell-job",), B, "allow shell jobs", runc=True),
+    Option(("skip-preflight",), B, "with --import: restore even when the checkpoint's architecture or CRIU "
+           "version does not fit this host"),
     Option(("tcp-close",), B, "close established TCP connections on restore (through a CRIU config file)"),
     Option(("tcp-established",), B, "allow open tcp connections", runc=True),
     Option(("work-path",), V, "path for saving work files and logs", runc=True),
@@ -85,4 +91,10 @@ RESTORE: list[Option] = [
 
 INSPECT: list[Option] = [
     Option(("format", "f"), V, "output format: text or json", default="text", choices=("text", "json")),
+    Option(("log",), B, "print CRIU's dump.log kept in the checkpoint, instead of the summary"),
+]
+
+IMAGE_BUILD: list[Option] = [
+    Option(("compress", "c"), V, "compression of the image layer: zstd, gzip or none (default: as the archive)",
+           choices=("zstd", "gzip", "none")),
 ]

@@ -19,6 +19,7 @@ COMMANDS = {
     "checkpoint": "checkpoint",
     "restore": "restore",
     "inspect": "inspect",
+    "image": "image",
 }
 
 

@@ -2,11 +2,14 @@
 
 Order, so that bad input never leaves anything half-done:
   1. cheap checks: container ID free, base rootfs present, bundle config readable;
-  2. stage (archive/reader): one streaming read; images to an import dir
-     inside the bundle, rootfs diff and volumes to staging dirs inside their
-     targets; every member hashed;
-  3. verify: manifest (if any), inventory, safety of the merge plan, bind
-     sources; any failure removes all staging and nothing was applied;
+  2. stage (archive/reader): one streaming read of the archive, or of a
+     checkpoint image's layer (image.source; its digest checked on the way);
+     images to an import dir inside the bundle, rootfs diff and volumes to
+     staging dirs inside their targets; every member hashed;
+  3. verify: manifest (if any), an image's annotations against its layer,
+     the pre-flight host check (restore.preflight), inventory, safety of the
+     merge plan, bind sources; any failure removes all staging (and an
+     image's scratch copy) and nothing was applied;
   4. apply: rename-merge staged trees into place, deleted.files, root mode,
      config.json, per-container bind files, /dev/shm content;
   5. `runc restore --image-path <staged images> --bundle DIR ...`; on
@@ -15,6 +18,7 @@ Order, so that bad input never leaves anything half-done:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -24,11 +28,13 @@ import tempfile
 import time
 
 from runc_ckpt.archive import layout, reader, safeextract
+from runc_ckpt.checkpoint import configdump
 from runc_ckpt.commands import cmdflags, options
 from runc_ckpt.frontend import realrunc, runclog
 from runc_ckpt.frontend.errors import RuncCkptError
 from runc_ckpt.frontend.globalflags import Invocation
-from runc_ckpt.restore import podmanspec
+from runc_ckpt.image import source as importsource
+from runc_ckpt.restore import podmanspec, preflight
 from runc_ckpt.runtime import containerid, criuconf, ocispec
 from runc_ckpt.runtime.criu import rootmode, stats
 from runc_ckpt.settings import config, hooks, policy
@@ -49,7 +55,6 @@ def restore(inv: Invocation, p: cmdflags.Parsed) -> int:
     config.apply_log_level(cfg, inv.flags)
     hook_defs = hooks.load(cfg.hooks_dir)
     runc = realrunc.find(cfg.runc)
-    archive = os.path.abspath(str(p.values["import"]))
     previous = os.path.abspath(str(p.import_previous)) if p.import_previous else None
     bundle = os.path.abspath(str(p.bundle or "."))
     cid = p.positionals[0] if p.positionals else (str(p.name) if p.name else None)
@@ -66,7 +71,14 @@ def restore(inv: Invocation, p: cmdflags.Parsed) -> int:
     work = os.path.abspath(str(p.work_path)) if p.work_path else os.path.join(import_dir, "work")
     volumes = _VolumeTargets(existing, cfg.volume_roots, bool(p.ignore_volumes))
     staged: reader.Staged | None = None
+    sources = contextlib.ExitStack()  # an image's scratch copy, until staging is done
     try:
+        src = importsource.open_source(str(p.values["import"]), bundle, inv.flags, sources)
+        archive = src.path
+        host_versions = configdump.versions(runc, inv.flags.criu)
+        if src.annotations:  # an image says where it was made before its layer is read
+            preflight.check(preflight.compare(preflight.recorded(None, src.annotations), host_versions),
+                            src.what, bool(p.skip_preflight))
         if previous is not None:
             prev = reader.stage(previous, reader.Targets(import_dir, None, None),
                                 what_is_required=layout.PRE_CHECKPOINT_DIR, flags=inv.flags)
@@ -74,8 +86,11 @@ def restore(inv: Invocation, p: cmdflags.Parsed) -> int:
             if layout.PRE_CHECKPOINT_DIR not in prev.checkpoint_dirs:
                 raise RuncCkptError(f"archive {previous} has no {layout.PRE_CHECKPOINT_DIR}/ images")
         staged = reader.stage(archive, reader.Targets(import_dir, None if p.ignore_rootfs else rootfs,
-                                                      volumes.directory), flags=inv.flags)
+                                                      volumes.directory), flags=inv.flags, sha256=src.sha256)
         staged.verify()
+        importsource.verify(src, staged.members, staged.config_dump)
+        preflight.check(preflight.compare(preflight.recorded(staged.manifest, src.annotations), host_versions),
+                        src.what, bool(p.skip_preflight))
         volumes.check_binds(staged)
         if base_empty and not (staged.rootfs is not None and _rootfs_kind(staged) == "full"):
             raise RuncCkptError(f"base rootfs {rootfs} is empty: put the container image's files there "
@@ -124,6 +139,7 @@ def restore(inv: Invocation, p: cmdflags.Parsed) -> int:
     finally:
         if staged is not None:
             staged.discard()
+        sources.close()
         for sig, handler in old_handlers.items():
             signal.signal(sig, handler)
 

@@ -1,0 +1,110 @@
+"""Put a checkpoint image at a reference, and fetch one from it, whatever the transport.
+
+oci: and oci-archive: are written and read here directly; docker:// and
+containers-storage: go through a private OCI layout and skopeo. Scratch
+space is a hidden directory the caller names the parent of (the state dir
+when checkpointing, the bundle when restoring), always removed afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from runc_ckpt.frontend.errors import RuncCkptError
+from runc_ckpt.frontend.globalflags import GlobalFlags
+from runc_ckpt.image import oci, ociarchive, skopeo
+from runc_ckpt.image.reference import DOCKER, OCI, OCI_ARCHIVE, Reference
+
+SCRATCH_PREFIX = ".runc-ckpt-image-"
+_SCRATCH_TAG = "checkpoint"
+
+
+@dataclass
+class Fetched:
+    """An image read from a reference; its layer is a local file until the context ends."""
+
+    reference: Reference
+    image: oci.Image
+
+
+def check_target(ref: Reference) -> None:
+    """Refuse a reference we cannot write before any container is touched."""
+    if ref.transport == OCI:
+        target = os.path.abspath(ref.target)
+        if os.path.exists(target) and not os.path.isdir(target):
+            raise RuncCkptError(f"--create-image {ref}: {target} exists and is not a directory")
+        parent = os.path.dirname(target)
+        if not os.path.isdir(parent):
+            raise RuncCkptError(f"--create-image {ref}: directory {parent} does not exist")
+    elif ref.transport == OCI_ARCHIVE:
+        target = os.path.abspath(ref.target)
+        if os.path.isdir(target):
+            raise RuncCkptError(f"--create-image {ref}: {target} is a directory")
+        if not os.path.isdir(os.path.dirname(target)):
+            raise RuncCkptError(f"--create-image {ref}: directory {os.path.dirname(target)} does not exist")
+    else:
+        skopeo.find()
+
+
+@contextlib.contextmanager
+def _scratch(parent: str) -> Iterator[str]:
+    os.makedirs(parent, mode=0o700, exist_ok=True)
+    d = tempfile.mkdtemp(prefix=SCRATCH_PREFIX, dir=parent)
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def publish(ref: Reference, make_layer: Callable[[str], tuple[oci.Layer, dict[str, str]]],
+            created: str, arch: str, scratch_parent: str, flags: GlobalFlags | None) -> str:
+    """Write the image at ref; returns the manifest digest.
+
+    make_layer(directory) writes the layer file in directory and returns it
+    with the image's annotations (some describe the layer, so they come after it).
+    """
+    if ref.transport == OCI:
+        layout = os.path.abspath(ref.target)
+        fresh = not os.path.exists(layout)
+        try:
+            layer, annotations = make_layer(oci.layer_dir(layout))
+            return oci.write(layout, layer, annotations, ref.tag, created, arch)
+        except BaseException:
+            if fresh:
+                shutil.rmtree(layout, ignore_errors=True)
+            raise
+    parent = os.path.dirname(os.path.abspath(ref.target)) if ref.transport == OCI_ARCHIVE else scratch_parent
+    with _scratch(parent) as scratch:
+        layout = os.path.join(scratch, "layout")
+        layer, annotations = make_layer(oci.layer_dir(layout))
+        digest = oci.write(layout, layer, annotations, ref.tag or _SCRATCH_TAG, created, arch)
+        if ref.transport == OCI_ARCHIVE:
+            ociarchive.pack(layout, os.path.abspath(ref.target))
+        else:
+            skopeo.copy(f"oci:{layout}:{ref.tag or _SCRATCH_TAG}", str(ref), flags)
+        return digest
+
+
+@contextlib.contextmanager
+def fetch(ref: Reference, scratch_parent: str, flags: GlobalFlags | None) -> Iterator[Fetched]:
+    """The image at ref, read and checked; remote images are copied to scratch space first."""
+    if ref.transport == OCI:
+        yield Fetched(ref, oci.read(os.path.abspath(ref.target), ref.tag))
+        return
+    with _scratch(scratch_parent) as scratch:
+        layout = os.path.join(scratch, "layout")
+        if ref.transport == OCI_ARCHIVE:
+            os.mkdir(layout, 0o700)
+            ociarchive.unpack(os.path.abspath(ref.target), layout)
+            yield Fetched(ref, oci.read(layout, ref.tag))
+            return
+        # Registries and storage: skopeo writes a layout we then read like any other. Layers in
+        # containers-storage are kept uncompressed; --dest-decompress saves compressing them again.
+        extra = ("--dest-decompress",) if ref.transport != DOCKER else ()
+        skopeo.copy(str(ref), f"oci:{layout}:{_SCRATCH_TAG}", flags, extra)
+        yield Fetched(ref, oci.read(layout, _SCRATCH_TAG))

@@ -1,0 +1,65 @@
+"""`inspect` of an archive or a checkpoint image: the summary, who can restore it, and whether this host fits.
+
+Reads the checkpoint exactly as restore would (image fetch, layer digest,
+annotation checks, manifest) but writes nothing but scratch copies of
+remote images, so what inspect calls good is what restore accepts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+
+from runc_ckpt.archive import summary
+from runc_ckpt.checkpoint import configdump
+from runc_ckpt.frontend.errors import RuncCkptError
+from runc_ckpt.frontend.globalflags import GlobalFlags
+from runc_ckpt.image import annotations as image_annotations
+from runc_ckpt.image import source as importsource
+from runc_ckpt.restore import preflight
+
+PODMAN_NOTE = ("config.dump names no image podman's storage knows (and spec.dump lacks what CRI-O needs): "
+               "only runc-ckpt can restore it (see runc-ckpt-checkpoint(1), PODMAN)")
+
+
+def inspect(text: str, runc: str, criu: str, flags: GlobalFlags) -> tuple[dict, str | None, bytes | None]:
+    """(description, problem or None, CRIU's dump.log if the checkpoint keeps it)."""
+    with contextlib.ExitStack() as stack:
+        src = importsource.open_source(text, tempfile.gettempdir(), flags, stack)
+        staged, problem = summary.read(src.path, src.sha256)
+        if problem is None:
+            try:
+                importsource.verify(src, staged.members, staged.config_dump)
+            except RuncCkptError as e:
+                problem = str(e)
+        info = summary.describe(staged, src.path, problem)
+    if src.reference is not None:
+        info["archive"] = src.reference
+        info["image"] = {"reference": src.reference, "manifest_digest": src.manifest_digest,
+                         "annotations": src.annotations}
+    podman = configdump.podman_restorable(staged.config_dump)
+    info["restorable_by"] = ((["podman"] if podman else [])
+                             + (["CRI-O"] if image_annotations.crio_restorable(staged.spec, staged.config_dump) else [])
+                             + ["runc-ckpt"])
+    if info["restorable_by"] == ["runc-ckpt"]:
+        info["restore_note"] = PODMAN_NOTE
+    rows = preflight.compare(preflight.recorded(staged.manifest, src.annotations), configdump.versions(runc, criu))
+    info["compatibility"] = [{"what": r.what, "recorded": r.recorded, "here": r.here, "verdict": r.verdict}
+                             for r in rows]
+    info["dump_log"] = staged.dump_log is not None
+    return info, problem, staged.dump_log
+
+
+def render_text(info: dict) -> str:
+    """summary's rows, then the image, restorability and the host comparison."""
+    rows = []
+    if "image" in info:
+        rows.append(("Image manifest", info["image"]["manifest_digest"]))
+    rows.append(("Restorable by", ", ".join(info["restorable_by"])
+                 + ("" if "restore_note" not in info else f" ({info['restore_note']})")))
+    for r in info["compatibility"]:
+        here = r["here"].splitlines()[0] if r["here"] else "-"
+        rows.append((f"Host {r['what']}", f"{r['recorded']} -> here {here} ({r['verdict']})"))
+    rows.append(("CRIU dump log", "kept (inspect --log)" if info["dump_log"] else "not in the checkpoint"))
+    width = max(len(k) for k, _ in rows) + 2
+    return summary.render_text(info) + "".join(f"{k + ':':<{width}}{v}\n" for k, v in rows)
