@@ -19,9 +19,9 @@ _runc_ckpt_opts_global="--config --criu --debug --help -h --log --log-format --r
 _runc_ckpt_vals_global="--config --criu --log --log-format --root --rootless"
 
 # BEGIN options.py
-_runc_ckpt_opts_checkpoint="--all -a --auto-dedup --compress -c --create-image --empty-ns --export -e --ext-unix-sk --file-locks --ignore-rootfs --ignore-volumes --image-path --keep -k --latest -l --lazy-pages --leave-running -R --manage-cgroups-mode --page-server --parent-path --pre-checkpoint -P --pre-dump --print-stats --shell-job --status-fd --tcp-established --with-previous --work-path"
-_runc_ckpt_vals_checkpoint="--compress -c --create-image --empty-ns --export -e --image-path --manage-cgroups-mode --page-server --parent-path --status-fd --work-path"
-_runc_ckpt_opts_restore="--auto-dedup --bundle -b --console-socket --detach -d --empty-ns --ext-unix-sk --file-locks --ignore-rootfs --ignore-volumes --image-path --import -i --import-previous --keep -k --lazy-pages --lsm-mount-context --lsm-profile --manage-cgroups-mode --name -n --no-new-keyring --no-pivot --no-subreaper --parent-path --pid-file --print-stats --shell-job --skip-preflight --tcp-close --tcp-established --work-path"
+_runc_ckpt_opts_checkpoint="--all -a --auto-dedup --compress -c --create-image --empty-ns --export -e --ext-unix-sk --file-locks --handshake --ignore-rootfs --ignore-volumes --image-path --keep -k --latest -l --lazy-pages --leave-running -R --manage-cgroups-mode --page-server --parent-path --pre-checkpoint -P --pre-copy --pre-dump --print-stats --shell-job --status-fd --stream-timeout --tcp-established --with-previous --work-path"
+_runc_ckpt_vals_checkpoint="--compress -c --create-image --empty-ns --export -e --image-path --manage-cgroups-mode --page-server --parent-path --status-fd --stream-timeout --work-path"
+_runc_ckpt_opts_restore="--auto-dedup --bundle -b --console-socket --detach -d --empty-ns --ext-unix-sk --file-locks --handshake --ignore-rootfs --ignore-volumes --image-path --import -i --import-previous --keep -k --lazy-pages --lsm-mount-context --lsm-profile --manage-cgroups-mode --name -n --no-new-keyring --no-pivot --no-subreaper --parent-path --pid-file --print-stats --shell-job --skip-preflight --tcp-close --tcp-established --work-path"
 _runc_ckpt_vals_restore="--bundle -b --console-socket --empty-ns --image-path --import -i --import-previous --lsm-mount-context --lsm-profile --manage-cgroups-mode --name -n --parent-path --pid-file --work-path"
 _runc_ckpt_opts_inspect="--format -f --log"
 _runc_ckpt_vals_inspect="--format -f"

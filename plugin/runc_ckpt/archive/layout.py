@@ -18,6 +18,13 @@ VOLUMES_DIR = "volumes"                # volumes/<name>.tar: a named volume, or 
 DEVSHM = "devshm-checkpoint.tar"
 CTR_LOG = "ctr.log"
 MANIFEST = "runc-ckpt.manifest.json"   # ours: written last, lists every other member
+# Stream-only members (checkpoint --export -; the order is in runc_ckpt.migrate.sender).
+MIGRATE_DIR = "migrate"
+HELLO = "migrate/hello.json"           # first member of a stream: who sends, for the receiver's pre-flight
+PHASE1_END = "migrate/phase1-end.json"  # pre-copy: all of phase 1 is before this member
+ROOTFS_REMOVED = "migrate/rootfs-removed.json"  # pre-copy: paths of rootfs-diff.tar gone by the freeze
+ROOTFS_DELTA = "migrate/rootfs-delta.tar"       # pre-copy: what changed in the rootfs after phase 1
+STDIO = "-"                            # --export -/--import -: the archive is stdout/stdin
 
 FORMAT = "runc-ckpt"
 FORMAT_VERSION = 1
@@ -25,3 +32,11 @@ FORMAT_VERSION = 1
 
 def volume_member(name: str) -> str:
     return f"{VOLUMES_DIR}/{name}.tar"
+
+
+def volume_removed(name: str) -> str:
+    return f"{MIGRATE_DIR}/{VOLUMES_DIR}/{name}.removed.json"
+
+
+def volume_delta(name: str) -> str:
+    return f"{MIGRATE_DIR}/{VOLUMES_DIR}/{name}.tar"

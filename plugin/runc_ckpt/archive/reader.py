@@ -19,6 +19,7 @@ import os
 import queue
 import tarfile
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import BinaryIO
@@ -34,7 +35,7 @@ from runc_ckpt.frontend.progress import NullProgress, Progress
 MAX_SMALL_MEMBER = 16 << 20
 TAR_BUFSIZE = 1 << 20  # largest view handed out at once
 SMALL_MEMBERS = {layout.SPEC_DUMP, layout.CONFIG_DUMP, layout.NETWORK_STATUS, layout.DELETED_FILES,
-                 layout.MANIFEST, layout.STATS_DUMP}
+                 layout.MANIFEST, layout.STATS_DUMP, layout.HELLO, layout.ROOTFS_REMOVED, layout.PHASE1_END}
 FILE_MEMBERS = {layout.DEVSHM, layout.CTR_LOG}
 ROOTFS_STAGING_PREFIX = ".runc-ckpt-staging-"
 
@@ -52,20 +53,24 @@ class ReadAhead(ViewReader):
 
     CHUNK = 1 << 20
 
-    def __init__(self, raw: BinaryIO, what: str, depth: int = 8) -> None:
+    def __init__(self, raw: BinaryIO, what: str, depth: int = 8, partial: bool = False) -> None:
         self._q: queue.Queue[bytes | BaseException] = queue.Queue(depth)
         self._view = memoryview(b"")
         self._eof = False
         self._what = what
         self.delivered = 0
         self._stop = threading.Event()
+        # A stream (stdin) hands on what has arrived: read1 does one read of the input, where
+        # read() would wait for a whole chunk -- and a stream's hello would wait for phase 1.
+        self._read = raw.read1 if partial else raw.read  # type: ignore[attr-defined]
+        self._partial = partial
         self._thread = threading.Thread(target=self._run, args=(raw,), daemon=True)
         self._thread.start()
 
     def _run(self, raw: BinaryIO) -> None:
         try:
             while not self._stop.is_set():
-                chunk = raw.read(self.CHUNK)
+                chunk = self._read(self.CHUNK)
                 self._put(chunk)
                 if not chunk:
                     return
@@ -110,9 +115,14 @@ class ReadAhead(ViewReader):
         return self.delivered
 
     def close(self) -> None:
-        """Stop the reader thread: unblock its put() by emptying the queue, then join."""
+        """Stop the reader thread: unblock its put() by emptying the queue, then join.
+
+        A stream's reader may be blocked reading input that never comes (a
+        sender waiting for our reply): it is a daemon thread that stops once
+        its read returns, so give up waiting for it after a second."""
         self._stop.set()
-        while self._thread.is_alive():
+        give_up = time.monotonic() + 1.0 if self._partial else None
+        while self._thread.is_alive() and (give_up is None or time.monotonic() < give_up):
             try:
                 while True:
                     self._q.get_nowait()
@@ -143,6 +153,8 @@ class CountedFile:
         if self._sha is not None:
             self._sha.update(data)
         return data
+
+    read1 = read  # an uncompressed stream is read as it arrives (ReadAhead partial)
 
 
 class HashPipe:
@@ -233,6 +245,8 @@ class Targets:
     import_dir: str | None
     rootfs: str | None
     volume_dir: Callable[[str, Staged], str | None] | None
+    on_hello: Callable[[dict], None] | None = None  # a stream's hello, as soon as it is read (pre-flight)
+    on_phase1: Callable[[], None] | None = None     # a pre-copy stream's phase 1 is staged
 
 
 @dataclass
@@ -257,6 +271,7 @@ class Staged:
     files: dict[str, str] = field(default_factory=dict)  # member -> path in the import dir
     ignored: list[str] = field(default_factory=list)
     inventory_mtime: float | None = None
+    hello: dict | None = None                            # a stream's first member (runc_ckpt.migrate)
 
     def discard(self) -> None:
         """Remove every staging directory this read created (not the import dir itself)."""
@@ -287,19 +302,26 @@ def stage(path: str, targets: Targets, what_is_required: str = layout.CHECKPOINT
     `flags` decide whether a progress display (compressed bytes of the file) is shown; None: never.
     `sha256`: the file's expected digest (an image layer's), checked once the stream is read.
     """
+    if path == layout.STDIO:
+        from runc_ckpt.migrate import stream
+        raw = stream.open_stdin()
+        path = stream.STDIN_LABEL
+        size = None
+    else:
+        try:
+            raw = open(path, "rb")
+        except OSError as e:
+            raise RuncCkptError(f"cannot open archive {path}: {e.strerror}") from None
+        size = os.fstat(raw.fileno()).st_size
     staged = Staged(path=path)
-    try:
-        raw = open(path, "rb")
-    except OSError as e:
-        raise RuncCkptError(f"cannot open archive {path}: {e.strerror}") from None
-    shown = Progress.create(flags, "import", os.fstat(raw.fileno()).st_size) if flags else NullProgress()
+    shown = Progress.create(flags, "import", size) if flags else NullProgress()
     reader: ReadAhead | None = None
     hasher = HashPipe()
     try:
         staged.compression = compression.detect(raw.peek(4)[:4])
         file_sha = hashlib.sha256() if sha256 else None
         stream = compression.decompressing_reader(CountedFile(raw, shown, file_sha))  # type: ignore[arg-type]
-        reader = ReadAhead(stream, path)
+        reader = ReadAhead(stream, path, partial=size is None)
         tar = TarStream(reader, f"archive {path}")
         count = 0
         try:
@@ -366,13 +388,17 @@ def _stage_member(tar: TarStream, m: tarfile.TarInfo, staged: Staged, targets: T
     if name in staged.members:
         raise safeextract.UnsafeArchive(f"archive {staged.path}: member {name!r} appears twice")
     reader = MemberSource(tar, m.size, hasher)
-    if name in SMALL_MEMBERS:
+    if name in SMALL_MEMBERS or _is_volume_removed(parts):
         if m.size > MAX_SMALL_MEMBER:
             raise safeextract.UnsafeArchive(f"archive {staged.path}: member {name} is oversized ({m.size} bytes)")
         data = reader.read(m.size)
         if len(data) != m.size:
             raise RuncCkptError(f"archive {staged.path} is truncated in {name}")
-        _keep_small(staged, name, data)
+        if parts[0] == layout.MIGRATE_DIR:
+            from runc_ckpt.migrate import receiver
+            receiver.small_member(staged, targets, name, data)
+        else:
+            _keep_small(staged, name, data)
     elif len(parts) == 2 and parts[0] in (layout.CHECKPOINT_DIR, layout.PRE_CHECKPOINT_DIR):
         staged.checkpoint_dirs.add(parts[0])
         if parts[1] == layout.INVENTORY:
@@ -398,10 +424,18 @@ def _stage_member(tar: TarStream, m: tarfile.TarInfo, staged: Staged, targets: T
         if directory is not None:
             staged.volumes[vname] = _stage_tree(reader, name, directory, f"volume {vname} of {staged.path}",
                                                 allow_devices=False)
+    elif parts[0] == layout.MIGRATE_DIR and name.endswith(".tar"):
+        from runc_ckpt.migrate import receiver
+        receiver.delta_member(staged, name, reader)
     else:
         staged.ignored.append(name)
     reader.drain()
     staged.members[name] = MemberDigest(m.size, reader.hexdigest())
+
+
+def _is_volume_removed(parts: tuple[str, ...]) -> bool:
+    return len(parts) == 3 and parts[:2] == (layout.MIGRATE_DIR, layout.VOLUMES_DIR) and \
+        parts[2].endswith(".removed.json")
 
 
 def _keep_small(staged: Staged, name: str, data: bytes) -> None:

@@ -305,6 +305,11 @@ class TarWriter:
         self._data(END_OF_ARCHIVE)
         self.end()
 
+    def flush(self) -> None:
+        """Hand everything written so far to `out` and flush it (a stream's phase boundary)."""
+        self._flush()
+        self._out.flush()
+
     def close(self) -> None:
         """Finish the tar stream (end-of-archive blocks); the caller closes `out`."""
         self._put(END_OF_ARCHIVE)

@@ -208,6 +208,19 @@ def _write_members(tw: TarWriter, req: ExportRequest, plan: _Plan, now: float) -
     return rootfs_info, list(plan.volumes)
 
 
+def add_manifest(tw: TarWriter, req: ExportRequest, rootfs_info: dict, archived: list[str],
+                 now: float) -> tuple[dict[str, MemberDigest], bytes]:
+    """The manifest, the last member: every member written so far; returns their digests and the manifest."""
+    bind_mounts = [bm.manifest_entry(bm.volume in archived)
+                   for bm in volumes_mod.bind_mounts(req.spec, req.volume_roots, req.extra_volumes)]
+    fields = {"created": runclog.rfc3339(now, utc=True), **req.manifest_fields,
+              "rootfs": rootfs_info, "bind_mounts": bind_mounts}
+    members = dict(tw.members)
+    doc = manifest.build(members, **fields)
+    tw.add_bytes(layout.MANIFEST, doc, mtime=int(now))
+    return members, doc
+
+
 class _EarlyWriteback:
     """The temp file, flushed to disk by a helper thread while the archive is still being written.
 
@@ -325,13 +338,7 @@ def write_archive(req: ExportRequest) -> ExportResult:
                 tw = TarWriter(tar_hash or out, on_change=warnings.append, progress=shown)  # type: ignore[arg-type]
                 now = time.time()
                 rootfs_info, archived = _write_members(tw, req, plan, now)
-                bind_mounts = [bm.manifest_entry(bm.volume in archived)
-                               for bm in volumes_mod.bind_mounts(req.spec, req.volume_roots, req.extra_volumes)]
-                fields = {"created": runclog.rfc3339(now, utc=True), **req.manifest_fields,
-                          "rootfs": rootfs_info, "bind_mounts": bind_mounts}
-                members = dict(tw.members)
-                manifest_doc = manifest.build(members, **fields)
-                tw.add_bytes(layout.MANIFEST, manifest_doc, mtime=int(now))
+                members, manifest_doc = add_manifest(tw, req, rootfs_info, archived, now)
                 tw.close()
                 out.close()
                 os.fsync(raw.fileno())

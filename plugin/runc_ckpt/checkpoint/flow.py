@@ -23,6 +23,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
 from runc_ckpt.archive import layout
 from runc_ckpt.checkpoint import autoexport, configdump, predump, stats_report
@@ -35,6 +36,9 @@ from runc_ckpt.runtime import containerstate, logrelay, ocispec, volumes
 from runc_ckpt.runtime.containerstate import ContainerState
 from runc_ckpt.runtime.criu import features
 from runc_ckpt.settings import config, hooks, policy
+
+if TYPE_CHECKING:
+    from runc_ckpt.checkpoint.export import ExportRequest
 
 
 class RuncFailed(Exception):
@@ -64,14 +68,15 @@ def checkpoint(inv: Invocation, parsed: cmdflags.Parsed) -> int:
     cfg = config.load(inv.flags.config)
     config.apply_log_level(cfg, inv.flags)
     check_flags(parsed)
-    archive = check_export_target(str(parsed.export)) if parsed.export else None
+    streaming = parsed.export == layout.STDIO
+    archive = check_export_target(str(parsed.export)) if parsed.export and not streaming else None
     image_ref = check_image_target(str(parsed.create_image)) if parsed.create_image else None
     runc = realrunc.find(cfg.runc)
     chosen = select(runc, inv, parsed)
-    flag = "--export" if archive else "--create-image"
-    if (archive or image_ref) and not chosen:
+    flag = "--export" if parsed.export else "--create-image"
+    if (parsed.export or image_ref) and not chosen:
         raise RuncCkptError(f"{flag}: there is no running container under {inv.flags.root}")
-    if (archive or image_ref) and len(chosen) > 1:
+    if (parsed.export or image_ref) and len(chosen) > 1:
         raise RuncCkptError(f"{flag} writes one container's checkpoint, but {len(chosen)} containers "
                             f"were chosen ({', '.join(s.id for _, s in chosen)})")
     caller = predump.CallerPaths(image_path=_str(parsed.image_path), work_path=_str(parsed.work_path),
@@ -79,7 +84,7 @@ def checkpoint(inv: Invocation, parsed: cmdflags.Parsed) -> int:
     if len(chosen) > 1 and (caller.image_path or caller.work_path):
         raise RuncCkptError("--image-path/--work-path name one container's directories: "
                             "give one container, or leave them out to use the state dir")
-    in_state_dir = bool(archive or image_ref or parsed.pre_checkpoint or parsed.with_previous or parsed.all
+    in_state_dir = bool(archive or streaming or image_ref or parsed.pre_checkpoint or parsed.with_previous or parsed.all
                         or parsed.latest or len(chosen) > 1)
     # Policy and hooks of every container are settled before any is touched:
     # a bad annotation or hook definition refuses the whole call.
@@ -98,13 +103,16 @@ def checkpoint(inv: Invocation, parsed: cmdflags.Parsed) -> int:
                               pol,
                               hooks.select(hook_defs, "precheckpoint", annotations, pol.hooks),
                               hooks.select(hook_defs, "postcheckpoint", annotations, pol.hooks)))
-    if archive or image_ref:
+    if parsed.export or image_ref:
         for t in targets:
             check_self_contained(t.plan)
     if targets and (targets[0].plan.pre_dump or targets[0].plan.parent_path is not None):
         features.require_memory_tracking(inv.flags.criu, cfg.state_dir, _why_tracking(parsed))
     results = []
     try:
+        if streaming:
+            from runc_ckpt.migrate import sender
+            return sender.send(runc, inv, cfg, parsed, _runc_args(parsed, targets[0], 1), targets[0])
         for t in targets:
             results.append(checkpoint_one(runc, inv, cfg, parsed, _runc_args(parsed, t, len(targets)),
                                           t, archive, image_ref))
@@ -127,6 +135,14 @@ def check_flags(p: cmdflags.Parsed) -> None:
         raise RuncCkptError("--ignore-rootfs only works with --export or --create-image")
     if p.ignore_volumes and not (p.export or p.create_image):
         raise RuncCkptError("--ignore-volumes only works with --export or --create-image")
+    if p.export == layout.STDIO:
+        from runc_ckpt.migrate import sender
+        sender.check_flags(p)
+    else:
+        for key, flag in (("pre_copy", "--pre-copy"), ("handshake", "--handshake"),
+                          ("stream_timeout", "--stream-timeout")):
+            if key in p.given:
+                raise RuncCkptError(f"{flag} only works with --export - (a stream on stdout)")
     if p.with_previous and (p.pre_checkpoint or p.pre_dump):
         raise RuncCkptError("--with-previous cannot be used with --pre-checkpoint (or --pre-dump)")
     if p.all and p.latest:
@@ -341,6 +357,25 @@ def export(runc: str, inv: Invocation, cfg: config.Config, p: cmdflags.Parsed, t
     """Write the archive (or, with image_ref, the image); on failure the images stay and the error says where."""
     from runc_ckpt.checkpoint import export as exporter
     plan = t.plan
+    req = export_request(runc, inv, p, t, archive)
+    try:
+        if image_ref is not None:
+            from runc_ckpt.image import create
+            warnings = create.create(image_ref, req, cfg.state_dir, inv.flags)
+        else:
+            warnings = exporter.write_archive(req).warnings
+    except RuncCkptError as e:
+        raise RuncCkptError(f"{e}; the checkpoint images are kept in {plan.final_dir}") from None
+    for warning in warnings:
+        runclog.warn(inv.flags, f"export: {warning}")
+    if tidy and not p.keep:
+        predump.tidy_after_export(plan)
+
+
+def export_request(runc: str, inv: Invocation, p: cmdflags.Parsed, t: Target, archive: str) -> ExportRequest:
+    """What an export of this container writes (to a file, an image, or a stream: runc_ckpt.migrate)."""
+    from runc_ckpt.checkpoint import export as exporter
+    plan = t.plan
     pol = t.policy
     roots = configdump.volume_roots(t.state, list(pol.volume_roots))
     dump = configdump.config_dump(t.state, t.spec, datetime.now(timezone.utc), roots)
@@ -361,15 +396,4 @@ def export(runc: str, inv: Invocation, cfg: config.Config, p: cmdflags.Parsed, t
                          "container": {"id": t.state.id, "name": dump["name"]},
                          "options": opts},
         flags=inv.flags, extra_volumes=pol.extra_volumes)
-    try:
-        if image_ref is not None:
-            from runc_ckpt.image import create
-            warnings = create.create(image_ref, req, cfg.state_dir, inv.flags)
-        else:
-            warnings = exporter.write_archive(req).warnings
-    except RuncCkptError as e:
-        raise RuncCkptError(f"{e}; the checkpoint images are kept in {plan.final_dir}") from None
-    for warning in warnings:
-        runclog.warn(inv.flags, f"export: {warning}")
-    if tidy and not p.keep:
-        predump.tidy_after_export(plan)
+    return req

@@ -21,9 +21,11 @@ CHECKPOINT: list[Option] = [
            "(one container only)"),
     Option(("empty-ns",), L, "create a namespace, but don't restore its properties", runc=True),
     Option(("export", "e"), V, "write the checkpoint, rootfs diff and volumes to this archive "
-           "(one container only)"),
+           "(one container only; - streams it to stdout)"),
     Option(("ext-unix-sk",), B, "allow external unix sockets", runc=True),
     Option(("file-locks",), B, "handle file locks, for safety", runc=True),
+    Option(("handshake",), B, "with --export -: read the receiver's replies on stdin (a go/no-go before "
+           "the freeze, then whether it restored)"),
     Option(("ignore-rootfs",), B, "with --export/--create-image: leave the rootfs diff out of the archive"),
     Option(("ignore-volumes",), B, "with --export/--create-image: leave named volumes out of the archive"),
     Option(("image-path",), V, "path for saving criu image files (default: ./checkpoint, as runc; "
@@ -40,12 +42,16 @@ CHECKPOINT: list[Option] = [
            runc=True),
     Option(("pre-checkpoint", "P"), B, "dump memory only, leaving the container running; "
            "repeat to chain pre-dumps (needs CRIU memory tracking)"),
+    Option(("pre-copy",), B, "with --export -: send the rootfs diff and volumes while the container runs, "
+           "then freeze and send the memory and what changed since"),
     Option(("pre-dump",), B, "dump container's memory information only, leave the container running after this",
            runc=True),
     Option(("print-stats",), B, "print checkpoint statistics as JSON on stdout (microseconds)"),
     Option(("shell-job",), B, "allow shell jobs", runc=True),
     Option(("status-fd",), V, "criu writes \\0 to this FD once lazy-pages is ready (-1: none, runc's default)",
            runc=True, integer=True),
+    Option(("stream-timeout",), V, "with --export -: seconds the receiver may read nothing before the "
+           "stream fails", default="60"),
     Option(("tcp-established",), B, "allow open tcp connections", runc=True),
     Option(("with-previous",), B, "dump on top of the latest --pre-checkpoint, writing only changed pages"),
     Option(("work-path",), V, "path for saving work files and logs (default: the image path, as runc; "
@@ -61,11 +67,14 @@ RESTORE: list[Option] = [
     Option(("empty-ns",), L, "create a namespace, but don't restore its properties", runc=True),
     Option(("ext-unix-sk",), B, "allow external unix sockets", runc=True),
     Option(("file-locks",), B, "handle file locks, for safety", runc=True),
+    Option(("handshake",), B, "with --import -: reply on stdout to the sender (a go/no-go after the "
+           "pre-flight check, then whether the restore worked)"),
     Option(("ignore-rootfs",), B, "with --import: do not apply the archive's rootfs diff"),
     Option(("ignore-volumes",), B, "with --import: do not restore the archive's volumes"),
     Option(("image-path",), V, "path to criu image files for restoring", runc=True),
-    Option(("import", "i"), V, "restore from this checkpoint archive (runc-ckpt's, podman's, CRI-O's) or "
-           "checkpoint image (oci:DIR[:TAG], oci-archive:FILE[:TAG], docker://REF, containers-storage:NAME)"),
+    Option(("import", "i"), V, "restore from this checkpoint archive (runc-ckpt's, podman's, CRI-O's), "
+           "checkpoint image (oci:DIR[:TAG], oci-archive:FILE[:TAG], docker://REF, containers-storage:NAME), "
+           "or - for a stream on stdin"),
     Option(("import-previous",), V, "lay this pre-checkpoint archive in place first"),
     Option(("keep", "k"), B, "keep the staging directory and CRIU's logs"),
     Option(("lazy-pages",), B, "use userfaultfd to lazily restore memory pages", runc=True),

@@ -19,6 +19,9 @@ def run(inv: Invocation) -> int:
     parsed = cmdflags.parse_or_help(options.RESTORE, inv.args, "restore", NAME, USAGE, DESCRIPTION)
     if parsed is None:
         return 0
+    if parsed.values["import"] == "-" or parsed.handshake:
+        from runc_ckpt.migrate import receiver
+        return receiver.restore(inv, parsed)
     if parsed.values["import"]:
         from runc_ckpt.restore import importer
         return importer.restore(inv, parsed)

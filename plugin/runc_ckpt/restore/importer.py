@@ -26,6 +26,7 @@ import signal
 import subprocess
 import tempfile
 import time
+from typing import TYPE_CHECKING
 
 from runc_ckpt.archive import layout, reader, safeextract
 from runc_ckpt.checkpoint import configdump
@@ -39,13 +40,17 @@ from runc_ckpt.runtime import containerid, criuconf, ocispec
 from runc_ckpt.runtime.criu import rootmode, stats
 from runc_ckpt.settings import config, hooks, policy
 
+if TYPE_CHECKING:
+    from runc_ckpt.migrate.receiver import Session
+
 IMPORT_PREFIX = ".runc-ckpt-import-"
 # runc's own check for container IDs.
 # Flags restore --import sets itself; the rest of runc's flags are forwarded.
 OWN_RUNC_FLAGS = {"bundle", "image_path", "work_path"}
 
 
-def restore(inv: Invocation, p: cmdflags.Parsed) -> int:
+def restore(inv: Invocation, p: cmdflags.Parsed, session: Session | None = None) -> int:
+    """`session` is a stream's (--import -, runc_ckpt.migrate.receiver): pre-flight on its hello, replies."""
     started = time.monotonic()
     if p.image_path:
         raise RuncCkptError("restore: --image-path cannot be used with --import: the images come from the archive")
@@ -74,7 +79,7 @@ def restore(inv: Invocation, p: cmdflags.Parsed) -> int:
     sources = contextlib.ExitStack()  # an image's scratch copy, until staging is done
     try:
         src = importsource.open_source(str(p.values["import"]), bundle, inv.flags, sources)
-        archive = src.path
+        archive = layout.STDIO if session is not None else src.path
         host_versions = configdump.versions(runc, inv.flags.criu)
         if src.annotations:  # an image says where it was made before its layer is read
             preflight.check(preflight.compare(preflight.recorded(None, src.annotations), host_versions),
@@ -86,7 +91,10 @@ def restore(inv: Invocation, p: cmdflags.Parsed) -> int:
             if layout.PRE_CHECKPOINT_DIR not in prev.checkpoint_dirs:
                 raise RuncCkptError(f"archive {previous} has no {layout.PRE_CHECKPOINT_DIR}/ images")
         staged = reader.stage(archive, reader.Targets(import_dir, None if p.ignore_rootfs else rootfs,
-                                                      volumes.directory), flags=inv.flags, sha256=src.sha256)
+                                                      volumes.directory,
+                                                      session.on_hello if session else None,
+                                                      session.on_phase1 if session else None),
+                               flags=inv.flags, sha256=src.sha256)
         staged.verify()
         importsource.verify(src, staged.members, staged.config_dump)
         preflight.check(preflight.compare(preflight.recorded(staged.manifest, src.annotations), host_versions),
@@ -115,6 +123,8 @@ def restore(inv: Invocation, p: cmdflags.Parsed) -> int:
         image_dir = os.path.join(import_dir, layout.CHECKPOINT_DIR)
         mode = _root_mode(staged, image_dir)
 
+        if session is not None:
+            session.staged()
         # ---- apply: nothing above changed the rootfs, the volumes or config.json.
         _apply(staged, plans)
         if mode is not None and (os.stat(rootfs).st_mode & 0o7777) != mode:
@@ -127,6 +137,8 @@ def restore(inv: Invocation, p: cmdflags.Parsed) -> int:
         if existing is None or remaps:
             podmanspec.write_config(config_path, spec)
         _restore_devshm(staged, remaps)
+        if session is not None:
+            session.applied()
     except BaseException as e:
         if staged is not None:
             staged.discard()

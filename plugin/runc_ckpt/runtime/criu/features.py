@@ -41,9 +41,10 @@ def _key(criu_path: str) -> dict[str, object]:
     return {"criu": criu_path, "mtime_ns": os.stat(criu_path).st_mtime_ns, "kernel": os.uname().release}
 
 
-def _ask(criu_path: str) -> Answer:
+def ask(criu_path: str, feature: str = FEATURE) -> Answer:
+    """CRIU's own answer for one feature (`criu check --feature NAME`), uncached."""
     try:
-        out = subprocess.run([criu_path, "check", "--feature", FEATURE], capture_output=True, text=True,
+        out = subprocess.run([criu_path, "check", "--feature", feature], capture_output=True, text=True,
                              stdin=subprocess.DEVNULL, check=False, timeout=60)
     except (OSError, subprocess.TimeoutExpired) as e:
         raise RuncCkptError(f"cannot run {criu_path} check: {e}") from None
@@ -87,7 +88,7 @@ def memory_tracking(criu: str, cache_dir: str) -> Answer:
     cache = os.path.join(cache_dir, CACHE_NAME)
     answer = _read_cache(cache, key)
     if answer is None:
-        answer = _ask(criu_path)
+        answer = ask(criu_path)
         _write_cache(cache, key, answer)
     return answer
 

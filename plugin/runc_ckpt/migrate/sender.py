@@ -1,0 +1,246 @@
+"""`checkpoint --export -`: the archive as one stream on stdout, optionally in two phases.
+
+Member order of a stream (a plain archive's members, podman's names, in an
+order that lets the receiver act early; our manifest is still the LAST
+member and is verified before anything is applied, so a stream cut or
+tampered anywhere applies nothing):
+
+  plain stream:  migrate/hello.json | freeze+dump | checkpoint/..., spec.dump,
+                 config.dump, network.status, stats-dump, rootfs-diff.tar,
+                 deleted.files, volumes/<v>.tar, manifest
+  --pre-copy:    migrate/hello.json, spec.dump, config.dump, rootfs-diff.tar,
+                 volumes/<v>.tar, migrate/phase1-end.json | freeze+dump | checkpoint/..., network.status,
+                 stats-dump, migrate/rootfs-removed.json, migrate/rootfs-delta.tar,
+                 deleted.files, migrate/volumes/<v>.removed.json,
+                 migrate/volumes/<v>.tar, manifest
+
+Phase 1 of --pre-copy runs while the container runs, so only what changed
+after it (migrate.delta) is read while the container is frozen. The hello
+goes first so that the receiver's pre-flight check (migrate.hello) runs
+before the freeze; with --handshake the sender waits for its go
+(migrate.handshake).
+
+Failure: before the dump, the container was never touched. After the dump
+(without --leave-running the container is gone), any failure -- a broken
+pipe, a stalled receiver, a signal, a receiver that says it could not
+restore -- aborts the stream without its end (the receiver discards what it
+staged) and restores the container HERE from its images, which are kept
+until the receiver confirms. Without a back channel the sender cannot know
+whether the target restored, so the images are kept and the log says where.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from dataclasses import dataclass, field
+
+from runc_ckpt.archive import compression, layout
+from runc_ckpt.archive.writer import DIR, Entry, TarWriter, TreePlan
+from runc_ckpt.checkpoint import export, flow, predump
+from runc_ckpt.commands import cmdflags
+from runc_ckpt.frontend import runclog
+from runc_ckpt.frontend.errors import RuncCkptError
+from runc_ckpt.frontend.globalflags import Invocation
+from runc_ckpt.migrate import delta, faults, handshake, hello, lazypages, stream
+from runc_ckpt.rootfs import diff
+from runc_ckpt.settings import config
+
+
+def check_flags(p: cmdflags.Parsed) -> None:
+    """What --export - cannot do, refused before anything is touched."""
+    if p.print_stats:
+        raise RuncCkptError("--print-stats writes to stdout, which carries the archive with --export -")
+    for key, flag in (("pre_checkpoint", "--pre-checkpoint"), ("with_previous", "--with-previous"),
+                      ("pre_dump", "--pre-dump")):
+        if p.values.get(key):
+            raise RuncCkptError(f"{flag} cannot be used with --export -: a stream carries one full checkpoint")
+    try:
+        timeout = float(str(p.stream_timeout))
+    except ValueError:
+        timeout = -1.0
+    if not timeout >= 0:
+        raise RuncCkptError(f"--stream-timeout {p.stream_timeout!r}: not a number of seconds (0: no limit)")
+
+
+@dataclass
+class _Phase1:
+    """What phase 1 sent: its plan, and per tree the snapshot the delta is taken against."""
+
+    plan: export._Plan
+    snapshots: dict[str, delta.Snapshot] = field(default_factory=dict)   # "" = rootfs, else volume name
+
+
+def send(runc: str, inv: Invocation, cfg: config.Config, p: cmdflags.Parsed, runc_flags: list[str],
+         t: flow.Target) -> int:
+    timeout = float(str(p.stream_timeout))
+    runc_flags = lazypages.without_lazy_flags(runc_flags, inv.flags, inv.flags.criu)
+    req = flow.export_request(runc, inv, p, t, layout.STDIO)
+    out = stream.StreamOut.take_stdout(timeout)
+    replies = handshake.Replies() if p.handshake else None
+    mode = hello.PRE_COPY if p.pre_copy else hello.PLAIN
+    warnings: list[str] = []
+    sink = compression.compressing_writer(out, req.compress, req.level, req.threads)  # type: ignore[arg-type]
+    tw = TarWriter(sink, on_change=warnings.append)
+    dumped = False
+    began = time.monotonic()
+    try:
+        with export._interruptible():
+            try:
+                now = time.time()
+                tw.add_bytes(layout.HELLO, json.dumps(hello.build(runc, inv.flags.criu, t.state.id, mode,
+                                                                  replies is not None)).encode(), mtime=int(now))
+                tw.flush()
+                faults.point("hello-sent")
+                if replies is not None:
+                    handshake.require_go(replies, timeout or None)
+                first = _phase1(tw, req, now) if p.pre_copy else None
+                tw.flush()
+                if first is not None and replies is not None:
+                    _wait_phase1(replies)
+                faults.point("phase1-sent")
+                runclog.debug(inv.flags, f"--export -: {mode}, {out.written} bytes sent before the freeze")
+                frozen = time.monotonic()
+                flow.checkpoint_one(runc, inv, cfg, p, runc_flags, t, None)
+                dumped = not p.leave_running
+                faults.point("dumped")
+                _phase2(tw, req, first, now)
+                tw.close()
+                sink.close()
+                faults.point("stream-sent")
+                out.finish()
+            except export._Interrupted as e:
+                raise RuncCkptError(f"interrupted by {e.signame}") from None
+    except (RuncCkptError, OSError, flow.RuncFailed) as e:
+        out.close()                        # no end marker: the receiver discards what it staged
+        if isinstance(e, flow.RuncFailed):
+            raise                          # runc logged its error; the container was not dumped
+        why = stream.describe_write_error(e) if isinstance(e, OSError) else str(e)
+        raise RuncCkptError(f"--export -: {why}; {_after_failure(runc, inv, p, t, dumped)}") from None
+    for w in warnings:
+        runclog.warn(inv.flags, f"export: {w}")
+    runclog.debug(inv.flags, f"--export -: {out.written} bytes sent, {time.monotonic() - frozen:.3f} s after "
+                             f"the freeze, {time.monotonic() - began:.3f} s in all")
+    if replies is None:
+        if dumped:
+            runclog.log(inv.flags, "info", f"--export -: stream sent; with no back channel (--handshake) the "
+                                           f"images stay in {t.plan.final_dir} until you delete them (restore "
+                                           f"them here with runc restore if the target failed)")
+        return 0
+    try:
+        verdict, reason = replies.expect(handshake.RESTORED, None)
+    finally:
+        replies.close()
+    if verdict:
+        if dumped and not p.keep:
+            predump.tidy_after_export(t.plan)
+        return 0
+    if verdict is None:
+        raise RuncCkptError(f"--export -: the stream was sent, but {reason}: whether the target restored "
+                            f"is unknown; the images stay in {t.plan.final_dir}")
+    raise RuncCkptError(f"--export -: the receiver could not restore: {reason}; "
+                        f"{_after_failure(runc, inv, p, t, dumped)}")
+
+
+def _phase1(tw: TarWriter, req: export.ExportRequest, now: float) -> _Phase1:
+    """While the container runs: spec.dump and config.dump (the receiver places volumes by them), trees."""
+    plan = export._plan(req)             # its images are not dumped yet: only the trees are used
+    first = _Phase1(plan)
+    mtime = int(now)
+    tw.add_bytes(layout.SPEC_DUMP, export._json(req.spec), mtime=mtime)
+    tw.add_bytes(layout.CONFIG_DUMP, export._json(req.config_dump), mtime=mtime)
+    if plan.rootfs is not None:
+        first.snapshots[""] = delta.snapshot(plan.rootfs.tree)
+        tw.add_tree(layout.ROOTFS_DIFF, plan.rootfs.tree, mtime)
+    if plan.volumes:
+        tw.add_entry(Entry(layout.VOLUMES_DIR, DIR, 0o700, mtime=mtime))
+    for name, tree in plan.volumes.items():
+        first.snapshots[name] = delta.snapshot(tree)
+        tw.add_tree(layout.volume_member(name), tree, mtime)
+    tw.add_bytes(layout.PHASE1_END, b"{}", mtime=mtime)
+    return first
+
+
+def _wait_phase1(replies: handshake.Replies) -> None:
+    """Freeze only once the receiver has staged phase 1: its backlog would otherwise be downtime."""
+    verdict, reason = replies.expect(handshake.PHASE1, None)
+    if not verdict:
+        raise RuncCkptError(f"the receiver did not stage phase 1: {reason}")
+
+
+def _phase2(tw: TarWriter, req: export.ExportRequest, first: _Phase1 | None, now: float) -> None:
+    """While the container is frozen (dumped): the images and, after a phase 1, only what changed."""
+    plan = export._plan(req)
+    if first is None:
+        rootfs_info, archived = export._write_members(tw, req, plan, now)
+        export.add_manifest(tw, req, rootfs_info, archived, now)
+        return
+    mtime = int(now)
+    export._add_images(tw, req, plan.images, mtime)
+    tw.add_bytes(layout.NETWORK_STATUS, b"null", mtime=mtime)
+    stats = os.path.join(req.work_dir, layout.STATS_DUMP)
+    if os.path.isfile(stats):
+        tw.add_file(layout.STATS_DUMP, stats)
+    rootfs_info: dict = {"kind": diff.NONE, "root_mode": None}
+    if plan.rootfs is not None and "" in first.snapshots:
+        changed, removed = delta.changes(first.snapshots[""], plan.rootfs.tree)
+        _say(req, "rootfs", changed, removed)
+        tw.add_bytes(layout.ROOTFS_REMOVED, export._json(removed), mtime=mtime)
+        tw.add_tree(layout.ROOTFS_DELTA, changed, mtime)
+        tw.add_bytes(layout.DELETED_FILES, export._json(plan.rootfs.deleted), mtime=mtime)
+        rootfs_info = {"kind": plan.rootfs.kind, "root_mode": plan.rootfs.root_mode}
+    elif req.rootfs and os.path.isdir(req.rootfs):
+        rootfs_info["root_mode"] = os.stat(req.rootfs).st_mode & 0o7777
+    archived = []
+    for name, tree in plan.volumes.items():
+        if name not in first.snapshots:
+            raise RuncCkptError(f"volume {name} appeared after phase 1")
+        changed, removed = delta.changes(first.snapshots[name], tree)
+        _say(req, f"volume {name}", changed, removed)
+        tw.add_bytes(layout.volume_removed(name), export._json(removed), mtime=mtime)
+        tw.add_tree(layout.volume_delta(name), changed, mtime)
+        archived.append(name)
+    export.add_manifest(tw, req, rootfs_info, archived, now)
+
+
+def _say(req: export.ExportRequest, what: str, changed: TreePlan, removed: list[str]) -> None:
+    if req.flags is not None:
+        runclog.debug(req.flags, f"--pre-copy: {what}: {len(changed.entries)} entries resent "
+                                 f"({changed.size} bytes), {len(removed)} removed since phase 1")
+
+
+def _after_failure(runc: str, inv: Invocation, p: cmdflags.Parsed, t: flow.Target, dumped: bool) -> str:
+    """Put the container back here if the dump stopped it; say what state things are in."""
+    if not dumped and not p.leave_running:
+        # A signal or hook failure right after a successful dump ends checkpoint_one with an error.
+        dumped = _gone(runc, inv, t.state.id) and os.path.exists(os.path.join(t.plan.final_dir, layout.INVENTORY))
+    if not dumped:
+        return f"container {t.state.id} keeps running here; the target keeps nothing"
+    plan = t.plan
+    argv = [runc, *inv.runc_globals, "restore", "--detach", "--image-path", plan.final_dir,
+            "--work-path", plan.work_dir, "--bundle", t.state.bundle, *_restore_flags(p, t), t.state.id]
+    runclog.debug(inv.flags, f"--export -: restoring here: {' '.join(argv)}")
+    rc = subprocess.run(argv, stdin=subprocess.DEVNULL, check=False).returncode
+    if rc == 0:
+        return (f"container {t.state.id} was restored here from its images (kept in {plan.final_dir}); "
+                "the target keeps nothing")
+    return (f"restoring container {t.state.id} here failed too (runc exit status {rc}); its images are kept "
+            f"in {plan.final_dir}")
+
+
+def _gone(runc: str, inv: Invocation, cid: str) -> bool:
+    from runc_ckpt.runtime import containerstate
+    try:
+        containerstate.state(runc, inv, cid)
+    except RuncCkptError:
+        return True
+    return False
+
+
+def _restore_flags(p: cmdflags.Parsed, t: flow.Target) -> list[str]:
+    """The dump's options that its restore must repeat."""
+    wanted = {"--tcp-established": t.policy.tcp_established, "--file-locks": t.policy.file_locks,
+              "--ext-unix-sk": p.ext_unix_sk, "--shell-job": p.shell_job}
+    return [flag for flag, on in wanted.items() if on]
