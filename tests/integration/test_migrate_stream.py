@@ -61,7 +61,7 @@ def test_stream_over_a_pipe_moves_the_container(make_bundle, containers, tmp_pat
         s, r = pipe(a.runc_ckpt(runc_ckpt_bin, "checkpoint", "--export", "-", cid),
                     b.runc_ckpt(runc_ckpt_bin, "restore", "--import", "-", "--bundle", str(dst.path), "-d", cid),
                     a.env, b.env)
-        assert s.returncode == 0, s.stderr
+        assert s.returncode == 0, s.stderr + r.stderr
         assert r.returncode == 0, r.stderr
         assert r.stdout == b""
         before = src.counter()

@@ -100,12 +100,12 @@ class Session:
     def on_hello(self, doc: dict) -> None:
         faults.point("hello-read")
         problems = hello.check(doc, self.runc, self.criu, self.skip_preflight)
+        why = f"incompatible host: {'; '.join(problems)} (--skip-preflight on the receiver restores anyway)"
         if self.replier is not None:
-            self.replier.send(handshake.GO, not problems, "; ".join(problems))
+            self.replier.send(handshake.GO, not problems, why if problems else "")
             self.answered_go = True
         if problems:
-            raise RuncCkptError(f"the stream comes from an incompatible host: {'; '.join(problems)} "
-                                "(--skip-preflight restores anyway)")
+            raise RuncCkptError(f"the stream comes from an {why}")
 
     def on_phase1(self) -> None:
         """Phase 1 is in the staging dirs: the sender may freeze now (it waits for this with --handshake)."""

@@ -78,8 +78,9 @@ def restore(inv: Invocation, p: cmdflags.Parsed, session: Session | None = None)
     staged: reader.Staged | None = None
     sources = contextlib.ExitStack()  # an image's scratch copy, until staging is done
     try:
-        src = importsource.open_source(str(p.values["import"]), bundle, inv.flags, sources)
-        archive = layout.STDIO if session is not None else src.path
+        src = (importsource.Source(layout.STDIO) if session is not None
+               else importsource.open_source(str(p.values["import"]), bundle, inv.flags, sources))
+        archive = src.path
         host_versions = configdump.versions(runc, inv.flags.criu)
         if src.annotations:  # an image says where it was made before its layer is read
             preflight.check(preflight.compare(preflight.recorded(None, src.annotations), host_versions),
