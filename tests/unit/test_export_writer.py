@@ -209,3 +209,26 @@ def test_member_overflow_is_refused():
     tw.begin("m", 3)
     with pytest.raises(RuncCkptError, match="overflows"):
         tw._data(b"four")
+
+
+def test_spooled_plan_streams_the_same_tar_as_one_held_in_memory(tmp_path, monkeypatch):
+    """Past EntrySpool.BATCH entries the plan goes to a temp file: same order, same fields, same bytes."""
+    (tmp_path / "t").mkdir()
+    tricky_tree(tmp_path / "t")
+    for i in range(40):
+        (tmp_path / "t" / f"many-{i:03d}").write_bytes(b"m" * i)
+    in_memory = Scanner()
+    in_memory.walk(str(tmp_path / "t"))
+    monkeypatch.setattr(writer.EntrySpool, "BATCH", 7)
+    spooled = Scanner(spool_dir=str(tmp_path))
+    spooled.walk(str(tmp_path / "t"))
+    assert spooled.entries._file is not None and len(spooled.entries._mem) <= 7
+    assert os.listdir(tmp_path) == ["t"]                      # the spool file is anonymous
+    fields = [tuple(getattr(e, k) for k in Entry.__slots__) for e in spooled.entries]
+    assert fields == [tuple(getattr(e, k) for k in Entry.__slots__) for e in in_memory.entries]
+    assert len(fields) == len(spooled.entries) > 50
+    plan = spooled.plan()
+    assert plan.size == in_memory.plan().size
+    assert stream(plan) == stream(in_memory.plan())
+    assert stream(plan) == stream(in_memory.plan())          # a spool can be read again
+    spooled.entries.close()

@@ -20,11 +20,13 @@ encoder, whose output is the same every time for the same entry.
 from __future__ import annotations
 
 import hashlib
+import marshal
 import os
 import stat
 import struct
 import tarfile
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
 from runc_ckpt.archive.manifest import MemberDigest
@@ -158,17 +160,86 @@ def header_size(e: Entry) -> int:
     return BLOCK if _simple(e) else len(_pax(e))
 
 
+def tar_bytes(e: Entry) -> int:
+    """Bytes the entry takes in a tar: header block(s), data, padding."""
+    return header_size(e) + e.size + padding(e.size)
+
+
+class EntrySpool:
+    """The planned entries of one inner tar, in order, at a memory cost that does not grow with their number.
+
+    A tar header needs the inner tar's size before its first byte, so the
+    whole tree is planned before it streams. Holding a million Entry objects
+    took ~0.4 KiB each; here at most BATCH of them are in memory, the rest
+    sit in an anonymous temp file (unlinked at creation: nothing to clean up
+    after a crash) as marshal-encoded batches of plain tuples, read back in
+    the same order when the tree streams. A tree of fewer than BATCH entries
+    never touches the disk. `tar_size` adds up the inner tar's bytes as
+    entries arrive (end-of-archive blocks included).
+    """
+
+    BATCH = 4096
+    _LEN = struct.Struct("<Q")
+
+    def __init__(self, spool_dir: str | None = None) -> None:
+        self._spool_dir = spool_dir
+        self._mem: list[Entry] = []
+        self._file: BinaryIO | None = None
+        self.count = 0
+        self.tar_size = len(END_OF_ARCHIVE)
+
+    def append(self, e: Entry) -> None:
+        if len(self._mem) >= self.BATCH:
+            self._spill()
+        self._mem.append(e)
+        self.count += 1
+        self.tar_size += tar_bytes(e)
+
+    def _spill(self) -> None:
+        if self._file is None:
+            self._file = tempfile.TemporaryFile(prefix="runc-ckpt-plan-", dir=self._spool_dir)
+        blob = marshal.dumps([tuple(getattr(e, k) for k in Entry.__slots__) for e in self._mem])
+        self._file.write(self._LEN.pack(len(blob)) + blob)
+        self._mem = []
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __iter__(self) -> Iterator[Entry]:
+        if self._file is not None:
+            self._file.flush()
+            self._file.seek(0)
+            while True:
+                head = self._file.read(self._LEN.size)
+                if not head:
+                    break
+                for fields in marshal.loads(self._file.read(self._LEN.unpack(head)[0])):
+                    e = Entry.__new__(Entry)
+                    for k, v in zip(Entry.__slots__, fields):
+                        setattr(e, k, v)
+                    yield e
+            self._file.seek(0, os.SEEK_END)
+        yield from self._mem
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
 class TreePlan:
     """An inner tar planned by a stat pre-pass: its entries and exact byte size.
 
     Entries without a `source` read their data from `root`/name, which keeps a
     plan of 100k files tens of MiB smaller than storing every full path.
+    `entries` is an EntrySpool (a tree walk) or a list (a few entries made by hand).
     """
 
-    def __init__(self, entries: list[Entry], root: str | None = None) -> None:
+    def __init__(self, entries: EntrySpool | list[Entry], root: str | None = None) -> None:
         self.entries = entries
         self.root = root
-        self.size = sum(header_size(e) + e.size + padding(e.size) for e in entries) + len(END_OF_ARCHIVE)
+        self.size = entries.tar_size if isinstance(entries, EntrySpool) else \
+            sum(map(tar_bytes, entries)) + len(END_OF_ARCHIVE)
 
 
 

@@ -31,7 +31,7 @@ from typing import BinaryIO
 
 from runc_ckpt.archive import compression, layout, manifest
 from runc_ckpt.archive.manifest import MemberDigest
-from runc_ckpt.archive.writer import DIR, REG, Entry, TarWriter, TreePlan
+from runc_ckpt.archive.writer import DIR, REG, Entry, EntrySpool, TarWriter, TreePlan
 from runc_ckpt.frontend import runclog
 from runc_ckpt.frontend.errors import RuncCkptError
 from runc_ckpt.frontend.globalflags import GlobalFlags
@@ -142,7 +142,7 @@ def _json(value: object) -> bytes:
 class _Plan:
     """What an export reads, from the stat pre-pass, before a byte is written: the display's total."""
 
-    images: list[Entry]
+    images: EntrySpool
     rootfs: diff.RootfsPlan | None
     volumes: dict[str, TreePlan]     # volume name -> its tree, in bind-mount order
 
@@ -151,10 +151,19 @@ class _Plan:
         return (sum(e.size for e in self.images) + (self.rootfs.tree.size if self.rootfs else 0)
                 + sum(v.size for v in self.volumes.values()))
 
+    def close(self) -> None:
+        """Drop the spooled entries (temp files, unlinked already)."""
+        self.images.close()
+        for tree in ([self.rootfs.tree] if self.rootfs else []) + list(self.volumes.values()):
+            tree.entries.close()
 
-def _plan(req: ExportRequest) -> _Plan:
-    """Stat every tree before the temp file exists: a missing volume fails early, and the display has a total."""
-    images = Scanner()
+
+def _plan(req: ExportRequest, spool_dir: str) -> _Plan:
+    """Stat every tree before the temp file exists: a missing volume fails early, and the display has a total.
+
+    The planned entries spool to spool_dir (the archive's directory: it has room for the archive anyway).
+    """
+    images = Scanner(spool_dir=spool_dir)
     images.walk(req.image_dir, prefix=req.image_member + "/")
     volumes: dict[str, TreePlan] = {}
     if req.include_volumes:
@@ -163,13 +172,14 @@ def _plan(req: ExportRequest) -> _Plan:
                 continue
             if not os.path.isdir(bm.source):
                 raise RuncCkptError(f"volume {bm.volume}: data directory {bm.source} does not exist")
-            scan = Scanner()
+            scan = Scanner(spool_dir=spool_dir)
             scan.walk(bm.source)
             volumes[bm.volume] = scan.plan()
-    return _Plan(images.entries, diff.plan(req.rootfs) if req.include_rootfs else None, volumes)
+    rootfs = diff.plan(req.rootfs, spool_dir=spool_dir) if req.include_rootfs else None
+    return _Plan(images.entries, rootfs, volumes)
 
 
-def _add_images(tw: TarWriter, req: ExportRequest, entries: list[Entry], mtime: int) -> None:
+def _add_images(tw: TarWriter, req: ExportRequest, entries: EntrySpool, mtime: int) -> None:
     """checkpoint/ (or pre-checkpoint/): every image file; CRIU's `parent` stays a symlink."""
     tw.add_entry(Entry(req.image_member, DIR, os.stat(req.image_dir).st_mode, mtime=mtime))
     for e in entries:                 # names (and hardlink targets) already carry the prefix
@@ -320,9 +330,10 @@ def write_archive(req: ExportRequest) -> ExportResult:
     directory, base = os.path.split(target)
     warnings: list[str] = []
     tmp = ""
+    plan: _Plan | None = None
     with _interruptible() as state:
         try:
-            plan = _plan(req)
+            plan = _plan(req, directory)
             try:
                 fd, tmp = _open_temp(directory, base)
             except OSError as e:
@@ -358,6 +369,9 @@ def write_archive(req: ExportRequest) -> ExportResult:
         except Exception as e:       # e.g. a compressor error: still one line, still no partial file
             _remove(tmp)
             raise RuncCkptError(f"writing archive {target} failed: {e}") from None
+        finally:
+            if plan is not None:
+                plan.close()
     with contextlib.suppress(OSError):
         _fsync_dir(directory)
     return ExportResult(target, size, members, rootfs_info["kind"], archived, warnings,

@@ -31,8 +31,8 @@ class RootfsPlan:
     root_mode: int                 # st_mode & 0o7777 of the container root
 
 
-def plan(rootfs: str, mountinfo_path: str = mountinfo.MOUNTINFO) -> RootfsPlan:
-    """Stat pre-pass over the container root: entries to archive and paths deleted."""
+def plan(rootfs: str, mountinfo_path: str = mountinfo.MOUNTINFO, spool_dir: str | None = None) -> RootfsPlan:
+    """Stat pre-pass over the container root: entries to archive (spooled to spool_dir) and paths deleted."""
     try:
         root_mode = os.stat(rootfs).st_mode & 0o7777
     except OSError as e:
@@ -43,11 +43,11 @@ def plan(rootfs: str, mountinfo_path: str = mountinfo.MOUNTINFO) -> RootfsPlan:
         raise RuncCkptError(f"cannot read {mountinfo_path}: {e.strerror}") from None
     dirs = mountinfo.overlay_dirs(mount) if mount is not None else None
     if dirs is not None and os.path.isabs(dirs.upper) and os.path.isdir(dirs.upper):
-        scanner = Scanner(SKIP, lowers=dirs.lowers, merged=os.path.realpath(rootfs))
+        scanner = Scanner(SKIP, lowers=dirs.lowers, merged=os.path.realpath(rootfs), spool_dir=spool_dir)
         scanner.walk(dirs.upper, overlay=True)
         kind = OVERLAY_DIFF
     else:
-        scanner = Scanner(SKIP)
+        scanner = Scanner(SKIP, spool_dir=spool_dir)
         scanner.walk(rootfs)
         kind = FULL
     return RootfsPlan(kind, scanner.plan(), sorted(scanner.deleted), root_mode)

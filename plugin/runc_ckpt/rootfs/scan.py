@@ -30,7 +30,7 @@ import os
 import stat
 from collections.abc import Iterable
 
-from runc_ckpt.archive.writer import Entry, TreePlan
+from runc_ckpt.archive.writer import Entry, EntrySpool, TreePlan
 
 # Paths (relative to the container root) podman leaves out of a rootfs diff:
 # engine-managed mounts and files the engine writes itself.
@@ -73,14 +73,18 @@ def _xattrs(path: str, names: list[str]) -> dict[str, bytes] | None:
 
 
 class Scanner:
-    """Walks a tree, appending Entry objects to `entries` and container paths to `deleted`."""
+    """Walks a tree, appending Entry objects to `entries` and container paths to `deleted`.
+
+    `entries` is an EntrySpool: memory stays flat however many files the
+    tree has (its temp file, if any, goes to spool_dir; None: $TMPDIR).
+    """
 
     def __init__(self, skip: frozenset[str] = frozenset(), lowers: list[str] | None = None,
-                 merged: str | None = None) -> None:
+                 merged: str | None = None, spool_dir: str | None = None) -> None:
         self.skip = skip
         self.lowers = lowers          # overlay lower dirs, top first; empty/None: unknown
         self.merged = merged          # the merged mount, for metacopy files and redirected dirs
-        self.entries: list[Entry] = []
+        self.entries = EntrySpool(spool_dir)
         self.root: str | None = None  # top of the first plain-prefix walk: where sourceless entries live
         self.deleted: list[str] = []
         self._links: dict[tuple[int, int], str] = {}
@@ -144,13 +148,13 @@ class Scanner:
             entry = Entry.from_stat(name, path, st, _xattrs(path, names) if names else None, linkname=link)
         except FileNotFoundError:
             return None
-        self.entries.append(entry)
         if derived:
             entry.source = None
         if overlay_marks and fmt == stat.S_IFREG and self.merged and \
                 _overlay_flag(path, names, "metacopy") is not None:
             # The upper file holds metadata only; its data is in a lower layer.
             entry.source, entry.ino = os.path.join(self.merged, name), 0
+        self.entries.append(entry)    # complete now: the spool may write it out
         if fmt != stat.S_IFDIR:
             return None
         if overlay_marks:
