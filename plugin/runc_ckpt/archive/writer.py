@@ -56,7 +56,7 @@ class Entry:
     """One planned tar entry. Slots keep a 20k-file plan small in memory."""
 
     __slots__ = ("name", "source", "kind", "mode", "uid", "gid", "size", "mtime", "linkname",
-                 "devmajor", "devminor", "xattrs", "ino")
+                 "devmajor", "devminor", "xattrs", "ino", "simple")
 
     def __init__(self, name: str, kind: bytes, mode: int = 0o644, *, source: str | None = None,
                  uid: int = 0, gid: int = 0, size: int = 0, mtime: int = 0, linkname: str = "",
@@ -73,6 +73,7 @@ class Entry:
         self.devmajor, self.devminor = devmajor, devminor
         self.xattrs = xattrs or None
         self.ino = ino            # inode the data must come from (0: do not check)
+        self.simple: bool | None = None   # whether a plain ustar header holds it (see _simple)
 
     @classmethod
     def regular(cls, name: str, source: str | None, st: os.stat_result) -> Entry:
@@ -80,7 +81,19 @@ class Entry:
         e = cls.__new__(cls)
         e.name, e.source, e.kind, e.mode, e.uid, e.gid = name, source, REG, st.st_mode & 0o7777, st.st_uid, st.st_gid
         e.size, e.mtime, e.linkname, e.devmajor, e.devminor = st.st_size, int(st.st_mtime), "", 0, 0
-        e.xattrs, e.ino = None, st.st_ino
+        e.xattrs, e.ino, e.simple = None, st.st_ino, None
+        return e
+
+    def record(self) -> tuple:
+        """The entry as a tuple of plain values (marshal-able: for EntrySpool)."""
+        return (self.name, self.source, self.kind, self.mode, self.uid, self.gid, self.size, self.mtime,
+                self.linkname, self.devmajor, self.devminor, self.xattrs, self.ino, self.simple)
+
+    @classmethod
+    def from_record(cls, r: tuple) -> Entry:
+        e = cls.__new__(cls)
+        (e.name, e.source, e.kind, e.mode, e.uid, e.gid, e.size, e.mtime, e.linkname, e.devmajor, e.devminor,
+         e.xattrs, e.ino, e.simple) = r
         return e
 
     @classmethod
@@ -110,11 +123,14 @@ class Entry:
 
 
 def _simple(e: Entry) -> bool:
-    """Whether a plain ustar header (no PAX records) holds this entry exactly."""
-    return (e.xattrs is None and len(e.name) <= 100 and e.name.isascii() and len(e.linkname) <= 100
-            and e.linkname.isascii() and 0 <= e.uid < _MAX8 and 0 <= e.gid < _MAX8
-            and 0 <= e.size < _MAX12 and 0 <= e.mtime < _MAX12 and e.devmajor < _MAX8
-            and e.devminor < _MAX8)
+    """Whether a plain ustar header (no PAX records) holds this entry exactly; computed once per entry
+    (planning asks for the size, streaming for the bytes)."""
+    if e.simple is None:
+        e.simple = (e.xattrs is None and len(e.name) <= 100 and e.name.isascii() and len(e.linkname) <= 100
+                    and e.linkname.isascii() and 0 <= e.uid < _MAX8 and 0 <= e.gid < _MAX8
+                    and 0 <= e.size < _MAX12 and 0 <= e.mtime < _MAX12 and e.devmajor < _MAX8
+                    and e.devminor < _MAX8)
+    return e.simple
 
 
 _MAGIC = b"ustar\x0000"
@@ -198,7 +214,7 @@ class EntrySpool:
     def _spill(self) -> None:
         if self._file is None:
             self._file = tempfile.TemporaryFile(prefix="runc-ckpt-plan-", dir=self._spool_dir)
-        blob = marshal.dumps([tuple(getattr(e, k) for k in Entry.__slots__) for e in self._mem])
+        blob = marshal.dumps([e.record() for e in self._mem])
         self._file.write(self._LEN.pack(len(blob)) + blob)
         self._mem = []
 
@@ -213,11 +229,7 @@ class EntrySpool:
                 head = self._file.read(self._LEN.size)
                 if not head:
                     break
-                for fields in marshal.loads(self._file.read(self._LEN.unpack(head)[0])):
-                    e = Entry.__new__(Entry)
-                    for k, v in zip(Entry.__slots__, fields):
-                        setattr(e, k, v)
-                    yield e
+                yield from map(Entry.from_record, marshal.loads(self._file.read(self._LEN.unpack(head)[0])))
             self._file.seek(0, os.SEEK_END)
         yield from self._mem
 
