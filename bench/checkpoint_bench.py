@@ -150,24 +150,16 @@ def generate(case: str, size: int, dest: str) -> None:
                     f.write(data[off:off + MIB])
             left -= per_file
             i += 1
-    elif case == "smallfiles":
+    elif case in ("smallfiles", "files1k"):
         data = pool(rng, 8 * MIB)
-        for i in range(size):
-            d = os.path.join(dest, f"d{i // 1000:03d}")
-            if i % 1000 == 0:
-                os.makedirs(d)
-            off = rng.randrange(0, len(data) - 4096)
-            with open(os.path.join(d, f"f{i:06d}.txt"), "wb") as f:
-                f.write(data[off:off + 4096])
-    elif case == "files1k":
-        data = pool(rng, 8 * MIB)
+        per_file = 4096 if case == "smallfiles" else 1024
         for i in range(size):
             d = os.path.join(dest, f"d{i // 1000:04d}")
             if i % 1000 == 0:
                 os.makedirs(d)
-            off = rng.randrange(0, len(data) - 1024)
-            with open(os.path.join(d, f"f{i:07d}.js"), "wb") as f:
-                f.write(data[off:off + 1024])
+            off = rng.randrange(0, len(data) - per_file)
+            with open(os.path.join(d, f"f{i:07d}.txt"), "wb") as f:
+                f.write(data[off:off + per_file])
     elif case == "usr":
         names, total = [], 0
         for top, dirs, files in os.walk("/usr"):

@@ -4,7 +4,8 @@ Why not tarfile.TarFile: an export nests whole trees (the rootfs diff, each
 volume) as *uncompressed inner tars* inside the one compressed outer tar, and
 those inner tars must never touch the disk. A tar header needs the member's
 size up front, so an inner tar is first planned (a stat pre-pass gives every
-entry's header size and data size), then streamed. The headers are produced
+entry's header size and data size), then streamed; the plan is kept in an
+EntrySpool, so a million-file tree costs no more memory than a small one. The headers are produced
 by `encode_header`, which is deterministic, so the size announced in the pre-pass is
 exactly what streams later. File data is copied at the size announced: a file
 that grows or shrinks in between (container left running) is truncated or
