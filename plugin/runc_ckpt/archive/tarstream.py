@@ -37,6 +37,7 @@ _GNU_MAGIC = b"ustar  \0"      # old GNU: the prefix field holds atime/ctime, no
 _ZERO_BLOCK = bytes(BLOCK)
 _DATA_TYPES = frozenset((tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE))
 _KNOWN_TYPES = frozenset(tarfile.SUPPORTED_TYPES)
+_DEVICE_TYPES = frozenset((tarfile.CHRTYPE, tarfile.BLKTYPE))
 _EXTENDED = frozenset((tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE,
                        tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK))
 # Larger long names or PAX headers than any real tar writes: a hostile archive's way to eat memory.
@@ -238,12 +239,15 @@ class TarStream(ViewReader):
                     path = _text(prefix) + "/" + path
                 info.mode, info.uid, info.gid = _number(mode), _number(uid), _number(gid)
                 info.size, info.mtime = size_n, _number(mtime)
-                info.devmajor, info.devminor = _number(devmajor), _number(devminor)
+                if typ in _DEVICE_TYPES:           # elsewhere the fields are unused (often blank)
+                    info.devmajor, info.devminor = _number(devmajor), _number(devminor)
             except _Corrupt as e:
                 raise RuncCkptError(f"{self.what} is corrupt: {e}") from None
             info.type = typ
-            info.linkname = _text(linkname)
-            info.uname, info.gname = _text(uname), _text(gname)
+            if linkname[0]:
+                info.linkname = _text(linkname)
+            if uname[0] or gname[0]:
+                info.uname, info.gname = _text(uname), _text(gname)
             if long_name is not None:
                 path = long_name
             if long_link is not None:
