@@ -216,6 +216,7 @@ class EntrySpool:
         if self._file is None:
             self._file = tempfile.TemporaryFile(prefix="runc-ckpt-plan-", dir=self._spool_dir)
         blob = marshal.dumps([e.record() for e in self._mem])
+        self._file.seek(0, os.SEEK_END)      # a reader left mid-way must not make us overwrite
         self._file.write(self._LEN.pack(len(blob)) + blob)
         self._mem = []
 
@@ -231,7 +232,6 @@ class EntrySpool:
                 if not head:
                     break
                 yield from map(Entry.from_record, marshal.loads(self._file.read(self._LEN.unpack(head)[0])))
-            self._file.seek(0, os.SEEK_END)
         yield from self._mem
 
     def close(self) -> None:
