@@ -192,7 +192,8 @@ class EntrySpool:
     after a crash) as marshal-encoded batches of plain tuples, read back in
     the same order when the tree streams. A tree of fewer than BATCH entries
     never touches the disk. `tar_size` adds up the inner tar's bytes as
-    entries arrive (end-of-archive blocks included).
+    entries arrive (end-of-archive blocks included). It can be read any
+    number of times, one reader at a time (readers share the file position).
     """
 
     BATCH = 4096
