@@ -158,10 +158,11 @@ class _Plan:
             tree.entries.close()
 
 
-def _plan(req: ExportRequest, spool_dir: str) -> _Plan:
+def _plan(req: ExportRequest, spool_dir: str | None = None) -> _Plan:
     """Stat every tree before the temp file exists: a missing volume fails early, and the display has a total.
 
-    The planned entries spool to spool_dir (the archive's directory: it has room for the archive anyway).
+    The planned entries spool to spool_dir (an export passes the archive's directory: it has room for
+    the archive anyway; None: $TMPDIR, e.g. for a stream).
     """
     images = Scanner(spool_dir=spool_dir)
     images.walk(req.image_dir, prefix=req.image_member + "/")
