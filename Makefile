@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: all deps venv install demo test unit integration e2e bench man install-man clean
+.PHONY: all deps venv install demo test unit integration e2e bench soak man install-man clean
 
 all: test
 
@@ -40,6 +40,11 @@ e2e: deps install
 
 bench: deps install
 	$(PY) bench/run.py
+
+# The full checkpoint/restore soak with random kill -9 (make test runs 20 cycles).
+soak: deps install
+	RUNC_CKPT_SOAK_CYCLES=$${RUNC_CKPT_SOAK_CYCLES:-200} $(PY) -m pytest $(PYTEST_ARGS) \
+		tests/integration/test_reliability_real.py -k soak
 
 # Man pages (go-md2man, from contrib/install-deps.sh) and bash completion.
 man:

@@ -106,7 +106,8 @@ def test_podman_image_restores_under_runc_ckpt(podman_env, tmp_path, tmp_path_fa
     podman_env.podman("rm", "-f", name)
     podman_env.podman("volume", "rm", "vol1")
     cfg = tmp_path / "runc-ckpt.yaml"
-    cfg.write_text("volume_roots: []\n")
+    # The archived spec is untrusted (no config.json in the bundle): its volume must lie under volume_roots.
+    cfg.write_text(f"volume_roots: [{volume_source.parent.parent}]\nstate_dir: {tmp_path / 'state'}\n")
     env = dict(podman_env.env, RUNC_CKPT_CONFIG=str(cfg))
     runc_root = tmp_path / "runc-root"
 
@@ -148,7 +149,8 @@ def test_image_build_of_a_podman_export_restores(podman_env, tmp_path, tmp_path_
                            text=True, env=podman_env.env, check=False)
     assert built.returncode == 0, built.stderr
     cfg = tmp_path / "runc-ckpt.yaml"
-    cfg.write_text("volume_roots: []\n")
+    # The archived spec is untrusted (no config.json in the bundle): its volume must lie under volume_roots.
+    cfg.write_text(f"volume_roots: [{volume_source.parent.parent}]\nstate_dir: {tmp_path / 'state'}\n")
     env = dict(podman_env.env, RUNC_CKPT_CONFIG=str(cfg))
     _restore_plain(runc_ckpt_bin, f"oci:{layout}:ck", _plain_bundle(tmp_path, tmp_path_factory), tmp_path / "runc-root",
                    "from-build", env, volume_source / "counter", before)

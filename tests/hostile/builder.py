@@ -246,4 +246,30 @@ def corpus(outside: Path, volume_source: str) -> dict[str, Case]:
     def add_unlisted(members: list) -> None:
         members.insert(2, f("ctr.log", b"sneaked in", mode=0o600))
     cases["manifest-unlisted-member"].archive.tamper = add_unlisted
+    # The archived spec becomes the runtime spec when the bundle has no config.json: untrusted.
+    def hostile_spec(change: Callable[[dict], None], volume: str = v, volume_tar: bytes | None = None) -> Archive:
+        a = base(volume, volume_tar=volume_tar)
+        sp = spec(volume)
+        change(sp)
+        a.members[0] = f("spec.dump", json.dumps(sp).encode(), mode=0o600)
+        return a
+
+    cases["spec-host-bind"] = Case(hostile_spec(lambda sp: sp["mounts"].append(
+        {"destination": "/host", "type": "bind", "source": o, "options": ["rbind", "rw"]})),
+        expect=f"bind mount of host path {o}")
+    cases["spec-hooks"] = Case(hostile_spec(lambda sp: sp.update(hooks={"createRuntime": [{"path": f"{o}/x"}]})),
+                               expect="hooks.createRuntime would run host programs")
+    cases["spec-devices"] = Case(hostile_spec(lambda sp: sp.update(linux={"devices": [
+        {"path": "/dev/sda", "type": "b", "major": 8, "minor": 0}]})), expect="linux.devices")
+    cases["spec-host-netns"] = Case(hostile_spec(lambda sp: sp.update(linux={"namespaces": [
+        {"type": "network", "path": "/proc/self/ns/net"}]})), expect="joins the host's network namespace")
+    cases["spec-allow-all-devices"] = Case(hostile_spec(lambda sp: sp.update(linux={"resources": {"devices": [
+        {"allow": True, "access": "rwm"}]}})), expect="allows every device")
+    cases["spec-root-with-added-caps"] = Case(hostile_spec(lambda sp: sp["process"].update(
+        capabilities={"bounding": ["CAP_SYS_ADMIN"], "effective": ["CAP_SYS_ADMIN"]})),
+        expect="added capabilities CAP_SYS_ADMIN")
+    outside_volume = hostile_spec(lambda sp: None, volume=f"{o}/made/_data", volume_tar=tar_bytes([f("v", b"pwned")]))
+    outside_volume.members[1] = f("config.dump", json.dumps({  # podman names its volumes here
+        "id": CID, "name": CID, "namedVolumes": [{"volumeName": VOLUME, "dest": "/data"}]}).encode(), mode=0o600)
+    cases["spec-volume-outside-roots"] = Case(outside_volume, expect="outside volume_roots")
     return cases

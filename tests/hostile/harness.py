@@ -83,7 +83,8 @@ def make_target(tmp: Path, runc_ckpt_bin: str) -> Target:
     fake.write_text(FAKE_RUNC.format(log=log, state_ok=tmp / "state-ok", restore_rc=tmp / "restore-rc"))
     fake.chmod(0o755)
     cfg = tmp / "runc-ckpt.yaml"
-    cfg.write_text(f"volume_roots: [{tmp / 'volumes'}]\n")
+    # The state dir (locks, restore work dirs) lies beside tmp, so snapshots of tmp stay comparable.
+    cfg.write_text(f"volume_roots: [{tmp / 'volumes'}]\nstate_dir: {tmp}-state\n")
     env = dict(os.environ, RUNC_CKPT_RUNC=str(fake), RUNC_CKPT_CONFIG=str(cfg))
     env.pop("CRIU_CONFIG_FILE", None)
     return Target(tmp, bundle, rootfs, volume, outside, runc_root, log, env, runc_ckpt_bin)

@@ -166,7 +166,7 @@ def test_read_only_target_directory(tmp_path):
     with mounted("-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(target)):
         req = request(tmp_path, root)
         req.archive = str(target / "a.tar.zst")
-        with pytest.raises(RuncCkptError, match="cannot write the archive in .*Read-only file system"):
+        with pytest.raises(RuncCkptError, match="cannot write in .*Read-only file system"):
             export.write_archive(req)
 
 

@@ -91,7 +91,7 @@ def as_new_host(bundle, busybox_lower: Path) -> None:
 
 def restore_env(tmp_path: Path) -> dict:
     cfg = tmp_path / "runc-ckpt.yaml"
-    cfg.write_text(f"volume_roots: [{tmp_path / 'volumes'}]\n")
+    cfg.write_text(f"volume_roots: [{tmp_path / 'volumes'}]\nstate_dir: {tmp_path / 'state'}\n")
     return dict(os.environ, RUNC_CKPT_CONFIG=str(cfg))
 
 
@@ -142,6 +142,5 @@ def test_restore_import_print_stats_and_tcp_close(make_bundle, containers, busyb
     crit = stats["container_statistics"][0]["criu_statistics"]
     assert crit["pages_restored"] > 0 and crit["restore_time"] > 0
     assert stats["container_statistics"][0]["runtime_restore_duration"] > 0
-    kept = [n for n in os.listdir(b.path) if n.startswith(".runc-ckpt-import")]
-    log = (b.path / kept[0] / "work" / "restore.log").read_text()
+    log = (tmp_path / "state" / cid / "restore-work" / "restore.log").read_text()
     assert "Parsing config file /run/runc-ckpt/criu-" in log

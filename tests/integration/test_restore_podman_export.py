@@ -46,7 +46,9 @@ def test_podman_export_restores_into_runc_bundle(podman_env, tmp_path, tmp_path_
     os.chmod(rootfs, 0o755)
     runc_root = tmp_path / "runc-root"
     cfg = tmp_path / "runc-ckpt.yaml"
-    cfg.write_text("volume_roots: []\n")
+    # The archived spec is untrusted (no config.json in the bundle): its volume must lie under volume_roots.
+    cfg.write_text(f"volume_roots: [{os.path.dirname(os.path.dirname(volume_source))}]\n"
+                   f"state_dir: {tmp_path / 'state'}\n")
     env = dict(os.environ, RUNC_CKPT_CONFIG=str(cfg))
     cid = "from-podman"
     # The restored process inherits runc's stdout/stderr in place of conmon's pipes: a file, not a pipe

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import struct
 from pathlib import Path
 
@@ -819,7 +820,7 @@ def test_interrupt_during_runc_stops_before_export_and_says_where_the_images_are
     from runc_ckpt.runtime import logrelay
     real_wait = logrelay._wait_through_interrupts
     monkeypatch.setattr(logrelay, "_wait_through_interrupts",
-                        lambda *a, **k: (real_wait(*a, **k)[0], True))
+                        lambda *a, **k: (real_wait(*a, **k)[0], signal.SIGINT))
     env.container("ctr")
     env.register_state("ctr")
     new = str(ours(env, "ctr", f".checkpoint.new-{PID}"))

@@ -108,9 +108,10 @@ def test_an_interrupt_lets_runc_finish_instead_of_killing_it(monkeypatch):
             pass
 
         def wait(self) -> int:
+            import os
+            import signal
             Proc.waits += 1
-            if Proc.waits == 1:
-                raise KeyboardInterrupt
+            os.kill(os.getpid(), signal.SIGINT)   # ^C while runc works: no KeyboardInterrupt, runc goes on
             return 0
 
         def kill(self) -> None:
@@ -118,7 +119,7 @@ def test_an_interrupt_lets_runc_finish_instead_of_killing_it(monkeypatch):
 
     monkeypatch.setattr(logrelay.subprocess, "Popen", Proc)
     result = logrelay.run("/x/runc", [], ["checkpoint", "c"], GlobalFlags())
-    assert (result.returncode, result.interrupted, Proc.waits) == (0, True, 2)
+    assert (result.returncode, result.interrupted, Proc.waits) == (0, True, 1)
 
 
 def test_sigterm_while_runc_runs_is_remembered_not_fatal(tmp_path):

@@ -125,13 +125,13 @@ def test_malformed_bundle_config(t):
     _run(t, builder.base(str(t.volume)), "config.json")
 
 
-def test_runc_failure_leaves_no_staging_and_deletes_container(t):
+def test_runc_failure_leaves_no_staging_and_deletes_no_container_it_did_not_make(t):
     t.set_restore_rc(1)
     path = builder.write(builder.base(str(t.volume)), t.tmp / "archive.tar")
     out = t.restore("--import", str(path))
     assert out.returncode == 1
     assert not [n for n in os.listdir(t.bundle) if n.startswith(".runc-ckpt-import")]
-    assert any(c.split()[2:3] == ["delete"] for c in t.runc_calls())
+    assert not any(c.split()[2:3] == ["delete"] for c in t.runc_calls())
 
 
 def test_volume_dir_created_for_staging_is_removed_on_refusal(t):
@@ -163,11 +163,12 @@ def test_sigterm_while_staging_removes_staging(t):
                              str(t.bundle), "-d", "x"], env=t.env, stderr=subprocess.PIPE, text=True,
                             stdin=subprocess.DEVNULL)
     deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and not [n for n in os.listdir(t.rootfs) if n.startswith(".runc-ckpt")]:
+    while time.monotonic() < deadline and not [n for d in t.bundle.glob(".runc-ckpt-import-*") for n in os.listdir(d)
+                                               if n.startswith(".runc-ckpt-staging")]:
         time.sleep(0.005)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 1
-    assert "interrupted by signal SIGTERM" in err
+    assert proc.returncode == 128 + signal.SIGTERM
+    assert "interrupted by SIGTERM before runc restore: nothing applied" in err
     assert snapshot(t.tmp, skip=SKIP) == before
     assert not [n for n in os.listdir(t.bundle) if n.startswith(".runc-ckpt")]

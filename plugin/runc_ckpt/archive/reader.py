@@ -259,6 +259,9 @@ class Targets:
     volume_dir: Callable[[str, Staged], str | None] | None
     on_hello: Callable[[dict], None] | None = None  # a stream's hello, as soon as it is read (pre-flight)
     on_phase1: Callable[[], None] | None = None     # a pre-copy stream's phase 1 is staged
+    # Where trees are staged when it is on their filesystem (restore: the import dir, which the
+    # container never sees); otherwise, and when None, a staging dir inside each target.
+    staging_home: str | None = None
 
 
 @dataclass
@@ -428,14 +431,14 @@ def _stage_member(tar: TarStream, m: tarfile.TarInfo, staged: Staged, targets: T
     elif name == layout.ROOTFS_DIFF:
         if targets.rootfs is not None:
             staged.rootfs = _stage_tree(reader, name, targets.rootfs, f"rootfs diff of {staged.path}",
-                                        allow_devices=True)
+                                        allow_devices=True, home=targets.staging_home)
     elif len(parts) == 2 and parts[0] == layout.VOLUMES_DIR and parts[1].endswith(".tar") and len(parts[1]) > 4:
         vname = parts[1][:-4]
         staged.volume_sizes[vname] = m.size
         directory = targets.volume_dir(vname, staged) if targets.volume_dir is not None else None
         if directory is not None:
             staged.volumes[vname] = _stage_tree(reader, name, directory, f"volume {vname} of {staged.path}",
-                                                allow_devices=False)
+                                                allow_devices=False, home=targets.staging_home)
     elif parts[0] == layout.MIGRATE_DIR and name.endswith(".tar"):
         from runc_ckpt.migrate import receiver
         receiver.delta_member(staged, name, reader)
@@ -494,11 +497,23 @@ def _write_file(reader: MemberSource, dest: str, size: int, path: str, name: str
 
 
 def _stage_tree(reader: MemberSource, member: str, directory: str, what: str,
-                allow_devices: bool) -> StagedTree:
+                allow_devices: bool, home: str | None = None) -> StagedTree:
     target = safeextract.Root(directory, what)
-    name, remove = safeextract.make_staging(target, ROOTFS_STAGING_PREFIX)
+    parent = safeextract.Root(home, what) if home and os.stat(home).st_dev == os.fstat(target.fd).st_dev else None
     try:
-        staging = safeextract.Root.at(target, name, what)
+        name, remove_dir = safeextract.make_staging(target, ROOTFS_STAGING_PREFIX, parent)
+    except BaseException:
+        target.close()
+        if parent is not None:
+            parent.close()
+        raise
+
+    def remove() -> None:
+        remove_dir()
+        if parent is not None:
+            parent.close()
+    try:
+        staging = safeextract.Root.at(parent or target, name, what)
     except BaseException:
         remove()
         target.close()

@@ -22,6 +22,7 @@ filters (PEP 706) strip the owners and setuid bits a rootfs needs.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
@@ -446,7 +447,7 @@ def apply_merge(staging: Root, target: Root, plan: MergePlan, explicit_dirs: dic
         for parts in plan.moves + plan.replaces:
             staging.trim()
             target.trim()
-            _move(staging, target, parts)
+            move(staging, target, parts)
         for parts in plan.deletions:
             target.trim()
             target.remove(parts)
@@ -457,7 +458,8 @@ def apply_merge(staging: Root, target: Root, plan: MergePlan, explicit_dirs: dic
         os.umask(old_umask)
 
 
-def _move(staging: Root, target: Root, parts: tuple[str, ...]) -> None:
+def move(staging: Root, target: Root, parts: tuple[str, ...]) -> None:
+    """Rename one staged entry into the target (copy only across filesystems)."""
     sparent = staging.dir(parts[:-1])
     tparent = target.dir(parts[:-1], create=True)
     try:
@@ -524,23 +526,35 @@ def _copy_meta(sfd: int, dfd: int, st: os.stat_result) -> None:
     os.utime(dfd, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
-def make_staging(target: Root, prefix: str) -> tuple[str, Callable[[], None]]:
-    """Create a fresh staging dir (0700) inside target; return its name and a remover."""
+def make_staging(target: Root, prefix: str, home: Root | None = None) -> tuple[str, Callable[[], None]]:
+    """Create a fresh staging dir (0700) in home (default: inside target); return its name and a remover.
+
+    home must be on target's filesystem (applying is a rename). The dir is
+    flock-ed until removed, so a later call can tell a killed run's staging
+    (lock free) from a live one's.
+    """
+    import fcntl
     import secrets
+    parent = home or target
     for _ in range(100):
         name = f"{prefix}{secrets.token_hex(4)}"
         try:
-            os.mkdir(name, 0o700, dir_fd=target.fd)
+            os.mkdir(name, 0o700, dir_fd=parent.fd)
             break
         except FileExistsError:
             continue
     else:
-        raise RuncCkptError(f"cannot create a staging directory in {target.path}")
+        raise RuncCkptError(f"cannot create a staging directory in {parent.path}")
+    lock_fd = os.open(name, O_DIR, dir_fd=parent.fd)
+    fcntl.flock(lock_fd, fcntl.LOCK_EX)
 
     def remove() -> None:
         try:
-            shutil.rmtree(name, dir_fd=target.fd)
+            shutil.rmtree(name, dir_fd=parent.fd)
         except FileNotFoundError:
             pass
+        finally:
+            with contextlib.suppress(OSError):
+                os.close(lock_fd)
 
     return name, remove

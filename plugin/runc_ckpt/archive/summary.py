@@ -30,8 +30,10 @@ def read(path: str, sha256: str | None = None) -> tuple[reader.Staged, str | Non
     problem = None
     try:
         staged.verify()
-        if not staged.has_inventory():
-            problem = f"archive {path} has no {layout.CHECKPOINT_DIR}/{layout.INVENTORY}"
+        # A pre-checkpoint archive (--pre-checkpoint --export) holds only pre-checkpoint/.
+        if not staged.has_inventory() and f"{layout.PRE_CHECKPOINT_DIR}/{layout.INVENTORY}" not in staged.members:
+            problem = (f"archive {path} has no {layout.CHECKPOINT_DIR}/{layout.INVENTORY} "
+                       f"(nor {layout.PRE_CHECKPOINT_DIR}/{layout.INVENTORY})")
     except RuncCkptError as e:
         problem = str(e)
     return staged, problem
@@ -50,7 +52,8 @@ def describe(staged: reader.Staged, path: str, problem: str | None) -> dict:
     man = staged.manifest or {}
     container = man.get("container") or {}
     pages = sum(d.size for n, d in staged.members.items()
-                if n.startswith(f"{layout.CHECKPOINT_DIR}/pages-") and n.endswith(".img"))
+                if n.startswith((f"{layout.CHECKPOINT_DIR}/pages-", f"{layout.PRE_CHECKPOINT_DIR}/pages-"))
+                and n.endswith(".img"))
     rootfs = staged.members.get(layout.ROOTFS_DIFF)
     criu_stats: dict = {}
     if staged.stats_dump is not None:

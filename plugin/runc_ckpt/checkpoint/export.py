@@ -5,13 +5,15 @@ images exist. Everything streams into one compressed tar with no
 intermediate files: the rootfs diff and each volume are uncompressed inner
 tars whose size comes from a stat pre-pass (see archive.writer).
 
-Atomicity: the archive is written to a hidden temp file beside FILE (same
-directory, so the final rename cannot cross filesystems and nothing is
-written elsewhere), mode 0600, fsynced (a helper thread flushes it as it
-grows, so the final fsync is short), renamed over FILE, then the directory
-is fsynced. Short writes are completed or reported as a full disk. Any failure -- a full disk, a runc-ckpt bug, SIGTERM,
-SIGINT or SIGHUP mid-export -- removes the temp file and raises
-RuncCkptError, so FILE is either the old file (or absent) or complete.
+Atomicity: the archive streams into runtime.atomicfile.writing() -- a
+flock-ed temp file beside FILE, fsynced (a helper thread flushes it as it
+grows, so the final fsync is short), renamed over FILE, the directory
+fsynced. Short writes are completed or reported as a full disk. Any failure
+-- a full disk, a runc-ckpt bug, SIGTERM, SIGINT or SIGHUP mid-export
+(frontend.signals, which holds them over the commit) -- removes the temp file
+and raises RuncCkptError, so FILE is either the old file (or absent) or
+complete. A temp file left by a killed export is swept by the next export
+into that directory (its flock is free).
 """
 
 from __future__ import annotations
@@ -21,26 +23,24 @@ import errno
 import hashlib
 import json
 import os
-import signal
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from runc_ckpt.archive import compression, layout, manifest
 from runc_ckpt.archive.manifest import MemberDigest
-from runc_ckpt.archive.writer import DIR, REG, Entry, EntrySpool, TarWriter, TreePlan
-from runc_ckpt.frontend import runclog
+from runc_ckpt.archive.writer import DIR, REG, SYM, Entry, EntrySpool, TarWriter, TreePlan
+from runc_ckpt.frontend import runclog, signals
 from runc_ckpt.frontend.errors import RuncCkptError
 from runc_ckpt.frontend.globalflags import GlobalFlags
 from runc_ckpt.frontend.progress import NullProgress, Progress
 from runc_ckpt.rootfs import diff
 from runc_ckpt.rootfs.scan import Scanner
+from runc_ckpt.runtime import atomicfile, faults
 from runc_ckpt.runtime import volumes as volumes_mod
 
-_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 _ZSTD_LEVELS = range(1, 23)
 
 
@@ -64,6 +64,7 @@ class ExportRequest:
     flags: GlobalFlags | None = None  # decide whether a progress display is shown; None: never
     extra_volumes: tuple[str, ...] = ()  # bind-mount destinations also archived as volumes (Policy.extra_volumes)
     digests: bool = False   # also hash the file and the tar stream (an image layer's digest and diff_id)
+    previous_dir: str | None = None  # pre-dump images the dump builds on, stored as pre-checkpoint/ too
 
 
 @dataclass
@@ -79,45 +80,35 @@ class ExportResult:
     manifest_sha256: str | None = None  # with digests: of our manifest member (an image annotation names it)
 
 
-class _Interrupted(BaseException):
-    """Raised from a signal handler; BaseException so no `except Exception` swallows it."""
+def check_target(path: str) -> str:
+    """The absolute archive path, once we know it can be written there; leaves nothing behind.
 
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signame = signal.Signals(signum).name
-
-
-@contextlib.contextmanager
-def _interruptible() -> Iterator[dict]:
-    """Turn SIGTERM/SIGINT/SIGHUP into _Interrupted for the duration; restore the old handlers.
-
-    Only the first signal interrupts; later ones arrive while we clean up and
-    are dropped. Once state["done"] is set (the archive is in place) a signal
-    is held back and re-raised after the old handlers are back.
+    The one set of checks of an export target, run before any container is
+    touched: a name, a directory that exists and takes a file, a name whose
+    temp name (atomicfile) still fits the filesystem's limit.
     """
-    state: dict = {"fired": False, "done": False, "pending": None}
-    if threading.current_thread() is not threading.main_thread():
-        yield state                  # handlers can only be installed from the main thread
-        return
-
-    def handler(signum: int, _frame: object) -> None:
-        if state["done"]:
-            state["pending"] = signum
-        elif not state["fired"]:
-            state["fired"] = True
-            raise _Interrupted(signum)
-
-    old = {s: signal.signal(s, handler) for s in _SIGNALS}
+    if not path:
+        raise RuncCkptError("--export needs a file name")
+    target = os.path.abspath(path)
+    directory = os.path.dirname(target)
+    if os.path.isdir(target):
+        raise RuncCkptError(f"--export {path}: is a directory")
+    if not os.path.isdir(directory):
+        raise RuncCkptError(f"--export {path}: directory {directory} does not exist")
     try:
-        yield state
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
-        if state["pending"] is not None:
-            signal.raise_signal(state["pending"])
+        atomicfile.check_name(target)
+    except ValueError as e:
+        raise RuncCkptError(f"--export {path}: {e}") from None
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".runc-ckpt-probe-", dir=directory)
+    except OSError as e:
+        raise RuncCkptError(f"--export {path}: cannot write in {directory}: {e.strerror}") from None
+    os.close(fd)
+    os.unlink(probe)
+    return target
 
 
-def _check_request(req: ExportRequest, target: str) -> None:
+def _check_request(req: ExportRequest) -> str:
     if req.compress not in compression.ALGORITHMS:
         raise RuncCkptError(f"unknown compression {req.compress!r}: choose one of "
                             f"{', '.join(compression.ALGORITHMS)}")
@@ -125,13 +116,10 @@ def _check_request(req: ExportRequest, target: str) -> None:
         raise RuncCkptError(f"zstd compression level {req.level} is out of range 1-22")
     if req.image_member not in (layout.CHECKPOINT_DIR, layout.PRE_CHECKPOINT_DIR):
         raise RuncCkptError(f"internal error: bad image member {req.image_member!r}")
-    directory = os.path.dirname(target)
-    if not os.path.isdir(directory):
-        raise RuncCkptError(f"export target directory {directory} does not exist")
-    if os.path.isdir(target):
-        raise RuncCkptError(f"export target {target} is a directory")
+    target = check_target(req.archive)
     if not os.path.isdir(req.image_dir):
         raise RuncCkptError(f"checkpoint image directory {req.image_dir} does not exist")
+    return target
 
 
 def _json(value: object) -> bytes:
@@ -166,6 +154,11 @@ def _plan(req: ExportRequest, spool_dir: str | None = None) -> _Plan:
     """
     images = Scanner(spool_dir=spool_dir)
     images.walk(req.image_dir, prefix=req.image_member + "/")
+    if req.previous_dir is not None:
+        previous = Scanner()
+        previous.walk(req.previous_dir, prefix=layout.PRE_CHECKPOINT_DIR + "/")
+        images.entries[:0] = [Entry(layout.PRE_CHECKPOINT_DIR, DIR, os.stat(req.previous_dir).st_mode),
+                              *previous.entries]
     volumes: dict[str, TreePlan] = {}
     if req.include_volumes:
         for bm in volumes_mod.bind_mounts(req.spec, req.volume_roots, req.extra_volumes):
@@ -184,6 +177,10 @@ def _add_images(tw: TarWriter, req: ExportRequest, entries: EntrySpool, mtime: i
     """checkpoint/ (or pre-checkpoint/): every image file; CRIU's `parent` stays a symlink."""
     tw.add_entry(Entry(req.image_member, DIR, os.stat(req.image_dir).st_mode, mtime=mtime))
     for e in entries:                 # names (and hardlink targets) already carry the prefix
+        if e.kind == SYM and e.name == f"{req.image_member}/parent":
+            # Our state dir names parents pre-checkpoint.N; in an archive the pre-dump is
+            # always the sibling pre-checkpoint/ (podman's layout, what every reader expects).
+            e.linkname = f"../{layout.PRE_CHECKPOINT_DIR}"
         if e.kind == REG:
             tw.add_file(e.name, e.source)  # type: ignore[arg-type]
         else:
@@ -305,77 +302,61 @@ class HashingWriter:
         self._raw.flush()
 
 
-def _fsync_dir(directory: str) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _open_temp(directory: str, base: str) -> tuple[int, str]:
-    """A new 0600 temp file beside the target (mkstemp creates it 0600, O_EXCL)."""
-    return tempfile.mkstemp(prefix=f".{base}.runc-ckpt-", suffix=".tmp", dir=directory)
-
-
-def _remove(path: str) -> None:
-    if path:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
-
-
 def write_archive(req: ExportRequest) -> ExportResult:
     """Write req.archive; on any failure raise RuncCkptError and leave no partial file."""
-    target = os.path.abspath(req.archive)
-    _check_request(req, target)
-    directory, base = os.path.split(target)
+    target = _check_request(req)
+    directory = os.path.dirname(target)
+    for stale in atomicfile.sweep(directory):
+        if req.flags is not None:
+            runclog.debug(req.flags, f"export: removed {stale}, left by a killed export")
     warnings: list[str] = []
-    tmp = ""
+    ino = -1
     plan: _Plan | None = None
-    with _interruptible() as state:
+    with signals.deferred(interrupt=True) as deferral:
         try:
             plan = _plan(req, directory)
-            try:
-                fd, tmp = _open_temp(directory, base)
-            except OSError as e:
-                raise RuncCkptError(f"cannot write the archive in {directory}: {e.strerror}") from None
             # Unbuffered: the compressors hand over big pieces already, and after an
             # error nothing is left in a buffer to be flushed into the temp file.
             shown = Progress.create(req.flags, "export", plan.total) if req.flags else NullProgress()
-            with open(fd, "wb", buffering=0) as raw, contextlib.closing(_EarlyWriteback(raw)) as synced, shown:
-                file_hash = HashingWriter(synced) if req.digests else None  # type: ignore[arg-type]
-                out = compression.compressing_writer(file_hash or synced,  # type: ignore[arg-type]
-                                                     req.compress, req.level, req.threads)
-                tar_hash = HashingWriter(out) if req.digests else None
-                tw = TarWriter(tar_hash or out, on_change=warnings.append, progress=shown)  # type: ignore[arg-type]
-                now = time.time()
-                rootfs_info, archived = _write_members(tw, req, plan, now)
-                members, manifest_doc = add_manifest(tw, req, rootfs_info, archived, now)
-                tw.close()
-                out.close()
-                os.fsync(raw.fileno())
+            with atomicfile.writing(target, 0o600, guard=deferral.critical) as raw:
+                ino = os.fstat(raw.fileno()).st_ino
+                with contextlib.closing(_EarlyWriteback(raw)) as synced, shown:
+                    file_hash = HashingWriter(synced) if req.digests else None  # type: ignore[arg-type]
+                    out = compression.compressing_writer(file_hash or synced,  # type: ignore[arg-type]
+                                                         req.compress, req.level, req.threads)
+                    tar_hash = HashingWriter(out) if req.digests else None
+                    tw = TarWriter(tar_hash or out, on_change=warnings.append, progress=shown)  # type: ignore[arg-type]
+                    now = time.time()
+                    rootfs_info, archived = _write_members(tw, req, plan, now)
+                    faults.point("export-write")
+                    members, manifest_doc = add_manifest(tw, req, rootfs_info, archived, now)
+                    tw.close()
+                    out.close()
                 size = os.fstat(raw.fileno()).st_size
-            os.rename(tmp, target)
-            state["done"] = True
-        except _Interrupted as e:
-            _remove(tmp)
+                faults.point("rename")
+        except signals.Interrupted as e:
+            if _is_inode(target, ino):
+                raise RuncCkptError(f"export to {target} interrupted by {e.signame} after the archive was "
+                                    f"complete: {target} is written") from None
             raise RuncCkptError(f"export to {target} interrupted by {e.signame}: no archive written") from None
         except RuncCkptError:
-            _remove(tmp)
             raise
         except OSError as e:
-            _remove(tmp)
             where = f" ({e.filename})" if e.filename else ""
             raise RuncCkptError(f"writing archive {target} failed: {e.strerror or e}{where}") from None
         except Exception as e:       # e.g. a compressor error: still one line, still no partial file
-            _remove(tmp)
             raise RuncCkptError(f"writing archive {target} failed: {e}") from None
         finally:
             if plan is not None:
                 plan.close()
-    with contextlib.suppress(OSError):
-        _fsync_dir(directory)
     return ExportResult(target, size, members, rootfs_info["kind"], archived, warnings,
                         file_hash.sha.hexdigest() if file_hash else None,
                         tar_hash.sha.hexdigest() if tar_hash else None,
                         hashlib.sha256(manifest_doc).hexdigest() if req.digests else None)
+
+
+def _is_inode(path: str, ino: int) -> bool:
+    try:
+        return os.stat(path).st_ino == ino
+    except OSError:
+        return False

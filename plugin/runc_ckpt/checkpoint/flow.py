@@ -18,8 +18,8 @@ writes: ./checkpoint, with CRIU's work files in the image dir.
 from __future__ import annotations
 
 import os
+import signal
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -28,11 +28,11 @@ from typing import TYPE_CHECKING
 from runc_ckpt.archive import layout
 from runc_ckpt.checkpoint import autoexport, configdump, predump, stats_report
 from runc_ckpt.commands import cmdflags
-from runc_ckpt.frontend import realrunc, runclog
+from runc_ckpt.frontend import realrunc, runclog, signals
 from runc_ckpt.frontend.errors import RuncCkptError
 from runc_ckpt.frontend.globalflags import Invocation
 from runc_ckpt.image.reference import Reference
-from runc_ckpt.runtime import containerstate, logrelay, ocispec, volumes
+from runc_ckpt.runtime import containerid, containerstate, lock, logrelay, ocispec, volumes
 from runc_ckpt.runtime.containerstate import ContainerState
 from runc_ckpt.runtime.criu import features
 from runc_ckpt.settings import config, hooks, policy
@@ -69,10 +69,25 @@ def checkpoint(inv: Invocation, parsed: cmdflags.Parsed) -> int:
     config.apply_log_level(cfg, inv.flags)
     check_flags(parsed)
     streaming = parsed.export == layout.STDIO
-    archive = check_export_target(str(parsed.export)) if parsed.export and not streaming else None
+    archive = None
+    if parsed.export and not streaming:
+        from runc_ckpt.checkpoint import export as exporter
+        archive = exporter.check_target(str(parsed.export))
     image_ref = check_image_target(str(parsed.create_image)) if parsed.create_image else None
     runc = realrunc.find(cfg.runc)
-    chosen = select(runc, inv, parsed)
+    try:
+        chosen = select(runc, inv, parsed)
+    except RuncCkptError:
+        # A container a killed checkpoint stopped is gone, but its images may be stranded: still recover them.
+        for name in dict.fromkeys(parsed.positionals):
+            container_dir = os.path.join(os.path.realpath(cfg.state_dir), name)
+            if not containerid.is_valid(name) or not os.path.isdir(container_dir):
+                continue                 # never a path outside the state dir; nothing of ours there
+            with lock.hold(cfg.state_dir, lock.container_key(inv.flags.root, name), _operation(parsed),
+                           cfg.lock_timeout, what=f"container {name}"):
+                for message in predump.recover(container_dir):
+                    runclog.warn(inv.flags, message)
+        raise
     flag = "--export" if parsed.export else "--create-image"
     if (parsed.export or image_ref) and not chosen:
         raise RuncCkptError(f"{flag}: there is no running container under {inv.flags.root}")
@@ -86,6 +101,35 @@ def checkpoint(inv: Invocation, parsed: cmdflags.Parsed) -> int:
                             "give one container, or leave them out to use the state dir")
     in_state_dir = bool(archive or streaming or image_ref or parsed.pre_checkpoint or parsed.with_previous or parsed.all
                         or parsed.latest or len(chosen) > 1)
+    # A call using none of our features is runc's own (images in ./checkpoint or the caller's paths):
+    # like runc it takes no lock and writes nothing in our state dir.
+    keys = {lock.container_key(inv.flags.root, st.id): f"container {st.id}" for _, st in chosen} \
+        if in_state_dir else {}
+    with lock.hold_all(cfg.state_dir, keys, _operation(parsed), cfg.lock_timeout) as held:
+        for _, st in chosen if in_state_dir else []:
+            for message in recover(runc, cfg, st):
+                runclog.warn(inv.flags, message)
+        fds = tuple(h.fd for h in held.values())
+        return _locked(runc, inv, cfg, parsed, chosen, caller, archive, image_ref, in_state_dir, fds, started)
+
+
+def _operation(p: cmdflags.Parsed) -> str:
+    """What a waiting caller is told this call is doing."""
+    return "checkpoint" + (" --pre-checkpoint" if p.pre_checkpoint else "") + (" --export" if p.export else "") \
+        + (" --create-image" if p.create_image else "")
+
+
+def recover(runc: str, cfg: config.Config, st: ContainerState) -> list[str]:
+    """What killed runs left for this container (call with its lock held): images, staging dirs."""
+    from runc_ckpt.restore import recovery
+    done = predump.recover(os.path.join(os.path.realpath(cfg.state_dir), st.id))
+    return done + recovery.resolve_bundle(runc, st.bundle, st.rootfs or None, allow_undo=False)
+
+
+def _locked(runc: str, inv: Invocation, cfg: config.Config, parsed: cmdflags.Parsed,
+            chosen: list[tuple[str, ContainerState]], caller: predump.CallerPaths, archive: str | None,
+            image_ref: Reference | None, in_state_dir: bool, lock_fds: tuple[int, ...], started: float) -> int:
+    """The rest of checkpoint(), under the containers' locks."""
     # Policy and hooks of every container are settled before any is touched:
     # a bad annotation or hook definition refuses the whole call.
     given = {k: parsed.values[k] for k in parsed.given}
@@ -113,9 +157,10 @@ def checkpoint(inv: Invocation, parsed: cmdflags.Parsed) -> int:
         if streaming:
             from runc_ckpt.migrate import sender
             return sender.send(runc, inv, cfg, parsed, _runc_args(parsed, targets[0], 1), targets[0])
-        for t in targets:
-            results.append(checkpoint_one(runc, inv, cfg, parsed, _runc_args(parsed, t, len(targets)),
-                                          t, archive, image_ref))
+        with signals.deferred() as deferral:
+            for t in targets:
+                results.append(checkpoint_one(runc, inv, cfg, parsed, _runc_args(parsed, t, len(targets)),
+                                              t, archive, image_ref, lock_fds, deferral))
     except RuncFailed as e:
         return e.code
     if parsed.print_stats:
@@ -159,25 +204,6 @@ def status_fd(p: cmdflags.Parsed) -> int:
     return -1 if fd is None else fd
 
 
-def check_export_target(path: str) -> str:
-    """The absolute archive path, once we know it can be written there; leaves nothing behind."""
-    if not path:
-        raise RuncCkptError("--export needs a file name")
-    target = os.path.abspath(path)
-    directory = os.path.dirname(target)
-    if os.path.isdir(target):
-        raise RuncCkptError(f"--export {path}: is a directory")
-    if not os.path.isdir(directory):
-        raise RuncCkptError(f"--export {path}: directory {directory} does not exist")
-    try:
-        fd, probe = tempfile.mkstemp(prefix=".runc-ckpt-probe-", dir=directory)
-    except OSError as e:
-        raise RuncCkptError(f"--export {path}: cannot write in {directory}: {e.strerror}") from None
-    os.close(fd)
-    os.unlink(probe)
-    return target
-
-
 def check_image_target(text: str) -> Reference:
     """The parsed --create-image reference, once we know it can be written."""
     from runc_ckpt.image import reference, transport
@@ -191,15 +217,21 @@ def check_self_contained(plan: predump.Plan) -> None:
     builds on a chain of them would restore with pages missing: refuse it before touching anything."""
     if plan.parent_path is None:
         return
-    parent_dir = os.path.normpath(os.path.join(os.path.realpath(os.path.dirname(plan.image_dir)),
-                                               os.path.basename(plan.image_dir), plan.parent_path))
+    parent = parent_dir(plan)
     if plan.pre_dump:
         raise RuncCkptError(f"--export: this pre-checkpoint would hold only the pages changed since "
                             f"{plan.parent_path}, and an archive holds one self-contained pre-checkpoint; "
                             "export the first pre-checkpoint of a chain (after a full checkpoint)")
-    if os.path.lexists(os.path.join(parent_dir, "parent")):
+    if os.path.lexists(os.path.join(parent, "parent")):
         raise RuncCkptError(f"--export: the pre-checkpoint {plan.parent_path} itself builds on another one, "
                             "and an archive holds one self-contained pre-checkpoint")
+
+
+def parent_dir(plan: predump.Plan) -> str:
+    """The directory of the pre-dump a dump builds on (plan.parent_path is relative to its image dir)."""
+    assert plan.parent_path is not None
+    return os.path.normpath(os.path.join(os.path.realpath(os.path.dirname(plan.image_dir)),
+                                         os.path.basename(plan.image_dir), plan.parent_path))
 
 
 def select(runc: str, inv: Invocation, p: cmdflags.Parsed) -> list[tuple[str, ContainerState]]:
@@ -241,12 +273,15 @@ def _why_tracking(p: cmdflags.Parsed) -> str:
 
 
 def checkpoint_one(runc: str, inv: Invocation, cfg: config.Config, p: cmdflags.Parsed,
-                   runc_flags: list[str], t: Target, archive: str | None,
-                   image_ref: Reference | None = None) -> stats_report.ContainerStats:
+                   runc_flags: list[str], t: Target, archive: str | None, image_ref: Reference | None,
+                   lock_fds: tuple[int, ...], deferral: signals.Deferral) -> stats_report.ContainerStats:
     plan = t.plan
     st = t.state
     hook_state = hooks.state_json(st.id, st.status, st.pid, st.bundle, ocispec.annotations(t.spec))
     hooks.run_stage("precheckpoint", t.pre_hooks, hook_state, inv.flags, t.policy.hook_timeout)
+    if deferral.signum is not None:
+        raise RuncCkptError(f"interrupted by {deferral.signame} before the checkpoint of {st.id} started: "
+                            f"the container is untouched", deferral.exit_code)
     predump.prepare(plan)
     args = ["checkpoint", *t.policy.runc_flags(p.given), *plan.add_flags, *runc_flags]
     fd = status_fd(p)
@@ -255,8 +290,9 @@ def checkpoint_one(runc: str, inv: Invocation, cfg: config.Config, p: cmdflags.P
     started_at = time.time()
     result = logrelay.run(runc, inv.runc_globals, args, inv.flags,
                           stdout=sys.stderr if p.print_stats else None,
-                          pass_fds=(fd,) if fd >= 0 and _is_open(fd) else (),
-                          context=lambda dropped: _criu_context(runc, inv, t, started_at, dropped))
+                          # runc carries our locks: if we are killed, the next call waits for runc to end
+                          pass_fds=lock_fds + ((fd,) if fd >= 0 and _is_open(fd) else ()),
+                          context=lambda dropped: _criu_context(runc, inv, t, started_at, dropped), phase="dump")
     runtime_us = stats_report.micros(time.monotonic() - began)
     if result.returncode != 0:
         predump.abandon(plan)
@@ -269,9 +305,10 @@ def checkpoint_one(runc: str, inv: Invocation, cfg: config.Config, p: cmdflags.P
         context = _failure_context(runc, inv, t, result)
         raise RuncCkptError(f"runc checkpoint {t.state.id} failed (exit status {result.returncode}); {context}")
     predump.finish(plan)
-    if result.interrupted:
-        raise RuncCkptError(f"interrupted; the checkpoint of {t.state.id} completed and its images are in "
-                            f"{plan.final_dir}", 130)
+    signum = result.signum or deferral.signum
+    if signum is not None:
+        raise RuncCkptError(f"interrupted by {signal.Signals(signum).name}; the checkpoint of {t.state.id} "
+                            f"completed and its images are in {plan.final_dir}", 128 + signum)
     criu = _criu_stats(inv, plan) if p.print_stats else {}
     # Auto-export first: an explicit --export tidies the images away afterwards.
     if autoexport.wanted(t.policy.export_dir, plan.pre_dump):
@@ -295,7 +332,7 @@ def _auto_export(runc: str, inv: Invocation, cfg: config.Config, p: cmdflags.Par
         check_self_contained(t.plan)
         autoexport.prepare(pol.export_dir)
         path = autoexport.archive_path(pol.export_dir, t.state.id, time.time(), pol.compress)
-        export(runc, inv, cfg, p, t, path, tidy=False)
+        export(runc, inv, cfg, p, t, path, tidy=False, with_parent=True)
         for removed in autoexport.prune(pol.export_dir, t.state.id, pol.retention):
             runclog.debug(inv.flags, f"auto-export: retention removed {removed}")
     except RuncCkptError as e:
@@ -353,11 +390,17 @@ def _criu_stats(inv: Invocation, plan: predump.Plan) -> dict[str, int]:
 
 
 def export(runc: str, inv: Invocation, cfg: config.Config, p: cmdflags.Parsed, t: Target,
-           archive: str, tidy: bool = True, image_ref: Reference | None = None) -> None:
-    """Write the archive (or, with image_ref, the image); on failure the images stay and the error says where."""
+           archive: str, tidy: bool = True, image_ref: Reference | None = None, with_parent: bool = False) -> None:
+    """Write the archive (or, with image_ref, the image); on failure the images stay and the error says where.
+
+    with_parent: a dump taken --with-previous also stores its pre-dump as
+    pre-checkpoint/, so the archive restores alone (auto-export: no other
+    archive holds that pre-dump). An explicit --export keeps podman's layout:
+    the pre-checkpoint travels in its own archive (--import-previous).
+    """
     from runc_ckpt.checkpoint import export as exporter
     plan = t.plan
-    req = export_request(runc, inv, p, t, archive)
+    req = export_request(runc, inv, p, t, archive, with_parent)
     try:
         if image_ref is not None:
             from runc_ckpt.image import create
@@ -372,7 +415,8 @@ def export(runc: str, inv: Invocation, cfg: config.Config, p: cmdflags.Parsed, t
         predump.tidy_after_export(plan)
 
 
-def export_request(runc: str, inv: Invocation, p: cmdflags.Parsed, t: Target, archive: str) -> ExportRequest:
+def export_request(runc: str, inv: Invocation, p: cmdflags.Parsed, t: Target, archive: str,
+                   with_parent: bool = False) -> ExportRequest:
     """What an export of this container writes (to a file, an image, or a stream: runc_ckpt.migrate)."""
     from runc_ckpt.checkpoint import export as exporter
     plan = t.plan
@@ -395,5 +439,7 @@ def export_request(runc: str, inv: Invocation, p: cmdflags.Parsed, t: Target, ar
                          "host": configdump.host(),
                          "container": {"id": t.state.id, "name": dump["name"]},
                          "options": opts},
-        flags=inv.flags, extra_volumes=pol.extra_volumes)
+        flags=inv.flags, extra_volumes=pol.extra_volumes,
+        previous_dir=parent_dir(plan) if with_parent and plan.parent_path is not None and not plan.pre_dump
+        else None)
     return req

@@ -25,8 +25,10 @@ pre-dumps chain (podman keeps only one pre-checkpoint; we keep the chain):
       checkpoint/                latest full dump; parent -> ../pre-checkpoint.3
                                  when taken --with-previous
       work/                      CRIU's dump.log and stats-dump of the latest run
-      .checkpoint.new-<pid>/     a full dump in progress, renamed to checkpoint/
-                                 only once it succeeded (the old one stays until then)
+      .checkpoint.new-<pid>/     a full dump in progress, exchanged with checkpoint/
+                                 (renameat2 RENAME_EXCHANGE) only once it succeeded, so
+                                 checkpoint/ never goes missing; one a killed run left is
+                                 recovered into place by the next call (recover())
 
 Parents are named by their numbered directory, never through the
 `pre-checkpoint` pointer, so a later pre-dump cannot change what an older
@@ -54,6 +56,7 @@ _NUMBERED = re.compile(r"pre-checkpoint\.([0-9]+)")
 CRIU_LOGS = ("dump.log", "stats-dump")
 # runc 1.1.5's --image-path default (utils_linux.go getDefaultImagePath): $CWD/checkpoint.
 RUNC_DEFAULT_IMAGES = "checkpoint"
+SUPERSEDED = ".superseded"           # marks images being replaced (see _install)
 
 
 @dataclass(frozen=True)
@@ -254,17 +257,87 @@ def finish(p: Plan) -> None:
         if p.pre_dump:
             _point(os.path.join(p.container_dir, PRE_PREFIX), os.path.basename(p.image_dir))
             return
-        old = None
-        if os.path.lexists(p.final_dir):
-            old = os.path.join(p.container_dir, f".{CHECKPOINT}.old-{os.getpid()}")
-            os.rename(p.final_dir, old)
-        os.rename(p.image_dir, p.final_dir)
+        _install(p.image_dir, p.final_dir)
         _unlink(os.path.join(p.container_dir, PRE_PREFIX))
     except OSError as e:
         raise RuncCkptError(f"checkpoint succeeded but its images stay in {p.image_dir}: "
                             f"{e.strerror}: {e.filename}") from None
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+
+
+def _install(new: str, final: str) -> None:
+    """Put the images in new at final with no moment at which final is missing; drop the old ones."""
+    if not os.path.lexists(final):
+        os.rename(new, final)
+        return
+    # Marked first, so that recover() never takes the old images (at `new` after the
+    # exchange) for a stranded dump if we are killed before they are removed.
+    marker = os.path.join(final, SUPERSEDED)
+    with open(marker, "wb"):
+        pass
+    if _exchange(new, final):
+        shutil.rmtree(new, ignore_errors=True)    # new holds the old images now
+        return
+    _unlink(marker)
+    # No RENAME_EXCHANGE on this filesystem: the old images move aside first (a short window).
+    old = f"{final}.old-{os.getpid()}"
+    os.rename(final, old)
+    os.rename(new, final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _exchange(a: str, b: str) -> bool:
+    """renameat2(RENAME_EXCHANGE): swap two paths atomically; False where the kernel/fs lacks it."""
+    import ctypes
+    import errno
+    libc = ctypes.CDLL(None, use_errno=True)
+    renameat2 = getattr(libc, "renameat2", None)
+    if renameat2 is None:
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
+        return False
+    raise OSError(err, os.strerror(err), b)
+
+
+def recover(container_dir: str) -> list[str]:
+    """What a killed checkpoint of this container left; call with the container's lock held.
+
+    The lock outlives runc (runc inherits it), so whatever is found here is
+    from a dead run. A `.checkpoint.new-<pid>` holding a complete dump
+    (inventory.img is CRIU's last write) is newer than checkpoint/ and
+    replaces it; an incomplete one and `.old-`/`.tmp-` leftovers are removed.
+    Returns one message per thing done, for the caller to report.
+    """
+    done: list[str] = []
+    try:
+        names = sorted(os.listdir(container_dir))
+    except OSError:
+        return done
+    final = os.path.join(container_dir, CHECKPOINT)
+    for name in names:
+        path = os.path.join(container_dir, name)
+        if name.startswith(f".{CHECKPOINT}.new-") and os.path.isdir(path) and not os.path.islink(path):
+            if os.path.lexists(os.path.join(path, SUPERSEDED)):
+                shutil.rmtree(path, ignore_errors=True)     # the old images, already replaced
+            elif os.path.isfile(os.path.join(path, "inventory.img")):
+                make_parent_link_relative(path)
+                _install(path, final)
+                _unlink(os.path.join(container_dir, PRE_PREFIX))
+                done.append(f"recovered the images of an interrupted checkpoint into {final}")
+            else:
+                shutil.rmtree(path, ignore_errors=True)
+                done.append(f"removed {path}: the images of an interrupted checkpoint, incomplete")
+        elif name.startswith((f"{CHECKPOINT}.old-", f".{CHECKPOINT}.old-", f"{PRE_PREFIX}.tmp-")):
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                _unlink(path)
+            done.append(f"removed {path}, left by an interrupted checkpoint")
+    _unlink(os.path.join(final, SUPERSEDED))   # killed after marking, before the exchange
+    return done
 
 
 def abandon(p: Plan) -> None:

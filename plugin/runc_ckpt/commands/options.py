@@ -95,6 +95,8 @@ RESTORE: list[Option] = [
            "version does not fit this host"),
     Option(("tcp-close",), B, "close established TCP connections on restore (through a CRIU config file)"),
     Option(("tcp-established",), B, "allow open tcp connections", runc=True),
+    Option(("trust-archive-spec",), B, "with --import: run the archive's spec.dump as it is "
+           "(host binds, hooks, devices, capabilities)"),
     Option(("work-path",), V, "path for saving work files and logs", runc=True),
 ]
 

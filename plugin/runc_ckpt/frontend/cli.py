@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 
-from runc_ckpt.frontend import globalflags, runclog
+from runc_ckpt.frontend import globalflags, runclog, signals
 from runc_ckpt.frontend.errors import PassToRunc, RuncCkptError
 
 # Subcommands runc-ckpt handles itself, by module under runc_ckpt.commands.
@@ -43,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
         return runclog.fatal(inv.flags, str(e), e.exit_code)
     except KeyboardInterrupt:
         return runclog.fatal(inv.flags, "interrupted", 130)
+    except signals.Interrupted as e:     # a flow's deferral should have reported it; never a traceback
+        return runclog.fatal(inv.flags, f"interrupted by {e.signame}", 128 + e.signum)
     except BrokenPipeError:
         return 1
     except Exception as e:  # never a traceback: one runc-format line

@@ -1,19 +1,32 @@
 """`restore --import`: stage an archive, verify it, apply it to the bundle, then `runc restore`.
 
-Order, so that bad input never leaves anything half-done:
-  1. cheap checks: container ID free, base rootfs present, bundle config readable;
-  2. stage (archive/reader): one streaming read of the archive, or of a
-     checkpoint image's layer (image.source; its digest checked on the way);
-     images to an import dir inside the bundle, rootfs diff and volumes to
-     staging dirs inside their targets; every member hashed;
-  3. verify: manifest (if any), an image's annotations against its layer,
-     the pre-flight host check (restore.preflight), inventory, safety of the
-     merge plan, bind sources; any failure removes all staging (and an
-     image's scratch copy) and nothing was applied;
-  4. apply: rename-merge staged trees into place, deleted.files, root mode,
-     config.json, per-container bind files, /dev/shm content;
-  5. `runc restore --image-path <staged images> --bundle DIR ...`; on
-     failure nothing is left running or half-restored.
+Order, so that bad input never leaves anything half-done and a signal or a
+kill -9 at any point leaves the bundle as it was (or the restore finished):
+  1. cheap checks: the container ID (runc's rule), the archive readable;
+  2. locks (runtime.lock): the bundle, then the ID, so that two restores
+     never merge into one rootfs or race for one ID; then what a killed
+     restore left in this bundle is resolved (restore.recovery);
+  3. checks needing the bundle: config.json readable, base rootfs present,
+     the ID not taken;
+  4. stage (archive/reader): one streaming read of the archive, or of a
+     checkpoint image's layer (image.source; its digest checked on the way),
+     into an import dir in the bundle, flock-ed and journaled
+     (restore.transaction); trees are staged
+     there too when it is on their filesystem, so the container never sees
+     them, else in a staging dir inside the target that is gone before
+     runc restore starts;
+  5. verify: manifest, an image's annotations against its layer, the
+     pre-flight host check (restore.preflight), inventory, merge plan, bind
+     sources, and -- when the
+     archive's spec.dump becomes the spec -- what it asks of the host
+     (restore.untrusted);
+  6. apply, journaled: replaced and deleted entries move aside, so a failure
+     or a signal (held over the apply by frontend.signals) rolls back;
+  7. `runc restore` with signals forwarded when it runs in the foreground;
+     success commits; failure rolls the bundle back, keeps the work dir
+     with CRIU's restore.log and says where it is. A container is deleted
+     after a failure only when this call provably made it (runc's pid file
+     and the bundle).
 """
 
 from __future__ import annotations
@@ -22,31 +35,31 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import subprocess
-import tempfile
+import sys
 import time
 from typing import TYPE_CHECKING
 
 from runc_ckpt.archive import layout, reader, safeextract
 from runc_ckpt.checkpoint import configdump
 from runc_ckpt.commands import cmdflags, options
-from runc_ckpt.frontend import realrunc, runclog
+from runc_ckpt.frontend import realrunc, runclog, signals
 from runc_ckpt.frontend.errors import RuncCkptError
 from runc_ckpt.frontend.globalflags import Invocation
 from runc_ckpt.image import source as importsource
-from runc_ckpt.restore import podmanspec, preflight
-from runc_ckpt.runtime import containerid, criuconf, ocispec
+from runc_ckpt.restore import podmanspec, preflight, recovery, transaction, untrusted
+from runc_ckpt.runtime import atomicfile, containerid, criuconf, faults, lock, ocispec
 from runc_ckpt.runtime.criu import rootmode, stats
 from runc_ckpt.settings import config, hooks, policy
 
 if TYPE_CHECKING:
     from runc_ckpt.migrate.receiver import Session
 
-IMPORT_PREFIX = ".runc-ckpt-import-"
-# runc's own check for container IDs.
+IMPORT_PREFIX = recovery.IMPORT_PREFIX
 # Flags restore --import sets itself; the rest of runc's flags are forwarded.
 OWN_RUNC_FLAGS = {"bundle", "image_path", "work_path"}
+RESTORE_WORK = "restore-work"
+PID_FILE = "runc-ckpt.pid"
 
 
 def restore(inv: Invocation, p: cmdflags.Parsed, session: Session | None = None) -> int:
@@ -60,121 +73,290 @@ def restore(inv: Invocation, p: cmdflags.Parsed, session: Session | None = None)
     config.apply_log_level(cfg, inv.flags)
     hook_defs = hooks.load(cfg.hooks_dir)
     runc = realrunc.find(cfg.runc)
+    archive = str(p.values["import"])           # a file, or a checkpoint image (image.source)
     previous = os.path.abspath(str(p.import_previous)) if p.import_previous else None
     bundle = os.path.abspath(str(p.bundle or "."))
     cid = p.positionals[0] if p.positionals else (str(p.name) if p.name else None)
     if cid is not None:
-        _ensure_free(inv, runc, cid)
+        _check_id(cid)
+    if not os.path.isdir(bundle):
+        raise RuncCkptError(f"bundle {bundle} is not a directory")
+    with contextlib.ExitStack() as held:
+        locks = [held.enter_context(lock.hold(cfg.state_dir, lock.bundle_key(bundle), "restore --import",
+                                              cfg.lock_timeout, what=f"bundle {bundle}"))]
+        if cid is not None:
+            locks.append(held.enter_context(_id_lock(cfg, inv, cid)))
+        config_path = os.path.join(bundle, "config.json")
+        for message in recovery.resolve_bundle(runc, bundle, _rootfs_of(bundle, _load_bundle_config(config_path)),
+                                               allow_undo=True):
+            runclog.warn(inv.flags, message)
+        existing = _load_bundle_config(config_path)
+        rootfs = _rootfs_of(bundle, existing)
+        base_empty = _check_base_rootfs(rootfs)
+        if cid is not None:
+            _ensure_free(inv, runc, cid)
+        with signals.deferred(interrupt=True) as deferral:
+            tx = _Restore(inv, p, cfg, hook_defs, runc, archive, previous, bundle, cid, existing, config_path,
+                          rootfs, base_empty, deferral, held, locks, started, session)
+            return tx.run()
 
-    config_path = os.path.join(bundle, "config.json")
-    existing = _load_bundle_config(config_path)
-    rootfs = _rootfs_of(bundle, existing)
-    base_empty = _check_base_rootfs(rootfs)
 
-    import_dir = tempfile.mkdtemp(prefix=IMPORT_PREFIX, dir=bundle)
-    old_handlers = {sig: signal.signal(sig, _interrupted) for sig in (signal.SIGTERM, signal.SIGHUP)}
-    work = os.path.abspath(str(p.work_path)) if p.work_path else os.path.join(import_dir, "work")
-    volumes = _VolumeTargets(existing, cfg.volume_roots, bool(p.ignore_volumes))
-    staged: reader.Staged | None = None
-    sources = contextlib.ExitStack()  # an image's scratch copy, until staging is done
-    try:
-        src = (importsource.Source(layout.STDIO) if session is not None
-               else importsource.open_source(str(p.values["import"]), bundle, inv.flags, sources))
-        archive = src.path
-        host_versions = configdump.versions(runc, inv.flags.criu)
-        if src.annotations:  # an image says where it was made before its layer is read
-            preflight.check(preflight.compare(preflight.recorded(None, src.annotations), host_versions),
-                            src.what, bool(p.skip_preflight))
-        if previous is not None:
-            prev = reader.stage(previous, reader.Targets(import_dir, None, None),
+def _id_lock(cfg: config.Config, inv: Invocation, cid: str) -> contextlib.AbstractContextManager[lock.Held]:
+    return lock.hold(cfg.state_dir, lock.container_key(inv.flags.root, cid), "restore --import",
+                     cfg.lock_timeout, what=f"container {cid}")
+
+
+class _Restore:
+    """One restore --import under its locks: stage, verify, apply (journaled), runc restore, commit or undo."""
+
+    def __init__(self, inv: Invocation, p: cmdflags.Parsed, cfg: config.Config, hook_defs: list[hooks.Hook],
+                 runc: str, archive: str, previous: str | None, bundle: str, cid: str | None,
+                 existing: dict | None, config_path: str, rootfs: str, base_empty: bool,
+                 deferral: signals.Deferral, held: contextlib.ExitStack, locks: list[lock.Held],
+                 started: float, session: Session | None = None) -> None:
+        self.inv, self.p, self.cfg, self.hook_defs, self.runc = inv, p, cfg, hook_defs, runc
+        self.archive, self.previous, self.bundle, self.cid = archive, previous, bundle, cid
+        self.existing, self.config_path, self.rootfs, self.base_empty = existing, config_path, rootfs, base_empty
+        self.deferral, self.held, self.locks, self.started = deferral, held, locks, started
+        self.staged: reader.Staged | None = None
+        self.session = session
+
+    def run(self) -> int:
+        fd, import_dir = atomicfile.locked_dir(self.bundle, IMPORT_PREFIX)
+        self.locks.append(lock.Held("import-dir", import_dir, fd))
+        journal = transaction.Journal(import_dir)
+        try:
+            try:
+                _spec, pol, post_hooks, annotations, image_dir = self._stage_and_apply(journal, import_dir)
+            except BaseException as e:
+                self._roll_back(journal)
+                shutil.rmtree(import_dir, ignore_errors=True)
+                if isinstance(e, signals.Interrupted):
+                    raise RuncCkptError(f"restore --import interrupted by {e.signame} before runc restore: "
+                                        f"nothing applied, the bundle {self.bundle} is as it was",
+                                        128 + e.signum) from None
+                if isinstance(e, OSError):
+                    where = f": {e.filename}" if e.filename else ""
+                    raise RuncCkptError(f"restore --import: {e.strerror or e}{where}") from None
+                raise
+            return self._restore(journal, import_dir, image_dir, pol, post_hooks, annotations)
+        finally:
+            journal.close()
+            os.close(fd)
+
+    # ---- staging, checks, apply
+
+    def _stage_and_apply(self, journal: transaction.Journal, import_dir: str):
+        p, inv, cfg = self.p, self.inv, self.cfg
+        volumes = _VolumeTargets(self.existing, cfg.volume_roots, bool(p.ignore_volumes), journal,
+                                 trust=bool(p.trust_archive_spec))
+        if not p.ignore_rootfs:
+            journal.target(self.rootfs)
+        if self.previous is not None:
+            prev = reader.stage(self.previous, reader.Targets(import_dir, None, None),
                                 what_is_required=layout.PRE_CHECKPOINT_DIR, flags=inv.flags)
             prev.verify()
             if layout.PRE_CHECKPOINT_DIR not in prev.checkpoint_dirs:
-                raise RuncCkptError(f"archive {previous} has no {layout.PRE_CHECKPOINT_DIR}/ images")
-        staged = reader.stage(archive, reader.Targets(import_dir, None if p.ignore_rootfs else rootfs,
-                                                      volumes.directory,
-                                                      session.on_hello if session else None,
-                                                      session.on_phase1 if session else None),
-                               flags=inv.flags, sha256=src.sha256)
+                raise RuncCkptError(f"archive {self.previous} has no {layout.PRE_CHECKPOINT_DIR}/ images")
+        with contextlib.ExitStack() as sources:     # an image's scratch copy, until staging is done
+            session = self.session
+            src = (importsource.Source(layout.STDIO) if session is not None
+                   else importsource.open_source(self.archive, self.bundle, inv.flags, sources))
+            self.archive = src.path
+            host_versions = configdump.versions(self.runc, inv.flags.criu)
+            if src.annotations:  # an image says where it was made before its layer is read
+                preflight.check(preflight.compare(preflight.recorded(None, src.annotations), host_versions),
+                                src.what, bool(p.skip_preflight))
+            self.staged = staged = reader.stage(
+                self.archive, reader.Targets(import_dir, None if p.ignore_rootfs else self.rootfs, volumes.directory,
+                                             on_hello=session.on_hello if session else None,
+                                             on_phase1=session.on_phase1 if session else None,
+                                             staging_home=import_dir), flags=inv.flags, sha256=src.sha256)
+        faults.point("staging")
         staged.verify()
         importsource.verify(src, staged.members, staged.config_dump)
         preflight.check(preflight.compare(preflight.recorded(staged.manifest, src.annotations), host_versions),
                         src.what, bool(p.skip_preflight))
         volumes.check_binds(staged)
-        if base_empty and not (staged.rootfs is not None and _rootfs_kind(staged) == "full"):
-            raise RuncCkptError(f"base rootfs {rootfs} is empty: put the container image's files there "
+        if self.base_empty and not (staged.rootfs is not None and _rootfs_kind(staged) == "full"):
+            raise RuncCkptError(f"base rootfs {self.rootfs} is empty: put the container image's files there "
                                 f"(e.g. mount its layers) before restore --import")
         if staged.ignored:
             runclog.debug(inv.flags, f"restore --import: ignored members {', '.join(staged.ignored)}")
-        if cid is None:
-            cid = _archive_id(staged, archive)
-            _ensure_free(inv, runc, cid)
-        spec = existing if existing is not None else _spec_from_archive(staged, archive, bundle)
+        if self.cid is None:
+            self.cid = _archive_id(staged, self.archive)
+            _check_id(self.cid)
+            self.locks.append(self.held.enter_context(_id_lock(cfg, inv, self.cid)))
+            _ensure_free(inv, self.runc, self.cid)
+        cid = self.cid
+        from_archive = self.existing is None
+        spec = self.existing if not from_archive else _spec_from_archive(staged, self.archive, self.bundle)
+        recreate = from_archive and not p.trust_archive_spec
+        if recreate:
+            untrusted.check(spec, cfg.volume_roots, frozenset(podmanspec.PODMAN_FILES), self.archive)
         # Policy and prerestore hooks once the spec is known, before anything is applied:
         # a refusal here still leaves the bundle as it was.
         annotations = ocispec.annotations(spec)
         pol = policy.effective(cfg, annotations, {k: p.values[k] for k in p.given})
         runclog.debug(inv.flags, f"{cid}: {pol.describe()}")
-        post_hooks = hooks.select(hook_defs, "postrestore", annotations, pol.hooks)
-        hooks.run_stage("prerestore", hooks.select(hook_defs, "prerestore", annotations, pol.hooks),
-                        hooks.state_json(cid, "creating", 0, bundle, annotations), inv.flags, pol.hook_timeout)
-        remaps = podmanspec.plan_remaps(spec, bundle, volumes.sources)
+        post_hooks = hooks.select(self.hook_defs, "postrestore", annotations, pol.hooks)
+        hooks.run_stage("prerestore", hooks.select(self.hook_defs, "prerestore", annotations, pol.hooks),
+                        hooks.state_json(cid, "creating", 0, self.bundle, annotations), inv.flags, pol.hook_timeout)
+        remaps = podmanspec.plan_remaps(spec, self.bundle, volumes.sources, recreate_all=recreate)
         podmanspec.check_namespace_paths(spec)
         plans = _plan_merges(staged)
         image_dir = os.path.join(import_dir, layout.CHECKPOINT_DIR)
         mode = _root_mode(staged, image_dir)
 
-        if session is not None:
-            session.staged()
+        if self.session is not None:
+            self.session.staged()
         # ---- apply: nothing above changed the rootfs, the volumes or config.json.
-        _apply(staged, plans)
-        if mode is not None and (os.stat(rootfs).st_mode & 0o7777) != mode:
-            os.chmod(rootfs, mode)
-            runclog.debug(inv.flags, f"rootfs {rootfs}: mode set to {mode:04o} as CRIU recorded it")
-        podmanspec.apply_remaps(spec, remaps, cid)
-        for r in remaps:
-            runclog.log(inv.flags, "info", f"bind mount {r.destination}: source {r.old_source} is missing here, "
-                                           f"using {r.new_source}")
-        if existing is None or remaps:
-            podmanspec.write_config(config_path, spec)
-        _restore_devshm(staged, remaps)
-        if session is not None:
-            session.applied()
-    except BaseException as e:
-        if staged is not None:
-            staged.discard()
-        volumes.remove_created()
-        shutil.rmtree(import_dir, ignore_errors=True)
-        if isinstance(e, OSError):
-            where = f": {e.filename}" if e.filename else ""
-            raise RuncCkptError(f"restore --import: {e.strerror or e}{where}") from None
-        raise
-    finally:
-        if staged is not None:
-            staged.discard()
-        sources.close()
-        for sig, handler in old_handlers.items():
-            signal.signal(sig, handler)
+        with self.deferral.critical():
+            _apply(journal, staged, plans)
+            if mode is not None and (os.stat(self.rootfs).st_mode & 0o7777) != mode:
+                journal.meta(self.rootfs)
+                os.chmod(self.rootfs, mode)
+                runclog.debug(inv.flags, f"rootfs {self.rootfs}: mode set to {mode:04o} as CRIU recorded it")
+            for path in podmanspec.remap_paths(self.bundle, remaps):
+                if not os.path.lexists(path):
+                    journal.created(path)
+            podmanspec.apply_remaps(spec, remaps, cid)
+            for r in remaps:
+                runclog.log(inv.flags, "info", f"bind mount {r.destination}: source {r.old_source} is missing "
+                                               f"here, using {r.new_source}")
+            if from_archive or remaps:
+                journal.rewriting(self.config_path)
+                podmanspec.write_config(self.config_path, spec)
+            _restore_devshm(staged, remaps)
+            if self.session is not None:
+                self.session.applied()
+            staged.discard()          # no staging dir is left where the container could see it
+            self.staged = None
+        return spec, pol, post_hooks, annotations, image_dir
 
-    try:
-        code = _run_runc(inv, p, runc, bundle, image_dir, work, cid, started, pol.runc_flags(p.given))
-        if code == 0 and post_hooks:
-            from runc_ckpt.runtime import containerstate
-            st = containerstate.state(runc, inv, cid)
-            hooks.run_stage("postrestore", post_hooks, hooks.state_json(st.id, st.status, st.pid, st.bundle,
-                                                                        annotations), inv.flags, pol.hook_timeout)
+    def _roll_back(self, journal: transaction.Journal) -> list[str]:
+        with self.deferral.critical():
+            if self.staged is not None:
+                self.staged.discard()
+                self.staged = None
+            problems = transaction.undo(journal.steps)
+        for problem in problems:
+            runclog.warn(self.inv.flags, f"restore --import: could not roll back {problem}")
+        return problems
+
+    # ---- runc restore
+
+    def _restore(self, journal: transaction.Journal, import_dir: str, image_dir: str, pol: policy.Policy,
+                 post_hooks: list[hooks.Hook], annotations: dict[str, str]) -> int:
+        p, inv, cid = self.p, self.inv, self.cid
+        assert cid is not None
+        work = os.path.abspath(str(p.work_path)) if p.work_path else _own_work_dir(self.cfg.state_dir, cid)
+        pid_file = os.path.abspath(str(p.pid_file)) if p.pid_file else os.path.join(work, PID_FILE)
+        wall = time.time()
+        self.deferral.stop_interrupting()     # from here a signal is reported once runc is done
+        journal.runc_started(self.inv.flags.root, cid)
+        code = self._run_runc(image_dir, work, pid_file, pol.runc_flags(p.given))
+        made = _made_by_us(self.runc, inv.flags.root, cid, self.bundle, pid_file, wall)
+        if code == 0 or made and not p.detach:
+            # Restored (without -d a non-zero code can be the container's own exit status).
+            transaction.commit(journal.steps)
+            if not p.keep:
+                shutil.rmtree(import_dir, ignore_errors=True)
+                if not p.work_path:
+                    shutil.rmtree(work, ignore_errors=True)
+            if code == 0 and post_hooks and made is not False:
+                from runc_ckpt.runtime import containerstate
+                st = containerstate.state(self.runc, inv, cid)
+                hooks.run_stage("postrestore", post_hooks, hooks.state_json(st.id, st.status, st.pid, st.bundle,
+                                                                            annotations), inv.flags, pol.hook_timeout)
+            if self.deferral.signum is not None:
+                now = recovery.container_bundle(self.runc, inv.flags.root, cid)
+                state = "is running" if now is not None else "has exited"
+                raise RuncCkptError(f"restore --import interrupted by {self.deferral.signame} while runc restored "
+                                    f"{cid}; runc finished and the container {state}", self.deferral.exit_code)
+            return code
+        # runc failed: nothing of ours may stay half-restored, nothing of anyone else's is touched.
+        notes = []
+        if made:
+            subprocess.run([self.runc, *_state_globals(inv), "delete", "--force", cid], capture_output=True,
+                           check=False)
+        elif made is False:
+            notes.append(f"a container {cid} exists that this restore did not create: it is left alone")
+        problems = self._roll_back(journal)
+        shutil.rmtree(import_dir, ignore_errors=True)
+        log = os.path.join(work, "restore.log")
+        notes.append("the bundle, rootfs and volumes are as they were" if not problems
+                     else "the bundle could not be fully rolled back")
+        if os.path.exists(log):
+            notes.append(f"CRIU's log: {log}")
+        if self.deferral.signum is not None:
+            notes.insert(0, f"interrupted by {self.deferral.signame}")
+        sys.stderr.write(f"runc-ckpt: restore --import of {cid} failed (runc exit status {code}); "
+                         f"{'; '.join(notes)}\n")
+        sys.stderr.flush()
         return code
-    finally:
-        if not p.keep:
-            shutil.rmtree(import_dir, ignore_errors=True)
+
+    def _run_runc(self, image_dir: str, work: str, pid_file: str, policy_flags: list[str]) -> int:
+        p, inv = self.p, self.inv
+        os.makedirs(work, mode=0o700, exist_ok=True)
+        own_pid = [] if p.pid_file else ["--pid-file", pid_file]
+        argv = [self.runc, *inv.runc_globals, "restore", "--image-path", image_dir, "--work-path", work,
+                "--bundle", self.bundle, *_forwarded_flags(p), *p.unknown, *own_pid, *policy_flags, self.cid]
+        env = criuconf.environ_with(["tcp-close"]) if p.tcp_close else None
+        runclog.debug(inv.flags, f"restore --import: running {' '.join(argv)}")
+        # Detached, runc exits once the container runs, so it may carry our locks: if we are
+        # killed meanwhile, nobody resolves this restore before runc is done.
+        pass_fds = tuple(h.fd for h in self.locks) if p.detach else ()
+        t0 = time.monotonic()
+        with self.deferral.critical():
+            proc = subprocess.Popen(argv, env=env, pass_fds=pass_fds)
+            with self.deferral.forwarding(proc) if not p.detach else contextlib.nullcontext():
+                faults.point("runc-restore")
+                rc = proc.wait()
+            runtime_us = int((time.monotonic() - t0) * 1e6)
+            if rc == 0 and p.print_stats:
+                restore_stats = _criu_restore_stats(work)
+                total_us = int((time.monotonic() - self.started) * 1e6)
+                print(json.dumps({
+                    "podman_restore_duration": total_us,
+                    "restore_duration": total_us,
+                    "container_statistics": [{
+                        "Id": self.cid,
+                        "runtime_restore_duration": runtime_us,
+                        "criu_statistics": stats.podman_view(restore_stats, stats.PODMAN_RESTORE_KEYS),
+                    }],
+                }))
+        return rc
+
+
+def _own_work_dir(state_dir: str, cid: str) -> str:
+    """CRIU's work dir for a restore of cid: in the state dir, so it outlives a failed restore."""
+    work = os.path.join(os.path.realpath(state_dir), cid, RESTORE_WORK)
+    shutil.rmtree(work, ignore_errors=True)   # the last restore's logs; we hold the ID's lock
+    return work
+
+
+def _made_by_us(runc: str, root: str, cid: str, bundle: str, pid_file: str, since: float) -> bool | None:
+    """None: no container cid; True: this call's runc made it (its pid file, our bundle); False: someone else's."""
+    found = recovery.container_bundle(runc, root, cid)
+    if found is None:
+        return None
+    try:
+        if os.stat(pid_file).st_mtime < since - 1:
+            return False
+        with open(pid_file, encoding="utf-8") as f:
+            pid = int(f.read().strip() or 0)
+    except (OSError, ValueError):
+        return False
+    out = subprocess.run([runc, "--root", root, "state", cid], capture_output=True, check=False)
+    try:
+        state = json.loads(out.stdout)
+    except ValueError:
+        return False
+    return pid > 0 and state.get("pid") == pid and os.path.realpath(found) == os.path.realpath(bundle)
 
 
 # ---------------------------------------------------------------- checks
-
-
-def _interrupted(signum: int, _frame: object) -> None:
-    """SIGTERM/SIGHUP while staging or applying: unwind, so staging dirs are removed."""
-    raise RuncCkptError(f"restore --import interrupted by signal {signal.Signals(signum).name}")
 
 
 def _state_globals(inv: Invocation) -> list[str]:
@@ -185,8 +367,12 @@ def _state_globals(inv: Invocation) -> list[str]:
     return g
 
 
-def _ensure_free(inv: Invocation, runc: str, cid: str) -> None:
+def _check_id(cid: str) -> None:
+    """runc's rule for container IDs, before anything is touched (runc would refuse only after the apply)."""
     containerid.check(cid)
+
+
+def _ensure_free(inv: Invocation, runc: str, cid: str) -> None:
     out = subprocess.run([runc, *_state_globals(inv), "state", cid], capture_output=True, check=False)
     if out.returncode == 0:
         raise RuncCkptError(f"container {cid} already exists: choose another ID (--name) or delete it first")
@@ -251,12 +437,14 @@ def _spec_from_archive(staged: reader.Staged, archive: str, bundle: str) -> dict
 class _VolumeTargets:
     """Decides, while the archive streams, where each volumes/<name>.tar is staged."""
 
-    def __init__(self, existing: dict | None, volume_roots: list[str], ignore: bool) -> None:
+    def __init__(self, existing: dict | None, volume_roots: list[str], ignore: bool,
+                 journal: transaction.Journal, trust: bool) -> None:
         self.existing = existing
+        self.journal = journal
+        self.trust = trust
         self.volume_roots = volume_roots
         self.ignore = ignore
         self.sources: set[str] = set()
-        self.created: list[str] = []
         self.binds: dict[str, str] = {}  # io.runc-ckpt.volumes bind mounts staged: name -> destination
 
     def directory(self, name: str, staged: reader.Staged) -> str | None:
@@ -273,16 +461,19 @@ class _VolumeTargets:
         if not source or not os.path.isabs(source):
             raise RuncCkptError(f"archive volume {name}: no bind mount for it in the container's spec")
         source = os.path.normpath(source)
+        if self.existing is None and not self.trust:
+            untrusted.check_volume_source(source, self.volume_roots, f"archive volume {name}")
         if not os.path.isdir(source):
             top = source
             while not os.path.isdir(os.path.dirname(top)):
                 top = os.path.dirname(top)
+            self.journal.created(top)  # removed again if the restore fails (or was killed)
             os.makedirs(source, mode=0o755)
-            self.created.append(top)  # removed again if the restore fails
         elif any(True for _ in os.scandir(source)):
             raise RuncCkptError(f"volume {name}: {source} already holds data; restore will not overwrite it "
                                 f"(empty it, or use --ignore-volumes to keep it as it is)")
         self.sources.add(source)
+        self.journal.target(source)
         return source
 
     def check_binds(self, staged: reader.Staged) -> None:
@@ -298,10 +489,6 @@ class _VolumeTargets:
             if os.path.normpath(listed.get(name, "")) != os.path.normpath(dest):
                 raise RuncCkptError(f"archive {staged.path}: volume {name} is not listed in its manifest as the "
                                     f"bind mount at {dest}")
-
-    def remove_created(self) -> None:
-        for d in self.created:
-            shutil.rmtree(d, ignore_errors=True)
 
 
 def _plan_merges(staged: reader.Staged) -> dict[str, safeextract.MergePlan]:
@@ -323,12 +510,13 @@ def _root_mode(staged: reader.Staged, image_dir: str) -> int | None:
     return rootmode.root_mode(image_dir)
 
 
-def _apply(staged: reader.Staged, plans: dict[str, safeextract.MergePlan]) -> None:
+def _apply(journal: transaction.Journal, staged: reader.Staged, plans: dict[str, safeextract.MergePlan]) -> None:
     trees = ([("rootfs", staged.rootfs)] if staged.rootfs is not None else []) + list(staged.volumes.items())
     for key, tree in trees:
         try:
-            safeextract.apply_merge(tree.staging, tree.target, plans[key], tree.extracted.explicit_dirs,
-                                    tree.extracted)
+            transaction.apply_merge(journal, tree.staging, tree.target, plans[key], tree.extracted.explicit_dirs,
+                                    tree.extracted, undo_dir=tree.staging.path + transaction.UNDO_SUFFIX,
+                                    step=lambda: faults.point("apply"))
         except OSError as e:
             raise RuncCkptError(f"applying {tree.staging.what}: {e.strerror or e}") from None
 
@@ -364,37 +552,6 @@ def _forwarded_flags(p: cmdflags.Parsed) -> list[str]:
         else:
             out += [flag, str(value)]
     return out
-
-
-def _run_runc(inv: Invocation, p: cmdflags.Parsed, runc: str, bundle: str, image_dir: str, work: str,
-              cid: str, started: float, policy_flags: list[str]) -> int:
-    os.makedirs(work, mode=0o700, exist_ok=True)
-    argv = [runc, *inv.runc_globals, "restore", "--image-path", image_dir, "--work-path", work,
-            "--bundle", bundle, *_forwarded_flags(p), *p.unknown, *policy_flags, cid]
-    env = criuconf.environ_with(["tcp-close"]) if p.tcp_close else None
-    runclog.debug(inv.flags, f"restore --import: running {' '.join(argv)}")
-    t0 = time.monotonic()
-    rc = subprocess.run(argv, env=env, check=False).returncode
-    runtime_us = int((time.monotonic() - t0) * 1e6)
-    if rc != 0 and not p.detach:
-        return rc  # without -d runc's exit code is the container's own
-    if rc != 0:
-        # runc reported the error itself; make sure nothing half-restored stays behind.
-        subprocess.run([runc, *_state_globals(inv), "delete", "--force", cid], capture_output=True, check=False)
-        return rc
-    if p.print_stats:
-        restore_stats = _criu_restore_stats(work)
-        total_us = int((time.monotonic() - started) * 1e6)
-        print(json.dumps({
-            "podman_restore_duration": total_us,
-            "restore_duration": total_us,
-            "container_statistics": [{
-                "Id": cid,
-                "runtime_restore_duration": runtime_us,
-                "criu_statistics": stats.podman_view(restore_stats, stats.PODMAN_RESTORE_KEYS),
-            }],
-        }))
-    return 0
 
 
 def _criu_restore_stats(work: str) -> dict[str, int]:

@@ -15,12 +15,11 @@ user's own host path: that is an error naming it, never guessed.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 
 from runc_ckpt.frontend.errors import RuncCkptError
-from runc_ckpt.runtime import volumes
+from runc_ckpt.runtime import atomicfile, volumes
 
 BINDS_DIR = ".runc-ckpt-binds"
 # Destination in the container -> file (or dir) name under BINDS_DIR.
@@ -68,15 +67,21 @@ class Remap:
     is_dir: bool
 
 
-def plan_remaps(spec: dict, bundle: str, known_sources: set[str]) -> list[Remap]:
+def plan_remaps(spec: dict, bundle: str, known_sources: set[str], recreate_all: bool = False) -> list[Remap]:
     """Which missing bind sources to recreate under the bundle; a missing other source is an error.
 
     known_sources: sources restore creates itself (named volumes).
+    recreate_all: recreate podman's per-container files even where their source exists
+    (an untrusted archived spec must not bind host files).
     """
     remaps = []
     for m in volumes.bind_entries(spec):
         source = str(m.get("source", ""))
         dest = os.path.normpath(str(m.get("destination", "")))
+        if recreate_all and dest in PODMAN_FILES and source:
+            remaps.append(Remap(dest, source, os.path.join(bundle, BINDS_DIR, PODMAN_FILES[dest]),
+                                is_dir=dest == "/dev/shm"))
+            continue
         if not source or not os.path.isabs(source) or os.path.lexists(source) \
                 or os.path.normpath(source) in known_sources:
             continue
@@ -97,6 +102,11 @@ def check_namespace_paths(spec: dict) -> None:
         if path and not os.path.exists(path):
             raise RuncCkptError(f"{ns.get('type', '?')} namespace {path} does not exist on this host: create it "
                                 f"(e.g. `ip netns add`), or remove its path from the bundle's config.json")
+
+
+def remap_paths(bundle: str, remaps: list[Remap]) -> list[str]:
+    """What apply_remaps creates, parents first (restore journals what did not exist)."""
+    return [os.path.join(bundle, BINDS_DIR), *[r.new_source for r in remaps]] if remaps else []
 
 
 def apply_remaps(spec: dict, remaps: list[Remap], container_id: str) -> None:
@@ -135,8 +145,5 @@ def _host_resolv_conf() -> str:
 
 
 def write_config(path: str, spec: dict) -> None:
-    """Write config.json atomically (a crash leaves the old file or the new one)."""
-    tmp = f"{path}.runc-ckpt-tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(spec, f, indent=2)
-    os.replace(tmp, path)
+    """Write config.json atomically and durably (a crash leaves the old file or the new one)."""
+    atomicfile.write_json(path, spec, mode=0o644)

@@ -21,6 +21,7 @@ import os
 import tempfile
 
 from runc_ckpt.frontend.errors import RuncCkptError
+from runc_ckpt.runtime import atomicfile
 
 ENV_VAR = "CRIU_CONFIG_FILE"
 
@@ -56,13 +57,7 @@ def environ_with(options: list[str], environ: dict[str, str] | None = None) -> d
     try:
         os.makedirs(directory, mode=0o700, exist_ok=True)
         if not os.path.exists(path):
-            fd, tmp = tempfile.mkstemp(dir=directory, prefix=".criu-", suffix=".conf")
-            try:
-                os.write(fd, text.encode())
-            finally:
-                os.close(fd)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
+            atomicfile.write_bytes(path, text.encode(), mode=0o644)
     except OSError as e:
         raise RuncCkptError(f"cannot write CRIU config file {path}: {e.strerror}") from None
     env[ENV_VAR] = path

@@ -16,16 +16,16 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import tempfile
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO
 
 from runc_ckpt.frontend import runclog
 from runc_ckpt.frontend.globalflags import GlobalFlags
+from runc_ckpt.frontend import signals
+from runc_ckpt.runtime import faults
 
 _TEXT_ERROR = re.compile(r"(?:^|\s)level=(?:error|fatal|panic)(?:\s|$)")
 _ERROR_LEVELS = ("error", "fatal", "panic")
@@ -36,7 +36,11 @@ class RuncResult:
     returncode: int
     logged_error: bool                  # runc's error reached the caller's log (or stderr)
     dropped: list[str] = field(default_factory=list)  # earlier error messages kept out of the log
-    interrupted: bool = False           # SIGINT/SIGTERM/SIGHUP arrived while runc ran (runc was let finish)
+    signum: int | None = None           # SIGINT/SIGTERM/SIGHUP that arrived while runc ran (runc was let finish)
+
+    @property
+    def interrupted(self) -> bool:
+        return self.signum is not None
 
 
 def logs_to_file(flags: GlobalFlags) -> bool:
@@ -89,34 +93,19 @@ def _append(path: str, lines: list[str]) -> None:
 
 
 def _wait_through_interrupts(argv: list[str], stdout: IO[str] | int | None,
-                             pass_fds: tuple[int, ...]) -> tuple[int, bool]:
+                             pass_fds: tuple[int, ...], phase: str | None) -> tuple[int, int | None]:
     """Run argv to the end, however we are asked to stop meanwhile.
 
     Killing runc mid-dump (as subprocess.run does on KeyboardInterrupt) could
     leave the container frozen, and dying ourselves would strand finished
     images in a temporary directory. So SIGINT, SIGTERM and SIGHUP are only
-    remembered; the caller stops once runc is done.
+    remembered (frontend.signals); the caller stops once runc is done.
     """
-    interrupted = False
-
-    def note(_signum: int, _frame: object) -> None:
-        nonlocal interrupted
-        interrupted = True
-
-    old = {}
-    if threading.current_thread() is threading.main_thread():
-        old = {sig: signal.signal(sig, note) for sig in (signal.SIGTERM, signal.SIGHUP)}
-    try:
+    with signals.deferred() as deferral:
         proc = subprocess.Popen(argv, stdout=stdout, pass_fds=pass_fds)
-        while True:
-            try:
-                rc = proc.wait()
-                return rc, interrupted
-            except KeyboardInterrupt:
-                interrupted = True
-    finally:
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
+        if phase is not None:
+            faults.point(phase)
+        return proc.wait(), deferral.signum
 
 
 def amend_last_error(lines: list[str], context: str) -> list[str]:
@@ -130,21 +119,22 @@ def amend_last_error(lines: list[str], context: str) -> list[str]:
 
 def run(runc: str, runc_globals: list[str], args: list[str], flags: GlobalFlags,
         stdout: IO[str] | int | None = None, pass_fds: tuple[int, ...] = (),
-        context: Callable[[list[str]], str | None] | None = None) -> RuncResult:
+        context: Callable[[list[str]], str | None] | None = None, phase: str | None = None) -> RuncResult:
     """`runc [globals] args...`, relaying its log as described above.
 
     When runc fails and the log is a file, context(dropped messages) may
     return text to append to runc's one error line (in parentheses), so the
-    caller's single error carries what runc's message lacks.
+    caller's single error carries what runc's message lacks. phase names a
+    fault point (runtime.faults) reached once runc has started.
     """
     if not logs_to_file(flags):
-        rc, interrupted = _wait_through_interrupts([runc, *runc_globals, *args], stdout, pass_fds)
-        return RuncResult(rc, logged_error=rc > 0, interrupted=interrupted)
+        rc, signum = _wait_through_interrupts([runc, *runc_globals, *args], stdout, pass_fds, phase)
+        return RuncResult(rc, logged_error=rc > 0, signum=signum)
     fd, private = tempfile.mkstemp(prefix="runc-ckpt-runc-log-")
     os.close(fd)
     try:
-        rc, interrupted = _wait_through_interrupts([runc, *runc_globals, "--log", private, *args],
-                                                   stdout, pass_fds)
+        rc, signum = _wait_through_interrupts([runc, *runc_globals, "--log", private, *args],
+                                              stdout, pass_fds, phase)
         with open(private, encoding="utf-8", errors="replace") as f:
             lines = f.read().splitlines()
     finally:
@@ -157,4 +147,4 @@ def run(runc: str, runc_globals: list[str], args: list[str], flags: GlobalFlags,
         _append(flags.log, kept)
     except OSError:
         has_error = False  # nothing reached the caller's log: we must report ourselves
-    return RuncResult(rc, logged_error=has_error and rc != 0, dropped=dropped, interrupted=interrupted)
+    return RuncResult(rc, logged_error=has_error and rc != 0, dropped=dropped, signum=signum)

@@ -36,6 +36,8 @@ class Config:
     hooks_dir: str = "/etc/containers/runc-ckpt/hooks.d"
     hook_timeout: float = 30.0
     log_level: str = "warning"
+    # Seconds a checkpoint/restore waits for another runc-ckpt call on the same container.
+    lock_timeout: float = 60.0
     path: str | None = None  # the file these settings came from; None: built-in defaults
     keys: frozenset[str] = frozenset()  # the keys that file set, so logs can tell a default from a choice
 

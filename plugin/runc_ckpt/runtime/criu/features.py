@@ -14,10 +14,10 @@ import json
 import os
 import shutil
 import subprocess
-import tempfile
 from dataclasses import dataclass
 
 from runc_ckpt.frontend.errors import RuncCkptError
+from runc_ckpt.runtime import atomicfile
 
 FEATURE = "mem_dirty_track"
 CACHE_NAME = "criu-features.json"
@@ -69,14 +69,7 @@ def _write_cache(path: str, key: dict[str, object], answer: Answer) -> None:
     doc = {FEATURE: {"key": key, "supported": answer.supported, "detail": answer.detail}}
     try:
         os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".criu-features-", dir=os.path.dirname(path))
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(doc, f)
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        atomicfile.write_json(path, doc, mode=0o600, indent=None)
     except OSError:
         pass
 

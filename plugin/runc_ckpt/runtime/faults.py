@@ -1,0 +1,42 @@
+"""Fault injection for tests: stop runc-ckpt at a named phase, as a crash or a timeout would.
+
+RUNC_CKPT_FAULT=PHASE:ACTION[,PHASE:ACTION...] with ACTION `kill` (SIGKILL
+ourselves: a crash, an OOM kill, an engine's kill -9) or `pause` (SIGSTOP
+ourselves, so a test can send SIGTERM/SIGKILL at exactly that point, then
+SIGCONT). Phases, in the order a flow passes them:
+
+  dump          runc checkpoint has started (runc runs on without us)
+  export-write  the archive's temp file holds its first members
+  rename        the archive is complete, just before its rename
+  staging       restore --import has staged the archive (rootfs diff, volumes, images)
+  apply         restore --import has applied part of the archive
+  runc-restore  runc restore has started
+
+Unset (always, outside tests) it costs one environment lookup per phase.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+ENV_VAR = "RUNC_CKPT_FAULT"
+PHASES = ("dump", "export-write", "rename", "staging", "apply", "runc-restore")
+_fired: set[str] = set()
+
+
+def point(phase: str) -> None:
+    """Act on RUNC_CKPT_FAULT if it names this phase (once per process: apply passes it per entry)."""
+    spec = os.environ.get(ENV_VAR)
+    if not spec or phase in _fired:
+        return
+    _fired.add(phase)
+    assert phase in PHASES, phase
+    for item in spec.split(","):
+        name, _, action = item.partition(":")
+        if name != phase:
+            continue
+        if action == "kill":
+            os.kill(os.getpid(), signal.SIGKILL)
+        elif action == "pause":
+            os.kill(os.getpid(), signal.SIGSTOP)
