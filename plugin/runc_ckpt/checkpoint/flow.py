@@ -130,6 +130,7 @@ def _locked(runc: str, inv: Invocation, cfg: config.Config, parsed: cmdflags.Par
             chosen: list[tuple[str, ContainerState]], caller: predump.CallerPaths, archive: str | None,
             image_ref: Reference | None, in_state_dir: bool, lock_fds: tuple[int, ...], started: float) -> int:
     """The rest of checkpoint(), under the containers' locks."""
+    streaming = parsed.export == layout.STDIO
     # Policy and hooks of every container are settled before any is touched:
     # a bad annotation or hook definition refuses the whole call.
     given = {k: parsed.values[k] for k in parsed.given}
