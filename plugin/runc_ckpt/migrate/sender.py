@@ -41,7 +41,7 @@ from runc_ckpt.archive import compression, layout
 from runc_ckpt.archive.writer import DIR, Entry, TarWriter, TreePlan
 from runc_ckpt.checkpoint import export, flow, predump
 from runc_ckpt.commands import cmdflags
-from runc_ckpt.frontend import runclog
+from runc_ckpt.frontend import runclog, signals
 from runc_ckpt.frontend.errors import RuncCkptError
 from runc_ckpt.frontend.globalflags import Invocation
 from runc_ckpt.migrate import delta, faults, handshake, hello, lazypages, stream
@@ -87,7 +87,7 @@ def send(runc: str, inv: Invocation, cfg: config.Config, p: cmdflags.Parsed, run
     dumped = False
     began = time.monotonic()
     try:
-        with export._interruptible():
+        with signals.deferred(interrupt=True):
             try:
                 now = time.time()
                 tw.add_bytes(layout.HELLO, json.dumps(hello.build(runc, inv.flags.criu, t.state.id, mode,
@@ -111,7 +111,7 @@ def send(runc: str, inv: Invocation, cfg: config.Config, p: cmdflags.Parsed, run
                 sink.close()
                 faults.point("stream-sent")
                 out.finish()
-            except export._Interrupted as e:
+            except signals.Interrupted as e:
                 raise RuncCkptError(f"interrupted by {e.signame}") from None
     except (RuncCkptError, OSError, flow.RuncFailed) as e:
         out.close()                        # no end marker: the receiver discards what it staged
