@@ -274,8 +274,11 @@ def _why_tracking(p: cmdflags.Parsed) -> str:
 
 
 def checkpoint_one(runc: str, inv: Invocation, cfg: config.Config, p: cmdflags.Parsed,
-                   runc_flags: list[str], t: Target, archive: str | None, image_ref: Reference | None,
-                   lock_fds: tuple[int, ...], deferral: signals.Deferral) -> stats_report.ContainerStats:
+                   runc_flags: list[str], t: Target, archive: str | None, image_ref: Reference | None = None,
+                   lock_fds: tuple[int, ...] = (), deferral: signals.Deferral | None = None
+                   ) -> stats_report.ContainerStats:
+    """One container's checkpoint; lock_fds (held by the caller) are passed to runc, deferral reports signals."""
+    deferral = deferral or signals.Deferral(interrupt=False)
     plan = t.plan
     st = t.state
     hook_state = hooks.state_json(st.id, st.status, st.pid, st.bundle, ocispec.annotations(t.spec))
