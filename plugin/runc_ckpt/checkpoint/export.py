@@ -153,12 +153,10 @@ def _plan(req: ExportRequest, spool_dir: str | None = None) -> _Plan:
     the archive anyway; None: $TMPDIR, e.g. for a stream).
     """
     images = Scanner(spool_dir=spool_dir)
+    if req.previous_dir is not None:    # the pre-dump first, as an archive of a chain lays it out
+        images.entries.append(Entry(layout.PRE_CHECKPOINT_DIR, DIR, os.stat(req.previous_dir).st_mode))
+        images.walk(req.previous_dir, prefix=layout.PRE_CHECKPOINT_DIR + "/")
     images.walk(req.image_dir, prefix=req.image_member + "/")
-    if req.previous_dir is not None:
-        previous = Scanner()
-        previous.walk(req.previous_dir, prefix=layout.PRE_CHECKPOINT_DIR + "/")
-        images.entries[:0] = [Entry(layout.PRE_CHECKPOINT_DIR, DIR, os.stat(req.previous_dir).st_mode),
-                              *previous.entries]
     volumes: dict[str, TreePlan] = {}
     if req.include_volumes:
         for bm in volumes_mod.bind_mounts(req.spec, req.volume_roots, req.extra_volumes):
