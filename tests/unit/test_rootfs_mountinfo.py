@@ -55,5 +55,5 @@ def test_overlay_with_missing_upperdir_falls_back_to_full(tmp_path):
     info = tmp_path / "mountinfo"
     info.write_text(f"3 2 0:2 / {root} rw - overlay overlay rw,lowerdir=/l,upperdir={tmp_path}/nope,"
                     f"workdir=/w\n")
-    plan = diff.plan(str(root), str(info))
+    plan = diff.plan(diff.locate(str(root), str(info)))
     assert plan.kind == "full" and [e.name for e in plan.tree.entries] == ["f"]

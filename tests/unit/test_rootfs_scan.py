@@ -130,6 +130,6 @@ def test_plain_directory_rootfs_is_full_with_skip_list(tmp_path):
     (root / "proc" / "x").write_text("x")
     (root / "etc" / "resolv.conf").write_text("nameserver")
     os.chmod(root, 0o555)
-    plan = diff.plan(str(root))
+    plan = diff.plan(diff.locate(str(root)))
     assert plan.kind == "full" and plan.root_mode == 0o555 and plan.deleted == []
     assert {e.name for e in plan.tree.entries} == {"bin/", "bin/sh", "etc/"}

@@ -65,6 +65,7 @@ class ExportRequest:
     extra_volumes: tuple[str, ...] = ()  # bind-mount destinations also archived as volumes (Policy.extra_volumes)
     digests: bool = False   # also hash the file and the tar stream (an image layer's digest and diff_id)
     previous_dir: str | None = None  # pre-dump images the dump builds on, stored as pre-checkpoint/ too
+    rootfs_source: diff.RootfsSource | None = None  # located before the dump (diff.locate); None: locate now
 
 
 @dataclass
@@ -167,7 +168,7 @@ def _plan(req: ExportRequest, spool_dir: str | None = None) -> _Plan:
             scan = Scanner(spool_dir=spool_dir)
             scan.walk(bm.source)
             volumes[bm.volume] = scan.plan()
-    rootfs = diff.plan(req.rootfs, spool_dir=spool_dir) if req.include_rootfs else None
+    rootfs = diff.plan(req.rootfs_source or diff.locate(req.rootfs), spool_dir=spool_dir) if req.include_rootfs else None
     return _Plan(images.entries, rootfs, volumes)
 
 
@@ -204,6 +205,8 @@ def _write_members(tw: TarWriter, req: ExportRequest, plan: _Plan, now: float) -
         tw.add_tree(layout.ROOTFS_DIFF, plan.rootfs.tree, mtime)
         tw.add_bytes(layout.DELETED_FILES, _json(plan.rootfs.deleted), mtime=mtime)
         rootfs_info = {"kind": plan.rootfs.kind, "root_mode": plan.rootfs.root_mode}
+    elif req.rootfs_source is not None:
+        rootfs_info["root_mode"] = req.rootfs_source.root_mode
     elif req.rootfs and os.path.isdir(req.rootfs):
         rootfs_info["root_mode"] = os.stat(req.rootfs).st_mode & 0o7777
 

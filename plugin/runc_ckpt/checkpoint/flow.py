@@ -32,6 +32,7 @@ from runc_ckpt.frontend import realrunc, runclog, signals
 from runc_ckpt.frontend.errors import RuncCkptError
 from runc_ckpt.frontend.globalflags import Invocation
 from runc_ckpt.image.reference import Reference
+from runc_ckpt.rootfs import diff
 from runc_ckpt.runtime import containerid, containerstate, lock, logrelay, ocispec, volumes
 from runc_ckpt.runtime.containerstate import ContainerState
 from runc_ckpt.runtime.criu import features
@@ -60,6 +61,7 @@ class Target:
     policy: policy.Policy
     pre_hooks: list[hooks.Hook]
     post_hooks: list[hooks.Hook]
+    rootfs_source: diff.RootfsSource | None = None  # found before the dump when an archive needs the rootfs
 
 
 def checkpoint(inv: Invocation, parsed: cmdflags.Parsed) -> int:
@@ -286,6 +288,11 @@ def checkpoint_one(runc: str, inv: Invocation, cfg: config.Config, p: cmdflags.P
     if deferral.signum is not None:
         raise RuncCkptError(f"interrupted by {deferral.signame} before the checkpoint of {st.id} started: "
                             f"the container is untouched", deferral.exit_code)
+    exporting = archive is not None or image_ref is not None or autoexport.wanted(t.policy.export_dir, plan.pre_dump)
+    if exporting and not t.policy.ignore_rootfs and not plan.pre_dump:
+        # Engines unmount the root as soon as the process ends (podman's cleanup, containerd's
+        # shim), which a dump without --leave-running causes: find its overlay dirs while mounted.
+        t.rootfs_source = diff.locate(st.rootfs)
     predump.prepare(plan)
     args = ["checkpoint", *t.policy.runc_flags(p.given), *plan.add_flags, *runc_flags]
     fd = status_fd(p)
@@ -437,6 +444,7 @@ def export_request(runc: str, inv: Invocation, p: cmdflags.Parsed, t: Target, ar
         image_dir=plan.final_dir,
         image_member=layout.PRE_CHECKPOINT_DIR if plan.pre_dump else layout.CHECKPOINT_DIR,
         work_dir=plan.work_dir, bundle=t.state.bundle, spec=t.spec, rootfs=t.state.rootfs,
+        rootfs_source=t.rootfs_source,
         config_dump=dump, include_rootfs=not pol.ignore_rootfs and not plan.pre_dump,
         include_volumes=not pol.ignore_volumes, volume_roots=roots,
         manifest_fields={"versions": configdump.versions(runc, inv.flags.criu),

@@ -31,8 +31,23 @@ class RootfsPlan:
     root_mode: int                 # st_mode & 0o7777 of the container root
 
 
-def plan(rootfs: str, mountinfo_path: str = mountinfo.MOUNTINFO, spool_dir: str | None = None) -> RootfsPlan:
-    """Stat pre-pass over the container root: entries to archive (spooled to spool_dir) and paths deleted."""
+@dataclass(frozen=True)
+class RootfsSource:
+    """Where the container root's changes are read from, found while the root is still mounted.
+
+    Engines unmount a container's root as soon as its process ends (podman's
+    cleanup, containerd's shim), and a checkpoint without --leave-running ends
+    it; the overlay's upper and lower dirs stay on disk. So the mount is looked
+    up before the dump and the diff is read from those dirs afterwards.
+    """
+
+    rootfs: str                    # the container root as runc reports it (the merged mount)
+    root_mode: int                 # st_mode & 0o7777 of the container root
+    overlay: mountinfo.OverlayDirs | None  # None: a plain directory, archived whole
+
+
+def locate(rootfs: str, mountinfo_path: str = mountinfo.MOUNTINFO) -> RootfsSource:
+    """Find the container root's upper/lower dirs (call before the container stops)."""
     try:
         root_mode = os.stat(rootfs).st_mode & 0o7777
     except OSError as e:
@@ -42,12 +57,25 @@ def plan(rootfs: str, mountinfo_path: str = mountinfo.MOUNTINFO, spool_dir: str 
     except OSError as e:
         raise RuncCkptError(f"cannot read {mountinfo_path}: {e.strerror}") from None
     dirs = mountinfo.overlay_dirs(mount) if mount is not None else None
-    if dirs is not None and os.path.isabs(dirs.upper) and os.path.isdir(dirs.upper):
-        scanner = Scanner(SKIP, lowers=dirs.lowers, merged=os.path.realpath(rootfs), spool_dir=spool_dir)
+    if dirs is not None and not (os.path.isabs(dirs.upper) and os.path.isdir(dirs.upper)):
+        dirs = None
+    return RootfsSource(rootfs, root_mode, dirs)
+
+
+def plan(source: RootfsSource, spool_dir: str | None = None) -> RootfsPlan:
+    """Stat pre-pass over the container's changes: entries to archive (spooled to spool_dir) and paths deleted.
+
+    For an overlay root the merged mount is needed only for metacopy files and
+    redirected dirs; the scan reports it missing if the engine already
+    unmounted it.
+    """
+    dirs = source.overlay
+    if dirs is not None:
+        scanner = Scanner(SKIP, lowers=dirs.lowers, merged=os.path.realpath(source.rootfs), spool_dir=spool_dir)
         scanner.walk(dirs.upper, overlay=True)
         kind = OVERLAY_DIFF
     else:
         scanner = Scanner(SKIP, spool_dir=spool_dir)
-        scanner.walk(rootfs)
+        scanner.walk(source.rootfs)
         kind = FULL
-    return RootfsPlan(kind, scanner.plan(), sorted(scanner.deleted), root_mode)
+    return RootfsPlan(kind, scanner.plan(), sorted(scanner.deleted), source.root_mode)
