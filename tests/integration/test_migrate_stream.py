@@ -101,7 +101,7 @@ def test_pre_copy_brings_files_changed_created_and_deleted_between_the_phases(
     os.link(src.rootfs / "link1", src.rootfs / "link2")
     (src.volumes["vol1"] / "vchange").write_text("v-old\n")
     (src.volumes["vol1"] / "vgone").write_text("x\n")
-    env = dict(a.env, RUNC_CKPT_FAULT="phase1-sent:stop")
+    env = dict(a.env, RUNC_CKPT_FAULT="phase1-sent:pause")
     ps, pr = _start_pair(a.runc_ckpt(runc_ckpt_bin, "--debug", "checkpoint", "--export", "-", "--pre-copy", cid),
                          b.runc_ckpt(runc_ckpt_bin, "restore", "--import", "-", "--bundle", str(dst.path), "-d",
                                      cid), env, b.env)

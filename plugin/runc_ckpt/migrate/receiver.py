@@ -19,7 +19,8 @@ from runc_ckpt.archive.tarstream import TarStream
 from runc_ckpt.commands import cmdflags
 from runc_ckpt.frontend.errors import RuncCkptError
 from runc_ckpt.frontend.globalflags import Invocation
-from runc_ckpt.migrate import faults, handshake, hello
+from runc_ckpt.migrate import handshake, hello
+from runc_ckpt.runtime import faults
 
 
 def _json(staged: Staged, name: str, data: bytes) -> object:

@@ -44,8 +44,9 @@ from runc_ckpt.commands import cmdflags
 from runc_ckpt.frontend import runclog, signals
 from runc_ckpt.frontend.errors import RuncCkptError
 from runc_ckpt.frontend.globalflags import Invocation
-from runc_ckpt.migrate import delta, faults, handshake, hello, lazypages, stream
+from runc_ckpt.migrate import delta, handshake, hello, lazypages, stream
 from runc_ckpt.rootfs import diff
+from runc_ckpt.runtime import faults
 from runc_ckpt.settings import config
 
 

@@ -36,7 +36,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
 from typing import TYPE_CHECKING
 
@@ -291,9 +290,10 @@ class _Restore:
             notes.append(f"CRIU's log: {log}")
         if self.deferral.signum is not None:
             notes.insert(0, f"interrupted by {self.deferral.signame}")
-        sys.stderr.write(f"runc-ckpt: restore --import of {cid} failed (runc exit status {code}); "
-                         f"{'; '.join(notes)}\n")
-        sys.stderr.flush()
+        # runc's error line is the error; what we know of the aftermath is one more line in
+        # runc's format on the channel the caller chose, never free-form text an engine cannot parse.
+        runclog.warn(self.inv.flags, f"restore --import of {cid} failed (runc exit status {code}); "
+                                     f"{'; '.join(notes)}")
         return code
 
     def _run_runc(self, image_dir: str, work: str, pid_file: str, policy_flags: list[str]) -> int:

@@ -1,9 +1,10 @@
 """Fault injection for tests: stop runc-ckpt at a named phase, as a crash or a timeout would.
 
 RUNC_CKPT_FAULT=PHASE:ACTION[,PHASE:ACTION...] with ACTION `kill` (SIGKILL
-ourselves: a crash, an OOM kill, an engine's kill -9) or `pause` (SIGSTOP
+ourselves: a crash, an OOM kill, an engine's kill -9), `pause` (SIGSTOP
 ourselves, so a test can send SIGTERM/SIGKILL at exactly that point, then
-SIGCONT). Phases, in the order a flow passes them:
+SIGCONT) or `fail` (an error line there, as a failing step would give).
+Phases, in the order a flow passes them:
 
   dump          runc checkpoint has started (runc runs on without us)
   export-write  the archive's temp file holds its first members
@@ -11,6 +12,11 @@ SIGCONT). Phases, in the order a flow passes them:
   staging       restore --import has staged the archive (rootfs diff, volumes, images)
   apply         restore --import has applied part of the archive
   runc-restore  runc restore has started
+
+and those of a migration stream (migrate/): on the sender hello-sent,
+phase1-sent (before the freeze), dumped (after the dump, before phase 2),
+stream-sent; on the receiver hello-read, phase1-staged, staged (verified,
+before apply), applied (before runc restore).
 
 Unset (always, outside tests) it costs one environment lookup per phase.
 """
@@ -20,8 +26,11 @@ from __future__ import annotations
 import os
 import signal
 
+from runc_ckpt.frontend.errors import RuncCkptError
+
 ENV_VAR = "RUNC_CKPT_FAULT"
-PHASES = ("dump", "export-write", "rename", "staging", "apply", "runc-restore")
+PHASES = ("dump", "export-write", "rename", "staging", "apply", "runc-restore",
+          "hello-sent", "phase1-sent", "dumped", "stream-sent", "hello-read", "phase1-staged", "staged", "applied")
 _fired: set[str] = set()
 
 
@@ -40,3 +49,5 @@ def point(phase: str) -> None:
             os.kill(os.getpid(), signal.SIGKILL)
         elif action == "pause":
             os.kill(os.getpid(), signal.SIGSTOP)
+        elif action == "fail":
+            raise RuncCkptError(f"injected failure at {phase} ({ENV_VAR})")

@@ -22,9 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO
 
-from runc_ckpt.frontend import runclog
+from runc_ckpt.frontend import runclog, signals
 from runc_ckpt.frontend.globalflags import GlobalFlags
-from runc_ckpt.frontend import signals
 from runc_ckpt.runtime import faults
 
 _TEXT_ERROR = re.compile(r"(?:^|\s)level=(?:error|fatal|panic)(?:\s|$)")
