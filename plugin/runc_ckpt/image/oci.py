@@ -16,12 +16,11 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
 
 from runc_ckpt.frontend.errors import RuncCkptError
+from runc_ckpt.runtime import atomicfile
 from runc_ckpt.settings import config as settings
 
 INDEX_MT = "application/vnd.oci.image.index.v1+json"
@@ -75,34 +74,11 @@ def _json_bytes(doc: object) -> bytes:
     return json.dumps(doc, separators=(",", ":"), sort_keys=True).encode()
 
 
-@contextlib.contextmanager
-def atomic_file(path: str, mode: int = 0o644) -> Iterator[BinaryIO]:
-    """A file written as `path`, or the old file: temp file beside it, fsync, chmod, rename."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.runc-ckpt-", suffix=".tmp",
-                               dir=os.path.dirname(os.path.abspath(path)))
-    try:
-        with open(fd, "wb") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.rename(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def write_atomic(path: str, data: bytes) -> None:
-    with atomic_file(path) as f:
-        f.write(data)
-
-
 def _put_blob(layout: str, data: bytes) -> dict:
     digest = "sha256:" + hashlib.sha256(data).hexdigest()
     path = blob_path(layout, digest)
     if not os.path.exists(path):
-        write_atomic(path, data)
+        atomicfile.write_bytes(path, data)
     return {"digest": digest, "size": len(data)}
 
 
@@ -166,8 +142,8 @@ def _add_to_index(layout: str, layer: Layer, annotations: dict[str, str], tag: s
     new_index = {"schemaVersion": 2, "mediaType": INDEX_MT, "manifests": [*kept, desc]}
     settings.validate(new_index, "oci-image-index.schema.json", "image index")
     if not os.path.exists(os.path.join(layout, LAYOUT_FILE)):
-        write_atomic(os.path.join(layout, LAYOUT_FILE), _json_bytes({"imageLayoutVersion": "1.0.0"}))
-    write_atomic(os.path.join(layout, INDEX_FILE), _json_bytes(new_index))
+        atomicfile.write_bytes(os.path.join(layout, LAYOUT_FILE), _json_bytes({"imageLayoutVersion": "1.0.0"}))
+    atomicfile.write_bytes(os.path.join(layout, INDEX_FILE), _json_bytes(new_index))
     return desc["digest"]
 
 

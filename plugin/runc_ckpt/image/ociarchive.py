@@ -8,6 +8,7 @@ so an archive cannot write outside the scratch directory or plant anything.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import tarfile
@@ -15,6 +16,7 @@ import tarfile
 from runc_ckpt.archive.safeextract import UnsafeArchive, split_name
 from runc_ckpt.frontend.errors import RuncCkptError
 from runc_ckpt.image import oci
+from runc_ckpt.runtime import atomicfile
 
 _BLOB = re.compile(r"^[0-9a-f]{64}$")
 _CHUNK = 1 << 20
@@ -22,11 +24,16 @@ _CHUNK = 1 << 20
 
 def pack(layout: str, target: str) -> None:
     """Write the layout directory as the tar file `target` (mode 0600: it holds memory pages)."""
-    with oci.atomic_file(target, 0o600) as f, tarfile.open(fileobj=f, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for name in (oci.LAYOUT_FILE, oci.INDEX_FILE, "blobs", "blobs/sha256"):
-            tar.add(os.path.join(layout, name), arcname=name, recursive=False)
-        for blob in sorted(os.listdir(os.path.join(layout, "blobs", "sha256"))):
-            tar.add(os.path.join(layout, "blobs", "sha256", blob), arcname=f"blobs/sha256/{blob}", recursive=False)
+    with atomicfile.writing(target, 0o600) as raw:
+        out = io.BufferedWriter(raw, 1 << 20)   # completes short writes, which tarfile does not check
+        with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            for name in (oci.LAYOUT_FILE, oci.INDEX_FILE, "blobs", "blobs/sha256"):
+                tar.add(os.path.join(layout, name), arcname=name, recursive=False)
+            for blob in sorted(os.listdir(os.path.join(layout, "blobs", "sha256"))):
+                tar.add(os.path.join(layout, "blobs", "sha256", blob), arcname=f"blobs/sha256/{blob}",
+                        recursive=False)
+        out.flush()
+        out.detach()                            # the commit (fsync, rename) needs raw still open
 
 
 def unpack(path: str, scratch: str) -> None:
