@@ -288,8 +288,9 @@ def checkpoint_one(runc: str, inv: Invocation, cfg: config.Config, p: cmdflags.P
     if deferral.signum is not None:
         raise RuncCkptError(f"interrupted by {deferral.signame} before the checkpoint of {st.id} started: "
                             f"the container is untouched", deferral.exit_code)
-    exporting = archive is not None or image_ref is not None or autoexport.wanted(t.policy.export_dir, plan.pre_dump)
-    if exporting and not t.policy.ignore_rootfs and not plan.pre_dump:
+    auto_export = autoexport.wanted(t.policy.export_dir, plan.pre_dump)
+    if (archive is not None or image_ref is not None or auto_export) and not t.policy.ignore_rootfs \
+            and not plan.pre_dump:
         # Engines unmount the root as soon as the process ends (podman's cleanup, containerd's
         # shim), which a dump without --leave-running causes: find its overlay dirs while mounted.
         t.rootfs_source = diff.locate(st.rootfs)
@@ -322,7 +323,7 @@ def checkpoint_one(runc: str, inv: Invocation, cfg: config.Config, p: cmdflags.P
                             f"completed and its images are in {plan.final_dir}", 128 + signum)
     criu = _criu_stats(inv, plan) if p.print_stats else {}
     # Auto-export first: an explicit --export tidies the images away afterwards.
-    if autoexport.wanted(t.policy.export_dir, plan.pre_dump):
+    if auto_export:
         _auto_export(runc, inv, cfg, p, t)
     if archive is not None or image_ref is not None:
         export(runc, inv, cfg, p, t, archive or "", image_ref=image_ref)
