@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runc_ckpt.archive import compression
-from runc_ckpt.checkpoint.export import ExportRequest
+from runc_ckpt.archive.export import ExportRequest
 
 
 @dataclass

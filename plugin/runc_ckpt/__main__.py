@@ -2,6 +2,6 @@
 
 import sys
 
-from runc_ckpt.frontend.cli import main
+from runc_ckpt.cli import main
 
 sys.exit(main())

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from runc_ckpt.checkpoint import export
-from runc_ckpt.frontend.errors import RuncCkptError
+from runc_ckpt.archive import export
+from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.runtime.criu import stats
 from tests.conftest import require_tool
 from tests.export_helpers import capability_blob, inner, manifest_of, read_members, request

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from runc_ckpt.frontend.errors import RuncCkptError
-from runc_ckpt.frontend.globalflags import GlobalFlags
+from runc_ckpt.base.errors import RuncCkptError
+from runc_ckpt.base.globalflags import GlobalFlags
 from runc_ckpt.settings import hooks, policy
 from runc_ckpt.settings.config import Config
 from tests.conftest import REPO, require_tool

@@ -7,8 +7,8 @@ from datetime import datetime, timezone
 
 import pytest
 
+from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.checkpoint import autoexport
-from runc_ckpt.frontend.errors import RuncCkptError
 
 T0 = datetime(2026, 11, 26, 10, 0, 0, 123456, tzinfo=timezone.utc)
 

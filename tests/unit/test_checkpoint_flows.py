@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from runc_ckpt.frontend import cli
+from runc_ckpt import cli
 from runc_ckpt.runtime.criu import stats
 from tests.criu_wire import field
 
@@ -316,7 +316,7 @@ def test_a_usage_error_with_our_flags_is_ours(env, capfd, argv, words):
 
 def pass_through_exec(env, *argv: str) -> None:
     """cli.main with os.execv faked: the call must be handed to runc unchanged."""
-    import runc_ckpt.frontend.passthrough as pt
+    import runc_ckpt.base.realrunc as pt
 
     def fake_exec(path: str, args: list[str]) -> None:
         assert [path, *args[1:]] == [env.runc, *argv]
@@ -700,7 +700,7 @@ def test_print_stats_is_podman_shaped_json_on_a_clean_stdout(env, capfd):
 
 @pytest.fixture
 def captured_export(monkeypatch):
-    from runc_ckpt.checkpoint import export
+    from runc_ckpt.archive import export
     requests = []
 
     def fake(req):
@@ -778,8 +778,8 @@ def test_export_never_removes_a_callers_paths(env, captured_export):
 
 
 def test_failed_export_keeps_the_images_and_says_where(env, monkeypatch, capfd):
-    from runc_ckpt.checkpoint import export
-    from runc_ckpt.frontend.errors import RuncCkptError
+    from runc_ckpt.archive import export
+    from runc_ckpt.base.errors import RuncCkptError
 
     def broken(req):
         raise RuncCkptError("writing archive out.tar failed: No space left on device")

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
+from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.checkpoint import stats_report
 from runc_ckpt.commands import cmdflags, options
-from runc_ckpt.frontend.errors import RuncCkptError
 from runc_ckpt.runtime import containerstate, logrelay, ocispec
 
 
@@ -99,7 +99,7 @@ def test_runc_args_keep_callers_spelling_but_ours(given, sent):
 
 
 def test_an_interrupt_lets_runc_finish_instead_of_killing_it(monkeypatch):
-    from runc_ckpt.frontend.globalflags import GlobalFlags
+    from runc_ckpt.base.globalflags import GlobalFlags
 
     class Proc:
         waits = 0
@@ -126,7 +126,7 @@ def test_sigterm_while_runc_runs_is_remembered_not_fatal(tmp_path):
     import os
     import signal
 
-    from runc_ckpt.frontend.globalflags import GlobalFlags
+    from runc_ckpt.base.globalflags import GlobalFlags
     # A "runc" that sends us SIGTERM, then finishes its work.
     fake = tmp_path / "runc"
     fake.write_text(f"#!/bin/sh\nkill -TERM {os.getpid()}\nsleep 0.2\necho done > {tmp_path}/finished\n")
@@ -141,7 +141,7 @@ def test_sigterm_while_runc_runs_is_remembered_not_fatal(tmp_path):
 def test_config_dump_without_engine_annotations_is_podman_shaped_and_empty():
     from datetime import datetime, timezone
 
-    from runc_ckpt.checkpoint import configdump
+    from runc_ckpt.metadata import configdump
     st = containerstate.ContainerState("c1", "running", "/b", "/b/rootfs", "2026-11-26T08:00:00.5Z", 1, {})
     dump = configdump.config_dump(st, {"ociVersion": "1.0.2", "annotations": None},
                                   datetime(2026, 11, 26, 9, 0, 0, 123456, tzinfo=timezone.utc))
@@ -152,7 +152,7 @@ def test_config_dump_without_engine_annotations_is_podman_shaped_and_empty():
 
 
 def test_versions_read_from_the_tools(tmp_path):
-    from runc_ckpt.checkpoint import configdump
+    from runc_ckpt.metadata import configdump
     runc = tmp_path / "runc"
     runc.write_text("#!/bin/sh\necho 'runc version 1.1.5'\necho 'commit: v1.1.5'\n")
     criu = tmp_path / "criu"

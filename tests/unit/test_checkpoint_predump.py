@@ -6,9 +6,9 @@ import os
 
 import pytest
 
-from runc_ckpt.checkpoint import predump
-from runc_ckpt.checkpoint.predump import CallerPaths
-from runc_ckpt.frontend.errors import RuncCkptError
+from runc_ckpt.base.errors import RuncCkptError
+from runc_ckpt.state import predump
+from runc_ckpt.state.predump import CallerPaths
 
 
 def test_parent_must_be_relative_in_runcs_words(tmp_path):

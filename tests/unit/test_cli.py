@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from runc_ckpt import __version__
-from runc_ckpt.frontend import cli, realrunc
+from runc_ckpt import __version__, cli
+from runc_ckpt.base import realrunc
 from tests.conftest import REPO
 
 PASS_THROUGH = ["create", "start", "run", "state", "kill", "delete", "exec", "ps", "pause", "resume",
@@ -158,7 +158,7 @@ def test_unexpected_exception_is_one_error_line(tmp_path, fake_runc, monkeypatch
 
 def test_own_error_exit_code_is_kept(tmp_path, fake_runc, monkeypatch, capfd):
     import runc_ckpt.commands.restore as restore
-    from runc_ckpt.frontend.errors import RuncCkptError
+    from runc_ckpt.base.errors import RuncCkptError
 
     def fail(inv):
         raise RuncCkptError("no such archive", exit_code=2)

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from runc_ckpt.base import globalflags
 from runc_ckpt.commands import options
-from runc_ckpt.frontend import globalflags
 from tests.conftest import REPO, require_tool
 
 BASH_FILE = REPO / "contrib" / "completion" / "runc-ckpt.bash"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from runc_ckpt.frontend import configfile
-from runc_ckpt.frontend.errors import RuncCkptError
+from runc_ckpt.base import configfile
+from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.settings import config
 
 
@@ -131,14 +131,14 @@ def test_schema_and_dataclass_list_the_same_keys():
 
 @pytest.mark.parametrize("level,debug", [("debug", True), ("warning", False)])
 def test_apply_log_level(level, debug):
-    from runc_ckpt.frontend.globalflags import GlobalFlags
+    from runc_ckpt.base.globalflags import GlobalFlags
     flags = GlobalFlags()
     config.apply_log_level(config.Config(log_level=level), flags)
     assert flags.debug is debug
 
 
 def test_apply_log_level_never_turns_debug_off():
-    from runc_ckpt.frontend.globalflags import GlobalFlags
+    from runc_ckpt.base.globalflags import GlobalFlags
     flags = GlobalFlags()
     flags.debug = True
     config.apply_log_level(config.Config(log_level="warning"), flags)
@@ -149,7 +149,7 @@ def test_config_loading_stays_off_the_pass_through_imports():
     """globalflags/realrunc/passthrough must not pull in yaml or jsonschema (the hot path)."""
     import subprocess
     import sys
-    code = ("import sys; import runc_ckpt.frontend.cli, runc_ckpt.frontend.globalflags, runc_ckpt.frontend.realrunc, runc_ckpt.frontend.passthrough, "
+    code = ("import sys; import runc_ckpt.cli, runc_ckpt.base.globalflags, runc_ckpt.base.realrunc, runc_ckpt.base.realrunc, "
             "runc_ckpt.settings.config; print(sorted(m for m in ('yaml', 'jsonschema') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

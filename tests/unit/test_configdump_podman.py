@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 
-from runc_ckpt.checkpoint import configdump
+from runc_ckpt.metadata import configdump
 from runc_ckpt.runtime.containerstate import ContainerState
 
 CID = "a" * 64

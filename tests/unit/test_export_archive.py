@@ -15,9 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from runc_ckpt.archive import compression
-from runc_ckpt.checkpoint import export
-from runc_ckpt.frontend.errors import RuncCkptError
+from runc_ckpt.archive import compression, export
+from runc_ckpt.base.errors import RuncCkptError
 from tests.export_helpers import inner, manifest_of, read_members, request
 
 

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from runc_ckpt.frontend.errors import RuncCkptError
+from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.restore.podmanspec import bind_volume_destination
 from runc_ckpt.runtime.volumes import bind_mounts, bind_volume_name, check_listed, volume_name
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from runc_ckpt.archive import writer
+from runc_ckpt.archive.scan import Scanner
 from runc_ckpt.archive.writer import DIR, REG, SYM, Entry, TarWriter, TreePlan
-from runc_ckpt.frontend.errors import RuncCkptError
-from runc_ckpt.rootfs.scan import Scanner
+from runc_ckpt.base.errors import RuncCkptError
 from tests.export_helpers import capability_blob
 
 LONG_DIR = "d" * 120

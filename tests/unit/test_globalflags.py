@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from runc_ckpt.frontend.globalflags import parse
+from runc_ckpt.base.globalflags import parse
 
 VALUE_FLAGS = [("log", "log", "/tmp/x.log"), ("log-format", "log_format", "json"), ("root", "root", "/tmp/r"),
                ("criu", "criu", "/usr/local/sbin/criu"), ("rootless", "rootless", "true")]

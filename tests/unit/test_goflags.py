@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from runc_ckpt.base import globalflags, goflags
+from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.commands import cmdflags, options
-from runc_ckpt.frontend import globalflags, goflags
-from runc_ckpt.frontend.errors import RuncCkptError
 from runc_ckpt.runtime import containerid
 
 KINDS = {"b": goflags.BOOL, "v": goflags.VALUE}

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from runc_ckpt.frontend.errors import RuncCkptError
+from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.settings import hooks
 
 

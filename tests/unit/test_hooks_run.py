@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from runc_ckpt.frontend.errors import RuncCkptError
-from runc_ckpt.frontend.globalflags import GlobalFlags
+from runc_ckpt.base.errors import RuncCkptError
+from runc_ckpt.base.globalflags import GlobalFlags
 from runc_ckpt.settings import hooks
 
 STATE = {"ociVersion": "1.0.2", "id": "c1", "status": "running", "pid": 4242, "bundle": "/b",

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from runc_ckpt.frontend.errors import RuncCkptError
+from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.image import oci, ociarchive
 from runc_ckpt.settings import config
 from tests.conftest import require_tool

@@ -1,10 +1,10 @@
-"""The package's layers hold: the pass-through path loads only the stdlib and frontend/.
+"""The package's layers hold: the pass-through path loads only the stdlib, the entry (cli) and base/.
 
 podman calls its runtime on every create, start, state and delete, and a
 call that reaches Python (an unusual argv shape, --config) must still cost
 little. So the pass-through path is run in a fresh interpreter, with exec
 stubbed out, and every module it loaded is checked: nothing outside the
-standard library and runc_ckpt.frontend may appear (no yaml, jsonschema,
+standard library, runc_ckpt.cli and runc_ckpt.base may appear (no yaml, jsonschema,
 zstandard, nor our own heavier layers).
 """
 
@@ -22,7 +22,7 @@ from tests.conftest import REPO
 PROBE = r"""
 import json, os, sys
 os.execv = lambda path, argv: (_ for _ in ()).throw(SystemExit(0))
-from runc_ckpt.frontend import cli
+from runc_ckpt import cli
 try:
     cli.main(sys.argv[1:])
 except SystemExit:
@@ -64,17 +64,17 @@ def _is_stdlib(name: str) -> bool:
 
 @pytest.mark.parametrize("via_config", [False, True], ids=["env", "config-file"])
 @pytest.mark.parametrize("args", SHAPES, ids=" ".join)
-def test_pass_through_path_loads_only_stdlib_and_frontend(args, via_config, tmp_path):
+def test_pass_through_path_loads_only_stdlib_and_base(args, via_config, tmp_path):
     loaded = _loaded(args, tmp_path, via_config)
     ours = [m for m in loaded if m == "runc_ckpt" or m.startswith("runc_ckpt.")]
-    assert "runc_ckpt.frontend.passthrough" in ours, "the probe did not reach the pass-through path"
-    outside = [m for m in ours if m not in ("runc_ckpt", "runc_ckpt.frontend") and not m.startswith("runc_ckpt.frontend.")]
+    assert "runc_ckpt.base.realrunc" in ours, "the probe did not reach the pass-through path"
+    outside = [m for m in ours if m not in ("runc_ckpt", "runc_ckpt.cli", "runc_ckpt.base") and not m.startswith("runc_ckpt.base.")]
     foreign = [m for m in loaded if not _is_stdlib(m) and not (m == "runc_ckpt" or m.startswith("runc_ckpt."))]
     assert outside == [], f"pass-through loaded our heavier layers: {outside}"
     assert foreign == [], f"pass-through loaded non-stdlib modules: {foreign}"
 
 
 def test_probe_sees_a_heavy_import_when_there_is_one(tmp_path):
-    """The check can fail: checkpoint --help goes beyond frontend/, and the probe must see it."""
+    """The check can fail: checkpoint --help goes beyond base/, and the probe must see it."""
     loaded = _loaded(["checkpoint", "--help"], tmp_path)
     assert "runc_ckpt.commands.checkpoint" in loaded

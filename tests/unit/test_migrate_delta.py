@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import time
 
+from runc_ckpt.archive.scan import Scanner
 from runc_ckpt.migrate import delta
-from runc_ckpt.rootfs.scan import Scanner
 
 
 def _plan(root):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from runc_ckpt.frontend.errors import RuncCkptError
+from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.settings.config import Config
 from runc_ckpt.settings.policy import ANNOTATIONS, effective
 

@@ -1,4 +1,4 @@
-"""runc_ckpt.frontend.progress: shown on a terminal, silent on a pipe and with JSON logs."""
+"""runc_ckpt.base.progress: shown on a terminal, silent on a pipe and with JSON logs."""
 
 from __future__ import annotations
 
@@ -11,14 +11,14 @@ import textwrap
 
 import pytest
 
-from runc_ckpt.frontend import progress
-from runc_ckpt.frontend.globalflags import GlobalFlags
-from runc_ckpt.frontend.progress import NullProgress, Progress
+from runc_ckpt.base import progress
+from runc_ckpt.base.globalflags import GlobalFlags
+from runc_ckpt.base.progress import NullProgress, Progress
 
 CHILD = textwrap.dedent("""
     import sys, time
-    from runc_ckpt.frontend.globalflags import GlobalFlags
-    from runc_ckpt.frontend.progress import Progress
+    from runc_ckpt.base.globalflags import GlobalFlags
+    from runc_ckpt.base.progress import Progress
     flags = GlobalFlags()
     flags.log_format = sys.argv[1]
     p = Progress.create(flags, "export", total=3 * 1000 * 1024)

@@ -8,13 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from runc_ckpt.archive import reader
+from runc_ckpt.archive import export, reader
+from runc_ckpt.archive.scan import Scanner
 from runc_ckpt.archive.writer import CHUNK, TarWriter
-from runc_ckpt.checkpoint import export
-from runc_ckpt.frontend import progress
-from runc_ckpt.frontend.errors import RuncCkptError
-from runc_ckpt.frontend.globalflags import GlobalFlags
-from runc_ckpt.rootfs.scan import Scanner
+from runc_ckpt.base import progress
+from runc_ckpt.base.errors import RuncCkptError
+from runc_ckpt.base.globalflags import GlobalFlags
 from tests.export_helpers import request
 
 

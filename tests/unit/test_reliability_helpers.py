@@ -11,10 +11,10 @@ import time
 import pytest
 
 from runc_ckpt.archive import safeextract
-from runc_ckpt.frontend import signals
-from runc_ckpt.frontend.errors import RuncCkptError
-from runc_ckpt.restore import transaction
+from runc_ckpt.base import signals
+from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.runtime import atomicfile, lock
+from runc_ckpt.state import transaction
 from tests.hostile.harness import snapshot
 
 # ---------------------------------------------------------------- signals

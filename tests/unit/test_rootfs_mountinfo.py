@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from runc_ckpt.archive import scan
 from runc_ckpt.rootfs import diff, mountinfo
 
 OVERLAY = ("53 27 0:46 / /run/c/my\\040root rw,relatime shared:1 - overlay overlay "
@@ -55,5 +56,5 @@ def test_overlay_with_missing_upperdir_falls_back_to_full(tmp_path):
     info = tmp_path / "mountinfo"
     info.write_text(f"3 2 0:2 / {root} rw - overlay overlay rw,lowerdir=/l,upperdir={tmp_path}/nope,"
                     f"workdir=/w\n")
-    plan = diff.plan(diff.locate(str(root), str(info)))
+    plan = scan.plan_rootfs(diff.locate(str(root), str(info)))
     assert plan.kind == "full" and [e.name for e in plan.tree.entries] == ["f"]

@@ -10,8 +10,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from runc_ckpt.archive.scan import Scanner, plan_rootfs
 from runc_ckpt.rootfs import diff
-from runc_ckpt.rootfs.scan import SKIP, Scanner
+from runc_ckpt.rootfs.diff import SKIP
 
 
 def whiteout(path: Path) -> None:
@@ -130,6 +131,6 @@ def test_plain_directory_rootfs_is_full_with_skip_list(tmp_path):
     (root / "proc" / "x").write_text("x")
     (root / "etc" / "resolv.conf").write_text("nameserver")
     os.chmod(root, 0o555)
-    plan = diff.plan(diff.locate(str(root)))
+    plan = plan_rootfs(diff.locate(str(root)))
     assert plan.kind == "full" and plan.root_mode == 0o555 and plan.deleted == []
     assert {e.name for e in plan.tree.entries} == {"bin/", "bin/sh", "etc/"}

@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from runc_ckpt.frontend import runclog
-from runc_ckpt.frontend.globalflags import parse
+from runc_ckpt.base import runclog
+from runc_ckpt.base.globalflags import parse
 
 NOW = float(calendar.timegm((2026, 11, 26, 8, 45, 49)))
 
@@ -86,7 +86,7 @@ def test_fatal_json_without_log_goes_to_stderr_once(capfd):
 
 def test_fatal_log_dev_stderr_prints_line_and_message_like_runc():
     # A pipe, as a caller would give: /dev/stderr reopens it, so both lines arrive in order.
-    code = "from runc_ckpt.frontend import runclog, globalflags as g; runclog.fatal(g.parse(['--log', '/dev/stderr']).flags, 'boom')"
+    code = "from runc_ckpt.base import runclog, globalflags as g; runclog.fatal(g.parse(['--log', '/dev/stderr']).flags, 'boom')"
     err = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stderr.splitlines()
     assert len(err) == 2 and err[0].endswith("level=error msg=boom") and err[1] == "boom"
 

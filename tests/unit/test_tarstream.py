@@ -14,7 +14,7 @@ import tarfile
 import pytest
 
 from runc_ckpt.archive.tarstream import BytesSource, TarStream
-from runc_ckpt.frontend.errors import RuncCkptError
+from runc_ckpt.base.errors import RuncCkptError
 from tests.conftest import require_tool
 
 FIELDS = ("name", "type", "mode", "uid", "gid", "size", "mtime", "linkname", "devmajor", "devminor")

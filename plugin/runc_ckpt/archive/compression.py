@@ -10,7 +10,7 @@ import gzip
 import os
 from typing import BinaryIO
 
-from runc_ckpt.frontend.errors import RuncCkptError
+from runc_ckpt.base.errors import RuncCkptError
 
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 GZIP_MAGIC = b"\x1f\x8b"

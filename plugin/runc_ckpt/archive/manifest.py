@@ -19,7 +19,7 @@ import json
 from dataclasses import dataclass
 
 from runc_ckpt.archive import layout
-from runc_ckpt.frontend.errors import RuncCkptError
+from runc_ckpt.base.errors import RuncCkptError
 
 
 @dataclass(frozen=True)

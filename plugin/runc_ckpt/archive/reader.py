@@ -27,9 +27,9 @@ from typing import BinaryIO
 from runc_ckpt.archive import compression, layout, manifest, safeextract
 from runc_ckpt.archive.manifest import MemberDigest
 from runc_ckpt.archive.tarstream import TarStream, ViewReader
-from runc_ckpt.frontend.errors import RuncCkptError
-from runc_ckpt.frontend.globalflags import GlobalFlags
-from runc_ckpt.frontend.progress import NullProgress, Progress
+from runc_ckpt.base.errors import RuncCkptError
+from runc_ckpt.base.globalflags import GlobalFlags
+from runc_ckpt.base.progress import NullProgress, Progress
 
 # Members read into memory are small JSON files; a bigger one is hostile.
 MAX_SMALL_MEMBER = 16 << 20

@@ -9,9 +9,9 @@ from __future__ import annotations
 import os
 
 from runc_ckpt.archive import layout, reader
-from runc_ckpt.frontend import runclog
-from runc_ckpt.frontend.errors import RuncCkptError
-from runc_ckpt.frontend.progress import human
+from runc_ckpt.base import runclog
+from runc_ckpt.base.errors import RuncCkptError
+from runc_ckpt.base.progress import human
 from runc_ckpt.runtime.criu import stats
 
 # checkpointctl's mapping of the io.container.manager annotation.

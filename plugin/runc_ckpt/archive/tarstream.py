@@ -27,7 +27,7 @@ import tarfile
 from collections.abc import Iterator
 from typing import Protocol
 
-from runc_ckpt.frontend.errors import RuncCkptError
+from runc_ckpt.base.errors import RuncCkptError
 
 BLOCK = tarfile.BLOCKSIZE
 _ENCODING, _ERRORS = "utf-8", "surrogateescape"

@@ -31,8 +31,8 @@ from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
 from runc_ckpt.archive.manifest import MemberDigest
-from runc_ckpt.frontend.errors import RuncCkptError
-from runc_ckpt.frontend.progress import NullProgress, Progress
+from runc_ckpt.base.errors import RuncCkptError
+from runc_ckpt.base.progress import NullProgress, Progress
 
 BLOCK = 512
 CHUNK = 1 << 20            # copy/aggregation size: big writes keep the compressor and hasher busy

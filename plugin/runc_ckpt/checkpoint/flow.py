@@ -26,20 +26,22 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 from runc_ckpt.archive import layout
-from runc_ckpt.checkpoint import autoexport, configdump, predump, stats_report
+from runc_ckpt.base import realrunc, runclog, signals
+from runc_ckpt.base.errors import RuncCkptError
+from runc_ckpt.base.globalflags import Invocation
+from runc_ckpt.checkpoint import autoexport, stats_report
 from runc_ckpt.commands import cmdflags
-from runc_ckpt.frontend import realrunc, runclog, signals
-from runc_ckpt.frontend.errors import RuncCkptError
-from runc_ckpt.frontend.globalflags import Invocation
 from runc_ckpt.image.reference import Reference
+from runc_ckpt.metadata import configdump
 from runc_ckpt.rootfs import diff
 from runc_ckpt.runtime import containerid, containerstate, lock, logrelay, ocispec, volumes
 from runc_ckpt.runtime.containerstate import ContainerState
 from runc_ckpt.runtime.criu import features
 from runc_ckpt.settings import config, hooks, policy
+from runc_ckpt.state import predump
 
 if TYPE_CHECKING:
-    from runc_ckpt.checkpoint.export import ExportRequest
+    from runc_ckpt.archive.export import ExportRequest
 
 
 class RuncFailed(Exception):
@@ -73,7 +75,7 @@ def checkpoint(inv: Invocation, parsed: cmdflags.Parsed) -> int:
     streaming = parsed.export == layout.STDIO
     archive = None
     if parsed.export and not streaming:
-        from runc_ckpt.checkpoint import export as exporter
+        from runc_ckpt.archive import export as exporter
         archive = exporter.check_target(str(parsed.export))
     image_ref = check_image_target(str(parsed.create_image)) if parsed.create_image else None
     runc = realrunc.find(cfg.runc)
@@ -123,7 +125,7 @@ def _operation(p: cmdflags.Parsed) -> str:
 
 def recover(runc: str, cfg: config.Config, st: ContainerState) -> list[str]:
     """What killed runs left for this container (call with its lock held): images, staging dirs."""
-    from runc_ckpt.restore import recovery
+    from runc_ckpt.state import recovery
     done = predump.recover(os.path.join(os.path.realpath(cfg.state_dir), st.id))
     return done + recovery.resolve_bundle(runc, st.bundle, st.rootfs or None, allow_undo=False)
 
@@ -410,7 +412,7 @@ def export(runc: str, inv: Invocation, cfg: config.Config, p: cmdflags.Parsed, t
     archive holds that pre-dump). An explicit --export keeps podman's layout:
     the pre-checkpoint travels in its own archive (--import-previous).
     """
-    from runc_ckpt.checkpoint import export as exporter
+    from runc_ckpt.archive import export as exporter
     plan = t.plan
     req = export_request(runc, inv, p, t, archive, with_parent)
     try:
@@ -430,7 +432,7 @@ def export(runc: str, inv: Invocation, cfg: config.Config, p: cmdflags.Parsed, t
 def export_request(runc: str, inv: Invocation, p: cmdflags.Parsed, t: Target, archive: str,
                    with_parent: bool = False) -> ExportRequest:
     """What an export of this container writes (to a file, an image, or a stream: runc_ckpt.migrate)."""
-    from runc_ckpt.checkpoint import export as exporter
+    from runc_ckpt.archive import export as exporter
     plan = t.plan
     pol = t.policy
     roots = configdump.volume_roots(t.state, list(pol.volume_roots))

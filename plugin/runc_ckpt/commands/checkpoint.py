@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from runc_ckpt.base.errors import PassToRunc
+from runc_ckpt.base.globalflags import Invocation
 from runc_ckpt.commands import cmdflags, options
-from runc_ckpt.frontend.errors import PassToRunc
-from runc_ckpt.frontend.globalflags import Invocation
 
 NAME = "runc checkpoint - checkpoint a running container"
 USAGE = """runc checkpoint [command options] <container-id>...

@@ -1,7 +1,7 @@
 """Subcommand flags parsed as runc's urfave/cli does, plus the help text.
 
 runc-ckpt's own commands accept runc's spelling rules, read by the one lexer
-(runc_ckpt.frontend.goflags): `-f`/`--f`, `-f=v`, `-f v`, booleans as `-f` or
+(runc_ckpt.base.goflags): `-f`/`--f`, `-f=v`, `-f v`, booleans as `-f` or
 `-f=BOOL`, repeated booleans, flags after the container ID, and `--` to end
 flags. Flags we do not know are kept, in place, for runc. Each Option carries its help line, so
 `--help` and the man pages are generated from, and checked against, one list.
@@ -12,8 +12,8 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 
-from runc_ckpt.frontend import goflags
-from runc_ckpt.frontend.errors import PassToRunc, RuncCkptError
+from runc_ckpt.base import goflags
+from runc_ckpt.base.errors import PassToRunc, RuncCkptError
 
 
 @dataclass(frozen=True)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 
+from runc_ckpt.base import runclog
+from runc_ckpt.base.errors import RuncCkptError
+from runc_ckpt.base.globalflags import Invocation
 from runc_ckpt.commands import cmdflags, options
-from runc_ckpt.frontend import runclog
-from runc_ckpt.frontend.errors import RuncCkptError
-from runc_ckpt.frontend.globalflags import Invocation
 
 NAME = "runc-ckpt image build - turn a checkpoint archive into a checkpoint image"
 USAGE = "runc-ckpt [global options] image build [command options] <archive> <image-reference>"

@@ -13,10 +13,10 @@ from __future__ import annotations
 import json
 import sys
 
+from runc_ckpt.base import realrunc, runclog
+from runc_ckpt.base.errors import RuncCkptError
+from runc_ckpt.base.globalflags import Invocation
 from runc_ckpt.commands import cmdflags, options
-from runc_ckpt.frontend import realrunc, runclog
-from runc_ckpt.frontend.errors import RuncCkptError
-from runc_ckpt.frontend.globalflags import Invocation
 
 NAME = "runc-ckpt inspect - show what a checkpoint archive or image holds"
 USAGE = "runc-ckpt [global options] inspect [command options] <archive>|<image>"
@@ -31,10 +31,10 @@ def run(inv: Invocation) -> int:
         return 0
     if len(p.positionals) != 1:
         raise RuncCkptError(f"inspect: expected one archive or image, got {len(p.positionals)}")
-    from runc_ckpt.restore import inspection
+    from runc_ckpt.inspect import report
     from runc_ckpt.settings import config
     runc = realrunc.find(config.load(inv.flags.config).runc)
-    info, problem, dump_log = inspection.inspect(p.positionals[0], runc, inv.flags.criu, inv.flags)
+    info, problem, dump_log = report.inspect(p.positionals[0], runc, inv.flags.criu, inv.flags)
     if p.log:
         if dump_log is None:
             raise RuncCkptError(f"{info['archive']} keeps no CRIU dump.log")
@@ -43,7 +43,7 @@ def run(inv: Invocation) -> int:
     elif p.format == "json":
         print(json.dumps(info, indent=2))
     else:
-        print(inspection.render_text(info), end="")
+        print(report.render_text(info), end="")
     if problem:
         raise RuncCkptError(problem)
     runclog.debug(inv.flags, f"inspect: {info['archive']} verified")

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from runc_ckpt.base.errors import RuncCkptError
+from runc_ckpt.base.globalflags import Invocation
 from runc_ckpt.commands import cmdflags, options
-from runc_ckpt.frontend.errors import RuncCkptError
-from runc_ckpt.frontend.globalflags import Invocation
 
 NAME = "runc restore - restore a container from a previous checkpoint"
 USAGE = """runc restore [command options] <container-id>
@@ -25,8 +25,8 @@ def run(inv: Invocation) -> int:
     if parsed.values["import"]:
         from runc_ckpt.restore import importer
         return importer.restore(inv, parsed)
-    from runc_ckpt.restore import passthrough
+    from runc_ckpt.restore import runc_restore
     for opt in options.RESTORE:
-        if opt.key in parsed.given and not opt.runc and opt.names[0] not in passthrough.NOT_FOR_RUNC:
+        if opt.key in parsed.given and not opt.runc and opt.names[0] not in runc_restore.NOT_FOR_RUNC:
             raise RuncCkptError(f"restore: --{opt.names[0]} needs --import")
-    return passthrough.restore(inv, parsed)
+    return runc_restore.restore(inv, parsed)

@@ -12,8 +12,8 @@ import subprocess
 import sys
 
 from runc_ckpt import __version__
-from runc_ckpt.frontend import realrunc
-from runc_ckpt.frontend.globalflags import Invocation
+from runc_ckpt.base import realrunc
+from runc_ckpt.base.globalflags import Invocation
 from runc_ckpt.settings import config
 
 

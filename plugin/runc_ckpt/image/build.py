@@ -18,10 +18,10 @@ import os
 import time
 
 from runc_ckpt.archive import compression, layout, summary
-from runc_ckpt.checkpoint.export import HashingWriter
-from runc_ckpt.frontend import runclog
-from runc_ckpt.frontend.errors import RuncCkptError
-from runc_ckpt.frontend.globalflags import GlobalFlags
+from runc_ckpt.archive.export import HashingWriter
+from runc_ckpt.base import runclog
+from runc_ckpt.base.errors import RuncCkptError
+from runc_ckpt.base.globalflags import GlobalFlags
 from runc_ckpt.image import annotations, oci, transport
 from runc_ckpt.image.reference import Reference
 from runc_ckpt.runtime import hostinfo

@@ -11,9 +11,9 @@ from __future__ import annotations
 import os
 import time
 
-from runc_ckpt.checkpoint.export import ExportRequest, write_archive
-from runc_ckpt.frontend import runclog
-from runc_ckpt.frontend.globalflags import GlobalFlags
+from runc_ckpt.archive.export import ExportRequest, write_archive
+from runc_ckpt.base import runclog
+from runc_ckpt.base.globalflags import GlobalFlags
 from runc_ckpt.image import annotations, oci, transport
 from runc_ckpt.image.reference import Reference
 from runc_ckpt.runtime import hostinfo

@@ -14,7 +14,7 @@ import re
 import tarfile
 
 from runc_ckpt.archive.safeextract import UnsafeArchive, split_name
-from runc_ckpt.frontend.errors import RuncCkptError
+from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.image import oci
 from runc_ckpt.runtime import atomicfile
 

@@ -16,9 +16,9 @@ import signal
 import subprocess
 import threading
 
-from runc_ckpt.frontend import runclog
-from runc_ckpt.frontend.errors import RuncCkptError
-from runc_ckpt.frontend.globalflags import GlobalFlags
+from runc_ckpt.base import runclog
+from runc_ckpt.base.errors import RuncCkptError
+from runc_ckpt.base.globalflags import GlobalFlags
 
 _FATAL = re.compile(r'level=fatal msg="(.*)"\s*$')
 TIMEOUT = 3600

@@ -15,8 +15,8 @@ import os
 from dataclasses import dataclass, field
 
 from runc_ckpt.archive import layout
-from runc_ckpt.frontend.errors import RuncCkptError
-from runc_ckpt.frontend.globalflags import GlobalFlags
+from runc_ckpt.base.errors import RuncCkptError
+from runc_ckpt.base.globalflags import GlobalFlags
 from runc_ckpt.image import annotations, reference
 
 _ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.zst", ".tzst", ".zst", ".gz")

@@ -15,8 +15,8 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from runc_ckpt.frontend.errors import RuncCkptError
-from runc_ckpt.frontend.globalflags import GlobalFlags
+from runc_ckpt.base.errors import RuncCkptError
+from runc_ckpt.base.globalflags import GlobalFlags
 from runc_ckpt.image import oci, ociarchive, skopeo
 from runc_ckpt.image.reference import DOCKER, OCI, OCI_ARCHIVE, Reference
 

@@ -26,7 +26,7 @@ import os
 import select
 import time
 
-from runc_ckpt.frontend.errors import RuncCkptError
+from runc_ckpt.base.errors import RuncCkptError
 
 GO, PHASE1, RESTORED = "go", "phase1", "restored"
 

@@ -12,8 +12,7 @@ container is frozen.
 
 from __future__ import annotations
 
-from runc_ckpt.checkpoint import configdump
-from runc_ckpt.restore import preflight
+from runc_ckpt.metadata import configdump, preflight
 
 FORMAT = "runc-ckpt-stream"
 VERSION = 1

@@ -13,8 +13,8 @@ drive the lazy-pages daemon over the stream; the warning says that instead.
 
 from __future__ import annotations
 
-from runc_ckpt.frontend import runclog
-from runc_ckpt.frontend.globalflags import GlobalFlags
+from runc_ckpt.base import runclog
+from runc_ckpt.base.globalflags import GlobalFlags
 from runc_ckpt.runtime.criu import features
 
 FEATURE = "uffd-noncoop"

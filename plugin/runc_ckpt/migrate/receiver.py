@@ -16,9 +16,9 @@ import json
 from runc_ckpt.archive import layout, safeextract
 from runc_ckpt.archive.reader import MemberSource, Staged, StagedTree, Targets
 from runc_ckpt.archive.tarstream import TarStream
+from runc_ckpt.base.errors import RuncCkptError
+from runc_ckpt.base.globalflags import Invocation
 from runc_ckpt.commands import cmdflags
-from runc_ckpt.frontend.errors import RuncCkptError
-from runc_ckpt.frontend.globalflags import Invocation
 from runc_ckpt.migrate import handshake, hello
 from runc_ckpt.runtime import faults
 
@@ -135,7 +135,7 @@ def restore(inv: Invocation, p: cmdflags.Parsed) -> int:
         raise RuncCkptError("--print-stats writes to stdout, which carries the replies with --handshake")
     if p.import_previous:
         raise RuncCkptError("--import-previous cannot be used with --import -: a stream carries one full checkpoint")
-    from runc_ckpt.frontend import realrunc
+    from runc_ckpt.base import realrunc
     from runc_ckpt.restore import importer
     from runc_ckpt.settings import config
     runc = realrunc.find(config.load(inv.flags.config).runc)

@@ -37,17 +37,18 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 
-from runc_ckpt.archive import compression, layout
+from runc_ckpt.archive import compression, export, layout
 from runc_ckpt.archive.writer import DIR, Entry, TarWriter, TreePlan
-from runc_ckpt.checkpoint import export, flow, predump
+from runc_ckpt.base import runclog, signals
+from runc_ckpt.base.errors import RuncCkptError
+from runc_ckpt.base.globalflags import Invocation
+from runc_ckpt.checkpoint import flow
 from runc_ckpt.commands import cmdflags
-from runc_ckpt.frontend import runclog, signals
-from runc_ckpt.frontend.errors import RuncCkptError
-from runc_ckpt.frontend.globalflags import Invocation
 from runc_ckpt.migrate import delta, handshake, hello, lazypages, stream
 from runc_ckpt.rootfs import diff
 from runc_ckpt.runtime import faults
 from runc_ckpt.settings import config
+from runc_ckpt.state import predump
 
 
 def check_flags(p: cmdflags.Parsed) -> None:

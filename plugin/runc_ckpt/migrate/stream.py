@@ -24,7 +24,7 @@ import socket
 import stat
 import threading
 
-from runc_ckpt.frontend.errors import RuncCkptError
+from runc_ckpt.base.errors import RuncCkptError
 
 STDIN_LABEL = "<stdin>"
 

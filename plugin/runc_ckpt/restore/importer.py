@@ -21,7 +21,7 @@ kill -9 at any point leaves the bundle as it was (or the restore finished):
      archive's spec.dump becomes the spec -- what it asks of the host
      (restore.untrusted);
   6. apply, journaled: replaced and deleted entries move aside, so a failure
-     or a signal (held over the apply by frontend.signals) rolls back;
+     or a signal (held over the apply by base.signals) rolls back;
   7. `runc restore` with signals forwarded when it runs in the foreground;
      success commits; failure rolls the bundle back, keeps the work dir
      with CRIU's restore.log and says where it is. A container is deleted
@@ -40,16 +40,17 @@ import time
 from typing import TYPE_CHECKING
 
 from runc_ckpt.archive import layout, reader, safeextract
-from runc_ckpt.checkpoint import configdump
+from runc_ckpt.base import realrunc, runclog, signals
+from runc_ckpt.base.errors import RuncCkptError
+from runc_ckpt.base.globalflags import Invocation
 from runc_ckpt.commands import cmdflags, options
-from runc_ckpt.frontend import realrunc, runclog, signals
-from runc_ckpt.frontend.errors import RuncCkptError
-from runc_ckpt.frontend.globalflags import Invocation
 from runc_ckpt.image import source as importsource
-from runc_ckpt.restore import podmanspec, preflight, recovery, transaction, untrusted
+from runc_ckpt.metadata import configdump, preflight
+from runc_ckpt.restore import podmanspec, untrusted
 from runc_ckpt.runtime import atomicfile, containerid, criuconf, faults, lock, ocispec
 from runc_ckpt.runtime.criu import rootmode, stats
 from runc_ckpt.settings import config, hooks, policy
+from runc_ckpt.state import recovery, transaction
 
 if TYPE_CHECKING:
     from runc_ckpt.migrate.receiver import Session

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from runc_ckpt.frontend.errors import RuncCkptError
+from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.runtime import atomicfile, volumes
 
 BINDS_DIR = ".runc-ckpt-binds"

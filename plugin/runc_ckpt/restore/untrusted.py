@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 
-from runc_ckpt.frontend.errors import RuncCkptError
+from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.runtime import volumes
 
 FLAG = "--trust-archive-spec"

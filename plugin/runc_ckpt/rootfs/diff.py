@@ -1,4 +1,4 @@
-"""Decide what of the container root goes into rootfs-diff.tar and deleted.files.
+"""Where the container root's changes lie, and which kind of rootfs diff they make.
 
 An overlay root (the usual engine setup) contributes its upperdir: exactly
 the container's changes. A root that is a plain directory has no record of
@@ -13,22 +13,16 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from runc_ckpt.archive.writer import TreePlan
-from runc_ckpt.frontend.errors import RuncCkptError
+from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.rootfs import mountinfo
-from runc_ckpt.rootfs.scan import SKIP, Scanner
 
 OVERLAY_DIFF = "overlay-diff"
 FULL = "full"
 NONE = "none"
 
-
-@dataclass
-class RootfsPlan:
-    kind: str                      # OVERLAY_DIFF | FULL
-    tree: TreePlan
-    deleted: list[str]             # container paths, e.g. "/etc/gone"
-    root_mode: int                 # st_mode & 0o7777 of the container root
+# Paths (relative to the container root) podman leaves out of a rootfs diff:
+# engine-managed mounts and files the engine writes itself.
+SKIP = frozenset({"dev", "proc", "run", "sys", "etc/hosts", "etc/resolv.conf", "etc/mtab"})
 
 
 @dataclass(frozen=True)
@@ -60,22 +54,3 @@ def locate(rootfs: str, mountinfo_path: str = mountinfo.MOUNTINFO) -> RootfsSour
     if dirs is not None and not (os.path.isabs(dirs.upper) and os.path.isdir(dirs.upper)):
         dirs = None
     return RootfsSource(rootfs, root_mode, dirs)
-
-
-def plan(source: RootfsSource, spool_dir: str | None = None) -> RootfsPlan:
-    """Stat pre-pass over the container's changes: entries to archive (spooled to spool_dir) and paths deleted.
-
-    For an overlay root the merged mount is needed only for metacopy files and
-    redirected dirs; the scan reports it missing if the engine already
-    unmounted it.
-    """
-    dirs = source.overlay
-    if dirs is not None:
-        scanner = Scanner(SKIP, lowers=dirs.lowers, merged=os.path.realpath(source.rootfs), spool_dir=spool_dir)
-        scanner.walk(dirs.upper, overlay=True)
-        kind = OVERLAY_DIFF
-    else:
-        scanner = Scanner(SKIP, spool_dir=spool_dir)
-        scanner.walk(source.rootfs)
-        kind = FULL
-    return RootfsPlan(kind, scanner.plan(), sorted(scanner.deleted), source.root_mode)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from runc_ckpt.frontend.errors import RuncCkptError
+from runc_ckpt.base.errors import RuncCkptError
 
 _ID = re.compile(r"[0-9A-Za-z_+,\-.]+", re.ASCII)
 

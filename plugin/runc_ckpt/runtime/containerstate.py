@@ -15,8 +15,8 @@ import subprocess
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from runc_ckpt.frontend.errors import RuncCkptError
-from runc_ckpt.frontend.globalflags import Invocation
+from runc_ckpt.base.errors import RuncCkptError
+from runc_ckpt.base.globalflags import Invocation
 
 # logrus text format: msg="quoted" or msg=bare.
 _MSG = re.compile(r'level=(?:error|fatal|panic) msg=("(?:[^"\\]|\\.)*"|\S+)')

@@ -20,7 +20,7 @@ import hashlib
 import os
 import tempfile
 
-from runc_ckpt.frontend.errors import RuncCkptError
+from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.runtime import atomicfile
 
 ENV_VAR = "CRIU_CONFIG_FILE"

@@ -26,7 +26,7 @@ from __future__ import annotations
 import os
 import signal
 
-from runc_ckpt.frontend.errors import RuncCkptError
+from runc_ckpt.base.errors import RuncCkptError
 
 ENV_VAR = "RUNC_CKPT_FAULT"
 PHASES = ("dump", "export-write", "rename", "staging", "apply", "runc-restore",

@@ -22,8 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO
 
-from runc_ckpt.frontend import runclog, signals
-from runc_ckpt.frontend.globalflags import GlobalFlags
+from runc_ckpt.base import runclog, signals
+from runc_ckpt.base.globalflags import GlobalFlags
 from runc_ckpt.runtime import faults
 
 _TEXT_ERROR = re.compile(r"(?:^|\s)level=(?:error|fatal|panic)(?:\s|$)")
@@ -98,7 +98,7 @@ def _wait_through_interrupts(argv: list[str], stdout: IO[str] | int | None,
     Killing runc mid-dump (as subprocess.run does on KeyboardInterrupt) could
     leave the container frozen, and dying ourselves would strand finished
     images in a temporary directory. So SIGINT, SIGTERM and SIGHUP are only
-    remembered (frontend.signals); the caller stops once runc is done.
+    remembered (base.signals); the caller stops once runc is done.
     """
     with signals.deferred() as deferral:
         proc = subprocess.Popen(argv, stdout=stdout, pass_fds=pass_fds)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 
-from runc_ckpt.frontend.errors import RuncCkptError
+from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.settings import config
 
 SCHEMA = "oci-config.schema.json"

@@ -15,7 +15,7 @@ import string
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from runc_ckpt.frontend.errors import RuncCkptError
+from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.settings.policy import ANNOTATION_PREFIX
 
 VOLUMES_ANNOTATION = ANNOTATION_PREFIX + "volumes"

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from runc_ckpt.frontend import configfile
-from runc_ckpt.frontend.configfile import ENV_VAR
-from runc_ckpt.frontend.errors import RuncCkptError
-from runc_ckpt.frontend.globalflags import GlobalFlags  # builtins only, already loaded by cli
+from runc_ckpt.base import configfile
+from runc_ckpt.base.configfile import ENV_VAR
+from runc_ckpt.base.errors import RuncCkptError
+from runc_ckpt.base.globalflags import GlobalFlags  # builtins only, already loaded by cli
 
 
 @dataclass

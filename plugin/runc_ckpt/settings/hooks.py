@@ -20,9 +20,9 @@ import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from runc_ckpt.frontend import runclog
-from runc_ckpt.frontend.errors import RuncCkptError
-from runc_ckpt.frontend.globalflags import GlobalFlags
+from runc_ckpt.base import runclog
+from runc_ckpt.base.errors import RuncCkptError
+from runc_ckpt.base.globalflags import GlobalFlags
 from runc_ckpt.settings.config import validate
 
 STAGES = ("precheckpoint", "postcheckpoint", "prerestore", "postrestore")

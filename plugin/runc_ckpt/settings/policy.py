@@ -19,8 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from runc_ckpt.frontend import goflags
-from runc_ckpt.frontend.errors import RuncCkptError
+from runc_ckpt.base import goflags
+from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.settings.config import Config
 
 ANNOTATION_PREFIX = "io.runc-ckpt."

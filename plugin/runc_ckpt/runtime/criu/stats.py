@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import struct
 
-from runc_ckpt.frontend.errors import RuncCkptError
+from runc_ckpt.base.errors import RuncCkptError
 
 IMG_SERVICE_MAGIC = 0x55105940
 STATS_MAGIC = 0x57093306

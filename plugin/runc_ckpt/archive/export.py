@@ -10,7 +10,7 @@ flock-ed temp file beside FILE, fsynced (a helper thread flushes it as it
 grows, so the final fsync is short), renamed over FILE, the directory
 fsynced. Short writes are completed or reported as a full disk. Any failure
 -- a full disk, a runc-ckpt bug, SIGTERM, SIGINT or SIGHUP mid-export
-(frontend.signals, which holds them over the commit) -- removes the temp file
+(base.signals, which holds them over the commit) -- removes the temp file
 and raises RuncCkptError, so FILE is either the old file (or absent) or
 complete. A temp file left by a killed export is swept by the next export
 into that directory (its flock is free).
@@ -31,13 +31,13 @@ from typing import BinaryIO
 
 from runc_ckpt.archive import compression, layout, manifest
 from runc_ckpt.archive.manifest import MemberDigest
+from runc_ckpt.archive.scan import RootfsPlan, Scanner, plan_rootfs
 from runc_ckpt.archive.writer import DIR, REG, SYM, Entry, EntrySpool, TarWriter, TreePlan
-from runc_ckpt.frontend import runclog, signals
-from runc_ckpt.frontend.errors import RuncCkptError
-from runc_ckpt.frontend.globalflags import GlobalFlags
-from runc_ckpt.frontend.progress import NullProgress, Progress
+from runc_ckpt.base import runclog, signals
+from runc_ckpt.base.errors import RuncCkptError
+from runc_ckpt.base.globalflags import GlobalFlags
+from runc_ckpt.base.progress import NullProgress, Progress
 from runc_ckpt.rootfs import diff
-from runc_ckpt.rootfs.scan import Scanner
 from runc_ckpt.runtime import atomicfile, faults
 from runc_ckpt.runtime import volumes as volumes_mod
 
@@ -132,7 +132,7 @@ class _Plan:
     """What an export reads, from the stat pre-pass, before a byte is written: the display's total."""
 
     images: EntrySpool
-    rootfs: diff.RootfsPlan | None
+    rootfs: RootfsPlan | None
     volumes: dict[str, TreePlan]     # volume name -> its tree, in bind-mount order
 
     @property
@@ -168,7 +168,7 @@ def _plan(req: ExportRequest, spool_dir: str | None = None) -> _Plan:
             scan = Scanner(spool_dir=spool_dir)
             scan.walk(bm.source)
             volumes[bm.volume] = scan.plan()
-    rootfs = diff.plan(req.rootfs_source or diff.locate(req.rootfs), spool_dir=spool_dir) if req.include_rootfs else None
+    rootfs = plan_rootfs(req.rootfs_source or diff.locate(req.rootfs), spool_dir=spool_dir) if req.include_rootfs else None
     return _Plan(images.entries, rootfs, volumes)
 
 

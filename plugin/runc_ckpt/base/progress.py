@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
-from runc_ckpt.frontend.globalflags import GlobalFlags
+from runc_ckpt.base.globalflags import GlobalFlags
 
 MIN_INTERVAL = 0.2  # seconds between redraws: at most 5 a second
 _UNITS = ("B", "KiB", "MiB", "GiB", "TiB")

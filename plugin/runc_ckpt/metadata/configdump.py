@@ -20,7 +20,7 @@ import subprocess
 from datetime import datetime
 
 from runc_ckpt import __version__
-from runc_ckpt.frontend.errors import RuncCkptError
+from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.runtime import hostinfo, ocispec, podmanstore, volumes
 from runc_ckpt.runtime.containerstate import ContainerState
 from runc_ckpt.runtime.criu import features

@@ -29,12 +29,11 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from runc_ckpt.archive.writer import Entry, EntrySpool, TreePlan
+from runc_ckpt.rootfs.diff import FULL, OVERLAY_DIFF, SKIP, RootfsSource
 
-# Paths (relative to the container root) podman leaves out of a rootfs diff:
-# engine-managed mounts and files the engine writes itself.
-SKIP = frozenset({"dev", "proc", "run", "sys", "etc/hosts", "etc/resolv.conf", "etc/mtab"})
 _OVERLAY_XATTRS = ("trusted.overlay.", "user.overlay.")
 
 
@@ -194,3 +193,30 @@ class Scanner:
             elif lower[child] and upper[child]:
                 out.extend(self._hidden_lower(rel, os.path.join(upper_dir, child)))
         return out
+
+
+@dataclass
+class RootfsPlan:
+    kind: str                      # OVERLAY_DIFF | FULL
+    tree: TreePlan
+    deleted: list[str]             # container paths, e.g. "/etc/gone"
+    root_mode: int                 # st_mode & 0o7777 of the container root
+
+
+def plan_rootfs(source: RootfsSource, spool_dir: str | None = None) -> RootfsPlan:
+    """Stat pre-pass over the container's changes: entries to archive (spooled to spool_dir) and paths deleted.
+
+    For an overlay root the merged mount is needed only for metacopy files and
+    redirected dirs; the scan reports it missing if the engine already
+    unmounted it.
+    """
+    dirs = source.overlay
+    if dirs is not None:
+        scanner = Scanner(SKIP, lowers=dirs.lowers, merged=os.path.realpath(source.rootfs), spool_dir=spool_dir)
+        scanner.walk(dirs.upper, overlay=True)
+        kind = OVERLAY_DIFF
+    else:
+        scanner = Scanner(SKIP, spool_dir=spool_dir)
+        scanner.walk(source.rootfs)
+        kind = FULL
+    return RootfsPlan(kind, scanner.plan(), sorted(scanner.deleted), source.root_mode)

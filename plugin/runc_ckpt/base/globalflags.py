@@ -1,7 +1,7 @@
 """Parse runc's global flags the way runc (Go's flag package via urfave/cli) does.
 
 This module sits on the pass-through path, so it imports only os and the
-shared lexer (runc_ckpt.frontend.goflags). It never rejects input: anything it does not understand ends the
+shared lexer (runc_ckpt.base.goflags). It never rejects input: anything it does not understand ends the
 global flags and is left for the real runc to judge, so runc's own error text
 and exit code reach the caller unchanged.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from runc_ckpt.frontend import goflags
+from runc_ckpt.base import goflags
 
 BOOL_FLAGS = {"debug": "debug", "systemd-cgroup": "systemd_cgroup", "help": "help",
               "h": "help", "version": "version", "v": "version"}
@@ -90,7 +90,7 @@ KINDS = {**{n: goflags.BOOL for n in BOOL_FLAGS}, **{n: goflags.VALUE for n in V
 def parse(argv: list[str]) -> Invocation:
     """Split argv into global flags, the subcommand and its arguments.
 
-    Go's flag rules (runc_ckpt.frontend.goflags); the first word is the
+    Go's flag rules (runc_ckpt.base.goflags); the first word is the
     subcommand, and after `--` the next argument is. On anything unexpected
     (an unknown flag, a bad boolean, a missing value) parsing stops and the
     remainder, unparsed, becomes `args` with `command` None: runc will report it.

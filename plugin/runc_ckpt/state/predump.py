@@ -45,7 +45,7 @@ import re
 import shutil
 from dataclasses import dataclass, field
 
-from runc_ckpt.frontend.errors import RuncCkptError
+from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.runtime import containerid
 
 PRE_PREFIX = "pre-checkpoint"        # numbered dirs pre-checkpoint.N and the pointer

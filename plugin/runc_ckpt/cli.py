@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import sys
 
-from runc_ckpt.frontend import globalflags, runclog, signals
-from runc_ckpt.frontend.errors import PassToRunc, RuncCkptError
+from runc_ckpt.base import globalflags, runclog, signals
+from runc_ckpt.base.errors import PassToRunc, RuncCkptError
 
 # Subcommands runc-ckpt handles itself, by module under runc_ckpt.commands.
 COMMANDS = {
@@ -59,8 +59,8 @@ def _wants_version(inv: globalflags.Invocation) -> bool:
 
 
 def _pass_through(inv: globalflags.Invocation) -> int:
-    from runc_ckpt.frontend import passthrough, realrunc
-    passthrough.exec_runc(realrunc.find(_configured_runc(inv)), inv.runc_argv())
+    from runc_ckpt.base import realrunc
+    realrunc.exec_runc(realrunc.find(_configured_runc(inv)), inv.runc_argv())
     return 1  # not reached: exec_runc replaces the process or raises
 
 
@@ -75,7 +75,7 @@ def _configured_runc(inv: globalflags.Invocation) -> str | None:
     """
     import os
 
-    from runc_ckpt.frontend import configfile, realrunc
+    from runc_ckpt.base import configfile, realrunc
     if inv.flags.config is None:
         if os.environ.get(realrunc.ENV_VAR):
             return None

@@ -1,4 +1,4 @@
-"""Find the real runc: the one runc-ckpt stands in front of.
+"""Find the real runc, the one runc-ckpt stands in front of, and hand calls to it by exec.
 
 Order: $RUNC_CKPT_RUNC, the config file's `runc` key, then the first `runc`
 on PATH that is not runc-ckpt itself (runc-ckpt may be installed under the
@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 
-from runc_ckpt.frontend.errors import RuncCkptError
+from runc_ckpt.base.errors import RuncCkptError
 
 ENV_VAR = "RUNC_CKPT_RUNC"
 # Both front ends carry this marker near the top, so a `runc` that is really
@@ -48,3 +48,13 @@ def find(configured: str | None = None) -> str:
         if d and _usable(os.path.join(d, "runc")):
             return os.path.join(d, "runc")
     raise RuncCkptError(f"cannot find the real runc on PATH; install runc or set {ENV_VAR}")
+
+
+def exec_runc(runc: str, args: list[str]) -> None:
+    """Replace this process with `runc args...`, so argv, stdio and exit code are runc's own; returns only by raising."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        os.execv(runc, [runc, *args])
+    except OSError as e:
+        raise RuncCkptError(f"exec {runc}: {e.strerror}") from None

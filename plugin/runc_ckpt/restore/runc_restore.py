@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import os
 
+from runc_ckpt.base import realrunc, runclog
+from runc_ckpt.base.errors import RuncCkptError
+from runc_ckpt.base.globalflags import Invocation
 from runc_ckpt.commands import cmdflags, options
-from runc_ckpt.frontend import passthrough, realrunc, runclog
-from runc_ckpt.frontend.errors import RuncCkptError
-from runc_ckpt.frontend.globalflags import Invocation
 
 # Flags runc 1.1.5 does not know, handled or dropped before runc sees the call.
 NOT_FOR_RUNC = {"tcp-close", "no-new-keyring", "parent-path"}
@@ -34,8 +34,8 @@ def state_dir_images(state_dir: str, parsed: cmdflags.Parsed) -> str | None:
     ./checkpoint holds no checkpoint (runc would fail) and the state dir
     holds one for this ID, we name it. Otherwise runc's default stands.
     """
-    from runc_ckpt.checkpoint import predump
     from runc_ckpt.runtime import containerid
+    from runc_ckpt.state import predump
     if "image_path" in parsed.given or len(parsed.positionals) != 1:
         return None
     cid = parsed.positionals[0]
@@ -86,7 +86,7 @@ def restore(inv: Invocation, parsed: cmdflags.Parsed) -> int:
     runc = realrunc.find(cfg.runc)
     argv = [*inv.runc_globals, "restore", *kept]
     if not pre and not post:
-        passthrough.exec_runc(runc, argv)
+        realrunc.exec_runc(runc, argv)
         return 1
     cid = parsed.positionals[0] if parsed.positionals else ""
     hooks.run_stage("prerestore", pre, hooks.state_json(cid, "creating", 0, bundle, annotations),

@@ -11,12 +11,11 @@ import contextlib
 import tempfile
 
 from runc_ckpt.archive import summary
-from runc_ckpt.checkpoint import configdump
-from runc_ckpt.frontend.errors import RuncCkptError
-from runc_ckpt.frontend.globalflags import GlobalFlags
+from runc_ckpt.base.errors import RuncCkptError
+from runc_ckpt.base.globalflags import GlobalFlags
 from runc_ckpt.image import annotations as image_annotations
 from runc_ckpt.image import source as importsource
-from runc_ckpt.restore import preflight
+from runc_ckpt.metadata import configdump, preflight
 
 PODMAN_NOTE = ("config.dump names no image podman's storage knows (and spec.dump lacks what CRI-O needs): "
                "only runc-ckpt can restore it (see runc-ckpt-checkpoint(1), PODMAN)")

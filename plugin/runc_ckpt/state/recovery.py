@@ -26,7 +26,7 @@ import os
 import shutil
 import subprocess
 
-from runc_ckpt.restore import transaction
+from runc_ckpt.state import transaction
 
 IMPORT_PREFIX = ".runc-ckpt-import-"
 

@@ -13,7 +13,7 @@ import re
 import sys
 import time
 
-from runc_ckpt.frontend.globalflags import GlobalFlags
+from runc_ckpt.base.globalflags import GlobalFlags
 
 # logrus's TextFormatter leaves a value unquoted only if every char is in here.
 _BARE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._/@^+")
