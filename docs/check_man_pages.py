@@ -11,7 +11,7 @@ drift the way podman's hack/xref-helpmsgs-manpages does:
   every such heading parses;
 - the flags on a command's page are exactly those its `--help` prints (the
   same names, short names, value-or-boolean, defaults and order); the global
-  flags on runc-ckpt(1) are exactly those runc_ckpt.frontend.globalflags parses;
+  flags on runc-ckpt(1) are exactly those runc_ckpt.base.globalflags parses;
 - links to other pages name pages that exist;
 - the defaults on runc-ckpt.yaml(5) are runc_ckpt.settings.config.Config's;
 - the keys on runc-ckpt.yaml(5) (and runc-ckpt-hooks(5), once the hook schema
@@ -294,8 +294,8 @@ def _import_runc_ckpt(module: str):
 
 
 def global_flags() -> list[HelpFlag]:
-    """runc-ckpt's global flags as runc_ckpt.frontend.globalflags parses them, grouped by setting."""
-    globalflags = _import_runc_ckpt("runc_ckpt.frontend.globalflags")
+    """runc-ckpt's global flags as runc_ckpt.base.globalflags parses them, grouped by setting."""
+    globalflags = _import_runc_ckpt("runc_ckpt.base.globalflags")
     by_attr: dict[str, list[str]] = {}
     takes_value: dict[str, bool] = {}
     for table, is_value in ((globalflags.BOOL_FLAGS, False), (globalflags.VALUE_FLAGS, True)):
@@ -402,7 +402,7 @@ def check(docs: Path = DOCS, runc_ckpt: str | None = None) -> tuple[list[str], l
         elif path.name == GLOBAL_PAGE:
             if "GLOBAL OPTIONS" not in page.sections:
                 page.problem(1, "missing section ## GLOBAL OPTIONS")
-            compare(page, global_flags(), "runc_ckpt.frontend.globalflags")
+            compare(page, global_flags(), "runc_ckpt.base.globalflags")
             annotations = annotation_keys()
             if annotations is None:
                 notes.append(f"{path.name}: runc_ckpt.settings.policy does not exist yet; annotations not compared")
