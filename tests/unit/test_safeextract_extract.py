@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import stat
+import tempfile
 
 import pytest
 
 from runc_ckpt.archive import safeextract
 from runc_ckpt.archive.safeextract import Root, UnsafeArchive
 from runc_ckpt.archive.tarstream import BytesSource, TarStream
+from runc_ckpt.state import transaction
 from tests.hostile.builder import d, dev, f, hard, sym, tar_bytes
 
 
@@ -67,6 +69,7 @@ def test_names_are_checked():
 
 
 def _merge(tmp_path, entries, deleted=(), prepare=None):
+    """Stage, plan and apply as restore --import does: the journaled merge, then its commit."""
     target = tmp_path / "target"
     target.mkdir(exist_ok=True)
     if prepare:
@@ -76,10 +79,14 @@ def _merge(tmp_path, entries, deleted=(), prepare=None):
     staging = Root.at(root, name, "t")
     tar = TarStream(BytesSource(tar_bytes(entries)), "t")
     result = safeextract.extract(tar, staging, "t", True)
+    journal = transaction.Journal(tempfile.mkdtemp(prefix="import-", dir=tmp_path))
     try:
         plan = safeextract.plan_merge(staging, root, result.explicit_dirs, deleted, "t")
-        safeextract.apply_merge(staging, root, plan, result.explicit_dirs, result)
+        transaction.apply_merge(journal, staging, root, plan, result.explicit_dirs, result,
+                                undo_dir=staging.path + transaction.UNDO_SUFFIX)
+        transaction.commit(journal.steps)
     finally:
+        journal.close()
         staging.close()
         remove()
         root.close()

@@ -13,8 +13,9 @@ Two phases keep a refusal from leaving anything half-applied:
      inside the target (same filesystem, so no file data is written twice).
      Refusal or error: the staging directory is removed, the target untouched.
   2. plan_merge() checks the staged tree against the target (and deletions
-     against the target) without changing anything; apply_merge() then
-     rename()s the staged entries into place, copying only on EXDEV.
+     against the target) without changing anything; the journaled merge
+     (state/transaction.apply_merge) then rename()s the staged entries into
+     place with move(), copying only on EXDEV.
 
 Headers are parsed by archive/tarstream (our own parser); tarfile's extraction
 filters (PEP 706) strip the owners and setuid bits a rootfs needs.
@@ -434,28 +435,6 @@ def _plan_dir(staging: Root, target: Root, top: tuple[str, ...], explicit: set, 
                                     f"already in the target")
             else:
                 plan.replaces.append(child)
-
-
-def apply_merge(staging: Root, target: Root, plan: MergePlan, explicit_dirs: dict[tuple[str, ...], DirMeta],
-                result: Extracted) -> None:
-    """Move the staged entries into place (rename; copy on EXDEV), then delete, then dir metadata."""
-    old_umask = os.umask(0)
-    try:
-        for parts in plan.replaces:
-            target.trim()
-            target.remove(parts)
-        for parts in plan.moves + plan.replaces:
-            staging.trim()
-            target.trim()
-            move(staging, target, parts)
-        for parts in plan.deletions:
-            target.trim()
-            target.remove(parts)
-        for meta in sorted(explicit_dirs.values(), key=lambda m: -len(m.parts)):
-            target.trim()
-            apply_dir_meta(target, meta, result)
-    finally:
-        os.umask(old_umask)
 
 
 def move(staging: Root, target: Root, parts: tuple[str, ...]) -> None:

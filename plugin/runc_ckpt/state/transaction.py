@@ -222,9 +222,13 @@ def sweep_staging(directory: str) -> list[str]:
 def apply_merge(journal: Journal, staging: safeextract.Root, target: safeextract.Root,
                 plan: safeextract.MergePlan, explicit_dirs: dict[tuple[str, ...], safeextract.DirMeta],
                 result: safeextract.Extracted, undo_dir: str, step: callable = lambda: None) -> None:
-    """safeextract.apply_merge with every change journaled: replaced and deleted entries go aside, not away.
+    """Apply a checked merge plan (safeextract.plan_merge), every change journaled first.
 
-    `step` is called between operations (fault injection).
+    Replaced and deleted entries go aside into undo_dir (same filesystem as
+    target), not away; staged entries are renamed into place
+    (safeextract.move, a copy only across filesystems); then the explicit
+    directories get their metadata, deepest first. `step` is called between
+    operations (fault injection).
     """
     old_umask = os.umask(0)
     try:
