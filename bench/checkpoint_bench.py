@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """Benchmark `runc-ckpt checkpoint --export` against podman's own checkpoint and against a floor.
 
-Run as root, with a Python that can import runc_ckpt and the test helpers
-(the project venv: pytest is needed for tests/podman_env.py):
+Run as root (runc-ckpt is driven through its command line only: the venv's
+`runc-ckpt`, or --runc-ckpt):
     python bench/checkpoint_bench.py                        # modest sizes, a few minutes on 2 cores
     python bench/checkpoint_bench.py --full                 # the issue's sizes (about 10 GiB of disk)
     python bench/checkpoint_bench.py --scale 2              # every default size x2
     python bench/checkpoint_bench.py --cases memory,rootfs --size-mib 2048
+    python bench/checkpoint_bench.py --smoke                # every case at a tiny size, no goal checks
 
 Cases (default size; the issue's size): memory (256 MiB; 2 GiB of process
 memory, a static C program that mallocs, fills and touches N MiB, then sleeps),
@@ -14,27 +15,25 @@ rootfs (512 MiB; 2 GiB of big files in the rootfs diff), smallfiles (5000;
 20000 x 4 KiB files in the rootfs diff), volume (256 MiB; 1 GiB in a named
 volume), usr (256 MiB; 1 GiB of the host's real /usr files in the rootfs diff),
 files1k (20000; issue 12's 300000 and 1000000 x 1 KiB files, 1000 per
-directory: goals ours/limit <= 1.5 and py RSS <= 100 MiB), tiny (the bare
+directory: goals ours/limit <= 1.5 and RSS <= 100 MiB), tiny (the bare
 busybox container: the fixed cost, goal ours/limit <= 1.2). For the
 1M-file RSS case use --cases files1k --size-mib 1000000 --contenders ours.
 
 For each case three contenders run one after another, on the same image
 (busybox-static + the memory filler) and the same bytes:
-  podman  a private podman (tests/podman_env.PodmanEnv: own root, runroot,
-          config, ulimits, --network none, cgroupfs) whose runtime is the real
-          runc: `podman container checkpoint --export F --compress zstd` is timed;
+  podman  a private podman (own graphroot, runroot, containers.conf, ulimits,
+          --network none, cgroupfs; bench/_common.PodmanEnv) whose runtime is the
+          real runc: `podman container checkpoint --export F --compress zstd` is timed;
   ours    a plain runc bundle on an overlay rootfs under a private --root:
-          `runc-ckpt --root R checkpoint --export F` (zstd level 3, default);
+          `runc-ckpt --root R checkpoint --print-stats --export F` (zstd level 3, default);
   limit   an equal runc container: `runc checkpoint` + `tar -cf - images diff
           volume | zstd -T0 -3` of the same bytes, both timed, summed.
-Ours is started by a small meter process (see METER) so that peak RSS is
-measured two ways: "py" is VmHWM of runc-ckpt's own Python process, read by
-that process as it finishes (runc_ckpt.frontend.cli.main is called by a tiny
-wrapper, exactly what the runc-ckpt-py entry point does); "tree" is the
-meter's getrusage(RUSAGE_CHILDREN).ru_maxrss, the largest single process of
-the whole call including runc and CRIU. Targets: ours/podman <= 0.5,
-ours/limit <= 1.25, size ours/podman <= 1.0, py RSS <= 150 MiB. A missed
-target prints MISSED; the exit code is 0 unless the bench itself failed.
+Ours is started by a small meter process (bench/_common.METER): wall time and
+peak RSS, getrusage(RUSAGE_CHILDREN).ru_maxrss, the largest single process of
+the whole call (runc-ckpt's Python, runc or CRIU): the RSS goal is checked on
+it, an upper bound of runc-ckpt's own. Goals: ours/podman <= 0.5,
+ours/limit <= 1.25, size ours/podman <= 1.0, RSS <= 150 MiB (per-case goals
+above). Exit 1 if a case failed, 3 if a goal was missed (never in --smoke).
 """
 
 from __future__ import annotations
@@ -44,22 +43,41 @@ import json
 import os
 import random
 import shutil
-import signal
 import subprocess
-import sys
-import tarfile
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-from export_bench import pool  # noqa: E402  (the same semi-compressible data)
+from _common import (
+    MIB,
+    BenchError,
+    Goals,
+    PodmanEnv,
+    Runc,
+    add_common_args,
+    busybox_tar,
+    check_runc_ckpt,
+    du_mib,
+    make_spec,
+    metered,
+    mount_overlay,
+    pool,
+    ratio,
+    real_runc,
+    require,
+    run_main,
+    runc_ckpt_config,
+    sh,
+    timed,
+    umount_under,
+    unpack,
+    write_pool_files,
+)
 
-MIB = 1 << 20
 DEFAULTS = {"memory": 256, "rootfs": 512, "smallfiles": 5000, "volume": 256, "usr": 256, "files1k": 20000,
             "tiny": 1}
+SMOKE = {"memory": 8, "rootfs": 4, "smallfiles": 100, "volume": 4, "usr": 4, "files1k": 100, "tiny": 1}
 NO_DATA = ("memory", "tiny")          # cases without files to write into the container
 COUNTED = ("smallfiles", "files1k")   # sizes that are a number of files, not MiB
 # Goals per case (issue 12 for files1k and tiny; the default ones from the earlier issues).
@@ -94,63 +112,16 @@ int main(int argc, char **argv) {
 }
 """
 
-# Runs runc-ckpt's Python entry point and leaves its peak RSS (VmHWM, KiB) in $BENCH_HWM.
-WRAPPER = r"""
-import os, sys
-from runc_ckpt.frontend.cli import main
-rc = main(sys.argv[1:])
-with open("/proc/self/status") as f:
-    hwm = next(line.split()[1] for line in f if line.startswith("VmHWM:"))
-with open(os.environ["BENCH_HWM"], "w") as f:
-    f.write(hwm)
-sys.exit(rc)
-"""
-
-# A small process that times a command and reports its children's largest ru_maxrss:
-# a vfork()ed child's ru_maxrss starts from its parent's high-water mark, so the
-# parent of the measured command must stay small, and this bench process is not.
-METER = ("import resource, subprocess, sys, time; t = time.perf_counter(); "
-         "rc = subprocess.run(sys.argv[1:], stdin=subprocess.DEVNULL).returncode; "
-         "print(rc, time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
-
-
-class BenchError(Exception):
-    """A contender or a setup step failed: the case is reported as failed."""
-
-
-def sh(*argv: str, **kw: object) -> subprocess.CompletedProcess[str]:
-    out = subprocess.run(list(argv), capture_output=True, text=True, stdin=subprocess.DEVNULL,
-                         check=False, **kw)  # type: ignore[call-overload]
-    if out.returncode != 0:
-        raise BenchError(f"{' '.join(argv[:4])} ... exited {out.returncode}: {out.stderr.strip()[-800:]}")
-    return out
-
-
-def timed(*argv: str) -> float:
-    os.sync()             # no writeback of fresh test data competing with the timed step
-    t = time.perf_counter()
-    sh(*argv)
-    return time.perf_counter() - t
-
 
 # ---------------------------------------------------------------- test data
 
 def generate(case: str, size: int, dest: str) -> None:
-    """The case's data under dest (run in a child process: it needs a big pool in memory)."""
-    rng = random.Random(42)
+    """The case's data under dest."""
     os.makedirs(dest)
     if case in ("rootfs", "volume"):
-        data = pool(rng, 32 * MIB)
-        per_file = 64
-        left, i = size, 0
-        while left > 0:
-            with open(os.path.join(dest, f"big-{i:03d}.bin"), "wb") as f:
-                for _ in range(min(per_file, left)):
-                    off = rng.randrange(0, len(data) - MIB)
-                    f.write(data[off:off + MIB])
-            left -= per_file
-            i += 1
+        write_pool_files(dest, size)
     elif case in ("smallfiles", "files1k"):
+        rng = random.Random(42)
         data = pool(rng, 8 * MIB)
         per_file = 4096 if case == "smallfiles" else 1024
         for i in range(size):
@@ -176,30 +147,20 @@ def generate(case: str, size: int, dest: str) -> None:
         listing = dest + ".list"
         with open(listing, "wb") as f:
             f.write(b"\0".join(n.encode() for n in names) + b"\0")
-        subprocess.run(f"tar -C / --null -T {listing} -cf - | tar -C {dest} -xf -", shell=True, check=True)
+        sh("sh", "-c", f"tar -C / --null -T '{listing}' -cf - | tar -C '{dest}' -xf -")
         os.unlink(listing)
-
-
-def du_mib(path: str) -> float:
-    return int(sh("du", "-sb", path).stdout.split()[0]) / MIB
 
 
 # ---------------------------------------------------------------- image
 
 def build_image(work: Path) -> tuple[Path, Path]:
     """(image tarball for podman, the same tree unpacked as the bundles' overlay lower dir)."""
-    from tests.podman_env import build_busybox_tar
     filler_src = work / "memfill.c"
     filler_src.write_text(FILLER_C)
     filler = work / "memfill"
     sh("gcc", "-static", "-O2", "-o", str(filler), str(filler_src))
-    tar_path = build_busybox_tar(work / "image.tar")
-    with tarfile.open(tar_path, "a") as tar:
-        tar.add(str(filler), arcname="bin/memfill")
-    lower = work / "lower"
-    lower.mkdir()
-    sh("tar", "-C", str(lower), "-xf", str(tar_path))
-    return tar_path, lower
+    tar_path = busybox_tar(work / "image.tar", {"bin/memfill": str(filler)})
+    return tar_path, unpack(tar_path, work / "lower")
 
 
 # ---------------------------------------------------------------- contenders
@@ -208,8 +169,7 @@ def build_image(work: Path) -> tuple[Path, Path]:
 class Result:
     seconds: float
     size: int
-    rss_py: float = 0.0      # MiB
-    rss_tree: float = 0.0    # MiB
+    rss: float = 0.0         # MiB: the largest process of the call's tree (ours only)
     runtime: float = 0.0     # seconds of it spent in `runc checkpoint` (--print-stats' runtime_checkpoint_duration)
 
 
@@ -222,24 +182,17 @@ def _wait_file(path: Path, what: str, timeout: float = 300) -> None:
     while not path.exists():
         if time.monotonic() > deadline:
             raise BenchError(f"timed out waiting for {what}")
-        time.sleep(0.1)
+        time.sleep(0.05)
 
 
-def run_podman(env, case: str, size: int, src: str, out: str) -> Result:
-    def pm(*args: str) -> str:
-        done = subprocess.run(env.argv(*args), capture_output=True, text=True, env=env.env,
-                              stdin=subprocess.DEVNULL, check=False, timeout=1800)
-        if done.returncode != 0:
-            raise BenchError(f"podman {' '.join(args[:3])} exited {done.returncode}: {done.stderr.strip()}")
-        return done.stdout.strip()
-
+def run_podman(pm: PodmanEnv, case: str, size: int, src: str, out: str) -> Result:
     vol = []
     if case == "volume":
         pm("volume", "create", VOLUME)
         vol = ["-v", f"{VOLUME}:/data"]
-    pm("create", "--name", case, *vol, env.image, *_command(case, size))
+    pm("create", "--name", case, *vol, pm.image, *_command(case, size))
     if case == "volume":
-        sh("cp", "-a", src + "/.", str(env.volume_dir(VOLUME)))
+        sh("cp", "-a", src + "/.", str(pm.volume_dir(VOLUME)))
     elif case not in NO_DATA:
         merged = pm("mount", case)
         sh("cp", "-a", src, os.path.join(merged, "bench"))
@@ -265,37 +218,31 @@ def _runtime_seconds(print_stats: str) -> float:
 
 
 @dataclass
-class Runc:
-    """Plain runc bundles on overlay under a private --root, as tests/integration/conftest.py builds them."""
+class Bundles:
+    """Plain runc bundles on overlay under a private --root."""
 
     work: Path
     lower: Path
-    runc: str
-    root: Path
+    runc: Runc
     made: int = 0
-    mounted: list[Path] | None = None
 
     def discard(self) -> None:
         """Unmount and delete the bundles made so far: the full sizes need the disk back."""
-        for rootfs in self.mounted or []:
-            subprocess.run(["umount", "-l", str(rootfs)], capture_output=True, check=False)
-            shutil.rmtree(rootfs.parent, ignore_errors=True)
-        self.mounted = []
-        for d in self.work.glob("volumes-*"):
+        self.runc.remove_all()
+        for d in self.work.glob("bundle-*"):
+            umount_under(d)
             shutil.rmtree(d, ignore_errors=True)
-        for d in (*self.work.glob("images-*"), *self.work.glob("criu-work-*")):
+        for d in (*self.work.glob("volumes-*"), *self.work.glob("images-*"), *self.work.glob("criu-work-*")):
             shutil.rmtree(d, ignore_errors=True)
 
     def bundle(self, case: str, size: int, src: str) -> tuple[Path, Path, str | None]:
         """(bundle dir, its upper dir, the volume data dir or None), filled with the case's data."""
-        from tests.integration.conftest import make_spec, mount_overlay
         self.made += 1
         base = self.work / f"bundle-{self.made}"
         upper, wk, rootfs = base / "upper", base / "work", base / "rootfs"
         for d in (upper, wk, rootfs):
             d.mkdir(parents=True)
         mount_overlay(self.lower, upper, wk, rootfs)
-        self.mounted = [*(self.mounted or []), rootfs]
         spec = make_spec(_command(case, size))
         voldata = None
         if case == "volume":
@@ -311,73 +258,46 @@ class Runc:
 
     def start(self, case: str, bundle: Path, upper: Path) -> str:
         cid = f"{case}-{self.made}"
-        # All stdio /dev/null: CRIU cannot dump a host file or pipe, and the container would hold ours open.
-        code = subprocess.run([self.runc, "--root", str(self.root), "run", "-d", "--bundle", str(bundle), cid],
-                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              check=False).returncode
-        if code != 0:
-            raise BenchError(f"runc run {cid} exited {code} (try it by hand on {bundle})")
+        self.runc.run_detached(bundle, cid)
         if case == "memory":
             _wait_file(upper / "ready", "the memory filler")
         return cid
 
-    def remove(self, cid: str) -> None:
-        subprocess.run([self.runc, "--root", str(self.root), "delete", "--force", cid],
-                       capture_output=True, check=False)
 
-
-def run_ours(rc: Runc, case: str, size: int, src: str, out: str) -> Result:
+def run_ours(rc: Bundles, runc_ckpt: str, case: str, size: int, src: str, out: str) -> Result:
     bundle, upper, voldata = rc.bundle(case, size, src)
-    config = rc.work / f"runc-ckpt-{rc.made}.yaml"
     roots = [os.path.dirname(os.path.dirname(voldata))] if voldata else []
-    config.write_text(f"state_dir: {rc.work / 'state'}\nvolume_roots: {json.dumps(roots)}\n")
+    env = runc_ckpt_config(rc.work / f"runc-ckpt-{rc.made}.yaml", rc.work / "state", roots)
     cid = rc.start(case, bundle, upper)
-    hwm = rc.work / "hwm"
-    env = dict(os.environ, RUNC_CKPT_CONFIG=str(config), BENCH_HWM=str(hwm))
-    os.sync()
-    done = subprocess.run([sys.executable, "-c", METER, sys.executable, "-c", WRAPPER, "--root", str(rc.root),
-                           "checkpoint", "--print-stats", "--export", out, cid], capture_output=True, text=True, env=env,
-                          check=False)
-    rc.remove(cid)
     try:
-        code, seconds, tree_kib = done.stdout.split()[-3:]
-    except ValueError:
-        raise BenchError(f"runc-ckpt meter failed: {done.stderr.strip()}") from None
-    if code != "0":
+        m = metered([runc_ckpt, "--root", str(rc.runc.root), "checkpoint", "--print-stats", "--export", out, cid],
+                    env=env)
+    except BenchError as e:
         logs = sorted((rc.work / "state").glob("*/work/dump.log"))
-        tail = [l for l in (logs[-1].read_text(errors="replace").splitlines() if logs else [])
-                if "Error" in l or "Warn" in l][-6:]
-        raise BenchError(f"runc-ckpt checkpoint exited {code}: {done.stderr.strip()}\n" + "\n".join(tail))
-    printed = done.stdout.rsplit("\n", 2)[0]       # the JSON, before the meter's own line
-    return Result(float(seconds), os.path.getsize(out), int(hwm.read_text()) / 1024, int(tree_kib) / 1024,
-                  _runtime_seconds(printed))
+        tail = [line for line in (logs[-1].read_text(errors="replace").splitlines() if logs else [])
+                if "Error" in line or "Warn" in line][-6:]
+        raise BenchError("\n".join([str(e), *tail])) from None
+    finally:
+        rc.runc.remove(cid)
+    return Result(m.wall, os.path.getsize(out), m.rss, _runtime_seconds(m.stdout))
 
 
-def run_limit(rc: Runc, case: str, size: int, src: str, out: str) -> Result:
+def run_limit(rc: Bundles, case: str, size: int, src: str, out: str) -> Result:
     bundle, upper, voldata = rc.bundle(case, size, src)
     cid = rc.start(case, bundle, upper)
     images, wk = rc.work / f"images-{rc.made}", rc.work / f"criu-work-{rc.made}"
     try:
-        t_dump = timed(rc.runc, "--root", str(rc.root), "checkpoint", "--image-path", str(images),
-                       "--work-path", str(wk), cid)
+        t_dump = timed(*rc.runc.argv("checkpoint", "--image-path", str(images), "--work-path", str(wk), cid))
     finally:
-        rc.remove(cid)
-    parts = f"-C {images} . -C {upper} ." + (f" -C {voldata} ." if voldata else "")
-    t_pack = timed("sh", "-c", f"tar -cf - {parts} | zstd -q -T0 -3 > {out}")
+        rc.runc.remove(cid)
+    parts = f"-C '{images}' . -C '{upper}' ." + (f" -C '{voldata}' ." if voldata else "")
+    t_pack = timed("sh", "-c", f"tar -cf - {parts} | zstd -q -T0 -3 > '{out}'")
     return Result(t_dump + t_pack, os.path.getsize(out), runtime=t_dump)
 
 
 # ---------------------------------------------------------------- report
 
-def verdict(value: float, target: float) -> str:
-    return "ok" if value <= target else "MISSED"
-
-
-def _ratio(name: str, value: float, goal: float) -> str:
-    return f"{name} {value:5.2f} (goal <= {goal:g}: {verdict(value, goal)})"
-
-
-def report(rows: list[tuple[str, int, Result | str, Result | None, Result | None]]) -> None:
+def report(rows: list[tuple[str, int, Result | str, Result | None, Result | None]], goals: Goals) -> None:
     """One block per case: times, each ratio and peak RSS against that case's goals."""
     print()
     for label, size, pod, ours, lim in rows:
@@ -385,113 +305,93 @@ def report(rows: list[tuple[str, int, Result | str, Result | None, Result | None
             print(f"{label:18} FAILED: {pod}")
             continue
         assert ours is not None
-        goals = {**TARGETS, **CASE_TARGETS.get(label.split()[0], {})}
+        case = label.split()[0]
+        g = {**TARGETS, **CASE_TARGETS.get(case, {})}
         times = [f"ours {ours.seconds:.2f} s"] + [f"{n} {r.seconds:.2f} s" for n, r in (("podman", pod), ("limit", lim))
                                                   if r is not None]
         print(f"{label:18} " + ", ".join(times))
         ratios = []
         if pod is not None:
-            ratios += [_ratio("ours/podman", ours.seconds / pod.seconds, goals["podman"]),
-                       _ratio("size ours/podman", ours.size / pod.size, goals["size"])]
+            ratios += [goals.check(f"{case}: ours/podman", ratio(ours.seconds, pod.seconds), g["podman"]),
+                       goals.check(f"{case}: size ours/podman", ratio(ours.size, pod.size), g["size"])]
         if lim is not None:
-            ratios.append(_ratio("ours/limit", ours.seconds / lim.seconds, goals["limit"]))
-        ratios.append(f"RSS py {ours.rss_py:.1f} MiB (goal <= {goals['rss']:g}: {verdict(ours.rss_py, goals['rss'])}),"
-                      f" tree {ours.rss_tree:.0f} MiB")
-        print(f"{'':18} " + "; ".join(ratios))
-        ref_size, ref_s = PODMAN_431[label.split()[0]]
+            ratios.append(goals.check(f"{case}: ours/limit", ratio(ours.seconds, lim.seconds), g["limit"]))
+        ratios.append(goals.check(f"{case}: peak RSS", ours.rss, g["rss"], " MiB"))
+        for line in ratios:
+            print(f"{'':18} {line}")
+        ref_size, ref_s = PODMAN_431[case]
         sizes = [f"{n} {r.size / MIB:.1f}" for n, r in (("ours", ours), ("podman", pod), ("limit", lim)) if r]
         print(f"{'':18} archives MiB: {', '.join(sizes)}" + (f"; issue's podman s, scaled: {ref_s * size / ref_size:.1f}"
                                                               if ref_s else ""))
         parts = [f"{n} {r.runtime:.2f}/{r.seconds - r.runtime:.2f}" for n, r in (("ours", ours), ("podman", pod),
                                                                                    ("limit", lim)) if r]
         print(f"{'':18} runc checkpoint / the rest, s: {', '.join(parts)}")
-    print("RSS py = runc-ckpt's Python process (VmHWM); tree = largest process incl. runc/CRIU. "
+    print("peak RSS = the largest process of ours' call (runc-ckpt's Python, runc or CRIU). "
           "A shared machine: wall times are noisy.")
 
 
 # ---------------------------------------------------------------- main
 
-def _mounts_under(prefix: str) -> list[str]:
-    with open("/proc/self/mounts", encoding="utf-8") as f:
-        points = {line.split()[1] for line in f}
-    return sorted((p for p in points if p == prefix or p.startswith(prefix + "/")), key=len, reverse=True)
-
-
-def cleanup(work: Path, rc: Runc | None, env) -> None:
-    if env is not None:
-        env.teardown()
-    if rc is not None and rc.root.is_dir():
-        for cid in os.listdir(rc.root):
-            rc.remove(cid)
-    for point in _mounts_under(str(work)):
-        subprocess.run(["umount", "-l", point], capture_output=True, check=False)
-    shutil.rmtree(work, ignore_errors=True)
-
-
-def _raise_interrupt(signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cases", default=",".join(DEFAULTS), help=f"comma-separated, of {', '.join(DEFAULTS)}")
-    ap.add_argument("--scale", type=float, default=1.0, help="multiply every default size")
     ap.add_argument("--full", action="store_true", help="the issue's sizes: 2 GiB, 2 GiB, 20000, 1 GiB, 1 GiB")
     ap.add_argument("--size-mib", type=int, default=None,
                     help="size of every chosen case (MiB; for smallfiles: the number of files)")
     ap.add_argument("--dir", default="/var/tmp", help="where the work directory goes")
     ap.add_argument("--contenders", default="podman,ours,limit",
                     help="which to run besides ours (e.g. just `ours` for the 1M-file RSS case)")
-    ap.add_argument("--generate", nargs=3, metavar=("CASE", "SIZE", "DEST"), help=argparse.SUPPRESS)
+    add_common_args(ap)
     args = ap.parse_args()
-    if args.generate:
-        generate(args.generate[0], int(args.generate[1]), args.generate[2])
-        return 0
+    runc_ckpt = check_runc_ckpt(args.runc_ckpt)
     cases = [c for c in args.cases.split(",") if c]
     unknown = set(cases) - set(DEFAULTS)
     if unknown:
         ap.error(f"unknown cases: {', '.join(sorted(unknown))}")
-    for tool in ("podman", "conmon", "runc", "criu", "gcc", "tar", "zstd", "busybox"):
-        if shutil.which(tool, path=os.environ.get("PATH", "") + ":/usr/local/sbin:/usr/sbin:/sbin") is None:
-            print(f"{tool} is not installed: run contrib/install-deps.sh", file=sys.stderr)
-            return 1
-    from tests.podman_env import PodmanEnv
-    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(signum, _raise_interrupt)      # clean up on any of them (SIGINT even if inherited ignored)
+    require("podman", "conmon", "runc", "criu", "gcc", "tar", "zstd", "busybox")
+    goals = Goals(smoke=args.smoke)
     work = Path(tempfile.mkdtemp(prefix="ckpt-bench-", dir=args.dir))
-    env = rc = None
+    pm: PodmanEnv | None = None
+    rc: Bundles | None = None
     rows: list = []
     try:
-        real_runc = shutil.which("runc", path="/usr/local/sbin:/usr/sbin:/sbin:/usr/bin:/bin") or "runc"
+        runc = real_runc()
         image_tar, lower = build_image(work)
-        # podman's runtime is the real runc (under a private --root): podman's own checkpoint code path.
-        # Not under work: podman refuses a runroot path longer than 50 characters.
-        env = PodmanEnv(Path(tempfile.mkdtemp(prefix="rcpb-", dir="/tmp")), real_runc)
-        env.import_image(image_tar)
-        rc = Runc(work, lower, real_runc, work / "runc-root")
-        rc.root.mkdir()
-        print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; "
-              f"podman's runtime: {real_runc} (private root {env.runc_root})", flush=True)
+        if "podman" in args.contenders:
+            # podman's runtime is the real runc (under a private --root): podman's own code path.
+            # Not under work: podman refuses a runroot path longer than 50 characters.
+            pm = PodmanEnv(Path(tempfile.mkdtemp(prefix="rcpb-", dir="/tmp")), runc)
+            pm.import_image(image_tar)
+        rc = Bundles(work, lower, Runc(work / "runc-root", runc))
+        print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; runc {runc}; runc-ckpt {runc_ckpt}",
+              flush=True)
         for case in cases:
-            size = args.size_mib or (PODMAN_431[case][0] if args.full else max(1, round(DEFAULTS[case] * args.scale)))
+            if args.size_mib:
+                size = args.size_mib
+            elif args.smoke:
+                size = SMOKE[case]
+            elif args.full:
+                size = PODMAN_431[case][0]
+            else:
+                size = max(1, round(DEFAULTS[case] * args.scale))
             label = "tiny" if case == "tiny" else f"{case} {size}{'' if case in COUNTED else 'M'}"
             src = str(work / f"src-{case}")
             try:
                 if case not in NO_DATA:
-                    subprocess.run([sys.executable, __file__, "--generate", case, str(size), src], check=True)
+                    generate(case, size, src)
                     print(f"{label}: {du_mib(src):.0f} MiB of data", flush=True)
                 pod = lim = None
-                if "podman" in args.contenders:
-                    pod = run_podman(env, case, size, src, str(work / f"{case}-podman.tar.zst"))
+                if pm is not None:
+                    pod = run_podman(pm, case, size, src, str(work / f"{case}-podman.tar.zst"))
                     print(f"{label}: podman {pod.seconds:.2f}s", flush=True)
-                ours = run_ours(rc, case, size, src, str(work / f"{case}-ours.tar.zst"))
+                ours = run_ours(rc, runc_ckpt, case, size, src, str(work / f"{case}-ours.tar.zst"))
                 print(f"{label}: ours {ours.seconds:.2f}s", flush=True)
                 rc.discard()            # the disk back before the next copy of a big tree
                 if "limit" in args.contenders:
                     lim = run_limit(rc, case, size, src, str(work / f"{case}-limit.tar.zst"))
                     print(f"{label}: limit {lim.seconds:.2f}s", flush=True)
                 rows.append((label, size, pod, ours, lim))
-            except BenchError as e:
+            except (BenchError, subprocess.SubprocessError) as e:
                 rows.append((label, size, str(e), None, None))
             finally:
                 # free the disk as we go: the full sizes need several copies of each case's data
@@ -499,21 +399,19 @@ def main() -> int:
                     p.unlink()
                 shutil.rmtree(src, ignore_errors=True)
                 rc.discard()
-        report(rows)
-    except KeyboardInterrupt:
-        print("interrupted: cleaning up", file=sys.stderr)
-        return 130
-    except BaseException as e:      # pytest.fail() from tests.podman_env is a BaseException
-        if isinstance(e, SystemExit):
-            raise
-        print(f"checkpoint bench failed: {type(e).__name__}: {e}", file=sys.stderr)
-        return 1
+        report(rows, goals)
     finally:
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            signal.signal(signum, signal.SIG_IGN)       # the cleanup itself must finish
-        cleanup(work, rc, env)
-    return 1 if any(isinstance(r[2], str) for r in rows) else 0
+        if pm is not None:
+            pm.teardown()
+        if rc is not None:
+            rc.discard()
+            rc.runc.remove_all()
+        umount_under(work)
+        shutil.rmtree(work, ignore_errors=True)
+    if any(isinstance(r[2], str) for r in rows):
+        return 1
+    return goals.exit_code()
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

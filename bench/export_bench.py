@@ -1,158 +1,165 @@
-"""Benchmark the export writer against `tar | zstd -T0 -3` on the same bytes.
+#!/usr/bin/env python3
+"""Benchmark `runc-ckpt checkpoint --export` of a rootfs diff against runc checkpoint + `tar | zstd -T0 -3`.
 
-Run (as root: it mounts an overlay):
+Run (as root: it mounts an overlay and runs a container):
     python bench/export_bench.py                      # 512 MiB of big files + 20000 x 4 KiB files
     python bench/export_bench.py --size-mib 2048 --small-files 50000 --runs 3
-    python bench/export_bench.py --rt          # both contenders real-time: for a busy machine
+    python bench/export_bench.py --rt                 # both contenders real-time: for a busy machine
+    python bench/export_bench.py --smoke              # 4 MiB + 100 files, one run, no goal checks
 
-The test data sits in the upperdir of an overlay mounted in a temp dir, i.e.
-it is the container's rootfs diff. Each run of ours is a child process
-calling runc_ckpt.checkpoint.export.write_archive() (zstd level 3, one thread per core);
-its peak RSS is getrusage(RUSAGE_CHILDREN).ru_maxrss read by a small meter
-process that starts it. Runs of ours and of tar|zstd alternate. Printed: best-of-N wall times, sizes,
-ratios ours/(tar|zstd) and our peak RSS. Targets: time ratio <= 1.25,
-size ratio <= 1 (podman's archive is tar|zstd of the same files), RSS <= 150 MiB.
+The test data sits in the overlay upper dir of a busybox-static container
+(`sleep`) run by the real runc under a private --root: it is the
+container's rootfs diff. runc-ckpt is driven through its command line only;
+the archive path is measured as part of a whole checkpoint (not in-process):
+each run, interleaved with the others so load drift hits every contender,
+checkpoints the same container, left running:
+  ours   `runc-ckpt --root R checkpoint --leave-running --print-stats --export F ID`
+         (zstd level 3, one thread per core), run by a small meter process:
+         wall time and peak RSS of the child tree (getrusage(RUSAGE_CHILDREN)
+         ru_maxrss: the largest single process, runc-ckpt's Python, runc or CRIU);
+  limit  `runc checkpoint --leave-running --image-path I ID` (timed: that is
+         "runc" below) + `tar -cf - -C I . -C UPPER . | zstd -q -T0 -3` (timed),
+         the same bytes podman's export packs.
+Printed: best-of-N wall times, archive sizes, and the ratios
+  ours/limit        goal <= 1.25 (the whole checkpoint, CRIU included on both sides)
+  archive part      (ours - its runc checkpoint, from --print-stats) / (tar|zstd): the
+                    writer's share, for information (it was this bench's ratio when it
+                    called the writer in-process)
+  ours/runc         the whole export against runc checkpoint alone, for information
+  size ours/limit   goal <= 1.0 (podman's archive is tar|zstd of the same files)
+  peak RSS          goal <= 150 MiB
+Exit 3 if a goal is missed (never in --smoke).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
+import json
 import random
 import shutil
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
+from pathlib import Path
 
-MIB = 1 << 20
+from _common import (
+    MIB,
+    Goals,
+    Runc,
+    add_common_args,
+    busybox_tar,
+    check_runc_ckpt,
+    metered,
+    overlay_bundle,
+    pool,
+    ratio,
+    require,
+    run_main,
+    runc_ckpt_config,
+    scaled,
+    sh,
+    timed,
+    umount_under,
+    unpack,
+)
 
-CHILD = r"""
-import sys
-from runc_ckpt.checkpoint.export import ExportRequest, write_archive
-base, out = sys.argv[1], sys.argv[2]
-write_archive(ExportRequest(
-    archive=out, compress="zstd", level=3, threads=0,
-    image_dir=base + "/images", image_member="checkpoint", work_dir=base + "/images",
-    bundle=base, spec={"mounts": []}, rootfs=base + "/merged", config_dump={},
-    include_rootfs=True, include_volumes=True, volume_roots=[], manifest_fields={}))
-"""
+GOALS = {"limit": 1.25, "size": 1.0, "rss": 150.0}
+CID = "exportbench"
 
 
-def pool(rng: random.Random, n: int) -> bytes:
-    """Semi-compressible data: a quarter random bytes, the rest log-like text."""
-    words = [b"GET", b"/api/v1/items", b"200", b"OK", b"user=%d", b"latency_ms", b"INFO", b"trace"]
-    lines = [b" ".join(rng.choice(words) for _ in range(8)) + b" %d\n" % rng.randrange(1 << 30)
-             for _ in range(4096)]
-    out = bytearray()
-    while len(out) < n:
-        out += rng.randbytes(4096) + b"".join(rng.choice(lines) for _ in range(200))[:12288]
-    return bytes(out[:n])
-
-
-def build(base: str, size_mib: int, big_files: int, small_files: int) -> None:
+def build(upper: Path, size_mib: int, big_files: int, small_files: int) -> None:
     rng = random.Random(42)
-    for d in ("lower", "upper", "work", "merged", "images"):
-        os.makedirs(os.path.join(base, d))
-    upper = os.path.join(base, "upper")
     data = pool(rng, 32 * MIB)   # slices of a pool far bigger than zstd's level-3 window
-    per_file = size_mib // big_files
+    per_file = max(1, size_mib // big_files)
     for i in range(big_files):
-        with open(os.path.join(upper, f"big-{i}.bin"), "wb") as f:
+        with open(upper / f"big-{i}.bin", "wb") as f:
             for _ in range(per_file):
                 off = rng.randrange(0, len(data) - MIB)
                 f.write(data[off:off + MIB])
     for i in range(small_files):
-        d = os.path.join(upper, "small", f"d{i // 1000:03d}")
+        d = upper / "small" / f"d{i // 1000:03d}"
         if i % 1000 == 0:
-            os.makedirs(d)
+            d.mkdir(parents=True)
         off = rng.randrange(0, len(data) - 4096)
-        with open(os.path.join(d, f"f{i:06d}.txt"), "wb") as f:
-            f.write(data[off:off + 4096])
-    with open(os.path.join(base, "images", "inventory.img"), "wb") as f:
-        f.write(b"\0" * 4096)
-    subprocess.run(["mount", "-t", "overlay", "overlay", "-o",
-                    f"lowerdir={base}/lower,upperdir={upper},workdir={base}/work", f"{base}/merged"], check=True)
+        (d / f"f{i:06d}.txt").write_bytes(data[off:off + 4096])
 
 
-# A small meter process runs the export and reports its children's peak RSS: a
-# vfork()ed child's ru_maxrss includes its parent's high-water mark, so the
-# parent must stay small, and this bench process is not (it has run builds).
-# The meter times the child itself, so its own start-up is not counted.
-METER = ("import resource, subprocess, sys, time; t = time.perf_counter(); "
-         "subprocess.run(sys.argv[1:], check=True); "
-         "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
-
-
-def run_ours(base: str, out: str, prefix: list[str]) -> tuple[float, float]:
-    """(wall seconds, peak RSS in MiB) of one export in a child process."""
-    done = subprocess.run([sys.executable, "-c", METER, *prefix, sys.executable, "-c", CHILD, base, out],
-                          check=True, capture_output=True, text=True)
-    wall, rss_kib = done.stdout.split()[-2:]
-    return float(wall), int(rss_kib) / 1024
-
-
-def run_tar_zstd(base: str, out: str, prefix: list[str]) -> float:
-    t = time.perf_counter()
-    subprocess.run([*prefix, "sh", "-c", f"tar -C {base}/upper -cf - . -C {base} images | zstd -q -T0 -3 > {out}"],
-                   check=True)
-    return time.perf_counter() - t
+def runtime_seconds(print_stats: str) -> float:
+    """runtime_checkpoint_duration (the `runc checkpoint` call) from --print-stats' JSON, in seconds."""
+    doc = json.loads(print_stats)
+    return sum(c["runtime_checkpoint_duration"] for c in doc["container_statistics"]) / 1e6
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--size-mib", type=int, default=512, help="total size of the big files")
+    ap.add_argument("--size-mib", type=int, default=None, help="total size of the big files (default 512)")
     ap.add_argument("--big-files", type=int, default=4)
-    ap.add_argument("--small-files", type=int, default=20000, help="number of 4 KiB files")
-    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--small-files", type=int, default=None, help="number of 4 KiB files (default 20000)")
+    ap.add_argument("--runs", type=int, default=None, help="interleaved runs of each, best kept (default 3)")
     ap.add_argument("--dir", default=None, help="where to build the data (default: a temp dir)")
     ap.add_argument("--rt", action="store_true",
                     help="run both contenders under SCHED_FIFO (chrt -f 10): steadier figures on a busy machine")
-    ap.add_argument("--build-into", default=None, help=argparse.SUPPRESS)
+    add_common_args(ap)
     args = ap.parse_args()
-    if args.build_into:
-        build(args.build_into, args.size_mib, args.big_files, args.small_files)
-        return 0
-    for tool in ("tar", "zstd", "mount"):
-        if shutil.which(tool) is None:
-            print(f"{tool} is not installed", file=sys.stderr)
-            return 1
-    base = tempfile.mkdtemp(prefix="runc-ckpt-bench-", dir=args.dir)
+    runc_ckpt = check_runc_ckpt(args.runc_ckpt)
+    require("tar", "zstd", "mount", "runc", "criu", "busybox")
+    size_mib = args.size_mib or (4 if args.smoke else scaled(512, args.scale))
+    small = args.small_files if args.small_files is not None else (100 if args.smoke else scaled(20000, args.scale))
+    big_files = 1 if args.smoke else args.big_files
+    runs = args.runs or (1 if args.smoke else 3)
+    goals = Goals(smoke=args.smoke)
+    base = Path(tempfile.mkdtemp(prefix="runc-ckpt-exbench-", dir=args.dir))
+    runc = Runc(base / "runc-root")
     try:
+        lower = unpack(busybox_tar(base / "busybox.tar"), base / "lower")
+        bundle = overlay_bundle(base / "bundle", lower, ["/bin/sleep", "1000000"])
+        upper = bundle / "upper"
         t = time.perf_counter()
-        # Build in a child: a vfork()ed child's ru_maxrss includes this process's
-        # high-water mark, so this process must never grow big itself.
-        subprocess.run([sys.executable, __file__, "--build-into", base, "--size-mib", str(args.size_mib),
-                        "--big-files", str(args.big_files), "--small-files", str(args.small_files)], check=True)
-        print(f"built {args.size_mib} MiB in {args.big_files} files + {args.small_files} x 4 KiB "
-              f"in {time.perf_counter() - t:.1f}s")
-        ours_out, ref_out = os.path.join(base, "ours.tar.zst"), os.path.join(base, "ref.tar.zst")
-        os.sync()       # no writeback of the fresh test data competing with the runs
-        # Warm the page cache with processes of small RSS: getrusage(RUSAGE_CHILDREN)
-        # keeps the maximum over every child so far, and zstd's own must not count.
-        subprocess.run(f"tar -C {base} -cf - upper images | wc -c > /dev/null", shell=True, check=True)
+        build(upper, size_mib, big_files, small)
+        print(f"built {size_mib} MiB in {big_files} files + {small} x 4 KiB in {time.perf_counter() - t:.1f}s",
+              flush=True)
+        runc.run_detached(bundle, CID)
+        env = runc_ckpt_config(base / "runc-ckpt.yaml", base / "state")
+        ours_out, ref_out, images = base / "ours.tar.zst", base / "ref.tar.zst", base / "images"
+        # Warm the page cache, so that the first contender does not pay for cold reads.
+        sh("sh", "-c", f"tar -C '{upper}' -cf - . | wc -c > /dev/null")
         prefix = ["chrt", "-f", "10"] if args.rt else []
-        ours, ref, rss = [], [], []
-        for _ in range(args.runs):                               # interleaved: load drift hits both
-            t_run, rss_run = run_ours(base, ours_out, prefix)
-            ours.append(t_run)
-            rss.append(rss_run)
-            ref.append(run_tar_zstd(base, ref_out, prefix))
-        rss_mib = max(rss)
-        t_ours, t_ref = min(ours), min(ref)          # best of N: the least disturbed by other load
-        s_ours, s_ref = os.path.getsize(ours_out), os.path.getsize(ref_out)
-        print(f"ours:      {t_ours:6.2f}s  {s_ours / MIB:8.1f} MiB  (runs: {', '.join(f'{x:.2f}' for x in ours)})")
-        print(f"tar|zstd:  {t_ref:6.2f}s  {s_ref / MIB:8.1f} MiB  (runs: {', '.join(f'{x:.2f}' for x in ref)})")
-        print(f"time ratio ours/(tar|zstd): {t_ours / t_ref:.3f} best of {args.runs}, "
-              f"{statistics.median(ours) / statistics.median(ref):.3f} median   (target <= 1.25)")
-        print(f"size ratio ours/(tar|zstd): {s_ours / s_ref:.3f}   (target <= 1.0)")
-        print(f"peak RSS of ours: {rss_mib:.1f} MiB   (target <= 150)")
+        ours, ours_runc, rss, limit_runc, limit_pack = [], [], [], [], []
+        for _ in range(runs):
+            m = metered([*prefix, runc_ckpt, "--root", str(runc.root), "checkpoint", "--leave-running",
+                         "--print-stats", "--export", str(ours_out), CID], env=env)
+            ours.append(m.wall)
+            ours_runc.append(runtime_seconds(m.stdout))
+            rss.append(m.rss)
+            shutil.rmtree(images, ignore_errors=True)
+            limit_runc.append(timed(*prefix, *runc.argv("checkpoint", "--leave-running", "--image-path",
+                                                        str(images), CID)))
+            limit_pack.append(timed(*prefix, "sh", "-c", f"tar -cf - -C '{images}' . -C '{upper}' . | "
+                                    f"zstd -q -T0 -3 > '{ref_out}'"))
+        limit = [a + b for a, b in zip(limit_runc, limit_pack, strict=True)]
+        best = min(range(runs), key=lambda i: ours[i])          # best of N: the least disturbed by other load
+        best_lim = min(range(runs), key=lambda i: limit[i])
+        s_ours, s_ref = ours_out.stat().st_size, ref_out.stat().st_size
+        runs_text = ", ".join(f"{x:.2f}" for x in ours)
+        print(f"ours:             {ours[best]:6.2f}s  {s_ours / MIB:8.1f} MiB  (runs: {runs_text}; "
+              f"its runc checkpoint {ours_runc[best]:.2f}s)")
+        print(f"limit:            {limit[best_lim]:6.2f}s  {s_ref / MIB:8.1f} MiB  (runc checkpoint "
+              f"{limit_runc[best_lim]:.2f}s + tar|zstd {limit_pack[best_lim]:.2f}s; runs: "
+              f"{', '.join(f'{x:.2f}' for x in limit)})")
+        print(goals.check(f"ours/limit (best of {runs})", ratio(ours[best], limit[best_lim]), GOALS["limit"]))
+        if runs > 1:
+            print(goals.check("ours/limit (medians)", ratio(statistics.median(ours), statistics.median(limit)), None))
+        print(goals.check("archive part: (ours - its runc checkpoint)/(tar|zstd)",
+                          ratio(ours[best] - ours_runc[best], min(limit_pack)), None))
+        print(goals.check("ours/runc checkpoint alone", ratio(ours[best], min(limit_runc)), None))
+        print(goals.check("size ours/limit", ratio(s_ours, s_ref), GOALS["size"]))
+        print(goals.check("peak RSS of ours (largest process of the tree)", max(rss), GOALS["rss"], " MiB"))
+        return goals.exit_code()
     finally:
-        subprocess.run(["umount", os.path.join(base, "merged")], check=False)
+        runc.remove_all()
+        umount_under(base)
         shutil.rmtree(base, ignore_errors=True)
-    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

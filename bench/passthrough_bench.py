@@ -1,76 +1,55 @@
+#!/usr/bin/env python3
 """Benchmark pass-through: `runc-ckpt --root R state ID` against `runc --root R state ID` (and `list`).
 
 Run (as root: it starts a container):
     python bench/passthrough_bench.py                  # 300 iterations of each
     python bench/passthrough_bench.py --iterations 1000 --runc-ckpt /usr/local/bin/runc-ckpt
+    python bench/passthrough_bench.py --smoke          # 10 iterations, no goal check
 
 A busybox-static container (`sleep`) is started with the real runc under a
 private --root; then direct and wrapped calls alternate, so both see the
 same machine load. Printed: median and mean wall time per call of each, and
-the ratio of medians wrapped/direct. Target: ratio <= 1.5 for `state`
-(podman calls `state` all the time). Exit 1 if the target is missed.
+the ratio of medians wrapped/direct. Goal: ratio <= 1.5 for `state`
+(podman calls `state` all the time). Exit 3 if the goal is missed.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
+from pathlib import Path
 
-TARGET = 1.5
+from _common import Goals, Runc, add_common_args, busybox_tar, check_runc_ckpt, make_spec, run_main, scaled, unpack
 
-
-def default_runc_ckpt() -> str:
-    return os.environ.get("RUNC_CKPT_BIN") or os.path.join(os.path.dirname(sys.executable), "runc-ckpt")
-
-
-def make_bundle(base: str, runc: str) -> str:
-    """A bundle whose rootfs holds busybox-static and a `sleep` link."""
-    bundle = os.path.join(base, "bundle")
-    rootfs = os.path.join(bundle, "rootfs")
-    for d in ("bin", "proc", "sys", "dev", "tmp"):
-        os.makedirs(os.path.join(rootfs, d))
-    shutil.copy2(shutil.which("busybox") or "/bin/busybox", os.path.join(rootfs, "bin", "busybox"))
-    os.symlink("busybox", os.path.join(rootfs, "bin", "sleep"))
-    subprocess.run([runc, "spec"], cwd=bundle, check=True)
-    path = os.path.join(bundle, "config.json")
-    with open(path, encoding="utf-8") as f:
-        spec = json.load(f)
-    spec["process"]["terminal"] = False
-    spec["process"]["args"] = ["/bin/sleep", "100000"]
-    spec["root"]["readonly"] = False
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(spec, f)
-    return bundle
+GOAL = 1.5
 
 
-def timed(argv: list[str]) -> float:
+def call(argv: list[str]) -> float:
     t = time.perf_counter()
     subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                    check=True)
     return time.perf_counter() - t
 
 
-def compare(direct: list[str], wrapped: list[str], iterations: int) -> tuple[list[float], list[float]]:
+def compare(direct: list[str], wrapped: list[str], iterations: int, warmup: int) -> tuple[list[float], list[float]]:
     """Alternate the two commands (after a warm-up) and return their wall times."""
-    for _ in range(10):
-        timed(direct)
-        timed(wrapped)
+    for _ in range(warmup):
+        call(direct)
+        call(wrapped)
     d, w = [], []
     for i in range(iterations):
         # Alternate which goes first so neither always follows the other.
         if i % 2:
-            d.append(timed(direct))
-            w.append(timed(wrapped))
+            d.append(call(direct))
+            w.append(call(wrapped))
         else:
-            w.append(timed(wrapped))
-            d.append(timed(direct))
+            w.append(call(wrapped))
+            d.append(call(direct))
     return d, w
 
 
@@ -79,41 +58,39 @@ def report(name: str, d: list[float], w: list[float]) -> float:
     ms = 1000
     print(f"{name:6} direct runc: median {statistics.median(d) * ms:6.2f} ms  mean {statistics.mean(d) * ms:6.2f} ms")
     print(f"{name:6} runc-ckpt:   median {statistics.median(w) * ms:6.2f} ms  mean {statistics.mean(w) * ms:6.2f} ms")
-    print(f"{name:6} ratio runc-ckpt/runc (medians): {ratio:.3f}")
     return ratio
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--iterations", type=int, default=300)
-    ap.add_argument("--runc-ckpt", default=default_runc_ckpt(), help="the front end to measure")
-    ap.add_argument("--runc", default=shutil.which("runc", path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin"))
+    ap.add_argument("--iterations", type=int, default=None, help="calls of each (default 300, x --scale)")
+    add_common_args(ap)
     args = ap.parse_args()
-    if not args.runc or not os.access(args.runc_ckpt, os.X_OK):
-        print(f"need runc ({args.runc}) and runc-ckpt ({args.runc_ckpt})", file=sys.stderr)
-        return 1
-    base = tempfile.mkdtemp(prefix="runc-ckpt-ptbench-")
-    root = os.path.join(base, "root")
-    cid = f"ptbench-{os.getpid()}"
+    runc_ckpt = check_runc_ckpt(args.runc_ckpt)
+    iterations = args.iterations or (10 if args.smoke else scaled(300, args.scale, 10))
+    goals = Goals(smoke=args.smoke)
+    base = Path(tempfile.mkdtemp(prefix="runc-ckpt-ptbench-"))
+    runc = Runc(base / "root")
+    cid = "ptbench"
     try:
-        bundle = make_bundle(base, args.runc)
-        subprocess.run([args.runc, "--root", root, "run", "-d", "--bundle", bundle, cid],
-                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
-        print(f"runc {args.runc}, runc-ckpt {args.runc_ckpt}, {args.iterations} iterations each")
-        d, w = compare([args.runc, "--root", root, "state", cid], [args.runc_ckpt, "--root", root, "state", cid],
-                       args.iterations)
+        bundle = base / "bundle"
+        unpack(busybox_tar(base / "busybox.tar"), bundle / "rootfs")
+        (bundle / "config.json").write_text(json.dumps(make_spec(["/bin/sleep", "100000"])))
+        runc.run_detached(bundle, cid)
+        print(f"runc {runc.binary}, runc-ckpt {runc_ckpt}, {iterations} iterations each")
+        warmup = 2 if args.smoke else 10
+        d, w = compare(runc.argv("state", cid), [runc_ckpt, "--root", str(runc.root), "state", cid], iterations,
+                       warmup)
         state_ratio = report("state", d, w)
-        d, w = compare([args.runc, "--root", root, "list"], [args.runc_ckpt, "--root", root, "list"],
-                       args.iterations)
-        report("list", d, w)
-        ok = state_ratio <= TARGET
-        print(f"state ratio {state_ratio:.3f}: target <= {TARGET}: {'met' if ok else 'MISSED'}")
-        return 0 if ok else 1
+        d, w = compare(runc.argv("list"), [runc_ckpt, "--root", str(runc.root), "list"], iterations, warmup)
+        list_ratio = report("list", d, w)
+        print(goals.check("state: runc-ckpt/runc (medians)", state_ratio, GOAL))
+        print(goals.check("list:  runc-ckpt/runc (medians)", list_ratio, None))
+        return goals.exit_code()
     finally:
-        subprocess.run([args.runc, "--root", root, "delete", "--force", cid],
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+        runc.remove_all()
         shutil.rmtree(base, ignore_errors=True)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)
