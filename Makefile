@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: all deps venv install demo test unit integration e2e bench soak man install-man clean
+.PHONY: all deps venv install demo test unit integration e2e bench bench-smoke soak man install-man clean
 
 all: test
 
@@ -26,8 +26,11 @@ install: venv
 demo: deps install
 	bash contrib/demo.sh $(VENV)/bin/runc-ckpt
 
+# pytest first (its failure fails `make test` with pytest's exit status), then every
+# benchmark in smoke mode: tiny sizes, no goal checks, the real runc/CRIU/podman paths.
 test: deps install
 	$(PY) -m pytest $(PYTEST_ARGS) tests
+	$(BENCH_SMOKE)
 
 unit: install
 	$(PY) -m pytest $(PYTEST_ARGS) tests/unit
@@ -38,8 +41,17 @@ integration: deps install
 e2e: deps install
 	$(PY) -m pytest $(PYTEST_ARGS) tests/e2e
 
+# Every benchmark at its default sizes (BENCH_ARGS="--scale 0.25" for a quicker run,
+# "--only checkpoint,migrate" for some): exit 1 if one failed or missed a goal.
+BENCH_ARGS ?=
+BENCH_SMOKE = $(PY) bench/run.py --smoke --runc-ckpt $(VENV)/bin/runc-ckpt
+
 bench: deps install
-	$(PY) bench/run.py
+	$(PY) bench/run.py --runc-ckpt $(VENV)/bin/runc-ckpt $(BENCH_ARGS)
+
+# Every benchmark in smoke mode (about 30 s); exit 1 if any fails. `make test` runs it too.
+bench-smoke: deps install
+	$(BENCH_SMOKE)
 
 # The full checkpoint/restore soak with random kill -9 (make test runs 20 cycles).
 soak: deps install
