@@ -38,6 +38,9 @@ REPO = Path(__file__).resolve().parent.parent
 MIB = 1 << 20
 GOAL_MISSED = 3
 SBIN = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# In every runc container ID and cgroup path: runc's default cgroup is named after the ID, the
+# same for every --root, so two runs at once (or a test run) must never share an ID.
+RUN = f"{os.getpid()}"
 
 
 class BenchError(Exception):

@@ -51,6 +51,7 @@ from pathlib import Path
 
 from _common import (
     MIB,
+    RUN,
     BenchError,
     Goals,
     PodmanEnv,
@@ -257,7 +258,7 @@ class Bundles:
         return base, upper, None if voldata is None else str(voldata)
 
     def start(self, case: str, bundle: Path, upper: Path) -> str:
-        cid = f"{case}-{self.made}"
+        cid = f"{case}-{self.made}-{RUN}"
         self.runc.run_detached(bundle, cid)
         if case == "memory":
             _wait_file(upper / "ready", "the memory filler")

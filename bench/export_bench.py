@@ -44,6 +44,7 @@ from pathlib import Path
 
 from _common import (
     MIB,
+    RUN,
     Goals,
     Runc,
     add_common_args,
@@ -64,7 +65,7 @@ from _common import (
 )
 
 GOALS = {"limit": 1.25, "size": 1.0, "rss": 150.0}
-CID = "exportbench"
+CID = f"exportbench-{RUN}"
 
 
 def build(upper: Path, size_mib: int, big_files: int, small_files: int) -> None:

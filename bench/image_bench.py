@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 from _common import (
+    RUN,
     BenchError,
     Goals,
     Runc,
@@ -53,7 +54,7 @@ GOALS = {"oci": 1.3, "oci-archive": 1.6}
 def one(runc_ckpt: str, work: Path, lower: Path, runc: Runc, label: str, target: str, env: dict, size: int,
         n: int) -> tuple[float, float]:
     """(write seconds, inspect seconds) of one contender on a fresh container."""
-    cid = f"{label}-{n}"
+    cid = f"{label}-{n}-{RUN}"
     b = overlay_bundle(work / cid, lower, ["sh", "-c", "while true; do sleep 0.1; done"])
     try:
         write_pool_files(str(b / "upper"), size, per_file=size, seed=7)

@@ -47,6 +47,7 @@ import time
 from pathlib import Path
 
 from _common import (
+    RUN,
     BenchError,
     Goals,
     Metered,
@@ -70,6 +71,7 @@ from _common import (
 )
 
 GOALS = {"podman": 0.6, "limit": 1.5, "rss": 100.0}
+OURS, LIMIT, SOURCE = f"ours-{RUN}", f"limit-{RUN}", f"source-{RUN}"     # runc container IDs
 
 
 def main() -> int:
@@ -113,7 +115,7 @@ def main() -> int:
     def run_ours() -> Metered:
         b = bundle("ours")
         got = metered([runc_ckpt, "--root", str(runc.root), "restore", "--import", str(export), "--bundle", str(b),
-                       "-d", "ours"], env=env)
+                       "-d", OURS], env=env)
         if not (b / "rootfs" / "app" / "node_modules").is_dir():
             raise BenchError("ours did not apply the rootfs diff")
         if not saved:     # the limit restores with ours' config.json (the spec rewritten for a plain bundle)
@@ -122,7 +124,7 @@ def main() -> int:
             shutil.copy(b / "config.json", spec)
             if (b / ".runc-ckpt-binds").is_dir():  # hosts, resolv.conf... the spec points at
                 shutil.copytree(b / ".runc-ckpt-binds", binds, symlinks=True)
-        drop("ours", b)
+        drop(OURS, b)
         return got
 
     def run_limit() -> Metered:
@@ -130,7 +132,7 @@ def main() -> int:
         images = work / "limit-import"
         images.mkdir()
         doc = json.loads(spec.read_text().replace(str(saved["bundle"]), str(b)))
-        doc.setdefault("linux", {})["cgroupsPath"] = "/runc-ckpt-bench-limit"   # not ours' (maybe still busy)
+        doc.setdefault("linux", {})["cgroupsPath"] = f"/runc-ckpt-bench-{LIMIT}"   # not ours' (maybe still busy)
         (b / "config.json").write_text(json.dumps(doc))
         (b / "rootfs").chmod(int(saved["root_mode"]))  # type: ignore[call-overload]
         if binds.is_dir():
@@ -138,14 +140,14 @@ def main() -> int:
         script = (f"zstd -q -dc '{export}' | tar -x -C '{images}' && "
                   f"tar -x -f '{images}/rootfs-diff.tar' -C '{b}/rootfs' && "
                   f"{runc.binary} --root '{runc.root}' restore --image-path '{images}/checkpoint' "
-                  f"--work-path '{images}/work' --bundle '{b}' -d limit")
+                  f"--work-path '{images}/work' --bundle '{b}' -d {LIMIT}")
         try:
             got = metered(["sh", "-c", script])
         except BenchError:
             log = images / "work" / "restore.log"
             print("\n".join(log.read_text(errors="replace").splitlines()[-15:]) if log.exists() else "")
             raise
-        drop("limit", b)
+        drop(LIMIT, b)
         shutil.rmtree(images, ignore_errors=True)
         return got
 
@@ -176,9 +178,9 @@ def main() -> int:
             lower = unpack(image_tar, work / "lower")
             src = overlay_bundle(work / "source", lower, ["/bin/sleep", "1000000"])
             write_small_files(str(src / "upper" / "app" / "node_modules"), files, args.kib)
-            runc.run_detached(src, "source")
-            sh(runc_ckpt, "--root", str(runc.root), "checkpoint", "--export", str(export), "source", env=env)
-            runc.remove("source")
+            runc.run_detached(src, SOURCE)
+            sh(runc_ckpt, "--root", str(runc.root), "checkpoint", "--export", str(export), SOURCE, env=env)
+            runc.remove(SOURCE)
             umount_under(src)
             shutil.rmtree(src)
             made = "runc-ckpt checkpoint --export"

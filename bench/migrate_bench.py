@@ -54,6 +54,7 @@ import time
 from pathlib import Path
 
 from _common import (
+    RUN,
     BenchError,
     Goals,
     PodmanEnv,
@@ -73,7 +74,7 @@ from _common import (
     write_half_random,
 )
 
-CID = "mig"
+CID = f"mig-{RUN}"
 HOST_MOUNTS = [("/usr", "/usr"), ("/usr/lib", "/lib"), ("/usr/lib64", "/lib64")]
 # Every 10 ms, the wall clock (time.time(): CLOCK_REALTIME, which no time namespace offsets).
 WORKLOAD = """

@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import Goals, Runc, add_common_args, busybox_tar, check_runc_ckpt, make_spec, run_main, scaled, unpack
+from _common import RUN, Goals, Runc, add_common_args, busybox_tar, check_runc_ckpt, make_spec, run_main, scaled, unpack
 
 GOAL = 1.5
 
@@ -71,7 +71,7 @@ def main() -> int:
     goals = Goals(smoke=args.smoke)
     base = Path(tempfile.mkdtemp(prefix="runc-ckpt-ptbench-"))
     runc = Runc(base / "root")
-    cid = "ptbench"
+    cid = f"ptbench-{RUN}"
     try:
         bundle = base / "bundle"
         unpack(busybox_tar(base / "busybox.tar"), bundle / "rootfs")

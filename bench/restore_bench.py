@@ -41,6 +41,7 @@ import time
 from pathlib import Path
 
 from _common import (
+    RUN,
     Goals,
     Metered,
     PodmanEnv,
@@ -62,6 +63,7 @@ from _common import (
 
 GOALS = {"podman": 0.6, "rss": 150.0}
 VOLUME = "bigvol"
+OURS, LIMIT = f"ours-{RUN}", f"limit-{RUN}"     # runc container IDs
 
 
 def main() -> int:
@@ -117,11 +119,11 @@ def main() -> int:
         unpack(image_tar, bundle / "rootfs")
         settle(pause)
         ours = metered([runc_ckpt, "--root", str(runc.root), "restore", "--import", str(export), "--bundle",
-                        str(bundle), "-d", "ours"], env=env)
+                        str(bundle), "-d", OURS], env=env)
         applied = (bundle / "rootfs" / "bigdata").is_dir() and volume_dir.is_dir()
         spec = json.loads((bundle / "config.json").read_text())
         root_mode = (bundle / "rootfs").stat().st_mode & 0o7777      # CRIU checks it
-        runc.remove("ours")
+        runc.remove(OURS)
         shutil.rmtree(volume_dir.parent, ignore_errors=True)
 
         # limit: unpack, untar the diff and the volume, runc restore with ours' config.json.
@@ -131,7 +133,7 @@ def main() -> int:
         if (bundle / ".runc-ckpt-binds").is_dir():     # hosts, resolv.conf... the spec points at
             shutil.copytree(bundle / ".runc-ckpt-binds", limit_b / ".runc-ckpt-binds", symlinks=True)
         doc = json.loads(json.dumps(spec).replace(str(bundle), str(limit_b)))
-        doc.setdefault("linux", {})["cgroupsPath"] = "/runc-ckpt-bench-restore-limit"   # not ours' (maybe busy)
+        doc.setdefault("linux", {})["cgroupsPath"] = f"/runc-ckpt-bench-{LIMIT}"   # not ours' (maybe busy)
         (limit_b / "config.json").write_text(json.dumps(doc))
         images = work / "limit-import"
         images.mkdir()
@@ -140,10 +142,10 @@ def main() -> int:
                   f"tar -x -f '{images}/rootfs-diff.tar' -C '{limit_b}/rootfs' && "
                   f"tar -x -f '{images}/volumes/{VOLUME}.tar' -C '{volume_dir}' && "
                   f"{runc.binary} --root '{runc.root}' restore --image-path '{images}/checkpoint' "
-                  f"--work-path '{images}/work' --bundle '{limit_b}' -d limit")
+                  f"--work-path '{images}/work' --bundle '{limit_b}' -d {LIMIT}")
         settle(pause)
         limit = metered(["sh", "-c", script])
-        runc.remove("limit")
+        runc.remove(LIMIT)
         shutil.rmtree(volume_dir.parent, ignore_errors=True)
 
         settle(pause)
