@@ -57,14 +57,16 @@ def container_of(bundle: str, cid: str) -> PodmanOrigin | None:
         if isinstance(entry, dict) and entry.get("id") == cid:
             try:
                 meta = json.loads(entry.get("metadata") or "{}")
-            except ValueError:
+            except (ValueError, TypeError):   # not JSON text
+                return None
+            if not isinstance(meta, dict):
                 return None
             image_id = str(entry.get("image") or meta.get("image-id") or "")
             image_name = str(meta.get("image-name") or "")
-            if not image_id or not isinstance(meta, dict):
+            if not image_id:
                 return None
-            names = entry.get("names") or []
-            name = str(meta.get("name") or (names[0] if names else cid))
+            names = entry.get("names")
+            name = str(meta.get("name") or (names[0] if isinstance(names, list) and names else cid))
             return PodmanOrigin(graphroot, name, image_id, image_name)
     return None
 
@@ -77,7 +79,9 @@ def storage_graphroot() -> tuple[str, str] | None:
             doc = tomllib.load(f)
     except (OSError, tomllib.TOMLDecodeError):
         return None
-    storage = doc.get("storage") if isinstance(doc.get("storage"), dict) else {}
+    storage = doc.get("storage")
+    if not isinstance(storage, dict):
+        storage = {}
     root = storage.get("graphroot")
     driver = storage.get("driver") or "overlay"
     return (str(root), str(driver)) if root else None
