@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import gzip
 import os
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from runc_ckpt.base.errors import RuncCkptError
 
@@ -26,7 +26,21 @@ def detect(head: bytes) -> str:
     return "none"
 
 
-def compressing_writer(raw: BinaryIO, algorithm: str, level: int = 3, threads: int = 0) -> BinaryIO:
+class Sink(Protocol):
+    """Where a compressor writes: the archive file, or a writer that hashes or syncs on the way."""
+
+    def write(self, data: bytes, /) -> int: ...
+
+    def flush(self) -> None: ...
+
+
+# The streams below are typed BinaryIO for their callers, who write or read and close
+# them: gzip.GzipFile and _Uncompressed have those methods but are no BinaryIO
+# subclasses, and zstandard's stubs ask for IO[bytes] where its writer only calls
+# write() and flush() -- hence the few ignores ("see above"), each on its line.
+
+
+def compressing_writer(raw: Sink, algorithm: str, level: int = 3, threads: int = 0) -> BinaryIO:
     """Wrap raw in a compressor; closing the result flushes it but leaves raw open."""
     if algorithm == "zstd":
         import zstandard
@@ -40,11 +54,12 @@ def compressing_writer(raw: BinaryIO, algorithm: str, level: int = 3, threads: i
             # but were measurably slower.
             params = zstandard.ZstdCompressionParameters.from_level(level, threads=workers, overlap_log=7)
         cctx = zstandard.ZstdCompressor(compression_params=params)
-        return cctx.stream_writer(raw, closefd=False)  # type: ignore[return-value]
+        return cctx.stream_writer(raw, closefd=False)  # type: ignore[arg-type]  # see above
     if algorithm == "gzip":
-        return gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=min(max(level, 1), 9))  # type: ignore[return-value]
+        level = min(max(level, 1), 9)
+        return gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=level)  # type: ignore[return-value]  # see above
     if algorithm == "none":
-        return _Uncompressed(raw)  # type: ignore[return-value]
+        return _Uncompressed(raw)  # type: ignore[return-value]  # see above
     raise RuncCkptError(f"unknown compression {algorithm!r}: choose one of {', '.join(ALGORITHMS)}")
 
 
@@ -54,9 +69,9 @@ def decompressing_reader(raw: BinaryIO) -> BinaryIO:
     algorithm = detect(head)
     if algorithm == "zstd":
         import zstandard
-        return zstandard.ZstdDecompressor().stream_reader(raw, closefd=False)  # type: ignore[return-value]
+        return zstandard.ZstdDecompressor().stream_reader(raw, closefd=False)
     if algorithm == "gzip":
-        return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
+        return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]  # see above
     return raw
 
 
@@ -70,7 +85,7 @@ def _peek_seek(raw: BinaryIO) -> bytes:
 class _Uncompressed:
     """A pass-through writer whose close() does not close the underlying file."""
 
-    def __init__(self, raw: BinaryIO) -> None:
+    def __init__(self, raw: Sink) -> None:
         self._raw = raw
 
     def write(self, data: bytes) -> int:

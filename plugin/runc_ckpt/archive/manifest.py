@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from runc_ckpt.archive import layout
 from runc_ckpt.base.errors import RuncCkptError
+from runc_ckpt.base.jsondoc import JSONObject
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ def build(members: dict[str, MemberDigest], **fields: object) -> bytes:
     return json.dumps(doc, indent=1, sort_keys=False).encode() + b"\n"
 
 
-def parse(data: bytes) -> dict:
+def parse(data: bytes) -> JSONObject:
     """Parse and sanity-check a manifest; an unknown format version is refused."""
     try:
         doc = json.loads(data)
@@ -53,10 +54,10 @@ def parse(data: bytes) -> dict:
     return doc
 
 
-def verify(doc: dict, seen: dict[str, MemberDigest]) -> list[str]:
+def verify(doc: JSONObject, seen: dict[str, MemberDigest]) -> list[str]:
     """Compare what was read against the manifest; return one problem per line (empty: good)."""
     problems = []
-    expected: dict = doc["members"]
+    expected: JSONObject = doc["members"]    # parse() checked it is an object
     for name, want in sorted(expected.items()):
         got = seen.get(name)
         if got is None:

@@ -32,8 +32,9 @@ import tarfile
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Self
 
-from runc_ckpt.archive.tarstream import TarStream
+from runc_ckpt.archive.tarstream import Source, TarStream
 from runc_ckpt.base.errors import RuncCkptError
 
 O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -110,7 +111,7 @@ class Root:
             os.close(self.fd)
             self.fd = -1
 
-    def __enter__(self) -> Root:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -231,7 +232,7 @@ def _set_xattrs(fd: int, xattrs: dict[str, bytes], result: Extracted) -> None:
             result.xattrs_skipped += 1
 
 
-def copy_data(src, fd: int, size: int, what: str) -> None:
+def copy_data(src: Source, fd: int, size: int, what: str) -> None:
     """Copy exactly size bytes from a source's read_view() to fd; short data is a truncated archive."""
     left = size
     while left > 0:
@@ -322,9 +323,8 @@ def _extract_one(tar: TarStream, m: tarfile.TarInfo, root: Root, what: str, allo
     if m.islnk():
         return  # a hardlink shares its target's inode and metadata
     os.chown(name, m.uid, m.gid, dir_fd=parent, follow_symlinks=False)
-    if not m.issym():
-        if m.mode & 0o6000:
-            os.chmod(name, m.mode & 0o7777, dir_fd=parent, follow_symlinks=False)
+    if not m.issym() and m.mode & 0o6000:
+        os.chmod(name, m.mode & 0o7777, dir_fd=parent, follow_symlinks=False)
     os.utime(name, (m.mtime, m.mtime), dir_fd=parent, follow_symlinks=False)
 
 
@@ -411,8 +411,8 @@ def plan_merge(staging: Root, target: Root, explicit_dirs: Iterable[tuple[str, .
     return plan
 
 
-def _plan_dir(staging: Root, target: Root, top: tuple[str, ...], explicit: set, plan: MergePlan,
-              what: str) -> None:
+def _plan_dir(staging: Root, target: Root, top: tuple[str, ...], explicit: set[tuple[str, ...]],
+              plan: MergePlan, what: str) -> None:
     """Walk the staged tree (iteratively: an archive may nest deeper than Python recurses)."""
     stack = [top]
     while stack:
@@ -441,6 +441,9 @@ def move(staging: Root, target: Root, parts: tuple[str, ...]) -> None:
     """Rename one staged entry into the target (copy only across filesystems)."""
     sparent = staging.dir(parts[:-1])
     tparent = target.dir(parts[:-1], create=True)
+    if sparent is None or tparent is None:
+        # dir_fd=None would mean the working directory: never rename from or into that.
+        raise FileNotFoundError(errno.ENOENT, "staged entry's directory is gone", _display(parts))
     try:
         os.rename(parts[-1], parts[-1], src_dir_fd=sparent, dst_dir_fd=tparent)
     except OSError as e:

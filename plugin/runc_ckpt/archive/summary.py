@@ -11,6 +11,7 @@ import os
 from runc_ckpt.archive import layout, reader
 from runc_ckpt.base import runclog
 from runc_ckpt.base.errors import RuncCkptError
+from runc_ckpt.base.jsondoc import JSONObject
 from runc_ckpt.base.progress import human
 from runc_ckpt.runtime.criu import stats
 
@@ -18,7 +19,7 @@ from runc_ckpt.runtime.criu import stats
 ENGINES = {"libpod": "podman", "cri-o": "CRI-O"}
 
 
-def inspect(path: str) -> tuple[dict, str | None]:
+def inspect(path: str) -> tuple[JSONObject, str | None]:
     """Stage the archive at `path` without writing anything; (its description, the problem if any)."""
     staged, problem = read(path)
     return describe(staged, path, problem), problem
@@ -46,7 +47,7 @@ def engine_of(staged: reader.Staged) -> str:
     return ENGINES.get(str(annotations.get("io.container.manager", "")), "containerd")
 
 
-def describe(staged: reader.Staged, path: str, problem: str | None) -> dict:
+def describe(staged: reader.Staged, path: str, problem: str | None) -> JSONObject:
     """Everything inspect reports, as one JSON-able dict."""
     cfg = staged.config_dump or {}
     man = staged.manifest or {}
@@ -55,7 +56,7 @@ def describe(staged: reader.Staged, path: str, problem: str | None) -> dict:
                 if n.startswith((f"{layout.CHECKPOINT_DIR}/pages-", f"{layout.PRE_CHECKPOINT_DIR}/pages-"))
                 and n.endswith(".img"))
     rootfs = staged.members.get(layout.ROOTFS_DIFF)
-    criu_stats: dict = {}
+    criu_stats: dict[str, int] = {}
     if staged.stats_dump is not None:
         try:
             criu_stats = stats.decode(staged.stats_dump).get("dump", {})
@@ -95,7 +96,7 @@ def _size(n: int | None) -> str:
     return "-" if n is None else human(n)
 
 
-def render_text(info: dict) -> str:
+def render_text(info: JSONObject) -> str:
     sizes = info["sizes"]
     rows = [
         ("Archive", f"{info['archive']} ({info['compression']}, {_size(info['archive_size'])})"),

@@ -48,6 +48,12 @@ class Source(Protocol):
     def read_view(self, n: int) -> memoryview: ...
 
 
+class Readable(Protocol):
+    """A binary file as FileSource reads it."""
+
+    def read(self, n: int, /) -> bytes: ...
+
+
 class BytesSource:
     """A Source over an in-memory buffer (small archives, devshm, tests)."""
 
@@ -66,7 +72,7 @@ class FileSource:
 
     CHUNK = 1 << 20
 
-    def __init__(self, f) -> None:
+    def __init__(self, f: Readable) -> None:
         self._f = f
 
     def read_view(self, n: int) -> memoryview:

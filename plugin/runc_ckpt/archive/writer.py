@@ -28,7 +28,7 @@ import struct
 import tarfile
 import tempfile
 from collections.abc import Callable, Iterator
-from typing import BinaryIO
+from typing import BinaryIO, TypeAlias
 
 from runc_ckpt.archive.manifest import MemberDigest
 from runc_ckpt.base.errors import RuncCkptError
@@ -48,6 +48,11 @@ _MAX12 = 8 ** 11
 XATTR_PREFIX = "SCHILY.xattr."   # GNU tar --xattrs / star spelling
 
 
+# An Entry as plain values, in __init__'s order (see Entry.record): what EntrySpool marshals.
+EntryRecord: TypeAlias = tuple[str, str | None, bytes, int, int, int, int, int, str, int, int,
+                               dict[str, bytes] | None, int, bool | None]
+
+
 def padding(size: int) -> int:
     """Bytes of zero padding after `size` bytes of data."""
     return -size % BLOCK
@@ -56,8 +61,8 @@ def padding(size: int) -> int:
 class Entry:
     """One planned tar entry. Slots keep a 20k-file plan small in memory."""
 
-    __slots__ = ("name", "source", "kind", "mode", "uid", "gid", "size", "mtime", "linkname",
-                 "devmajor", "devminor", "xattrs", "ino", "simple")
+    __slots__ = ("devmajor", "devminor", "gid", "ino", "kind", "linkname", "mode", "mtime", "name", "simple",
+                 "size", "source", "uid", "xattrs")
 
     def __init__(self, name: str, kind: bytes, mode: int = 0o644, *, source: str | None = None,
                  uid: int = 0, gid: int = 0, size: int = 0, mtime: int = 0, linkname: str = "",
@@ -85,13 +90,13 @@ class Entry:
         e.xattrs, e.ino, e.simple = None, st.st_ino, None
         return e
 
-    def record(self) -> tuple:
+    def record(self) -> EntryRecord:
         """The entry as a tuple of plain values (marshal-able: for EntrySpool)."""
         return (self.name, self.source, self.kind, self.mode, self.uid, self.gid, self.size, self.mtime,
                 self.linkname, self.devmajor, self.devminor, self.xattrs, self.ino, self.simple)
 
     @classmethod
-    def from_record(cls, r: tuple) -> Entry:
+    def from_record(cls, r: EntryRecord) -> Entry:
         e = cls.__new__(cls)
         (e.name, e.source, e.kind, e.mode, e.uid, e.gid, e.size, e.mtime, e.linkname, e.devmajor, e.devminor,
          e.xattrs, e.ino, e.simple) = r
@@ -215,7 +220,8 @@ class EntrySpool:
 
     def _spill(self) -> None:
         if self._file is None:
-            self._file = tempfile.TemporaryFile(prefix="runc-ckpt-plan-", dir=self._spool_dir)
+            # Kept open across calls, closed by close(): no `with` can hold it.
+            self._file = tempfile.TemporaryFile(prefix="runc-ckpt-plan-", dir=self._spool_dir)  # noqa: SIM115
         blob = marshal.dumps([e.record() for e in self._mem])
         self._file.seek(0, os.SEEK_END)      # a reader left mid-way must not make us overwrite
         self._file.write(self._LEN.pack(len(blob)) + blob)

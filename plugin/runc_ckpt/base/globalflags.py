@@ -46,8 +46,8 @@ def default_root() -> str:
 class GlobalFlags:
     """runc's global settings, with runc's defaults."""
 
-    __slots__ = ("debug", "log", "log_format", "root", "criu", "systemd_cgroup",
-                 "rootless", "config", "help", "version")
+    __slots__ = ("config", "criu", "debug", "help", "log", "log_format", "root", "rootless",
+                 "systemd_cgroup", "version")
 
     def __init__(self) -> None:
         self.debug = False
@@ -69,7 +69,7 @@ class Invocation:
     flags, so that the real runc can be called with the caller's spelling.
     """
 
-    __slots__ = ("flags", "runc_globals", "command", "args")
+    __slots__ = ("args", "command", "flags", "runc_globals")
 
     def __init__(self, flags: GlobalFlags, runc_globals: list[str],
                  command: str | None, args: list[str]) -> None:
@@ -104,7 +104,7 @@ def parse(argv: list[str]) -> Invocation:
                 return Invocation(flags, kept, argv[tok.end], argv[tok.end + 1:])
             return Invocation(flags, kept, None, [])
         if tok.kind == goflags.WORD:
-            return Invocation(flags, kept, tok.value, argv[tok.end:])  # type: ignore[arg-type]
+            return Invocation(flags, kept, argv[tok.start], argv[tok.end:])  # the word is the subcommand
         if tok.kind == goflags.BOOL:
             setattr(flags, BOOL_FLAGS[tok.name], tok.value)
         elif tok.kind == goflags.VALUE:

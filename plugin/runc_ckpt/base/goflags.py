@@ -49,11 +49,15 @@ def split_flag(arg: str) -> tuple[str, str | None] | None:
 
 
 class Token:
-    """One lexed item: argv[start:end] are its raw tokens, as the caller spelled them."""
+    """One lexed item: argv[start:end] are its raw tokens, as the caller spelled them.
+
+    value by kind: BOOL the parsed bool; VALUE and WORD the text; UNKNOWN and
+    BAD_BOOL the inline text or None; END and MISSING None.
+    """
 
     __slots__ = ("end", "kind", "name", "start", "value")
 
-    def __init__(self, kind: str, name: str, value: object, start: int, end: int) -> None:
+    def __init__(self, kind: str, name: str, value: str | bool | None, start: int, end: int) -> None:
         self.kind = kind
         self.name = name
         self.value = value

@@ -15,7 +15,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from typing import TextIO
+from typing import Self, TextIO
 
 from runc_ckpt.base.globalflags import GlobalFlags
 
@@ -103,7 +103,7 @@ class Progress:
         except (OSError, ValueError):
             pass  # a display must never fail the export it reports on
 
-    def __enter__(self) -> Progress:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -119,7 +119,7 @@ class NullProgress:
     def close(self) -> None:
         pass
 
-    def __enter__(self) -> NullProgress:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -26,7 +26,8 @@ def rfc3339(now: float, utc: bool = False) -> str:
     offset ("Z" for UTC), or always "Z" with utc=True (archive manifests, inspect)."""
     t = time.gmtime(now) if utc else time.localtime(now)
     off = t.tm_gmtoff or 0
-    zone = "Z" if off == 0 else "%s%02d:%02d" % ("+" if off > 0 else "-", abs(off) // 3600, abs(off) % 3600 // 60)
+    sign = "+" if off > 0 else "-"
+    zone = "Z" if off == 0 else f"{sign}{abs(off) // 3600:02d}:{abs(off) % 3600 // 60:02d}"
     return time.strftime("%Y-%m-%dT%H:%M:%S", t) + zone
 
 

@@ -25,12 +25,17 @@ import contextlib
 import signal
 import threading
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:                  # the pass-through path (cli) imports this module: keep it light
-    import subprocess
+from typing import Protocol
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class Child(Protocol):
+    """What forwarding needs of a child process (a subprocess.Popen, text or bytes)."""
+
+    def poll(self) -> int | None: ...
+
+    def send_signal(self, sig: int) -> None: ...
 
 
 class Interrupted(BaseException):
@@ -50,7 +55,7 @@ class Deferral:
         self._interrupt = interrupt
         self._held = 0
         self._raised = False
-        self._child: subprocess.Popen | None = None
+        self._child: Child | None = None
 
     @property
     def signame(self) -> str | None:
@@ -89,7 +94,7 @@ class Deferral:
             raise Interrupted(self.signum)
 
     @contextlib.contextmanager
-    def forwarding(self, proc: subprocess.Popen) -> Iterator[None]:
+    def forwarding(self, proc: Child) -> Iterator[None]:
         """Send every signal to proc as well while the block runs."""
         self._child = proc
         try:

@@ -90,7 +90,9 @@ CRIO_SPEC_ANNOTATIONS = "io.kubernetes.cri-o.Annotations"
 
 def spec_for_crio(spec: dict) -> dict:
     """spec.dump with the annotation CRI-O's restore insists on (its original annotations as JSON)."""
-    current = spec.get("annotations") if isinstance(spec.get("annotations"), dict) else {}
+    current = spec.get("annotations")
+    if not isinstance(current, dict):
+        current = {}
     if CRIO_SPEC_ANNOTATIONS in current:
         return spec
     import json

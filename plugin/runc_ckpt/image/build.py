@@ -17,12 +17,13 @@ import contextlib
 import os
 import time
 
-from runc_ckpt.archive import compression, layout, summary
+from runc_ckpt.archive import compression, layout, reader, summary
 from runc_ckpt.archive.export import HashingWriter
 from runc_ckpt.base import runclog
 from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.base.globalflags import GlobalFlags
-from runc_ckpt.image import annotations, oci, transport
+from runc_ckpt.image import annotations as image_annotations
+from runc_ckpt.image import oci, transport
 from runc_ckpt.image.reference import Reference
 from runc_ckpt.runtime import hostinfo
 
@@ -32,7 +33,7 @@ _SPEC_NAME = ("io.kubernetes.cri-o.Name", "io.kubernetes.cri.container-name")
 _SPEC_IMAGE = ("io.kubernetes.cri-o.ImageName", "io.kubernetes.cri.image-name")
 
 
-def _engine_dump(staged: summary.reader.Staged) -> dict:
+def _engine_dump(staged: reader.Staged) -> dict:
     """config.dump's fields for the annotations, filled from spec.dump where the engine left them out."""
     dump = dict(staged.config_dump or {})
     spec_ann = (staged.spec or {}).get("annotations") or {}
@@ -69,9 +70,9 @@ def build(archive: str, ref: Reference, compress: str | None, scratch_parent: st
         path = os.path.join(directory, f".runc-ckpt-layer-{os.getpid()}")
         try:
             with open(archive, "rb") as src_raw, open(path, "xb") as out_raw:
-                src = compression.decompressing_reader(src_raw)  # type: ignore[arg-type]
+                src = compression.decompressing_reader(src_raw)
                 file_hash = HashingWriter(out_raw)
-                out = compression.compressing_writer(file_hash, algorithm)  # type: ignore[arg-type]
+                out = compression.compressing_writer(file_hash, algorithm)
                 tar_hash = HashingWriter(out)
                 for chunk in iter(lambda: src.read(_CHUNK), b""):
                     tar_hash.write(chunk)
@@ -84,13 +85,13 @@ def build(archive: str, ref: Reference, compress: str | None, scratch_parent: st
             raise
         layer = oci.Layer(path, file_hash.sha.hexdigest(), tar_hash.sha.hexdigest(), file_hash.size, algorithm)
         engine = summary.engine_of(staged)
-        return layer, annotations.build(dump, versions, host, manifest_sha, engine=engine)
+        return layer, image_annotations.build(dump, versions, host, manifest_sha, engine=engine)
 
     created = runclog.rfc3339(time.time(), utc=True)
     return transport.publish(ref, make_layer, created, host.arch, scratch_parent, flags)
 
 
-def _recorded_host(staged: summary.reader.Staged) -> hostinfo.HostInfo:
+def _recorded_host(staged: reader.Staged) -> hostinfo.HostInfo:
     """The checkpointing host as the manifest records it; else (podman's, CRI-O's archives) this one."""
     here = hostinfo.current()
     rec = (staged.manifest or {}).get("host")

@@ -14,7 +14,8 @@ import time
 from runc_ckpt.archive.export import ExportRequest, write_archive
 from runc_ckpt.base import runclog
 from runc_ckpt.base.globalflags import GlobalFlags
-from runc_ckpt.image import annotations, oci, transport
+from runc_ckpt.image import annotations as image_annotations
+from runc_ckpt.image import oci, transport
 from runc_ckpt.image.reference import Reference
 from runc_ckpt.runtime import hostinfo
 
@@ -23,7 +24,7 @@ def create(ref: Reference, req: ExportRequest, scratch_parent: str, flags: Globa
     """Write the checkpoint described by req as an image at ref; returns the export's warnings."""
     host = hostinfo.current()
     warnings: list[str] = []
-    req.spec = annotations.spec_for_crio(req.spec)
+    req.spec = image_annotations.spec_for_crio(req.spec)
 
     def make_layer(directory: str) -> tuple[oci.Layer, dict[str, str]]:
         req.archive = os.path.join(directory, f".runc-ckpt-layer-{os.getpid()}")
@@ -33,7 +34,7 @@ def create(ref: Reference, req: ExportRequest, scratch_parent: str, flags: Globa
         assert result.sha256 and result.diff_id
         layer = oci.Layer(result.archive, result.sha256, result.diff_id, result.size, req.compress)
         versions = req.manifest_fields.get("versions") or {}
-        return layer, annotations.build(req.config_dump, versions, host, result.manifest_sha256)
+        return layer, image_annotations.build(req.config_dump, versions, host, result.manifest_sha256)
 
     created = runclog.rfc3339(time.time(), utc=True)
     digest = transport.publish(ref, make_layer, created, host.arch, scratch_parent, flags)

@@ -40,7 +40,8 @@ def unpack(path: str, scratch: str) -> None:
     """Unpack the oci-archive at `path` into the empty directory `scratch`, in one streaming read."""
     what = f"oci-archive {path}"
     try:
-        f = open(path, "rb")
+        # Opened apart so that only its own failure reads "cannot open"; the `with` below closes it.
+        f = open(path, "rb")  # noqa: SIM115
     except OSError as e:
         raise RuncCkptError(f"cannot open {what}: {e.strerror}") from None
     seen: set[str] = set()

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from runc_ckpt.archive import layout
 from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.base.globalflags import GlobalFlags
-from runc_ckpt.image import annotations, reference
+from runc_ckpt.image import annotations as image_annotations
+from runc_ckpt.image import reference
 
 _ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.zst", ".tzst", ".zst", ".gz")
 
@@ -53,9 +54,9 @@ def open_source(text: str, scratch_parent: str, flags: GlobalFlags | None,
     ref = reference.parse(text)
     fetched = stack.enter_context(transport.fetch(ref, scratch_parent, flags))
     img = fetched.image
-    if not annotations.is_checkpoint(img.annotations):
-        raise RuncCkptError(f"image {ref} is not a checkpoint image (it has no {annotations.PODMAN_NAME} or "
-                            f"{annotations.CRIO_NAME} annotation)")
+    if not image_annotations.is_checkpoint(img.annotations):
+        raise RuncCkptError(f"image {ref} is not a checkpoint image (it has no {image_annotations.PODMAN_NAME} or "
+                            f"{image_annotations.CRIO_NAME} annotation)")
     return Source(img.layer_path, str(ref), img.layer_sha256, img.annotations, img.manifest_digest)
 
 
@@ -63,13 +64,13 @@ def verify(src: Source, members: dict, config_dump: dict | None) -> None:
     """For an image: its annotations must describe the layer that was read."""
     if src.reference is None:
         return
-    want = src.annotations.get(annotations.MANIFEST_DIGEST)
+    want = src.annotations.get(image_annotations.MANIFEST_DIGEST)
     if want is not None:
         got = members.get(layout.MANIFEST)
         if got is None or f"sha256:{got.sha256}" != want:
             raise RuncCkptError(f"image {src.reference}: the layer's {layout.MANIFEST} is not the one its "
-                                f"{annotations.MANIFEST_DIGEST} annotation names ({want})")
-    name = src.annotations.get(annotations.PODMAN_NAME) or src.annotations.get(annotations.CRIO_NAME)
+                                f"{image_annotations.MANIFEST_DIGEST} annotation names ({want})")
+    name = src.annotations.get(image_annotations.PODMAN_NAME) or src.annotations.get(image_annotations.CRIO_NAME)
     dumped = (config_dump or {}).get("name")
     if name and dumped and name != dumped:
         raise RuncCkptError(f"image {src.reference}: its annotations name container {name!r}, but the "

@@ -59,6 +59,7 @@ def config_dump(st: ContainerState, spec: dict, now: datetime, volume_roots: lis
         "restored": False,
     }
     origin = podmanstore.container_of(st.bundle, st.id)
+    image_id: str | None
     if origin is not None:
         image_id, image_name = origin.image_id, origin.image_name
         dump["name"] = origin.name

@@ -31,8 +31,12 @@ def recorded(manifest: dict | None, annotations: dict[str, str]) -> dict[str, st
     """The checkpointing host's facts: an image's annotations, else our manifest's host/versions."""
     out = image_annotations.recorded(annotations)
     man = manifest or {}
-    host = man.get("host") if isinstance(man.get("host"), dict) else {}
-    versions = man.get("versions") if isinstance(man.get("versions"), dict) else {}
+    host = man.get("host")
+    if not isinstance(host, dict):
+        host = {}
+    versions = man.get("versions")
+    if not isinstance(versions, dict):
+        versions = {}
     for key, value in (("host_arch", host.get("arch")), ("host_kernel", host.get("kernel")),
                        ("criu_version", versions.get("criu")), ("runtime_version", versions.get("runc"))):
         if value and key not in out:

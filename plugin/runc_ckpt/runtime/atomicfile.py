@@ -73,7 +73,7 @@ def locked_temp(directory: str, base: str) -> tuple[int, str]:
 
 @contextlib.contextmanager
 def writing(path: str, mode: int = 0o600,
-            guard: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext) -> Iterator[BinaryIO]:
+            guard: Callable[[], contextlib.AbstractContextManager[object]] = contextlib.nullcontext) -> Iterator[BinaryIO]:
     """Yield an unbuffered file; when the block ends without error it becomes `path`.
 
     On any exception (or signal raised as one) the temp file is removed and
@@ -160,7 +160,7 @@ def sweep(directory: str, match: Callable[[str], bool] = is_temp) -> list[str]:
 
     Default: temp files of killed writers. Restore passes its staging-dir names.
     """
-    removed = []
+    removed: list[str] = []
     try:
         names = os.listdir(directory)
     except OSError:

@@ -13,10 +13,11 @@ import json
 import re
 import subprocess
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.base.globalflags import Invocation
+from runc_ckpt.base.jsondoc import JSONObject
 
 # logrus text format: msg="quoted" or msg=bare.
 _MSG = re.compile(r'level=(?:error|fatal|panic) msg=("(?:[^"\\]|\\.)*"|\S+)')
@@ -37,7 +38,7 @@ class ContainerState:
     annotations: dict[str, str]
 
     @classmethod
-    def from_json(cls, doc: dict) -> ContainerState:
+    def from_json(cls, doc: JSONObject) -> ContainerState:
         try:
             return cls(id=str(doc["id"]), status=str(doc["status"]), bundle=str(doc["bundle"]),
                        rootfs=str(doc.get("rootfs", "")), created=str(doc.get("created", "")),
@@ -58,12 +59,12 @@ def query_globals(inv: Invocation) -> list[str]:
 
 def runc_error(stderr: str) -> str:
     """runc's last error message in its stderr, else the stderr text itself."""
-    found = _MSG.findall(stderr)
+    found: list[str] = _MSG.findall(stderr)   # one group: the strings it matched
     if found:
         msg = found[-1]
         if msg.startswith('"'):
             try:
-                return json.loads(msg)
+                return str(json.loads(msg))   # a JSON string literal: str
             except json.JSONDecodeError:
                 return msg[1:-1]
         return msg
@@ -108,10 +109,10 @@ def created_key(created: str) -> tuple[datetime, int]:
     """
     m = re.fullmatch(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)", created)
     if not m:
-        return datetime.min.replace(tzinfo=timezone.utc), 0
+        return datetime.min.replace(tzinfo=UTC), 0
     base, frac, zone = m.groups()
     when = datetime.fromisoformat(base + ("+00:00" if zone == "Z" else zone))
-    return when.astimezone(timezone.utc), int((frac or "0").ljust(9, "0"))
+    return when.astimezone(UTC), int((frac or "0").ljust(9, "0"))
 
 
 def running(containers: list[ContainerState]) -> list[ContainerState]:

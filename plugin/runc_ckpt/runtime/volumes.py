@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from runc_ckpt.base.errors import RuncCkptError
+from runc_ckpt.base.jsondoc import JSONObject
 from runc_ckpt.settings.policy import ANNOTATION_PREFIX
 
 VOLUMES_ANNOTATION = ANNOTATION_PREFIX + "volumes"
@@ -36,12 +37,12 @@ class BindMount:
                 "archived_as": self.volume if archived else None}
 
 
-def is_bind(mount: dict) -> bool:
+def is_bind(mount: JSONObject) -> bool:
     options = mount.get("options") or []
     return mount.get("type") == "bind" or "bind" in options or "rbind" in options
 
 
-def bind_entries(spec: dict) -> list[dict]:
+def bind_entries(spec: JSONObject) -> list[JSONObject]:
     """The spec's bind mounts as they stand in it (callers may rewrite their sources)."""
     return [m for m in spec.get("mounts") or [] if isinstance(m, dict) and is_bind(m)]
 
@@ -77,7 +78,7 @@ def bind_volume_name(destination: str) -> str:
     return BIND_PREFIX + "".join(out)
 
 
-def bind_mounts(spec: dict, volume_roots: Sequence[str], extra: Iterable[str] = ()) -> list[BindMount]:
+def bind_mounts(spec: JSONObject, volume_roots: Sequence[str], extra: Iterable[str] = ()) -> list[BindMount]:
     """Every bind mount of the spec, in spec order, with the volume name it is archived under.
 
     `extra` is Policy.extra_volumes. A listed destination must be a bind mount
@@ -108,7 +109,7 @@ def bind_mounts(spec: dict, volume_roots: Sequence[str], extra: Iterable[str] = 
     return out
 
 
-def check_listed(spec: dict, volume_roots: Sequence[str], extra: Iterable[str]) -> None:
+def check_listed(spec: JSONObject, volume_roots: Sequence[str], extra: Iterable[str]) -> None:
     """Refuse, before the container is touched, a listed destination that cannot be archived."""
     for bm in bind_mounts(spec, volume_roots, extra):
         if bm.listed and not os.path.isdir(bm.source):

@@ -128,6 +128,7 @@ def effective(cfg: Config, annotations: Mapping[str, object] | None,
 
     for name in ANNOTATIONS.values():
         sources.setdefault(name, "default")
+    # values holds each field's checked value; a dict[str, object] cannot say which type each key has.
     return Policy(**values, sources=MappingProxyType(sources))  # type: ignore[arg-type]
 
 
@@ -165,9 +166,9 @@ def _parse_value(key: str, full_key: str, raw: str, cfg: Config) -> object:
         return value
     if key in ("compress-level", "retention"):
         if key == "compress-level":
-            ok, want = re.fullmatch(r"[0-9]{1,2}", value) and 1 <= int(value) <= 22, "an integer in 1..22"
+            ok, want = bool(re.fullmatch(r"[0-9]{1,2}", value)) and 1 <= int(value) <= 22, "an integer in 1..22"
         else:
-            ok, want = re.fullmatch(r"[0-9]{1,9}", value), "an integer >= 0"
+            ok, want = bool(re.fullmatch(r"[0-9]{1,9}", value)), "an integer >= 0"
         if not ok:
             raise RuncCkptError(f"annotation {full_key}: {raw!r} is not {want}")
         return int(value)

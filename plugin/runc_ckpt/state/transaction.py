@@ -32,7 +32,7 @@ import json
 import os
 import shutil
 import stat
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from runc_ckpt.archive import safeextract
@@ -221,7 +221,7 @@ def sweep_staging(directory: str) -> list[str]:
 
 def apply_merge(journal: Journal, staging: safeextract.Root, target: safeextract.Root,
                 plan: safeextract.MergePlan, explicit_dirs: dict[tuple[str, ...], safeextract.DirMeta],
-                result: safeextract.Extracted, undo_dir: str, step: callable = lambda: None) -> None:
+                result: safeextract.Extracted, undo_dir: str, step: Callable[[], None] = lambda: None) -> None:
     """Apply a checked merge plan (safeextract.plan_merge), every change journaled first.
 
     Replaced and deleted entries go aside into undo_dir (same filesystem as
