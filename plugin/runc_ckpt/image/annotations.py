@@ -9,6 +9,7 @@ refuses a layer whose manifest is not the one the annotation names.
 
 from __future__ import annotations
 
+from runc_ckpt.base.jsondoc import JSONObject
 from runc_ckpt.runtime.hostinfo import HostInfo, criu_number
 
 PODMAN = "io.podman.annotations.checkpoint."
@@ -36,7 +37,7 @@ _FIELDS = {
 }
 
 
-def build(config_dump: dict, versions: dict, host: HostInfo, manifest_sha256: str | None,
+def build(config_dump: JSONObject, versions: JSONObject, host: HostInfo, manifest_sha256: str | None,
           engine: str = "runc-ckpt") -> dict[str, str]:
     """All annotations of a checkpoint image made from an archive with this config.dump/manifest."""
     criu = criu_number(str(versions.get("criu", "")))
@@ -88,7 +89,7 @@ def recorded(annotations: dict[str, str]) -> dict[str, str]:
 CRIO_SPEC_ANNOTATIONS = "io.kubernetes.cri-o.Annotations"
 
 
-def spec_for_crio(spec: dict) -> dict:
+def spec_for_crio(spec: JSONObject) -> JSONObject:
     """spec.dump with the annotation CRI-O's restore insists on (its original annotations as JSON)."""
     current = spec.get("annotations")
     if not isinstance(current, dict):
@@ -99,7 +100,7 @@ def spec_for_crio(spec: dict) -> dict:
     return {**spec, "annotations": {**current, CRIO_SPEC_ANNOTATIONS: json.dumps(current, sort_keys=True)}}
 
 
-def crio_restorable(spec: dict | None, config_dump: dict | None) -> bool:
+def crio_restorable(spec: JSONObject | None, config_dump: JSONObject | None) -> bool:
     """Whether CRI-O can restore the checkpoint: it needs both of the above."""
     ann = (spec or {}).get("annotations") or {}
     return CRIO_SPEC_ANNOTATIONS in ann and bool((config_dump or {}).get("rootfsImageName"))

@@ -22,6 +22,7 @@ from runc_ckpt.archive.export import HashingWriter
 from runc_ckpt.base import runclog
 from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.base.globalflags import GlobalFlags
+from runc_ckpt.base.jsondoc import JSONObject
 from runc_ckpt.image import annotations as image_annotations
 from runc_ckpt.image import oci, transport
 from runc_ckpt.image.reference import Reference
@@ -33,7 +34,7 @@ _SPEC_NAME = ("io.kubernetes.cri-o.Name", "io.kubernetes.cri.container-name")
 _SPEC_IMAGE = ("io.kubernetes.cri-o.ImageName", "io.kubernetes.cri.image-name")
 
 
-def _engine_dump(staged: reader.Staged) -> dict:
+def _engine_dump(staged: reader.Staged) -> JSONObject:
     """config.dump's fields for the annotations, filled from spec.dump where the engine left them out."""
     dump = dict(staged.config_dump or {})
     spec_ann = (staged.spec or {}).get("annotations") or {}

@@ -18,8 +18,10 @@ import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TypedDict
 
 from runc_ckpt.base.errors import RuncCkptError
+from runc_ckpt.base.jsondoc import JSONObject
 from runc_ckpt.runtime import atomicfile
 from runc_ckpt.settings import config as settings
 
@@ -56,7 +58,7 @@ class Image:
     layout: str
     manifest_digest: str
     annotations: dict[str, str]
-    config: dict
+    config: JSONObject
     layer_path: str
     layer_sha256: str
     layer_size: int
@@ -74,7 +76,14 @@ def _json_bytes(doc: object) -> bytes:
     return json.dumps(doc, separators=(",", ":"), sort_keys=True).encode()
 
 
-def _put_blob(layout: str, data: bytes) -> dict:
+class BlobRef(TypedDict):
+    """The digest and size a descriptor gives a blob."""
+
+    digest: str
+    size: int
+
+
+def _put_blob(layout: str, data: bytes) -> BlobRef:
     digest = "sha256:" + hashlib.sha256(data).hexdigest()
     path = blob_path(layout, digest)
     if not os.path.exists(path):
@@ -89,7 +98,8 @@ def layer_dir(layout: str) -> str:
     return d
 
 
-def build_documents(layer: Layer, annotations: dict[str, str], created: str, arch: str) -> tuple[dict, dict]:
+def build_documents(layer: Layer, annotations: dict[str, str], created: str,
+                    arch: str) -> tuple[JSONObject, JSONObject]:
     """(config, manifest) of a one-layer checkpoint image, as podman's buildah commit makes them."""
     cfg = {"created": created, "architecture": arch, "os": "linux", "config": {},
            "rootfs": {"type": "layers", "diff_ids": [f"sha256:{layer.diff_id}"]},
@@ -134,7 +144,8 @@ def _add_to_index(layout: str, layer: Layer, annotations: dict[str, str], tag: s
     manifest["config"].update(_put_blob(layout, _json_bytes(cfg)))
     settings.validate(cfg, "oci-image-config.schema.json", "image config")
     settings.validate(manifest, "oci-image-manifest.schema.json", "image manifest")
-    desc = {"mediaType": MANIFEST_MT, **_put_blob(layout, _json_bytes(manifest))}
+    blob = _put_blob(layout, _json_bytes(manifest))
+    desc: JSONObject = {"mediaType": MANIFEST_MT, **blob}
     if tag:
         desc["annotations"] = {REF_NAME: tag}
     kept = [m for m in (index or {}).get("manifests", [])
@@ -144,11 +155,11 @@ def _add_to_index(layout: str, layer: Layer, annotations: dict[str, str], tag: s
     if not os.path.exists(os.path.join(layout, LAYOUT_FILE)):
         atomicfile.write_bytes(os.path.join(layout, LAYOUT_FILE), _json_bytes({"imageLayoutVersion": "1.0.0"}))
     atomicfile.write_bytes(os.path.join(layout, INDEX_FILE), _json_bytes(new_index))
-    return desc["digest"]
+    return blob["digest"]
 
 
 def _read_json(path: str, what: str, limit: int = MAX_JSON_BLOB, sha256: str | None = None,
-               size: int | None = None) -> dict:
+               size: int | None = None) -> JSONObject:
     try:
         with open(path, "rb") as f:
             data = f.read(limit + 1)
@@ -171,7 +182,7 @@ def _read_json(path: str, what: str, limit: int = MAX_JSON_BLOB, sha256: str | N
     return doc
 
 
-def _load_index(layout: str) -> dict:
+def _load_index(layout: str) -> JSONObject:
     if not os.path.isdir(layout):
         raise RuncCkptError(f"image layout {layout} does not exist")
     marker = _read_json(os.path.join(layout, LAYOUT_FILE), f"image layout {layout}: {LAYOUT_FILE}")
@@ -181,7 +192,7 @@ def _load_index(layout: str) -> dict:
     return index
 
 
-def _blob_json(layout: str, desc: dict, what: str) -> dict:
+def _blob_json(layout: str, desc: JSONObject, what: str) -> JSONObject:
     path = blob_path(layout, desc["digest"])
     return _read_json(path, what, sha256=desc["digest"][7:], size=desc["size"])
 

@@ -15,8 +15,10 @@ import os
 from dataclasses import dataclass, field
 
 from runc_ckpt.archive import layout
+from runc_ckpt.archive.manifest import MemberDigest
 from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.base.globalflags import GlobalFlags
+from runc_ckpt.base.jsondoc import JSONObject
 from runc_ckpt.image import annotations as image_annotations
 from runc_ckpt.image import reference
 
@@ -60,7 +62,7 @@ def open_source(text: str, scratch_parent: str, flags: GlobalFlags | None,
     return Source(img.layer_path, str(ref), img.layer_sha256, img.annotations, img.manifest_digest)
 
 
-def verify(src: Source, members: dict, config_dump: dict | None) -> None:
+def verify(src: Source, members: dict[str, MemberDigest], config_dump: JSONObject | None) -> None:
     """For an image: its annotations must describe the layer that was read."""
     if src.reference is None:
         return

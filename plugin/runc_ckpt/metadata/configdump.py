@@ -21,6 +21,7 @@ from datetime import datetime
 
 from runc_ckpt import __version__
 from runc_ckpt.base.errors import RuncCkptError
+from runc_ckpt.base.jsondoc import JSONObject
 from runc_ckpt.runtime import hostinfo, ocispec, podmanstore, volumes
 from runc_ckpt.runtime.containerstate import ContainerState
 from runc_ckpt.runtime.criu import features
@@ -39,7 +40,8 @@ IMAGE_ANNOTATION = "io.runc-ckpt.image"
 _STOP_SIGNAL, _STOP_TIMEOUT = 15, 10
 
 
-def config_dump(st: ContainerState, spec: dict, now: datetime, volume_roots: list[str] | None = None) -> dict:
+def config_dump(st: ContainerState, spec: JSONObject, now: datetime,
+                volume_roots: list[str] | None = None) -> JSONObject:
     """podman's config.dump for a container runc knows only by ID."""
     annotations = ocispec.annotations(spec)
 
@@ -77,7 +79,7 @@ def volume_roots(st: ContainerState, roots: list[str]) -> list[str]:
     return [*roots, origin.volume_root] if origin is not None and origin.volume_root not in roots else roots
 
 
-def _podman_fields(spec: dict, image_id: str, image_name: str, volume_roots: list[str]) -> dict:
+def _podman_fields(spec: JSONObject, image_id: str, image_name: str, volume_roots: list[str]) -> JSONObject:
     """The fields podman 4.3.1's restore needs to recreate the container from its image."""
     named = []
     for bm in volumes.bind_mounts(spec, volume_roots):
@@ -91,7 +93,7 @@ def _podman_fields(spec: dict, image_id: str, image_name: str, volume_roots: lis
             "createWorkingDir": True, "logDriver": "k8s-file"}
 
 
-def podman_restorable(dump: dict | None) -> bool:
+def podman_restorable(dump: JSONObject | None) -> bool:
     """Whether `podman container restore` can take an archive with this config.dump."""
     return bool(dump and dump.get("rootfsImageID") and dump.get("rootfsImageName"))
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from runc_ckpt.base.errors import RuncCkptError
+from runc_ckpt.base.jsondoc import JSONObject
 from runc_ckpt.image import annotations as image_annotations
 from runc_ckpt.runtime import hostinfo
 
@@ -27,7 +28,7 @@ class Row:
     verdict: str
 
 
-def recorded(manifest: dict | None, annotations: dict[str, str]) -> dict[str, str]:
+def recorded(manifest: JSONObject | None, annotations: dict[str, str]) -> dict[str, str]:
     """The checkpointing host's facts: an image's annotations, else our manifest's host/versions."""
     out = image_annotations.recorded(annotations)
     man = manifest or {}

@@ -19,6 +19,8 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
+from runc_ckpt.base.jsondoc import JSONObject
+
 _KNOWN = frozenset(("type", "enum", "const", "properties", "required", "additionalProperties", "items",
                     "minItems", "uniqueItems", "minLength", "pattern", "minimum", "maximum",
                     "exclusiveMinimum", "oneOf", "$ref", "$defs", "$schema", "title", "description"))
@@ -57,8 +59,8 @@ def _pattern(text: str) -> re.Pattern[str]:
     return re.compile(text)
 
 
-def _unique(items: list) -> bool:
-    seen = set()
+def _unique(items: list[object]) -> bool:
+    seen: set[tuple[type, object]] = set()
     for item in items:
         if isinstance(item, (dict, list, float)):
             raise _Unknown             # jsonschema's deep equality: leave it to jsonschema
@@ -69,7 +71,7 @@ def _unique(items: list) -> bool:
     return True
 
 
-def _check(value: object, schema: object, root: dict) -> None:
+def _check(value: object, schema: object, root: JSONObject) -> None:
     if schema is True:
         return
     if not isinstance(schema, dict) or not _KNOWN.issuperset(schema):
@@ -135,7 +137,7 @@ def _check(value: object, schema: object, root: dict) -> None:
             raise _Unsure
 
 
-def surely_valid(value: object, schema: dict) -> bool:
+def surely_valid(value: object, schema: JSONObject) -> bool:
     """True only if value certainly satisfies schema; False: ask jsonschema."""
     try:
         _check(value, schema, schema)
