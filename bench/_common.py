@@ -204,7 +204,7 @@ class Goals:
     missed: list[str] = field(default_factory=list)
 
     def check(self, name: str, value: float, goal: float | None, unit: str = "") -> str:
-        text = f"{name} {value:.2f}{unit}"
+        text = f"{name} {value:.3f}{unit}" if abs(value) < 10 else f"{name} {value:.1f}{unit}"
         if goal is None:
             return text
         if self.smoke:

@@ -69,6 +69,7 @@ from _common import (
     require,
     run_main,
     runc_ckpt_config,
+    scaled,
     sh,
     timed,
     umount_under,
@@ -374,7 +375,7 @@ def main() -> int:
             elif args.full:
                 size = PODMAN_431[case][0]
             else:
-                size = max(1, round(DEFAULTS[case] * args.scale))
+                size = scaled(DEFAULTS[case], args.scale)
             label = "tiny" if case == "tiny" else f"{case} {size}{'' if case in COUNTED else 'M'}"
             src = str(work / f"src-{case}")
             try:

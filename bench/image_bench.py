@@ -42,6 +42,7 @@ from _common import (
     require,
     run_main,
     runc_ckpt_config,
+    scaled,
     sh,
     umount_under,
     unpack,
@@ -84,7 +85,7 @@ def main() -> int:
     args = ap.parse_args()
     runc_ckpt = check_runc_ckpt(args.runc_ckpt)
     require("runc", "criu", "skopeo", "docker-registry", "busybox")
-    size = args.size_mib or (4 if args.smoke else max(1, round(256 * args.scale)))
+    size = args.size_mib or (4 if args.smoke else scaled(256, args.scale))
     repeat = args.repeat or (1 if args.smoke else 3)
     goals = Goals(smoke=args.smoke)
     work = Path(tempfile.mkdtemp(prefix="image-bench-", dir="/var/tmp"))

@@ -63,6 +63,7 @@ from _common import (
     require,
     run_main,
     runc_ckpt_config,
+    scaled,
     settle,
     sh,
     umount_under,
@@ -87,7 +88,7 @@ def main() -> int:
     add_common_args(ap)
     args = ap.parse_args()
     runc_ckpt = check_runc_ckpt(args.runc_ckpt)
-    files = args.files or (300 if args.smoke else max(1, round(20000 * args.scale)))
+    files = args.files or (300 if args.smoke else scaled(20000, args.scale))
     pause = args.settle if args.settle is not None else (0 if args.smoke else 40)
     contenders = [c for c in args.contenders.split(",") if c and not (args.synthetic and c == "podman")]
     require("runc", "criu", "tar", "zstd", "busybox", *(() if args.synthetic else ("podman", "conmon")))

@@ -69,6 +69,7 @@ from _common import (
     require,
     run_main,
     runc_ckpt_config,
+    scaled,
     umount_under,
     unpack,
     write_half_random,
@@ -353,7 +354,7 @@ def main() -> int:
     args = ap.parse_args()
     runc_ckpt = check_runc_ckpt(args.runc_ckpt)
     require("runc", "criu", "busybox", "python3", *(("podman", "conmon") if args.podman else ()))
-    args.mem_mib = args.mem_mib or (8 if args.smoke else max(1, round(64 * args.scale)))
+    args.mem_mib = args.mem_mib or (8 if args.smoke else scaled(64, args.scale))
     args.diff_mib = args.diff_mib if args.diff_mib is not None else (4 if args.smoke else round(64 * args.scale))
     args.files = args.files if args.files is not None else (200 if args.smoke else 0)
     args.wait = 0.5 if args.smoke else 3.0       # seconds of stamps the target writes before the gap is read

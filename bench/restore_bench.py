@@ -55,6 +55,7 @@ from _common import (
     require,
     run_main,
     runc_ckpt_config,
+    scaled,
     settle,
     umount_under,
     unpack,
@@ -76,8 +77,8 @@ def main() -> int:
     args = ap.parse_args()
     runc_ckpt = check_runc_ckpt(args.runc_ckpt)
     require("podman", "conmon", "runc", "criu", "tar", "zstd", "busybox")
-    rootfs_mib = args.rootfs_mib or (4 if args.smoke else max(1, round(256 * args.scale)))
-    volume_mib = args.volume_mib or (2 if args.smoke else max(1, round(128 * args.scale)))
+    rootfs_mib = args.rootfs_mib or (4 if args.smoke else scaled(256, args.scale))
+    volume_mib = args.volume_mib or (2 if args.smoke else scaled(128, args.scale))
     pause = args.settle if args.settle is not None else (0 if args.smoke else 5)
     goals = Goals(smoke=args.smoke)
     work = Path(tempfile.mkdtemp(prefix="restore-bench-", dir=args.dir))
