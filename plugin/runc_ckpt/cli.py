@@ -9,9 +9,11 @@ here stays free of heavy imports.
 
 from __future__ import annotations
 
+import importlib
+import os
 import sys
 
-from runc_ckpt.base import globalflags, runclog, signals
+from runc_ckpt.base import configfile, globalflags, realrunc, runclog, signals
 from runc_ckpt.base.errors import PassToRunc, RuncCkptError
 
 # Subcommands runc-ckpt handles itself, by module under runc_ckpt.commands.
@@ -28,12 +30,12 @@ def main(argv: list[str] | None = None) -> int:
     inv = globalflags.parse(sys.argv[1:] if argv is None else argv)
     try:
         if _wants_version(inv):
-            from runc_ckpt.commands import version
-            return version.run(inv)
+            # Imported when chosen, as every command: pass-through loads only base/ (test_layering).
+            return importlib.import_module("runc_ckpt.commands.version").run(inv)
         module_name = COMMANDS.get(inv.command or "")
         if module_name is None:
             return _pass_through(inv)
-        import importlib
+        # Imported when chosen: pass-through loads only base/ and the stdlib (tests/unit/test_layering.py).
         module = importlib.import_module(f"runc_ckpt.commands.{module_name}")
         try:
             return module.run(inv)
@@ -59,7 +61,6 @@ def _wants_version(inv: globalflags.Invocation) -> bool:
 
 
 def _pass_through(inv: globalflags.Invocation) -> int:
-    from runc_ckpt.base import realrunc
     realrunc.exec_runc(realrunc.find(_configured_runc(inv)), inv.runc_argv())
     return 1  # not reached: exec_runc replaces the process or raises
 
@@ -73,9 +74,6 @@ def _configured_runc(inv: globalflags.Invocation) -> str | None:
     `runc: /path` line is read without YAML; anything else loads (and
     validates) the whole file.
     """
-    import os
-
-    from runc_ckpt.base import configfile, realrunc
     if inv.flags.config is None:
         if os.environ.get(realrunc.ENV_VAR):
             return None
@@ -84,5 +82,7 @@ def _configured_runc(inv: globalflags.Invocation) -> str | None:
     plain = configfile.plain_runc_key(configfile.config_path(inv.flags.config))
     if plain is not None:
         return plain
+    # Imported here, not at the top: YAML and the schema check load only for a config file sh could not read
+    # (test_layering: pass-through with a plain `runc:` line loads no settings/).
     from runc_ckpt.settings import config
     return config.load(inv.flags.config).runc

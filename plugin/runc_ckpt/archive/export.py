@@ -42,6 +42,7 @@ from runc_ckpt.runtime import atomicfile, faults
 from runc_ckpt.runtime import volumes as volumes_mod
 
 _ZSTD_LEVELS = range(1, 23)
+PROBE_PREFIX = ".runc-ckpt-probe-"   # check_target's probe file, removed at once
 
 
 @dataclass
@@ -66,6 +67,7 @@ class ExportRequest:
     digests: bool = False   # also hash the file and the tar stream (an image layer's digest and diff_id)
     previous_dir: str | None = None  # pre-dump images the dump builds on, stored as pre-checkpoint/ too
     rootfs_source: diff.RootfsSource | None = None  # located before the dump (diff.locate); None: locate now
+    target_checked: bool = False  # check_target(archive) ran before the dump: the write does not probe again
 
 
 @dataclass
@@ -81,11 +83,12 @@ class ExportResult:
     manifest_sha256: str | None = None  # with digests: of our manifest member (an image annotation names it)
 
 
-def check_target(path: str) -> str:
+def check_target(path: str, probe: bool = True) -> str:
     """The absolute archive path, once we know it can be written there; leaves nothing behind.
 
     The one set of checks of an export target, run before any container is
-    touched: a name, a directory that exists and takes a file, a name whose
+    touched: a name, a directory that exists and takes a file (a probe file,
+    created and removed; probe=False when that was done already), a name whose
     temp name (atomicfile) still fits the filesystem's limit.
     """
     if not path:
@@ -100,12 +103,14 @@ def check_target(path: str) -> str:
         atomicfile.check_name(target)
     except ValueError as e:
         raise RuncCkptError(f"--export {path}: {e}") from None
+    if not probe:
+        return target
     try:
-        fd, probe = tempfile.mkstemp(prefix=".runc-ckpt-probe-", dir=directory)
+        fd, probe_file = tempfile.mkstemp(prefix=PROBE_PREFIX, dir=directory)
     except OSError as e:
         raise RuncCkptError(f"--export {path}: cannot write in {directory}: {e.strerror}") from None
     os.close(fd)
-    os.unlink(probe)
+    os.unlink(probe_file)
     return target
 
 
@@ -117,19 +122,25 @@ def _check_request(req: ExportRequest) -> str:
         raise RuncCkptError(f"zstd compression level {req.level} is out of range 1-22")
     if req.image_member not in (layout.CHECKPOINT_DIR, layout.PRE_CHECKPOINT_DIR):
         raise RuncCkptError(f"internal error: bad image member {req.image_member!r}")
-    target = check_target(req.archive)
+    target = check_target(req.archive, probe=not req.target_checked)
     if not os.path.isdir(req.image_dir):
         raise RuncCkptError(f"checkpoint image directory {req.image_dir} does not exist")
     return target
 
 
-def _json(value: object) -> bytes:
+def json_member(value: object) -> bytes:
+    """A JSON member's content (spec.dump, config.dump, deleted.files, a stream's lists) as the archive holds it."""
     return json.dumps(value).encode()
 
 
 @dataclass
-class _Plan:
-    """What an export reads, from the stat pre-pass, before a byte is written: the display's total."""
+class Plan:
+    """What an export reads, from the stat pre-pass, before a byte is written: the display's total.
+
+    The images (spooled entries), the rootfs diff's tree and each volume's;
+    close() drops the spools. plan() makes one; write_members() (or a
+    stream's phases, runc_ckpt.migrate.sender) writes it.
+    """
 
     images: EntrySpool
     rootfs: RootfsPlan | None
@@ -147,7 +158,7 @@ class _Plan:
             tree.entries.close()
 
 
-def _plan(req: ExportRequest, spool_dir: str | None = None) -> _Plan:
+def plan(req: ExportRequest, spool_dir: str | None = None) -> Plan:
     """Stat every tree before the temp file exists: a missing volume fails early, and the display has a total.
 
     The planned entries spool to spool_dir (an export passes the archive's directory: it has room for
@@ -169,11 +180,12 @@ def _plan(req: ExportRequest, spool_dir: str | None = None) -> _Plan:
             scan.walk(bm.source)
             volumes[bm.volume] = scan.plan()
     rootfs = plan_rootfs(req.rootfs_source or diff.locate(req.rootfs), spool_dir=spool_dir) if req.include_rootfs else None
-    return _Plan(images.entries, rootfs, volumes)
+    return Plan(images.entries, rootfs, volumes)
 
 
-def _add_images(tw: TarWriter, req: ExportRequest, entries: EntrySpool, mtime: int) -> None:
-    """checkpoint/ (or pre-checkpoint/): every image file; CRIU's `parent` stays a symlink."""
+def add_images(tw: TarWriter, req: ExportRequest, entries: EntrySpool, mtime: int) -> None:
+    """Write checkpoint/ (or pre-checkpoint/, req.image_member): every image file of a plan's
+    images; CRIU's `parent` link stays a symlink, pointing at the sibling pre-checkpoint/."""
     tw.add_entry(Entry(req.image_member, DIR, os.stat(req.image_dir).st_mode, mtime=mtime))
     for e in entries:                 # names (and hardlink targets) already carry the prefix
         if e.kind == SYM and e.name == f"{req.image_member}/parent":
@@ -186,12 +198,13 @@ def _add_images(tw: TarWriter, req: ExportRequest, entries: EntrySpool, mtime: i
             tw.add_entry(e)
 
 
-def _write_members(tw: TarWriter, req: ExportRequest, plan: _Plan, now: float) -> tuple[dict, list[str]]:
-    """All members but the manifest; returns (the manifest's "rootfs" entry, volumes archived)."""
+def write_members(tw: TarWriter, req: ExportRequest, plan: Plan, now: float) -> tuple[dict, list[str]]:
+    """Write all members but the manifest, in podman's order, to tw (a file's or a stream's tar);
+    returns (the manifest's "rootfs" entry, the volumes archived) for add_manifest()."""
     mtime = int(now)
-    _add_images(tw, req, plan.images, mtime)
-    tw.add_bytes(layout.SPEC_DUMP, _json(req.spec), mtime=mtime)
-    tw.add_bytes(layout.CONFIG_DUMP, _json(req.config_dump), mtime=mtime)
+    add_images(tw, req, plan.images, mtime)
+    tw.add_bytes(layout.SPEC_DUMP, json_member(req.spec), mtime=mtime)
+    tw.add_bytes(layout.CONFIG_DUMP, json_member(req.config_dump), mtime=mtime)
     tw.add_bytes(layout.NETWORK_STATUS, b"null", mtime=mtime)
     stats = os.path.join(req.work_dir, layout.STATS_DUMP)
     if os.path.isfile(stats):
@@ -203,7 +216,7 @@ def _write_members(tw: TarWriter, req: ExportRequest, plan: _Plan, now: float) -
     rootfs_info: dict = {"kind": diff.NONE, "root_mode": None}
     if plan.rootfs is not None:
         tw.add_tree(layout.ROOTFS_DIFF, plan.rootfs.tree, mtime)
-        tw.add_bytes(layout.DELETED_FILES, _json(plan.rootfs.deleted), mtime=mtime)
+        tw.add_bytes(layout.DELETED_FILES, json_member(plan.rootfs.deleted), mtime=mtime)
         rootfs_info = {"kind": plan.rootfs.kind, "root_mode": plan.rootfs.root_mode}
     elif req.rootfs_source is not None:
         rootfs_info["root_mode"] = req.rootfs_source.root_mode
@@ -312,13 +325,13 @@ def write_archive(req: ExportRequest) -> ExportResult:
             runclog.debug(req.flags, f"export: removed {stale}, left by a killed export")
     warnings: list[str] = []
     ino = -1
-    plan: _Plan | None = None
+    planned: Plan | None = None
     with signals.deferred(interrupt=True) as deferral:
         try:
-            plan = _plan(req, directory)
+            planned = plan(req, directory)
             # Unbuffered: the compressors hand over big pieces already, and after an
             # error nothing is left in a buffer to be flushed into the temp file.
-            shown = Progress.create(req.flags, "export", plan.total) if req.flags else NullProgress()
+            shown = Progress.create(req.flags, "export", planned.total) if req.flags else NullProgress()
             with atomicfile.writing(target, 0o600, guard=deferral.critical) as raw:
                 ino = os.fstat(raw.fileno()).st_ino
                 with contextlib.closing(_EarlyWriteback(raw)) as synced, shown:
@@ -328,7 +341,7 @@ def write_archive(req: ExportRequest) -> ExportResult:
                     tar_hash = HashingWriter(out) if req.digests else None
                     tw = TarWriter(tar_hash or out, on_change=warnings.append, progress=shown)  # type: ignore[arg-type]
                     now = time.time()
-                    rootfs_info, archived = _write_members(tw, req, plan, now)
+                    rootfs_info, archived = write_members(tw, req, planned, now)
                     faults.point("export-write")
                     members, manifest_doc = add_manifest(tw, req, rootfs_info, archived, now)
                     tw.close()
@@ -348,8 +361,8 @@ def write_archive(req: ExportRequest) -> ExportResult:
         except Exception as e:       # e.g. a compressor error: still one line, still no partial file
             raise RuncCkptError(f"writing archive {target} failed: {e}") from None
         finally:
-            if plan is not None:
-                plan.close()
+            if planned is not None:
+                planned.close()
     return ExportResult(target, size, members, rootfs_info["kind"], archived, warnings,
                         file_hash.sha.hexdigest() if file_hash else None,
                         tar_hash.sha.hexdigest() if tar_hash else None,

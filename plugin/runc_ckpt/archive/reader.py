@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from runc_ckpt.archive import compression, layout, manifest, safeextract
 from runc_ckpt.archive.manifest import MemberDigest
@@ -42,6 +42,22 @@ ROOTFS_STAGING_PREFIX = ".runc-ckpt-staging-"
 
 class CorruptStream(RuncCkptError):
     """The compressed stream itself could not be read or decoded."""
+
+
+class ByteSource(Protocol):
+    """An opened stream to stage from instead of a file (restore --import -: runc_ckpt.migrate opens stdin).
+
+    read1() hands on what has arrived, so a stream's first members are staged
+    (and its hello answered) before the rest comes in.
+    """
+
+    def peek(self, n: int, /) -> bytes: ...
+
+    def read(self, n: int = -1, /) -> bytes: ...
+
+    def read1(self, n: int = -1, /) -> bytes: ...
+
+    def close(self) -> None: ...
 
 
 class ReadAhead(ViewReader):
@@ -286,7 +302,7 @@ class Staged:
     files: dict[str, str] = field(default_factory=dict)  # member -> path in the import dir
     ignored: list[str] = field(default_factory=list)
     inventory_mtime: float | None = None
-    hello: dict | None = None                            # a stream's first member (runc_ckpt.migrate)
+    hello: dict | None = None                            # a stream's first member (layout.HELLO)
 
     def discard(self) -> None:
         """Remove every staging directory this read created (not the import dir itself)."""
@@ -311,16 +327,18 @@ class Staged:
 
 
 def stage(path: str, targets: Targets, what_is_required: str = layout.CHECKPOINT_DIR,
-          flags: GlobalFlags | None = None, sha256: str | None = None) -> Staged:
+          flags: GlobalFlags | None = None, sha256: str | None = None,
+          source: ByteSource | None = None) -> Staged:
     """Read the archive at path once and stage it; on any error remove what was staged and raise.
 
     `flags` decide whether a progress display (compressed bytes of the file) is shown; None: never.
     `sha256`: the file's expected digest (an image layer's), checked once the stream is read.
+    `source`: a stream the caller opened (stdin), read instead of a file and closed here; `path`
+    then only names it in errors.
     """
-    if path == layout.STDIO:
-        from runc_ckpt.migrate import stream
-        raw = stream.open_stdin()
-        path = stream.STDIN_LABEL
+    raw: ByteSource | io.BufferedReader
+    if source is not None:
+        raw = source
         size = None
     else:
         try:
@@ -410,8 +428,7 @@ def _stage_member(tar: TarStream, m: tarfile.TarInfo, staged: Staged, targets: T
         if len(data) != m.size:
             raise RuncCkptError(f"archive {staged.path} is truncated in {name}")
         if parts[0] == layout.MIGRATE_DIR:
-            from runc_ckpt.migrate import receiver
-            receiver.small_member(staged, targets, name, data)
+            _stream_small_member(staged, targets, name, data)
         else:
             _keep_small(staged, name, data)
     elif len(parts) == 2 and parts[0] in (layout.CHECKPOINT_DIR, layout.PRE_CHECKPOINT_DIR):
@@ -440,8 +457,7 @@ def _stage_member(tar: TarStream, m: tarfile.TarInfo, staged: Staged, targets: T
             staged.volumes[vname] = _stage_tree(reader, name, directory, f"volume {vname} of {staged.path}",
                                                 allow_devices=False, home=targets.staging_home)
     elif parts[0] == layout.MIGRATE_DIR and name.endswith(".tar"):
-        from runc_ckpt.migrate import receiver
-        receiver.delta_member(staged, name, reader)
+        _stream_delta_member(staged, name, reader)
     else:
         staged.ignored.append(name)
     reader.drain()
@@ -451,6 +467,85 @@ def _stage_member(tar: TarStream, m: tarfile.TarInfo, staged: Staged, targets: T
 def _is_volume_removed(parts: tuple[str, ...]) -> bool:
     return len(parts) == 3 and parts[:2] == (layout.MIGRATE_DIR, layout.VOLUMES_DIR) and \
         parts[2].endswith(".removed.json")
+
+
+# ---- the members a live-migration stream adds (runc_ckpt.migrate.sender writes them)
+#
+# A two-phase (pre-copy) stream carries rootfs-diff.tar and the volumes first,
+# sent while the container still ran, and after the freeze only what changed:
+# per tree a list of paths gone since phase 1 (removed from the staging dir)
+# and a delta tar (extracted over the staging dir, replacing what it names).
+# Both land in the staging dirs the phase-1 trees were extracted into, so
+# nothing is applied before the manifest (the stream's last member) has
+# verified every member, phase 1 included. They are part of the format: a
+# stream saved to a file restores (and inspects) like any archive. What the
+# receiver does on the hello and at the end of phase 1 (pre-flight, replies)
+# comes in through Targets.on_hello and Targets.on_phase1.
+
+
+def _member_json(staged: Staged, name: str, data: bytes) -> object:
+    try:
+        return json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise RuncCkptError(f"archive {staged.path}: {name} is not valid JSON: {e}") from None
+
+
+def _stream_small_member(staged: Staged, targets: Targets, name: str, data: bytes) -> None:
+    """The hello (handed to targets.on_hello), the end of phase 1, or a list of paths removed since phase 1."""
+    doc = _member_json(staged, name, data)
+    if name == layout.PHASE1_END:
+        if targets.on_phase1 is not None:
+            targets.on_phase1()
+        return
+    if name == layout.HELLO:
+        if staged.members:
+            raise safeextract.UnsafeArchive(f"archive {staged.path}: {name} must be the first member")
+        if not isinstance(doc, dict):
+            raise RuncCkptError(f"archive {staged.path}: {name} is not a JSON object")
+        staged.hello = doc
+        if targets.on_hello is not None:
+            targets.on_hello(doc)
+        return
+    if not isinstance(doc, list) or not all(isinstance(p, str) for p in doc):
+        raise RuncCkptError(f"archive {staged.path}: {name} is not a JSON array of paths")
+    tree = _delta_tree(staged, name)
+    if tree is None:
+        return
+    for path in doc:
+        tree.staging.trim()
+        parts = safeextract.split_name(path, f"{tree.staging.what}: {name}", allow_absolute=True)
+        if not parts:
+            raise safeextract.UnsafeArchive(f"{tree.staging.what}: {name} may not name the root")
+        tree.staging.remove(parts)
+        n = len(parts)
+        for key in [k for k in tree.extracted.explicit_dirs if k[:n] == parts]:
+            del tree.extracted.explicit_dirs[key]
+
+
+def _stream_delta_member(staged: Staged, name: str, reader: MemberSource) -> None:
+    """A delta tar: extracted over its tree's staging dir (a member it names replaces the staged one)."""
+    tree = _delta_tree(staged, name)
+    if tree is None or not reader.left:
+        return
+    allow_devices = name == layout.ROOTFS_DELTA
+    inner = TarStream(reader, f"{tree.staging.what}: {name}")
+    safeextract.extract(inner, tree.staging, tree.staging.what, allow_devices, tree.extracted)
+
+
+def _delta_tree(staged: Staged, name: str) -> StagedTree | None:
+    """The staged phase-1 tree a delta member belongs to; None when that tree is not being restored."""
+    if name in (layout.ROOTFS_DELTA, layout.ROOTFS_REMOVED):
+        if layout.ROOTFS_DIFF not in staged.members:
+            raise safeextract.UnsafeArchive(f"archive {staged.path}: {name} comes before {layout.ROOTFS_DIFF}")
+        return staged.rootfs
+    prefix = f"{layout.MIGRATE_DIR}/{layout.VOLUMES_DIR}/"
+    if not name.startswith(prefix):
+        raise safeextract.UnsafeArchive(f"archive {staged.path}: unknown stream member {name!r}")
+    rest = name[len(prefix):]
+    vname = rest[:-len(".removed.json")] if rest.endswith(".removed.json") else rest[:-len(".tar")]
+    if layout.volume_member(vname) not in staged.members:
+        raise safeextract.UnsafeArchive(f"archive {staged.path}: {name} comes before {layout.volume_member(vname)}")
+    return staged.volumes.get(vname)
 
 
 def _keep_small(staged: Staged, name: str, data: bytes) -> None:

@@ -21,16 +21,18 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING
 
+from runc_ckpt.archive import export as exporter
 from runc_ckpt.archive import layout
 from runc_ckpt.base import realrunc, runclog, signals
 from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.base.globalflags import Invocation
 from runc_ckpt.checkpoint import autoexport, stats_report
-from runc_ckpt.commands import cmdflags
+from runc_ckpt.checkpoint.request import CheckpointRequest
+from runc_ckpt.image import reference
 from runc_ckpt.image.reference import Reference
 from runc_ckpt.metadata import configdump
 from runc_ckpt.rootfs import diff
@@ -38,10 +40,7 @@ from runc_ckpt.runtime import containerid, containerstate, lock, logrelay, ocisp
 from runc_ckpt.runtime.containerstate import ContainerState
 from runc_ckpt.runtime.criu import features
 from runc_ckpt.settings import config, hooks, policy
-from runc_ckpt.state import predump
-
-if TYPE_CHECKING:
-    from runc_ckpt.archive.export import ExportRequest
+from runc_ckpt.state import predump, recovery
 
 
 class RuncFailed(Exception):
@@ -66,152 +65,115 @@ class Target:
     rootfs_source: diff.RootfsSource | None = None  # found before the dump when an archive needs the rootfs
 
 
-def checkpoint(inv: Invocation, parsed: cmdflags.Parsed) -> int:
-    """Checkpoint the containers the parsed flags name; returns the exit code."""
-    started = time.monotonic()
-    cfg = config.load(inv.flags.config)
-    config.apply_log_level(cfg, inv.flags)
-    check_flags(parsed)
-    streaming = parsed.export == layout.STDIO
+# A caller that writes the archive itself (runc_ckpt.migrate.sender, --export -): it gets the one
+# container under its lock, with its runc flags, and returns the exit code.
+Stream = Callable[[str, "Target", list[str]], int]
+
+
+def checkpoint(inv: Invocation, cfg: config.Config, req: CheckpointRequest, started: float | None = None,
+               stream: Stream | None = None) -> int:
+    """Checkpoint the containers the request names; returns the exit code.
+
+    `cfg` is loaded (and its log level applied) by the caller; `started` is when the call began
+    (--print-stats). With req.streaming the archive is `stream`'s to write.
+    """
+    started = time.monotonic() if started is None else started
+    if req.streaming and stream is None:
+        raise RuncCkptError("internal error: --export - needs the stream sender (runc_ckpt.migrate.sender)")
     archive = None
-    if parsed.export and not streaming:
-        from runc_ckpt.archive import export as exporter
-        archive = exporter.check_target(str(parsed.export))
-    image_ref = check_image_target(str(parsed.create_image)) if parsed.create_image else None
+    if req.export and not req.streaming:
+        archive = exporter.check_target(req.export)
+    image_ref = check_image_target(req.create_image) if req.create_image else None
     runc = realrunc.find(cfg.runc)
     try:
-        chosen = select(runc, inv, parsed)
+        chosen = select(runc, inv, req)
     except RuncCkptError:
         # A container a killed checkpoint stopped is gone, but its images may be stranded: still recover them.
-        for name in dict.fromkeys(parsed.positionals):
+        for name in dict.fromkeys(req.containers):
             container_dir = os.path.join(os.path.realpath(cfg.state_dir), name)
             if not containerid.is_valid(name) or not os.path.isdir(container_dir):
                 continue                 # never a path outside the state dir; nothing of ours there
-            with lock.hold(cfg.state_dir, lock.container_key(inv.flags.root, name), _operation(parsed),
+            with lock.hold(cfg.state_dir, lock.container_key(inv.flags.root, name), req.operation(),
                            cfg.lock_timeout, what=f"container {name}"):
                 for message in predump.recover(container_dir):
                     runclog.warn(inv.flags, message)
         raise
-    flag = "--export" if parsed.export else "--create-image"
-    if (parsed.export or image_ref) and not chosen:
+    flag = "--export" if req.export else "--create-image"
+    if (req.export or image_ref) and not chosen:
         raise RuncCkptError(f"{flag}: there is no running container under {inv.flags.root}")
-    if (parsed.export or image_ref) and len(chosen) > 1:
+    if (req.export or image_ref) and len(chosen) > 1:
         raise RuncCkptError(f"{flag} writes one container's checkpoint, but {len(chosen)} containers "
                             f"were chosen ({', '.join(s.id for _, s in chosen)})")
-    caller = predump.CallerPaths(image_path=_str(parsed.image_path), work_path=_str(parsed.work_path),
-                                 parent_path=_str(parsed.parent_path), pre_dump=bool(parsed.pre_dump))
+    caller = predump.CallerPaths(image_path=req.image_path, work_path=req.work_path,
+                                 parent_path=req.parent_path, pre_dump=req.pre_dump)
     if len(chosen) > 1 and (caller.image_path or caller.work_path):
         raise RuncCkptError("--image-path/--work-path name one container's directories: "
                             "give one container, or leave them out to use the state dir")
-    in_state_dir = bool(archive or streaming or image_ref or parsed.pre_checkpoint or parsed.with_previous or parsed.all
-                        or parsed.latest or len(chosen) > 1)
+    in_state_dir = bool(archive or req.streaming or image_ref or req.pre_checkpoint or req.with_previous
+                        or req.all or req.latest or len(chosen) > 1)
     # A call using none of our features is runc's own (images in ./checkpoint or the caller's paths):
     # like runc it takes no lock and writes nothing in our state dir.
     keys = {lock.container_key(inv.flags.root, st.id): f"container {st.id}" for _, st in chosen} \
         if in_state_dir else {}
-    with lock.hold_all(cfg.state_dir, keys, _operation(parsed), cfg.lock_timeout) as held:
+    with lock.hold_all(cfg.state_dir, keys, req.operation(), cfg.lock_timeout) as held:
         for _, st in chosen if in_state_dir else []:
             for message in recover(runc, cfg, st):
                 runclog.warn(inv.flags, message)
         fds = tuple(h.fd for h in held.values())
-        return _locked(runc, inv, cfg, parsed, chosen, caller, archive, image_ref, in_state_dir, fds, started)
-
-
-def _operation(p: cmdflags.Parsed) -> str:
-    """What a waiting caller is told this call is doing."""
-    return "checkpoint" + (" --pre-checkpoint" if p.pre_checkpoint else "") + (" --export" if p.export else "") \
-        + (" --create-image" if p.create_image else "")
+        return _locked(runc, inv, cfg, req, chosen, caller, archive, image_ref, in_state_dir, fds, started, stream)
 
 
 def recover(runc: str, cfg: config.Config, st: ContainerState) -> list[str]:
     """What killed runs left for this container (call with its lock held): images, staging dirs."""
-    from runc_ckpt.state import recovery
     done = predump.recover(os.path.join(os.path.realpath(cfg.state_dir), st.id))
     return done + recovery.resolve_bundle(runc, st.bundle, st.rootfs or None, allow_undo=False)
 
 
-def _locked(runc: str, inv: Invocation, cfg: config.Config, parsed: cmdflags.Parsed,
+def _locked(runc: str, inv: Invocation, cfg: config.Config, req: CheckpointRequest,
             chosen: list[tuple[str, ContainerState]], caller: predump.CallerPaths, archive: str | None,
-            image_ref: Reference | None, in_state_dir: bool, lock_fds: tuple[int, ...], started: float) -> int:
+            image_ref: Reference | None, in_state_dir: bool, lock_fds: tuple[int, ...], started: float,
+            stream: Stream | None) -> int:
     """The rest of checkpoint(), under the containers' locks."""
-    streaming = parsed.export == layout.STDIO
     # Policy and hooks of every container are settled before any is touched:
     # a bad annotation or hook definition refuses the whole call.
-    given = {k: parsed.values[k] for k in parsed.given}
     hook_defs = hooks.load(cfg.hooks_dir)
     targets = []
     for raw, st in chosen:
         spec = ocispec.load(st.bundle)
         annotations = ocispec.annotations(spec)
-        pol = policy.effective(cfg, annotations, given)
+        pol = policy.effective(cfg, annotations, req.policy.given())
         runclog.debug(inv.flags, f"{st.id}: {pol.describe()}")
         volumes.check_listed(spec, pol.volume_roots, pol.extra_volumes)
         targets.append(Target(raw, st, spec,
-                              predump.plan(cfg.state_dir, st.id, caller, bool(parsed.pre_checkpoint),
-                                           bool(parsed.with_previous), in_state_dir),
+                              predump.plan(cfg.state_dir, st.id, caller, req.pre_checkpoint,
+                                           req.with_previous, in_state_dir),
                               pol,
                               hooks.select(hook_defs, "precheckpoint", annotations, pol.hooks),
                               hooks.select(hook_defs, "postcheckpoint", annotations, pol.hooks)))
-    if parsed.export or image_ref:
+    if req.export or image_ref:
         for t in targets:
             check_self_contained(t.plan)
     if targets and (targets[0].plan.pre_dump or targets[0].plan.parent_path is not None):
-        features.require_memory_tracking(inv.flags.criu, cfg.state_dir, _why_tracking(parsed))
+        features.require_memory_tracking(inv.flags.criu, cfg.state_dir, req.why_tracking())
     results = []
     try:
-        if streaming:
-            from runc_ckpt.migrate import sender
-            return sender.send(runc, inv, cfg, parsed, _runc_args(parsed, targets[0], 1), targets[0])
+        if stream is not None:
+            return stream(runc, targets[0], _runc_args(req, targets[0], 1))
         with signals.deferred() as deferral:
             for t in targets:
-                results.append(checkpoint_one(runc, inv, cfg, parsed, _runc_args(parsed, t, len(targets)),
+                results.append(checkpoint_one(runc, inv, cfg, req, _runc_args(req, t, len(targets)),
                                               t, archive, image_ref, lock_fds, deferral))
     except RuncFailed as e:
         return e.code
-    if parsed.print_stats:
+    if req.print_stats:
         sys.stdout.write(stats_report.render(time.monotonic() - started, results))
     return 0
 
 
-def _str(value: object) -> str | None:
-    return None if value is None else str(value)
-
-
-def check_flags(p: cmdflags.Parsed) -> None:
-    """Cross-flag rules that need no container."""
-    if p.export and p.create_image:
-        raise RuncCkptError("--export and --create-image cannot be used together")
-    if p.ignore_rootfs and not (p.export or p.create_image):
-        raise RuncCkptError("--ignore-rootfs only works with --export or --create-image")
-    if p.ignore_volumes and not (p.export or p.create_image):
-        raise RuncCkptError("--ignore-volumes only works with --export or --create-image")
-    if p.export == layout.STDIO:
-        from runc_ckpt.migrate import sender
-        sender.check_flags(p)
-    else:
-        for key, flag in (("pre_copy", "--pre-copy"), ("handshake", "--handshake"),
-                          ("stream_timeout", "--stream-timeout")):
-            if key in p.given:
-                raise RuncCkptError(f"{flag} only works with --export - (a stream on stdout)")
-    if p.with_previous and (p.pre_checkpoint or p.pre_dump):
-        raise RuncCkptError("--with-previous cannot be used with --pre-checkpoint (or --pre-dump)")
-    if p.all and p.latest:
-        raise RuncCkptError("--all and --latest cannot be used together")
-    if (p.all or p.latest) and p.positionals:
-        raise RuncCkptError("--all and --latest take no container names")
-    if not (p.all or p.latest or p.positionals):
-        raise RuncCkptError('checkpoint: "checkpoint" requires at least 1 container id (or --all, --latest)')
-
-
-def status_fd(p: cmdflags.Parsed) -> int:
-    """--status-fd as runc's IntFlag reads it (checked by cmdflags); -1, its default, means none."""
-    fd = cmdflags.go_int(str(p.status_fd)) if p.status_fd is not None else None
-    return -1 if fd is None else fd
-
-
 def check_image_target(text: str) -> Reference:
     """The parsed --create-image reference, once we know it can be written."""
-    from runc_ckpt.image import reference, transport
+    # Imported here, not at the top: image/'s writers cost ~14 ms of start-up that only --create-image needs.
+    from runc_ckpt.image import transport
     ref = reference.parse(text, "--create-image")
     transport.check_target(ref)
     return ref
@@ -239,45 +201,37 @@ def parent_dir(plan: predump.Plan) -> str:
                                          os.path.basename(plan.image_dir), plan.parent_path))
 
 
-def select(runc: str, inv: Invocation, p: cmdflags.Parsed) -> list[tuple[str, ContainerState]]:
+def select(runc: str, inv: Invocation, req: CheckpointRequest) -> list[tuple[str, ContainerState]]:
     """(name as given, state) of each container to checkpoint, each one checkpointable."""
-    if p.all:
+    if req.all:
         return [(c.id, c) for c in containerstate.running(containerstate.list_all(runc, inv))]
-    if p.latest:
+    if req.latest:
         newest = containerstate.latest(containerstate.list_all(runc, inv))
         if newest is None:
             raise RuncCkptError(f"--latest: there are no containers under {inv.flags.root}")
         newest.check_checkpointable()
         return [(newest.id, newest)]
     chosen: list[tuple[str, ContainerState]] = []
-    for name in dict.fromkeys(p.positionals):
+    for name in dict.fromkeys(req.containers):
         st = containerstate.state(runc, inv, name)
         st.check_checkpointable()
         chosen.append((name, st))
     return chosen
 
 
-def _runc_args(p: cmdflags.Parsed, t: Target, count: int) -> list[str]:
+def _runc_args(req: CheckpointRequest, t: Target, count: int) -> list[str]:
     """The caller's arguments for this container's `runc checkpoint`, in the caller's order.
 
     One container named by the caller: its argv as given (minus our own
     flags), so a plain call reaches runc unchanged. Several (or --all,
     --latest): the caller's runc flags, then the container's ID.
     """
-    if count == 1 and p.positionals:
-        return p.forward
-    return [*p.runc_args, *(["--"] if t.state.id.startswith("-") else []), t.state.id]
+    if count == 1 and req.containers:
+        return list(req.runc_argv)
+    return [*req.runc_flags, *(["--"] if t.state.id.startswith("-") else []), t.state.id]
 
 
-def _why_tracking(p: cmdflags.Parsed) -> str:
-    for key, flag in (("pre_checkpoint", "--pre-checkpoint"), ("with_previous", "--with-previous"),
-                      ("pre_dump", "--pre-dump"), ("parent_path", "--parent-path")):
-        if p.values.get(key):
-            return flag
-    return "a pre-dump"
-
-
-def checkpoint_one(runc: str, inv: Invocation, cfg: config.Config, p: cmdflags.Parsed,
+def checkpoint_one(runc: str, inv: Invocation, cfg: config.Config, req: CheckpointRequest,
                    runc_flags: list[str], t: Target, archive: str | None, image_ref: Reference | None = None,
                    lock_fds: tuple[int, ...] = (), deferral: signals.Deferral | None = None
                    ) -> stats_report.ContainerStats:
@@ -297,16 +251,17 @@ def checkpoint_one(runc: str, inv: Invocation, cfg: config.Config, p: cmdflags.P
         # shim), which a dump without --leave-running causes: find its overlay dirs while mounted.
         t.rootfs_source = diff.locate(st.rootfs)
     predump.prepare(plan)
-    args = ["checkpoint", *t.policy.runc_flags(p.given), *plan.add_flags, *runc_flags]
-    fd = status_fd(p)
+    args = ["checkpoint", *t.policy.runc_flags(req.policy.keys()), *plan.add_flags, *runc_flags]
+    fd = req.status_fd
     runclog.debug(inv.flags, f"checkpoint: running {' '.join([runc, *inv.runc_globals, *args])}")
     began = time.monotonic()
     started_at = time.time()
     result = logrelay.run(runc, inv.runc_globals, args, inv.flags,
-                          stdout=sys.stderr if p.print_stats else None,
+                          stdout=sys.stderr if req.print_stats else None,
                           # runc carries our locks: if we are killed, the next call waits for runc to end
                           pass_fds=lock_fds + ((fd,) if fd >= 0 and _is_open(fd) else ()),
-                          context=lambda dropped: _criu_context(runc, inv, t, started_at, dropped), phase="dump")
+                          context=lambda dropped: _failure_context(runc, inv, t, dropped, since=started_at) or None,
+                          phase="dump")
     runtime_us = stats_report.micros(time.monotonic() - began)
     if result.returncode != 0:
         predump.abandon(plan)
@@ -314,26 +269,26 @@ def checkpoint_one(runc: str, inv: Invocation, cfg: config.Config, p: cmdflags.P
             # runc's own error line (it names CRIU's log) is the one error the caller gets:
             # a second line would break podman's one-object --log parse. Ours is debug only.
             if inv.flags.debug:
-                runclog.debug(inv.flags, _failure_context(runc, inv, t, result))
+                runclog.debug(inv.flags, _failure_context(runc, inv, t, result.dropped))
             raise RuncFailed(result.returncode)
-        context = _failure_context(runc, inv, t, result)
+        context = _failure_context(runc, inv, t, result.dropped)
         raise RuncCkptError(f"runc checkpoint {t.state.id} failed (exit status {result.returncode}); {context}")
     predump.finish(plan)
     signum = result.signum or deferral.signum
     if signum is not None:
         raise RuncCkptError(f"interrupted by {signal.Signals(signum).name}; the checkpoint of {t.state.id} "
                             f"completed and its images are in {plan.final_dir}", 128 + signum)
-    criu = _criu_stats(inv, plan) if p.print_stats else {}
+    criu = _criu_stats(inv, plan) if req.print_stats else {}
     # Auto-export first: an explicit --export tidies the images away afterwards.
     if auto_export:
-        _auto_export(runc, inv, cfg, p, t)
+        _auto_export(runc, inv, cfg, req, t)
     if archive is not None or image_ref is not None:
-        export(runc, inv, cfg, p, t, archive or "", image_ref=image_ref)
+        export(runc, inv, cfg, req, t, archive or "", image_ref=image_ref, target_checked=archive is not None)
     hooks.run_stage("postcheckpoint", t.post_hooks, hook_state, inv.flags, t.policy.hook_timeout)
     return stats_report.ContainerStats(t.state.id, t.raw_input, runtime_us, criu)
 
 
-def _auto_export(runc: str, inv: Invocation, cfg: config.Config, p: cmdflags.Parsed, t: Target) -> None:
+def _auto_export(runc: str, inv: Invocation, cfg: config.Config, req: CheckpointRequest, t: Target) -> None:
     """Policy's archive in export_dir, then retention.
 
     runc already succeeded and the caller has its images, so a failure here is
@@ -346,7 +301,7 @@ def _auto_export(runc: str, inv: Invocation, cfg: config.Config, p: cmdflags.Par
         check_self_contained(t.plan)
         autoexport.prepare(pol.export_dir)
         path = autoexport.archive_path(pol.export_dir, t.state.id, time.time(), pol.compress)
-        export(runc, inv, cfg, p, t, path, tidy=False, with_parent=True)
+        export(runc, inv, cfg, req, t, path, tidy=False, with_parent=True)
         for removed in autoexport.prune(pol.export_dir, t.state.id, pol.retention):
             runclog.debug(inv.flags, f"auto-export: retention removed {removed}")
     except RuncCkptError as e:
@@ -361,37 +316,32 @@ def _is_open(fd: int) -> bool:
         return False
 
 
-def _criu_context(runc: str, inv: Invocation, t: Target, started_at: float, dropped: list[str]) -> str | None:
-    """What runc's failed-dump error lacks, for that one error line; None when CRIU did not run
-    (a usage error or a refusal before the dump is clear as runc says it)."""
+def _failure_context(runc: str, inv: Invocation, t: Target, dropped: list[str], since: float | None = None) -> str:
+    """What runc's error about a failed dump lacks: CRIU's log, the container's state now, runc's
+    errors kept out of its log.
+
+    With `since` (runc's own error line, completed through logrelay): "" unless CRIU wrote its log
+    after `since` (a usage error or a refusal before the dump is clear as runc says it). Without
+    (our own error line): the line says which checkpoint failed.
+    """
     dump_log = os.path.join(t.plan.work_dir, "dump.log")
-    try:
-        if os.stat(dump_log).st_mtime < started_at - 1:
-            return None
-    except OSError:
-        return None
-    parts = [f"runc-ckpt: CRIU's log is {dump_log}"]
+    if since is not None:
+        try:
+            if os.stat(dump_log).st_mtime < since - 1:
+                return ""
+        except OSError:
+            return ""
+        parts = [f"runc-ckpt: CRIU's log is {dump_log}"]
+    else:
+        parts = [f"checkpoint of {t.state.id} failed"]
+        if os.path.exists(dump_log):
+            parts.append(f"CRIU's log: {dump_log}")
     try:
         parts.append(f"the container is {containerstate.state(runc, inv, t.state.id).status}")
     except RuncCkptError as e:
         parts.append(f"the container's state: {e}")
     if dropped:
         parts.append("runc also said: " + "; ".join(dropped))
-    return "; ".join(parts)
-
-
-def _failure_context(runc: str, inv: Invocation, t: Target, result: logrelay.RuncResult) -> str:
-    """What runc's message lacks: CRIU's log, the container's state now, errors kept out of the log."""
-    parts = [f"checkpoint of {t.state.id} failed"]
-    dump_log = os.path.join(t.plan.work_dir, "dump.log")
-    if os.path.exists(dump_log):
-        parts.append(f"CRIU's log: {dump_log}")
-    try:
-        parts.append(f"the container is {containerstate.state(runc, inv, t.state.id).status}")
-    except RuncCkptError as e:
-        parts.append(f"the container's state: {e}")
-    if result.dropped:
-        parts.append("runc also said: " + "; ".join(result.dropped))
     return "; ".join(parts)
 
 
@@ -403,46 +353,48 @@ def _criu_stats(inv: Invocation, plan: predump.Plan) -> dict[str, int]:
         return {}
 
 
-def export(runc: str, inv: Invocation, cfg: config.Config, p: cmdflags.Parsed, t: Target,
-           archive: str, tidy: bool = True, image_ref: Reference | None = None, with_parent: bool = False) -> None:
+def export(runc: str, inv: Invocation, cfg: config.Config, req: CheckpointRequest, t: Target,
+           archive: str, tidy: bool = True, image_ref: Reference | None = None, with_parent: bool = False,
+           target_checked: bool = False) -> None:
     """Write the archive (or, with image_ref, the image); on failure the images stay and the error says where.
 
     with_parent: a dump taken --with-previous also stores its pre-dump as
     pre-checkpoint/, so the archive restores alone (auto-export: no other
     archive holds that pre-dump). An explicit --export keeps podman's layout:
-    the pre-checkpoint travels in its own archive (--import-previous).
+    the pre-checkpoint travels in its own archive (--import-previous). target_checked: checkpoint()
+    ran exporter.check_target on `archive` before the dump, so the write does not probe it again.
     """
-    from runc_ckpt.archive import export as exporter
     plan = t.plan
-    req = export_request(runc, inv, p, t, archive, with_parent)
+    ereq = export_request(runc, inv, req, t, archive, with_parent)
+    ereq.target_checked = target_checked
     try:
         if image_ref is not None:
+            # Imported here, not at the top: image/'s writers cost ~14 ms of start-up that only --create-image needs.
             from runc_ckpt.image import create
-            warnings = create.create(image_ref, req, cfg.state_dir, inv.flags)
+            warnings = create.create(image_ref, ereq, cfg.state_dir, inv.flags)
         else:
-            warnings = exporter.write_archive(req).warnings
+            warnings = exporter.write_archive(ereq).warnings
     except RuncCkptError as e:
         raise RuncCkptError(f"{e}; the checkpoint images are kept in {plan.final_dir}") from None
     for warning in warnings:
         runclog.warn(inv.flags, f"export: {warning}")
-    if tidy and not p.keep:
+    if tidy and not req.keep:
         predump.tidy_after_export(plan)
 
 
-def export_request(runc: str, inv: Invocation, p: cmdflags.Parsed, t: Target, archive: str,
-                   with_parent: bool = False) -> ExportRequest:
+def export_request(runc: str, inv: Invocation, req: CheckpointRequest, t: Target, archive: str,
+                   with_parent: bool = False) -> exporter.ExportRequest:
     """What an export of this container writes (to a file, an image, or a stream: runc_ckpt.migrate)."""
-    from runc_ckpt.archive import export as exporter
     plan = t.plan
     pol = t.policy
     roots = configdump.volume_roots(t.state, list(pol.volume_roots))
     dump = configdump.config_dump(t.state, t.spec, datetime.now(timezone.utc), roots)
     compress = pol.compress
-    opts = {"compress": compress, "leave_running": bool(p.leave_running),
-            "pre_checkpoint": plan.pre_dump, "with_previous": bool(p.with_previous),
+    opts = {"compress": compress, "leave_running": req.leave_running,
+            "pre_checkpoint": plan.pre_dump, "with_previous": req.with_previous,
             "tcp_established": pol.tcp_established, "file_locks": pol.file_locks,
             "ignore_rootfs": pol.ignore_rootfs, "ignore_volumes": pol.ignore_volumes}
-    req = exporter.ExportRequest(
+    return exporter.ExportRequest(
         archive=archive, compress=compress, level=pol.compress_level, threads=pol.compress_threads,
         image_dir=plan.final_dir,
         image_member=layout.PRE_CHECKPOINT_DIR if plan.pre_dump else layout.CHECKPOINT_DIR,
@@ -457,4 +409,3 @@ def export_request(runc: str, inv: Invocation, p: cmdflags.Parsed, t: Target, ar
         flags=inv.flags, extra_volumes=pol.extra_volumes,
         previous_dir=parent_dir(plan) if with_parent and plan.parent_path is not None and not plan.pre_dump
         else None)
-    return req

@@ -1,10 +1,18 @@
-"""`runc-ckpt checkpoint`: parse the flags, answer --help, hand the rest to the checkpoint flow."""
+"""`runc-ckpt checkpoint`: argv -> a typed request (checkpoint.request), then the checkpoint flow;
+`--export -` goes to the migration sender, which runs the flow with the stream."""
 
 from __future__ import annotations
 
-from runc_ckpt.base.errors import PassToRunc
+import time
+
+from runc_ckpt.base.errors import PassToRunc, RuncCkptError
 from runc_ckpt.base.globalflags import Invocation
+from runc_ckpt.checkpoint import flow
+from runc_ckpt.checkpoint.request import STREAM, CheckpointRequest, Compression
 from runc_ckpt.commands import cmdflags, options
+from runc_ckpt.migrate.request import MigrateSend
+from runc_ckpt.settings import config
+from runc_ckpt.settings.policy import PolicyFlags
 
 NAME = "runc checkpoint - checkpoint a running container"
 USAGE = """runc checkpoint [command options] <container-id>...
@@ -24,5 +32,95 @@ def run(inv: Invocation) -> int:
         return 0
     if not parsed.positionals and not cmdflags.uses_own_flags(options.CHECKPOINT, inv.args):
         raise PassToRunc()  # no container ID: runc's own "requires exactly 1 argument(s)"
-    from runc_ckpt.checkpoint import flow
-    return flow.checkpoint(inv, parsed)
+    started = time.monotonic()
+    cfg = config.load(inv.flags.config)      # first: a bad config file is reported before bad flags
+    config.apply_log_level(cfg, inv.flags)
+    check_flags(parsed)
+    req = checkpoint_request(parsed)
+    if req.streaming:
+        # Imported here, not at the top: migrate's stream modules cost start-up only --export - needs.
+        from runc_ckpt.migrate import sender
+        return sender.send(inv, cfg, migrate_send(parsed, req), started)
+    return flow.checkpoint(inv, cfg, req, started)
+
+
+def check_flags(p: cmdflags.Parsed) -> None:
+    """Cross-flag rules that need no container."""
+    export, create_image = p.text("export"), p.text("create_image")
+    if export and create_image:
+        raise RuncCkptError("--export and --create-image cannot be used together")
+    if p.flag("ignore_rootfs") and not (export or create_image):
+        raise RuncCkptError("--ignore-rootfs only works with --export or --create-image")
+    if p.flag("ignore_volumes") and not (export or create_image):
+        raise RuncCkptError("--ignore-volumes only works with --export or --create-image")
+    if export == STREAM:
+        check_stream_flags(p)
+    else:
+        for key, flag in (("pre_copy", "--pre-copy"), ("handshake", "--handshake"),
+                          ("stream_timeout", "--stream-timeout")):
+            if key in p.given:
+                raise RuncCkptError(f"{flag} only works with --export - (a stream on stdout)")
+    if p.flag("with_previous") and (p.flag("pre_checkpoint") or p.flag("pre_dump")):
+        raise RuncCkptError("--with-previous cannot be used with --pre-checkpoint (or --pre-dump)")
+    if p.flag("all") and p.flag("latest"):
+        raise RuncCkptError("--all and --latest cannot be used together")
+    if (p.flag("all") or p.flag("latest")) and p.positionals:
+        raise RuncCkptError("--all and --latest take no container names")
+    if not (p.flag("all") or p.flag("latest") or p.positionals):
+        raise RuncCkptError('checkpoint: "checkpoint" requires at least 1 container id (or --all, --latest)')
+
+
+def check_stream_flags(p: cmdflags.Parsed) -> None:
+    """What --export - cannot do, refused before anything is touched."""
+    if p.flag("print_stats"):
+        raise RuncCkptError("--print-stats writes to stdout, which carries the archive with --export -")
+    for key, flag in (("pre_checkpoint", "--pre-checkpoint"), ("with_previous", "--with-previous"),
+                      ("pre_dump", "--pre-dump")):
+        if p.flag(key):
+            raise RuncCkptError(f"{flag} cannot be used with --export -: a stream carries one full checkpoint")
+    _stream_timeout(p)
+
+
+def _stream_timeout(p: cmdflags.Parsed) -> float:
+    text = p.text("stream_timeout")
+    try:
+        timeout = float(str(text))
+    except ValueError:
+        timeout = -1.0
+    if not timeout >= 0:
+        raise RuncCkptError(f"--stream-timeout {text!r}: not a number of seconds (0: no limit)")
+    return timeout
+
+
+def checkpoint_request(p: cmdflags.Parsed) -> CheckpointRequest:
+    """The checked flags as the flow's request; runc's flags stay as the caller spelled them."""
+    status_fd = p.text("status_fd")
+    fd = cmdflags.go_int(status_fd) if status_fd is not None else None   # checked by cmdflags
+    return CheckpointRequest(
+        containers=tuple(p.positionals), all=p.flag("all"), latest=p.flag("latest"),
+        export=p.text("export"), create_image=p.text("create_image"),
+        image_path=p.text("image_path"), work_path=p.text("work_path"), parent_path=p.text("parent_path"),
+        pre_dump=p.flag("pre_dump"), pre_checkpoint=p.flag("pre_checkpoint"), with_previous=p.flag("with_previous"),
+        leave_running=p.flag("leave_running"), ext_unix_sk=p.flag("ext_unix_sk"), shell_job=p.flag("shell_job"),
+        keep=p.flag("keep"), print_stats=p.flag("print_stats"), status_fd=-1 if fd is None else fd,
+        policy=PolicyFlags(compress=_compression(p.text("compress")) if "compress" in p.given else None,
+                           tcp_established=p.given_flag("tcp_established"), file_locks=p.given_flag("file_locks"),
+                           ignore_rootfs=p.given_flag("ignore_rootfs"), ignore_volumes=p.given_flag("ignore_volumes")),
+        runc_argv=tuple(p.forward), runc_flags=tuple(p.runc_args))
+
+
+def migrate_send(p: cmdflags.Parsed, req: CheckpointRequest) -> MigrateSend:
+    """--export -: the checkpoint request plus the stream's own flags (checked by check_stream_flags)."""
+    return MigrateSend(req, pre_copy=p.flag("pre_copy"), handshake=p.flag("handshake"),
+                       stream_timeout=_stream_timeout(p))
+
+
+def _compression(text: str | None) -> Compression:
+    """--compress, one of its choices (cmdflags refuses any other value)."""
+    if text == "zstd":
+        return "zstd"
+    if text == "gzip":
+        return "gzip"
+    if text == "none":
+        return "none"
+    raise RuncCkptError(f"invalid value {text!r} for --compress")

@@ -57,6 +57,31 @@ class Parsed:
         except KeyError:
             raise AttributeError(key) from None
 
+    # Typed reads for the request builders: the parser stores a bool for 'bool' options, a str
+    # (or the default) for 'value' options and a list of str for 'list' options.
+
+    def flag(self, key: str) -> bool:
+        """A 'bool' option's value (False when not given)."""
+        value = self.values[key]
+        assert isinstance(value, bool), key
+        return value
+
+    def given_flag(self, key: str) -> bool | None:
+        """A 'bool' option's value, None when it is not on the command line (policy: flag > annotation)."""
+        return self.flag(key) if key in self.given else None
+
+    def text(self, key: str) -> str | None:
+        """A 'value' option's value: what was given, else its default (None without one)."""
+        value = self.values[key]
+        assert value is None or isinstance(value, str), key
+        return value
+
+    def texts(self, key: str) -> tuple[str, ...]:
+        """A 'list' option's values, in the caller's order."""
+        value = self.values[key]
+        assert isinstance(value, list), key
+        return tuple(str(v) for v in value)
+
 
 class UsageError(RuncCkptError):
     """Arguments runc would refuse too (a missing value, a bad boolean or number, too many words)."""

@@ -8,6 +8,8 @@ from runc_ckpt.base import runclog
 from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.base.globalflags import Invocation
 from runc_ckpt.commands import cmdflags, options
+from runc_ckpt.image import build, reference
+from runc_ckpt.settings import config
 
 NAME = "runc-ckpt image build - turn a checkpoint archive into a checkpoint image"
 USAGE = "runc-ckpt [global options] image build [command options] <archive> <image-reference>"
@@ -30,11 +32,9 @@ def run(inv: Invocation) -> int:
     if len(p.positionals) != 2:
         raise RuncCkptError(f"image build: expected an archive and an image reference, got {len(p.positionals)} "
                             f"arguments")
-    from runc_ckpt.image import build, reference
-    from runc_ckpt.settings import config
     cfg = config.load(inv.flags.config)
     ref = reference.parse(p.positionals[1], "image build")
-    digest = build.build(os.path.abspath(p.positionals[0]), ref, p.compress and str(p.compress),
+    digest = build.build(os.path.abspath(p.positionals[0]), ref, p.text("compress") or None,
                          cfg.state_dir, inv.flags)
     runclog.debug(inv.flags, f"image build: {ref} manifest {digest}")
     print(ref)

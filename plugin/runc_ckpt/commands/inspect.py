@@ -17,6 +17,9 @@ from runc_ckpt.base import realrunc, runclog
 from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.base.globalflags import Invocation
 from runc_ckpt.commands import cmdflags, options
+from runc_ckpt.inspect import report
+from runc_ckpt.inspect.request import Format, InspectRequest
+from runc_ckpt.settings import config
 
 NAME = "runc-ckpt inspect - show what a checkpoint archive or image holds"
 USAGE = "runc-ckpt [global options] inspect [command options] <archive>|<image>"
@@ -31,16 +34,15 @@ def run(inv: Invocation) -> int:
         return 0
     if len(p.positionals) != 1:
         raise RuncCkptError(f"inspect: expected one archive or image, got {len(p.positionals)}")
-    from runc_ckpt.inspect import report
-    from runc_ckpt.settings import config
+    req = InspectRequest(p.positionals[0], _format(p.text("format")), p.flag("log"))
     runc = realrunc.find(config.load(inv.flags.config).runc)
-    info, problem, dump_log = report.inspect(p.positionals[0], runc, inv.flags.criu, inv.flags)
-    if p.log:
+    info, problem, dump_log = report.inspect(req.target, runc, inv.flags.criu, inv.flags)
+    if req.log:
         if dump_log is None:
             raise RuncCkptError(f"{info['archive']} keeps no CRIU dump.log")
         sys.stdout.buffer.write(dump_log)
         sys.stdout.flush()
-    elif p.format == "json":
+    elif req.format == "json":
         print(json.dumps(info, indent=2))
     else:
         print(report.render_text(info), end="")
@@ -48,3 +50,8 @@ def run(inv: Invocation) -> int:
         raise RuncCkptError(problem)
     runclog.debug(inv.flags, f"inspect: {info['archive']} verified")
     return 0
+
+
+def _format(text: str | None) -> Format:
+    """--format, one of its choices (cmdflags refuses any other value)."""
+    return "json" if text == "json" else "text"

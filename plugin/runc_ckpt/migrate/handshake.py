@@ -27,6 +27,7 @@ import select
 import time
 
 from runc_ckpt.base.errors import RuncCkptError
+from runc_ckpt.migrate import stream
 
 GO, PHASE1, RESTORED = "go", "phase1", "restored"
 
@@ -72,7 +73,6 @@ class Replier:
     """The receiver's side: write replies on a private copy of stdout (fd 1 then points at stderr)."""
 
     def __init__(self) -> None:
-        from runc_ckpt.migrate import stream
         self._fd = stream.redirect_stdout_to_stderr()
 
     def send(self, key: str, ok: bool, reason: str = "") -> None:

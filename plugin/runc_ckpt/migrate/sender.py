@@ -43,46 +43,38 @@ from runc_ckpt.base import runclog, signals
 from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.base.globalflags import Invocation
 from runc_ckpt.checkpoint import flow
-from runc_ckpt.commands import cmdflags
+from runc_ckpt.checkpoint.request import CheckpointRequest
 from runc_ckpt.migrate import delta, handshake, hello, lazypages, stream
+from runc_ckpt.migrate.request import MigrateSend
 from runc_ckpt.rootfs import diff
-from runc_ckpt.runtime import faults
+from runc_ckpt.runtime import containerstate, faults
 from runc_ckpt.settings import config
 from runc_ckpt.state import predump
-
-
-def check_flags(p: cmdflags.Parsed) -> None:
-    """What --export - cannot do, refused before anything is touched."""
-    if p.print_stats:
-        raise RuncCkptError("--print-stats writes to stdout, which carries the archive with --export -")
-    for key, flag in (("pre_checkpoint", "--pre-checkpoint"), ("with_previous", "--with-previous"),
-                      ("pre_dump", "--pre-dump")):
-        if p.values.get(key):
-            raise RuncCkptError(f"{flag} cannot be used with --export -: a stream carries one full checkpoint")
-    try:
-        timeout = float(str(p.stream_timeout))
-    except ValueError:
-        timeout = -1.0
-    if not timeout >= 0:
-        raise RuncCkptError(f"--stream-timeout {p.stream_timeout!r}: not a number of seconds (0: no limit)")
 
 
 @dataclass
 class _Phase1:
     """What phase 1 sent: its plan, and per tree the snapshot the delta is taken against."""
 
-    plan: export._Plan
+    plan: export.Plan
     snapshots: dict[str, delta.Snapshot] = field(default_factory=dict)   # "" = rootfs, else volume name
 
 
-def send(runc: str, inv: Invocation, cfg: config.Config, p: cmdflags.Parsed, runc_flags: list[str],
-         t: flow.Target) -> int:
-    timeout = float(str(p.stream_timeout))
+def send(inv: Invocation, cfg: config.Config, req: MigrateSend, started: float | None = None) -> int:
+    """`checkpoint --export -`: the checkpoint flow picks, locks and checks the container, then hands it here."""
+    return flow.checkpoint(inv, cfg, req.checkpoint, started,
+                           stream=lambda runc, t, runc_flags: _send(runc, inv, cfg, req, runc_flags, t))
+
+
+def _send(runc: str, inv: Invocation, cfg: config.Config, m: MigrateSend, runc_flags: list[str],
+          t: flow.Target) -> int:
+    p = m.checkpoint
+    timeout = m.stream_timeout
     runc_flags = lazypages.without_lazy_flags(runc_flags, inv.flags, inv.flags.criu)
     req = flow.export_request(runc, inv, p, t, layout.STDIO)
     out = stream.StreamOut.take_stdout(timeout)
-    replies = handshake.Replies() if p.handshake else None
-    mode = hello.PRE_COPY if p.pre_copy else hello.PLAIN
+    replies = handshake.Replies() if m.handshake else None
+    mode = hello.PRE_COPY if m.pre_copy else hello.PLAIN
     warnings: list[str] = []
     sink = compression.compressing_writer(out, req.compress, req.level, req.threads)  # type: ignore[arg-type]
     tw = TarWriter(sink, on_change=warnings.append)
@@ -98,7 +90,7 @@ def send(runc: str, inv: Invocation, cfg: config.Config, p: cmdflags.Parsed, run
                 faults.point("hello-sent")
                 if replies is not None:
                     handshake.require_go(replies, timeout or None)
-                first = _phase1(tw, req, now) if p.pre_copy else None
+                first = _phase1(tw, req, now) if m.pre_copy else None
                 tw.flush()
                 if first is not None and replies is not None:
                     _wait_phase1(replies)
@@ -148,11 +140,11 @@ def send(runc: str, inv: Invocation, cfg: config.Config, p: cmdflags.Parsed, run
 
 def _phase1(tw: TarWriter, req: export.ExportRequest, now: float) -> _Phase1:
     """While the container runs: spec.dump and config.dump (the receiver places volumes by them), trees."""
-    plan = export._plan(req)             # its images are not dumped yet: only the trees are used
+    plan = export.plan(req)              # its images are not dumped yet: only the trees are used
     first = _Phase1(plan)
     mtime = int(now)
-    tw.add_bytes(layout.SPEC_DUMP, export._json(req.spec), mtime=mtime)
-    tw.add_bytes(layout.CONFIG_DUMP, export._json(req.config_dump), mtime=mtime)
+    tw.add_bytes(layout.SPEC_DUMP, export.json_member(req.spec), mtime=mtime)
+    tw.add_bytes(layout.CONFIG_DUMP, export.json_member(req.config_dump), mtime=mtime)
     if plan.rootfs is not None:
         first.snapshots[""] = delta.snapshot(plan.rootfs.tree)
         tw.add_tree(layout.ROOTFS_DIFF, plan.rootfs.tree, mtime)
@@ -174,13 +166,13 @@ def _wait_phase1(replies: handshake.Replies) -> None:
 
 def _phase2(tw: TarWriter, req: export.ExportRequest, first: _Phase1 | None, now: float) -> None:
     """While the container is frozen (dumped): the images and, after a phase 1, only what changed."""
-    plan = export._plan(req)
+    plan = export.plan(req)
     if first is None:
-        rootfs_info, archived = export._write_members(tw, req, plan, now)
+        rootfs_info, archived = export.write_members(tw, req, plan, now)
         export.add_manifest(tw, req, rootfs_info, archived, now)
         return
     mtime = int(now)
-    export._add_images(tw, req, plan.images, mtime)
+    export.add_images(tw, req, plan.images, mtime)
     tw.add_bytes(layout.NETWORK_STATUS, b"null", mtime=mtime)
     stats = os.path.join(req.work_dir, layout.STATS_DUMP)
     if os.path.isfile(stats):
@@ -189,9 +181,9 @@ def _phase2(tw: TarWriter, req: export.ExportRequest, first: _Phase1 | None, now
     if plan.rootfs is not None and "" in first.snapshots:
         changed, removed = delta.changes(first.snapshots[""], plan.rootfs.tree)
         _say(req, "rootfs", changed, removed)
-        tw.add_bytes(layout.ROOTFS_REMOVED, export._json(removed), mtime=mtime)
+        tw.add_bytes(layout.ROOTFS_REMOVED, export.json_member(removed), mtime=mtime)
         tw.add_tree(layout.ROOTFS_DELTA, changed, mtime)
-        tw.add_bytes(layout.DELETED_FILES, export._json(plan.rootfs.deleted), mtime=mtime)
+        tw.add_bytes(layout.DELETED_FILES, export.json_member(plan.rootfs.deleted), mtime=mtime)
         rootfs_info = {"kind": plan.rootfs.kind, "root_mode": plan.rootfs.root_mode}
     elif req.rootfs and os.path.isdir(req.rootfs):
         rootfs_info["root_mode"] = os.stat(req.rootfs).st_mode & 0o7777
@@ -201,7 +193,7 @@ def _phase2(tw: TarWriter, req: export.ExportRequest, first: _Phase1 | None, now
             raise RuncCkptError(f"volume {name} appeared after phase 1")
         changed, removed = delta.changes(first.snapshots[name], tree)
         _say(req, f"volume {name}", changed, removed)
-        tw.add_bytes(layout.volume_removed(name), export._json(removed), mtime=mtime)
+        tw.add_bytes(layout.volume_removed(name), export.json_member(removed), mtime=mtime)
         tw.add_tree(layout.volume_delta(name), changed, mtime)
         archived.append(name)
     export.add_manifest(tw, req, rootfs_info, archived, now)
@@ -213,7 +205,7 @@ def _say(req: export.ExportRequest, what: str, changed: TreePlan, removed: list[
                                  f"({changed.size} bytes), {len(removed)} removed since phase 1")
 
 
-def _after_failure(runc: str, inv: Invocation, p: cmdflags.Parsed, t: flow.Target, dumped: bool) -> str:
+def _after_failure(runc: str, inv: Invocation, p: CheckpointRequest, t: flow.Target, dumped: bool) -> str:
     """Put the container back here if the dump stopped it; say what state things are in."""
     if not dumped and not p.leave_running:
         # A signal or hook failure right after a successful dump ends checkpoint_one with an error.
@@ -233,7 +225,6 @@ def _after_failure(runc: str, inv: Invocation, p: cmdflags.Parsed, t: flow.Targe
 
 
 def _gone(runc: str, inv: Invocation, cid: str) -> bool:
-    from runc_ckpt.runtime import containerstate
     try:
         containerstate.state(runc, inv, cid)
     except RuncCkptError:
@@ -241,7 +232,7 @@ def _gone(runc: str, inv: Invocation, cid: str) -> bool:
     return False
 
 
-def _restore_flags(p: cmdflags.Parsed, t: flow.Target) -> list[str]:
+def _restore_flags(p: CheckpointRequest, t: flow.Target) -> list[str]:
     """The dump's options that its restore must repeat."""
     wanted = {"--tcp-established": t.policy.tcp_established, "--file-locks": t.policy.file_locks,
               "--ext-unix-sk": p.ext_unix_sk, "--shell-job": p.shell_job}

@@ -37,46 +37,40 @@ import os
 import shutil
 import subprocess
 import time
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 from runc_ckpt.archive import layout, reader, safeextract
+from runc_ckpt.archive.tarstream import FileSource, TarStream
 from runc_ckpt.base import realrunc, runclog, signals
 from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.base.globalflags import Invocation
-from runc_ckpt.commands import cmdflags, options
 from runc_ckpt.image import source as importsource
 from runc_ckpt.metadata import configdump, preflight
 from runc_ckpt.restore import podmanspec, untrusted
-from runc_ckpt.runtime import atomicfile, containerid, criuconf, faults, lock, ocispec
+from runc_ckpt.restore.request import ImportRequest, StreamSession
+from runc_ckpt.runtime import atomicfile, containerid, containerstate, criuconf, faults, lock, ocispec
 from runc_ckpt.runtime.criu import rootmode, stats
 from runc_ckpt.settings import config, hooks, policy
 from runc_ckpt.state import recovery, transaction
 
-if TYPE_CHECKING:
-    from runc_ckpt.migrate.receiver import Session
-
 IMPORT_PREFIX = recovery.IMPORT_PREFIX
-# Flags restore --import sets itself; the rest of runc's flags are forwarded.
-OWN_RUNC_FLAGS = {"bundle", "image_path", "work_path"}
 RESTORE_WORK = "restore-work"
 PID_FILE = "runc-ckpt.pid"
 
 
-def restore(inv: Invocation, p: cmdflags.Parsed, session: Session | None = None) -> int:
-    """`session` is a stream's (--import -, runc_ckpt.migrate.receiver): pre-flight on its hello, replies."""
+def restore(inv: Invocation, req: ImportRequest, session: StreamSession | None = None) -> int:
+    """`session` is a stream's (--import -, runc_ckpt.migrate.receiver): stdin, pre-flight on its hello, replies."""
     started = time.monotonic()
-    if p.image_path:
+    if req.image_path:
         raise RuncCkptError("restore: --image-path cannot be used with --import: the images come from the archive")
-    if len(p.positionals) > 1:
-        raise RuncCkptError(f"restore: expected at most one container ID, got {len(p.positionals)}")
+    if len(req.containers) > 1:
+        raise RuncCkptError(f"restore: expected at most one container ID, got {len(req.containers)}")
     cfg = config.load(inv.flags.config)
     config.apply_log_level(cfg, inv.flags)
     hook_defs = hooks.load(cfg.hooks_dir)
     runc = realrunc.find(cfg.runc)
-    archive = str(p.values["import"])           # a file, or a checkpoint image (image.source)
-    previous = os.path.abspath(str(p.import_previous)) if p.import_previous else None
-    bundle = os.path.abspath(str(p.bundle or "."))
-    cid = p.positionals[0] if p.positionals else (str(p.name) if p.name else None)
+    bundle = os.path.abspath(req.bundle or ".")
+    cid = req.containers[0] if req.containers else (req.name or None)
     if cid is not None:
         _check_id(cid)
     if not os.path.isdir(bundle):
@@ -96,8 +90,9 @@ def restore(inv: Invocation, p: cmdflags.Parsed, session: Session | None = None)
         if cid is not None:
             _ensure_free(inv, runc, cid)
         with signals.deferred(interrupt=True) as deferral:
-            tx = _Restore(inv, p, cfg, hook_defs, runc, archive, previous, bundle, cid, existing, config_path,
-                          rootfs, base_empty, deferral, held, locks, started, session)
+            target = _Target(bundle, config_path, existing, rootfs, base_empty)
+            tx = _Restore(inv, req, cfg, hook_defs, runc, target, cid, _Held(deferral, held, locks),
+                          started, session)
             return tx.run()
 
 
@@ -106,20 +101,54 @@ def _id_lock(cfg: config.Config, inv: Invocation, cid: str) -> contextlib.Abstra
                      cfg.lock_timeout, what=f"container {cid}")
 
 
+@dataclass(frozen=True)
+class _Target:
+    """The bundle a restore --import writes into, as found under its lock."""
+
+    bundle: str
+    config_path: str
+    existing: dict | None       # its config.json; None: the archive's spec.dump becomes it
+    rootfs: str
+    base_empty: bool
+
+
+@dataclass
+class _Held:
+    """What the call holds while it runs: the signal deferral, its context stack and its locks."""
+
+    deferral: signals.Deferral
+    stack: contextlib.ExitStack
+    locks: list[lock.Held]
+
+
+@dataclass(frozen=True)
+class _Settled:
+    """What was decided about the staged archive before anything is applied."""
+
+    spec: dict
+    from_archive: bool              # the archive's spec.dump becomes config.json
+    policy: policy.Policy
+    post_hooks: list[hooks.Hook]
+    annotations: dict[str, str]
+    remaps: list[podmanspec.Remap]
+    merges: dict[str, safeextract.MergePlan]
+    root_mode: int | None           # the rootfs mode CRIU recorded, if it differs it is set
+    image_dir: str
+
+
 class _Restore:
     """One restore --import under its locks: stage, verify, apply (journaled), runc restore, commit or undo."""
 
-    def __init__(self, inv: Invocation, p: cmdflags.Parsed, cfg: config.Config, hook_defs: list[hooks.Hook],
-                 runc: str, archive: str, previous: str | None, bundle: str, cid: str | None,
-                 existing: dict | None, config_path: str, rootfs: str, base_empty: bool,
-                 deferral: signals.Deferral, held: contextlib.ExitStack, locks: list[lock.Held],
-                 started: float, session: Session | None = None) -> None:
-        self.inv, self.p, self.cfg, self.hook_defs, self.runc = inv, p, cfg, hook_defs, runc
-        self.archive, self.previous, self.bundle, self.cid = archive, previous, bundle, cid
-        self.existing, self.config_path, self.rootfs, self.base_empty = existing, config_path, rootfs, base_empty
-        self.deferral, self.held, self.locks, self.started = deferral, held, locks, started
+    def __init__(self, inv: Invocation, req: ImportRequest, cfg: config.Config, hook_defs: list[hooks.Hook],
+                 runc: str, target: _Target, cid: str | None, held: _Held, started: float,
+                 session: StreamSession | None = None) -> None:
+        self.inv, self.req, self.cfg, self.hook_defs, self.runc = inv, req, cfg, hook_defs, runc
+        self.target, self.cid, self.started, self.session = target, cid, started, session
+        self.bundle = target.bundle
+        self.rootfs = target.rootfs
+        self.deferral, self.held, self.locks = held.deferral, held.stack, held.locks
+        self.archive = req.source       # a file, or a checkpoint image (image.source); the stream's label later
         self.staged: reader.Staged | None = None
-        self.session = session
 
     def run(self) -> int:
         fd, import_dir = atomicfile.locked_dir(self.bundle, IMPORT_PREFIX)
@@ -127,7 +156,7 @@ class _Restore:
         journal = transaction.Journal(import_dir)
         try:
             try:
-                _spec, pol, post_hooks, annotations, image_dir = self._stage_and_apply(journal, import_dir)
+                settled = self._stage_and_apply(journal, import_dir)
             except BaseException as e:
                 self._roll_back(journal)
                 shutil.rmtree(import_dir, ignore_errors=True)
@@ -139,80 +168,116 @@ class _Restore:
                     where = f": {e.filename}" if e.filename else ""
                     raise RuncCkptError(f"restore --import: {e.strerror or e}{where}") from None
                 raise
-            return self._restore(journal, import_dir, image_dir, pol, post_hooks, annotations)
+            return self._restore(journal, import_dir, settled)
         finally:
             journal.close()
             os.close(fd)
 
     # ---- staging, checks, apply
 
-    def _stage_and_apply(self, journal: transaction.Journal, import_dir: str):
-        p, inv, cfg = self.p, self.inv, self.cfg
-        volumes = _VolumeTargets(self.existing, cfg.volume_roots, bool(p.ignore_volumes), journal,
-                                 trust=bool(p.trust_archive_spec))
-        if not p.ignore_rootfs:
+    def _stage_and_apply(self, journal: transaction.Journal, import_dir: str) -> _Settled:
+        """Stage the archive, verify it, settle what it becomes, then apply it (journaled)."""
+        volumes = _VolumeTargets(self.target.existing, self.cfg.volume_roots, self.req.ignore_volumes, journal,
+                                 trust=self.req.trust_archive_spec)
+        if not self.req.ignore_rootfs:
             journal.target(self.rootfs)
-        if self.previous is not None:
-            prev = reader.stage(self.previous, reader.Targets(import_dir, None, None),
-                                what_is_required=layout.PRE_CHECKPOINT_DIR, flags=inv.flags)
-            prev.verify()
-            if layout.PRE_CHECKPOINT_DIR not in prev.checkpoint_dirs:
-                raise RuncCkptError(f"archive {self.previous} has no {layout.PRE_CHECKPOINT_DIR}/ images")
+        self._stage_previous(import_dir)
+        staged, src, host_versions = self._stage(import_dir, volumes)
+        faults.point("staging")
+        self._verify(staged, src, host_versions, volumes)
+        cid = self._settle_id(staged)
+        settled = self._settle(staged, cid, volumes, import_dir)
+        if self.session is not None:
+            self.session.staged()
+        self._apply(journal, staged, settled, cid)
+        return settled
+
+    def _stage_previous(self, import_dir: str) -> None:
+        """--import-previous: the pre-checkpoint archive's images, staged and verified first."""
+        if self.req.previous is None:
+            return
+        previous = os.path.abspath(self.req.previous)
+        prev = reader.stage(previous, reader.Targets(import_dir, None, None),
+                            what_is_required=layout.PRE_CHECKPOINT_DIR, flags=self.inv.flags)
+        prev.verify()
+        if layout.PRE_CHECKPOINT_DIR not in prev.checkpoint_dirs:
+            raise RuncCkptError(f"archive {previous} has no {layout.PRE_CHECKPOINT_DIR}/ images")
+
+    def _stage(self, import_dir: str, volumes: _VolumeTargets
+               ) -> tuple[reader.Staged, importsource.Source, dict[str, str]]:
+        """One streaming read of the archive (a file, an image's layer or the stream) into the staging dirs."""
+        session, req = self.session, self.req
         with contextlib.ExitStack() as sources:     # an image's scratch copy, until staging is done
-            session = self.session
             src = (importsource.Source(layout.STDIO) if session is not None
-                   else importsource.open_source(self.archive, self.bundle, inv.flags, sources))
+                   else importsource.open_source(self.archive, self.bundle, self.inv.flags, sources))
             self.archive = src.path
-            host_versions = configdump.versions(self.runc, inv.flags.criu)
+            host_versions = configdump.versions(self.runc, self.inv.flags.criu)
             if src.annotations:  # an image says where it was made before its layer is read
                 preflight.check(preflight.compare(preflight.recorded(None, src.annotations), host_versions),
-                                src.what, bool(p.skip_preflight))
-            self.staged = staged = reader.stage(
-                self.archive, reader.Targets(import_dir, None if p.ignore_rootfs else self.rootfs, volumes.directory,
-                                             on_hello=session.on_hello if session else None,
-                                             on_phase1=session.on_phase1 if session else None,
-                                             staging_home=import_dir), flags=inv.flags, sha256=src.sha256)
-        faults.point("staging")
+                                src.what, req.skip_preflight)
+            targets = reader.Targets(import_dir, None if req.ignore_rootfs else self.rootfs, volumes.directory,
+                                     on_hello=session.on_hello if session else None,
+                                     on_phase1=session.on_phase1 if session else None,
+                                     staging_home=import_dir)
+            if session is not None:
+                self.staged = reader.stage(session.label, targets, flags=self.inv.flags,
+                                           source=session.open_stream())
+            else:
+                self.staged = reader.stage(self.archive, targets, flags=self.inv.flags, sha256=src.sha256)
+        return self.staged, src, host_versions
+
+    def _verify(self, staged: reader.Staged, src: importsource.Source, host_versions: dict[str, str],
+                volumes: _VolumeTargets) -> None:
+        """Manifest, an image's annotations, the pre-flight host check, bind volumes, the base rootfs."""
         staged.verify()
         importsource.verify(src, staged.members, staged.config_dump)
         preflight.check(preflight.compare(preflight.recorded(staged.manifest, src.annotations), host_versions),
-                        src.what, bool(p.skip_preflight))
+                        src.what, self.req.skip_preflight)
         volumes.check_binds(staged)
-        if self.base_empty and not (staged.rootfs is not None and _rootfs_kind(staged) == "full"):
+        if self.target.base_empty and not (staged.rootfs is not None and _rootfs_kind(staged) == "full"):
             raise RuncCkptError(f"base rootfs {self.rootfs} is empty: put the container image's files there "
                                 f"(e.g. mount its layers) before restore --import")
         if staged.ignored:
-            runclog.debug(inv.flags, f"restore --import: ignored members {', '.join(staged.ignored)}")
+            runclog.debug(self.inv.flags, f"restore --import: ignored members {', '.join(staged.ignored)}")
+
+    def _settle_id(self, staged: reader.Staged) -> str:
+        """The container's ID: as given, else the archive's (then locked and checked free here)."""
         if self.cid is None:
             self.cid = _archive_id(staged, self.archive)
             _check_id(self.cid)
-            self.locks.append(self.held.enter_context(_id_lock(cfg, inv, self.cid)))
-            _ensure_free(inv, self.runc, self.cid)
-        cid = self.cid
-        from_archive = self.existing is None
-        spec = self.existing if not from_archive else _spec_from_archive(staged, self.archive, self.bundle)
-        recreate = from_archive and not p.trust_archive_spec
+            self.locks.append(self.held.enter_context(_id_lock(self.cfg, self.inv, self.cid)))
+            _ensure_free(self.inv, self.runc, self.cid)
+        return self.cid
+
+    def _settle(self, staged: reader.Staged, cid: str, volumes: _VolumeTargets, import_dir: str) -> _Settled:
+        """The spec, policy and hooks (prerestore runs here), bind remaps and merge plans; nothing applied."""
+        inv, cfg = self.inv, self.cfg
+        existing = self.target.existing
+        from_archive = existing is None
+        spec = existing if existing is not None else _spec_from_archive(staged, self.archive, self.bundle)
+        recreate = from_archive and not self.req.trust_archive_spec
         if recreate:
             untrusted.check(spec, cfg.volume_roots, frozenset(podmanspec.PODMAN_FILES), self.archive)
         # Policy and prerestore hooks once the spec is known, before anything is applied:
         # a refusal here still leaves the bundle as it was.
         annotations = ocispec.annotations(spec)
-        pol = policy.effective(cfg, annotations, {k: p.values[k] for k in p.given})
+        pol = policy.effective(cfg, annotations, self.req.policy.given())
         runclog.debug(inv.flags, f"{cid}: {pol.describe()}")
         post_hooks = hooks.select(self.hook_defs, "postrestore", annotations, pol.hooks)
         hooks.run_stage("prerestore", hooks.select(self.hook_defs, "prerestore", annotations, pol.hooks),
                         hooks.state_json(cid, "creating", 0, self.bundle, annotations), inv.flags, pol.hook_timeout)
         remaps = podmanspec.plan_remaps(spec, self.bundle, volumes.sources, recreate_all=recreate)
         podmanspec.check_namespace_paths(spec)
-        plans = _plan_merges(staged)
+        merges = _plan_merges(staged)
         image_dir = os.path.join(import_dir, layout.CHECKPOINT_DIR)
-        mode = _root_mode(staged, image_dir)
+        return _Settled(spec, from_archive, pol, post_hooks, annotations, remaps, merges,
+                        _root_mode(staged, image_dir), image_dir)
 
-        if self.session is not None:
-            self.session.staged()
-        # ---- apply: nothing above changed the rootfs, the volumes or config.json.
+    def _apply(self, journal: transaction.Journal, staged: reader.Staged, settled: _Settled, cid: str) -> None:
+        """Nothing before this changed the rootfs, the volumes or config.json; every change is journaled."""
+        inv, mode, remaps = self.inv, settled.root_mode, settled.remaps
         with self.deferral.critical():
-            _apply(journal, staged, plans)
+            _apply_merges(journal, staged, settled.merges)
             if mode is not None and (os.stat(self.rootfs).st_mode & 0o7777) != mode:
                 journal.meta(self.rootfs)
                 os.chmod(self.rootfs, mode)
@@ -220,19 +285,18 @@ class _Restore:
             for path in podmanspec.remap_paths(self.bundle, remaps):
                 if not os.path.lexists(path):
                     journal.created(path)
-            podmanspec.apply_remaps(spec, remaps, cid)
+            podmanspec.apply_remaps(settled.spec, remaps, cid)
             for r in remaps:
                 runclog.log(inv.flags, "info", f"bind mount {r.destination}: source {r.old_source} is missing "
                                                f"here, using {r.new_source}")
-            if from_archive or remaps:
-                journal.rewriting(self.config_path)
-                podmanspec.write_config(self.config_path, spec)
+            if settled.from_archive or remaps:
+                journal.rewriting(self.target.config_path)
+                podmanspec.write_config(self.target.config_path, settled.spec)
             _restore_devshm(staged, remaps)
             if self.session is not None:
                 self.session.applied()
             staged.discard()          # no staging dir is left where the container could see it
             self.staged = None
-        return spec, pol, post_hooks, annotations, image_dir
 
     def _roll_back(self, journal: transaction.Journal) -> list[str]:
         with self.deferral.critical():
@@ -246,29 +310,29 @@ class _Restore:
 
     # ---- runc restore
 
-    def _restore(self, journal: transaction.Journal, import_dir: str, image_dir: str, pol: policy.Policy,
-                 post_hooks: list[hooks.Hook], annotations: dict[str, str]) -> int:
-        p, inv, cid = self.p, self.inv, self.cid
+    def _restore(self, journal: transaction.Journal, import_dir: str, settled: _Settled) -> int:
+        req, inv, cid = self.req, self.inv, self.cid
+        pol = settled.policy
         assert cid is not None
-        work = os.path.abspath(str(p.work_path)) if p.work_path else _own_work_dir(self.cfg.state_dir, cid)
-        pid_file = os.path.abspath(str(p.pid_file)) if p.pid_file else os.path.join(work, PID_FILE)
+        work = os.path.abspath(req.work_path) if req.work_path else _own_work_dir(self.cfg.state_dir, cid)
+        pid_file = os.path.abspath(req.pid_file) if req.pid_file else os.path.join(work, PID_FILE)
         wall = time.time()
         self.deferral.stop_interrupting()     # from here a signal is reported once runc is done
         journal.runc_started(self.inv.flags.root, cid)
-        code = self._run_runc(image_dir, work, pid_file, pol.runc_flags(p.given))
+        code = self._run_runc(settled.image_dir, work, pid_file, pol.runc_flags(req.policy.keys()))
         made = _made_by_us(self.runc, inv.flags.root, cid, self.bundle, pid_file, wall)
-        if code == 0 or made and not p.detach:
+        if code == 0 or made and not req.detach:
             # Restored (without -d a non-zero code can be the container's own exit status).
             transaction.commit(journal.steps)
-            if not p.keep:
+            if not req.keep:
                 shutil.rmtree(import_dir, ignore_errors=True)
-                if not p.work_path:
+                if not req.work_path:
                     shutil.rmtree(work, ignore_errors=True)
-            if code == 0 and post_hooks and made is not False:
-                from runc_ckpt.runtime import containerstate
+            if code == 0 and settled.post_hooks and made is not False:
                 st = containerstate.state(self.runc, inv, cid)
-                hooks.run_stage("postrestore", post_hooks, hooks.state_json(st.id, st.status, st.pid, st.bundle,
-                                                                            annotations), inv.flags, pol.hook_timeout)
+                hooks.run_stage("postrestore", settled.post_hooks,
+                                hooks.state_json(st.id, st.status, st.pid, st.bundle, settled.annotations),
+                                inv.flags, pol.hook_timeout)
             if self.deferral.signum is not None:
                 now = recovery.container_bundle(self.runc, inv.flags.root, cid)
                 state = "is running" if now is not None else "has exited"
@@ -298,24 +362,25 @@ class _Restore:
         return code
 
     def _run_runc(self, image_dir: str, work: str, pid_file: str, policy_flags: list[str]) -> int:
-        p, inv = self.p, self.inv
+        req, inv = self.req, self.inv
+        assert self.cid is not None
         os.makedirs(work, mode=0o700, exist_ok=True)
-        own_pid = [] if p.pid_file else ["--pid-file", pid_file]
+        own_pid = [] if req.pid_file else ["--pid-file", pid_file]
         argv = [self.runc, *inv.runc_globals, "restore", "--image-path", image_dir, "--work-path", work,
-                "--bundle", self.bundle, *_forwarded_flags(p), *p.unknown, *own_pid, *policy_flags, self.cid]
-        env = criuconf.environ_with(["tcp-close"]) if p.tcp_close else None
+                "--bundle", self.bundle, *req.runc_flags, *own_pid, *policy_flags, self.cid]
+        env = criuconf.environ_with(["tcp-close"]) if req.tcp_close else None
         runclog.debug(inv.flags, f"restore --import: running {' '.join(argv)}")
         # Detached, runc exits once the container runs, so it may carry our locks: if we are
         # killed meanwhile, nobody resolves this restore before runc is done.
-        pass_fds = tuple(h.fd for h in self.locks) if p.detach else ()
+        pass_fds = tuple(h.fd for h in self.locks) if req.detach else ()
         t0 = time.monotonic()
         with self.deferral.critical():
             proc = subprocess.Popen(argv, env=env, pass_fds=pass_fds)
-            with self.deferral.forwarding(proc) if not p.detach else contextlib.nullcontext():
+            with self.deferral.forwarding(proc) if not req.detach else contextlib.nullcontext():
                 faults.point("runc-restore")
                 rc = proc.wait()
             runtime_us = int((time.monotonic() - t0) * 1e6)
-            if rc == 0 and p.print_stats:
+            if rc == 0 and req.print_stats:
                 restore_stats = _criu_restore_stats(work)
                 total_us = int((time.monotonic() - self.started) * 1e6)
                 print(json.dumps({
@@ -511,7 +576,8 @@ def _root_mode(staged: reader.Staged, image_dir: str) -> int | None:
     return rootmode.root_mode(image_dir)
 
 
-def _apply(journal: transaction.Journal, staged: reader.Staged, plans: dict[str, safeextract.MergePlan]) -> None:
+def _apply_merges(journal: transaction.Journal, staged: reader.Staged,
+                  plans: dict[str, safeextract.MergePlan]) -> None:
     trees = ([("rootfs", staged.rootfs)] if staged.rootfs is not None else []) + list(staged.volumes.items())
     for key, tree in trees:
         try:
@@ -528,31 +594,8 @@ def _restore_devshm(staged: reader.Staged, remaps: list[podmanspec.Remap]) -> No
     shm = next((r.new_source for r in remaps if r.destination == "/dev/shm"), None)
     if tar_path is None or shm is None or os.path.getsize(tar_path) == 0:
         return
-    from runc_ckpt.archive.tarstream import FileSource, TarStream
     with safeextract.Root(shm, f"/dev/shm content of {staged.path}") as root, open(tar_path, "rb") as f:
         safeextract.extract(TarStream(FileSource(f), root.what), root, root.what, allow_devices=False)
-
-
-# ---------------------------------------------------------------- runc
-
-
-def _forwarded_flags(p: cmdflags.Parsed) -> list[str]:
-    """The caller's runc restore flags (e.g. --detach), minus those --import sets itself."""
-    out: list[str] = []
-    for opt in options.RESTORE:
-        if not opt.runc or opt.key in OWN_RUNC_FLAGS or opt.key not in p.given:
-            continue
-        value = p.values[opt.key]
-        flag = f"--{opt.names[0]}"
-        if opt.kind == "bool":
-            if value:
-                out.append(flag)
-        elif opt.kind == "list":
-            for v in value:  # type: ignore[union-attr]
-                out += [flag, str(v)]
-        else:
-            out += [flag, str(value)]
-    return out
 
 
 def _criu_restore_stats(work: str) -> dict[str, int]:

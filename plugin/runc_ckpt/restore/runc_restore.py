@@ -12,12 +12,17 @@ plain `restore ID` finds a checkpoint our features kept in the state dir
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 
 from runc_ckpt.base import realrunc, runclog
 from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.base.globalflags import Invocation
-from runc_ckpt.commands import cmdflags, options
+from runc_ckpt.restore.request import RestoreRequest
+from runc_ckpt.runtime import containerid, containerstate, criuconf
+from runc_ckpt.settings import config, hooks, policy
+from runc_ckpt.state import predump
 
 # Flags runc 1.1.5 does not know, handled or dropped before runc sees the call.
 NOT_FOR_RUNC = {"tcp-close", "no-new-keyring", "parent-path"}
@@ -25,7 +30,7 @@ NOT_FOR_RUNC = {"tcp-close", "no-new-keyring", "parent-path"}
 DESCRIPTORS = "descriptors.json"
 
 
-def state_dir_images(state_dir: str, parsed: cmdflags.Parsed) -> str | None:
+def state_dir_images(state_dir: str, req: RestoreRequest) -> str | None:
     """The state-dir images a plain `restore ID` should use, else None (runc's own default).
 
     runc reads ./checkpoint when --image-path is not given. A checkpoint that
@@ -34,11 +39,9 @@ def state_dir_images(state_dir: str, parsed: cmdflags.Parsed) -> str | None:
     ./checkpoint holds no checkpoint (runc would fail) and the state dir
     holds one for this ID, we name it. Otherwise runc's default stands.
     """
-    from runc_ckpt.runtime import containerid
-    from runc_ckpt.state import predump
-    if "image_path" in parsed.given or len(parsed.positionals) != 1:
+    if req.image_path is not None or len(req.containers) != 1:
         return None
-    cid = parsed.positionals[0]
+    cid = req.containers[0]
     if not containerid.is_valid(cid) or os.path.exists(os.path.join(predump.RUNC_DEFAULT_IMAGES, DESCRIPTORS)):
         return None
     images = os.path.join(os.path.realpath(state_dir), cid, predump.CHECKPOINT)
@@ -47,7 +50,6 @@ def state_dir_images(state_dir: str, parsed: cmdflags.Parsed) -> str | None:
 
 def _bundle_annotations(bundle: str) -> dict:
     """The annotations of the bundle runc will restore; runc itself judges the rest of config.json."""
-    import json
     try:
         with open(os.path.join(bundle, "config.json"), "rb") as f:
             annotations = json.load(f).get("annotations")
@@ -56,31 +58,28 @@ def _bundle_annotations(bundle: str) -> dict:
     return annotations if isinstance(annotations, dict) else {}
 
 
-def restore(inv: Invocation, parsed: cmdflags.Parsed) -> int:
+def restore(inv: Invocation, req: RestoreRequest) -> int:
     """Hand the call to runc as given, minus the flags runc 1.1.5 lacks; returns only for hooks."""
-    from runc_ckpt.settings import config, hooks, policy
     cfg = config.load(inv.flags.config)
     config.apply_log_level(cfg, inv.flags)
     # Policy and hooks come from the bundle runc is about to restore; anything
     # wrong with them stops us before runc is called.
-    bundle = os.path.abspath(str(parsed.bundle or "."))
+    bundle = os.path.abspath(req.bundle or ".")
     annotations = _bundle_annotations(bundle)
-    pol = policy.effective(cfg, annotations, {k: parsed.values[k] for k in parsed.given})
+    pol = policy.effective(cfg, annotations, req.policy.given())
     runclog.debug(inv.flags, pol.describe())
     hook_defs = hooks.load(cfg.hooks_dir)
     pre = hooks.select(hook_defs, "prerestore", annotations, pol.hooks)
     post = hooks.select(hook_defs, "postrestore", annotations, pol.hooks)
-    dropped = [f"--{o.names[0]}" for o in options.RESTORE if o.key in parsed.given and not o.runc]
-    kept = pol.runc_flags(parsed.given) + parsed.forward
-    images = state_dir_images(cfg.state_dir, parsed)
+    kept = pol.runc_flags(req.policy.keys()) + list(req.runc_argv)
+    images = state_dir_images(cfg.state_dir, req)
     if images is not None:
         runclog.debug(inv.flags, f"restore: no checkpoint in ./checkpoint; using {images}")
         kept = ["--image-path", images, *kept]
-    if dropped:
-        runclog.debug(inv.flags, f"restore: not passing {' '.join(dropped)} to runc 1.1.5"
-                      + (" (tcp-close goes to CRIU through CRIU_CONFIG_FILE)" if parsed.tcp_close else ""))
-    if parsed.tcp_close:
-        from runc_ckpt.runtime import criuconf
+    if req.dropped:
+        runclog.debug(inv.flags, f"restore: not passing {' '.join(req.dropped)} to runc 1.1.5"
+                      + (" (tcp-close goes to CRIU through CRIU_CONFIG_FILE)" if req.tcp_close else ""))
+    if req.tcp_close:
         # exec keeps os.environ: runc, and the `criu swrk` it starts, see the variable.
         os.environ.update(criuconf.environ_with(["tcp-close"]))
     runc = realrunc.find(cfg.runc)
@@ -88,14 +87,12 @@ def restore(inv: Invocation, parsed: cmdflags.Parsed) -> int:
     if not pre and not post:
         realrunc.exec_runc(runc, argv)
         return 1
-    cid = parsed.positionals[0] if parsed.positionals else ""
+    cid = req.containers[0] if req.containers else ""
     hooks.run_stage("prerestore", pre, hooks.state_json(cid, "creating", 0, bundle, annotations),
                     inv.flags, pol.hook_timeout)
     # Hooks after runc: run it as a child (same stdio, fds and environment) instead of exec.
-    import subprocess
     code = subprocess.run([runc, *argv], close_fds=False).returncode
     if code == 0 and post:
-        from runc_ckpt.runtime import containerstate
         try:
             st = containerstate.state(runc, inv, cid)
             state = hooks.state_json(st.id, st.status, st.pid, st.bundle, annotations)

@@ -18,6 +18,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Literal
 
 from runc_ckpt.base import goflags
 from runc_ckpt.base.errors import RuncCkptError
@@ -25,6 +26,7 @@ from runc_ckpt.settings.config import Config
 
 ANNOTATION_PREFIX = "io.runc-ckpt."
 COMPRESSIONS = ("zstd", "gzip", "none")
+Compression = Literal["zstd", "gzip", "none"]
 _HOOK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 # Annotation key (after the prefix) -> Policy field.
@@ -51,6 +53,25 @@ FLAGS = {
 # Booleans that are runc's own checkpoint and restore flags: a policy that
 # turns one on must add it to the real runc's arguments.
 RUNC_BOOLEANS = {"tcp_established": "--tcp-established", "file_locks": "--file-locks"}
+
+
+@dataclass(frozen=True)
+class PolicyFlags:
+    """The command-line flags a policy yields to (FLAGS), as a request carries them; None: not given."""
+
+    compress: Compression | None = None
+    tcp_established: bool | None = None
+    file_locks: bool | None = None
+    ignore_rootfs: bool | None = None
+    ignore_volumes: bool | None = None
+
+    def given(self) -> dict[str, object]:
+        """The flags on the command line, by key, as effective() takes them."""
+        return {k: v for k in FLAGS if (v := getattr(self, k)) is not None}
+
+    def keys(self) -> frozenset[str]:
+        """Which of them the caller gave (Policy.runc_flags: a runc flag given is in its argv already)."""
+        return frozenset(self.given())
 
 
 @dataclass(frozen=True)
