@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         return runclog.fatal(inv.flags, f"interrupted by {e.signame}", 128 + e.signum)
     except BrokenPipeError:
         return 1
-    except Exception as e:  # never a traceback: one runc-format line
+    except Exception as e:  # noqa: BLE001  # never a traceback: one runc-format line
         return runclog.fatal(inv.flags, f"internal error: {type(e).__name__}: {e}")
 
 

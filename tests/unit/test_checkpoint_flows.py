@@ -757,6 +757,12 @@ def test_export_without_keep_removes_our_images_and_logs(env, captured_export):
     assert not ours(env, "ctr", "work", "dump.log").exists()
 
 
+def test_export_target_is_checked_before_the_dump_and_not_probed_again(env, captured_export):
+    assert _export_run(env) == 0
+    (req,) = captured_export
+    assert req.archive == os.path.abspath("out.tar") and req.target_checked is True
+
+
 def test_export_with_keep_keeps_everything(env, captured_export):
     assert _export_run(env, "--keep") == 0
     assert ours(env, "ctr", "checkpoint", "inventory.img").exists()

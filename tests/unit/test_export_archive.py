@@ -205,6 +205,35 @@ def test_unwritable_target_directory(tmp_path, rootfs, monkeypatch):
         export.write_archive(req)
 
 
+def _probes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """check_target's probe files, as created (each is removed at once)."""
+    made: list[str] = []
+    real = export.tempfile.mkstemp
+
+    def counting(*a: object, **k: object):
+        fd, path = real(*a, **k)  # type: ignore[call-overload]  # the caller's own arguments
+        if os.path.basename(path).startswith(export.PROBE_PREFIX):
+            made.append(path)
+        return fd, path
+    monkeypatch.setattr(export.tempfile, "mkstemp", counting)
+    return made
+
+
+def test_a_checked_target_is_probed_once_per_export(tmp_path, rootfs, monkeypatch):
+    """checkpoint --export checks its target before the dump (one probe); the write does not probe again."""
+    made = _probes(monkeypatch)
+    req = request(tmp_path, rootfs)
+    req.archive = export.check_target(req.archive)
+    req.target_checked = True
+    export.write_archive(req)
+    assert len(made) == 1 and os.path.isfile(req.archive)
+    assert not any(os.path.exists(p) for p in made)
+    unchecked = request(tmp_path, rootfs)            # auto-export, an image's layer: the write checks
+    unchecked.archive = str(tmp_path / "second.tar.zst")
+    export.write_archive(unchecked)
+    assert len(made) == 2
+
+
 def test_bad_level_and_algorithm(tmp_path, rootfs):
     with pytest.raises(RuncCkptError, match="out of range 1-22"):
         export.write_archive(request(tmp_path, rootfs, level=23))

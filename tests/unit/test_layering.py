@@ -78,3 +78,35 @@ def test_probe_sees_a_heavy_import_when_there_is_one(tmp_path):
     """The check can fail: checkpoint --help goes beyond base/, and the probe must see it."""
     loaded = _loaded(["checkpoint", "--help"], tmp_path)
     assert "runc_ckpt.commands.checkpoint" in loaded
+
+
+# The function-level imports the package keeps, each for a start-up cost it keeps off a path
+# (its comment says which): (argv, a module the path must load, modules it must not load).
+# Every other import sits at the top of its module.
+LAZY = [
+    # runc's own restore (podman's, containerd's, CRI-O's): no archive reader, image stack or migration
+    (["restore", "--bundle", "{tmp}", "web"], "runc_ckpt.restore.runc_restore",
+     ["runc_ckpt.restore.importer", "runc_ckpt.migrate.receiver", "runc_ckpt.image.source"]),
+    # checkpoint --export FILE: no stream sender (--export - only), no image writers (--create-image only)
+    (["checkpoint", "--export", "{tmp}/out.tar", "web"], "runc_ckpt.checkpoint.flow",
+     ["runc_ckpt.migrate.sender", "runc_ckpt.migrate.stream", "runc_ckpt.image.transport",
+      "runc_ckpt.image.create"]),
+]
+
+
+@pytest.mark.parametrize(("args", "loaded", "absent"), LAZY, ids=["runc-restore", "export-file"])
+def test_kept_lazy_imports_keep_their_modules_off_the_path(args, loaded, absent, tmp_path):
+    mods = _loaded([a.format(tmp=tmp_path) for a in args], tmp_path)
+    assert loaded in mods, "the probe did not reach the command"
+    assert [m for m in absent if m in mods] == []
+
+
+@pytest.mark.parametrize(("args", "module"), [
+    (["restore", "--import", "{tmp}/a.tar", "--bundle", "{tmp}", "web"], "runc_ckpt.restore.importer"),
+    (["restore", "--import", "-", "--bundle", "{tmp}", "web"], "runc_ckpt.migrate.receiver"),
+    (["checkpoint", "--export", "-", "web"], "runc_ckpt.migrate.sender"),
+    (["checkpoint", "--create-image", "oci:{tmp}/img", "web"], "runc_ckpt.image.transport"),
+], ids=["import", "import-stream", "export-stream", "create-image"])
+def test_the_lazy_imports_load_where_they_are_needed(args, module, tmp_path):
+    """The other side of LAZY: the probe sees each module once its feature is asked for."""
+    assert module in _loaded([a.format(tmp=tmp_path) for a in args], tmp_path)

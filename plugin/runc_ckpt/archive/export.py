@@ -36,6 +36,7 @@ from runc_ckpt.archive.writer import DIR, REG, SYM, Entry, EntrySpool, TarWriter
 from runc_ckpt.base import runclog, signals
 from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.base.globalflags import GlobalFlags
+from runc_ckpt.base.jsondoc import JSONObject
 from runc_ckpt.base.progress import NullProgress, Progress
 from runc_ckpt.rootfs import diff
 from runc_ckpt.runtime import atomicfile, faults
@@ -55,13 +56,13 @@ class ExportRequest:
     image_member: str       # layout.CHECKPOINT_DIR or layout.PRE_CHECKPOINT_DIR
     work_dir: str           # holds stats-dump (and dump.log); may equal image_dir
     bundle: str             # bundle directory
-    spec: dict              # the bundle's config.json as parsed (stored as spec.dump)
+    spec: JSONObject        # the bundle's config.json as parsed (stored as spec.dump)
     rootfs: str             # absolute container root path (runc state's "rootfs")
-    config_dump: dict       # podman-style config.dump content (built by the caller)
+    config_dump: JSONObject  # podman-style config.dump content (built by the caller)
     include_rootfs: bool    # False with --ignore-rootfs (or for a pre-checkpoint)
     include_volumes: bool   # False with --ignore-volumes
     volume_roots: list[str]  # where named volumes live: <root>/<name>/_data
-    manifest_fields: dict   # extra manifest keys from the caller: versions, container, options
+    manifest_fields: JSONObject  # extra manifest keys from the caller: versions, container, options
     flags: GlobalFlags | None = None  # decide whether a progress display is shown; None: never
     extra_volumes: tuple[str, ...] = ()  # bind-mount destinations also archived as volumes (Policy.extra_volumes)
     digests: bool = False   # also hash the file and the tar stream (an image layer's digest and diff_id)
@@ -155,7 +156,8 @@ class Plan:
         """Drop the spooled entries (temp files, unlinked already)."""
         self.images.close()
         for tree in ([self.rootfs.tree] if self.rootfs else []) + list(self.volumes.values()):
-            tree.entries.close()
+            if isinstance(tree.entries, EntrySpool):     # a list (a few entries made by hand) holds no spool
+                tree.entries.close()
 
 
 def plan(req: ExportRequest, spool_dir: str | None = None) -> Plan:
@@ -193,12 +195,12 @@ def add_images(tw: TarWriter, req: ExportRequest, entries: EntrySpool, mtime: in
             # always the sibling pre-checkpoint/ (podman's layout, what every reader expects).
             e.linkname = f"../{layout.PRE_CHECKPOINT_DIR}"
         if e.kind == REG:
-            tw.add_file(e.name, e.source)  # type: ignore[arg-type]
+            tw.add_file(e.name, e.source)  # type: ignore[arg-type]  # the scanner sets source on every REG
         else:
             tw.add_entry(e)
 
 
-def write_members(tw: TarWriter, req: ExportRequest, plan: Plan, now: float) -> tuple[dict, list[str]]:
+def write_members(tw: TarWriter, req: ExportRequest, plan: Plan, now: float) -> tuple[JSONObject, list[str]]:
     """Write all members but the manifest, in podman's order, to tw (a file's or a stream's tar);
     returns (the manifest's "rootfs" entry, the volumes archived) for add_manifest()."""
     mtime = int(now)
@@ -213,7 +215,7 @@ def write_members(tw: TarWriter, req: ExportRequest, plan: Plan, now: float) -> 
     if os.path.isfile(dump_log):      # kept so that `inspect --log` can show why a restore failed
         tw.add_file(layout.DUMP_LOG, dump_log)
 
-    rootfs_info: dict = {"kind": diff.NONE, "root_mode": None}
+    rootfs_info: JSONObject = {"kind": diff.NONE, "root_mode": None}
     if plan.rootfs is not None:
         tw.add_tree(layout.ROOTFS_DIFF, plan.rootfs.tree, mtime)
         tw.add_bytes(layout.DELETED_FILES, json_member(plan.rootfs.deleted), mtime=mtime)
@@ -230,7 +232,7 @@ def write_members(tw: TarWriter, req: ExportRequest, plan: Plan, now: float) -> 
     return rootfs_info, list(plan.volumes)
 
 
-def add_manifest(tw: TarWriter, req: ExportRequest, rootfs_info: dict, archived: list[str],
+def add_manifest(tw: TarWriter, req: ExportRequest, rootfs_info: JSONObject, archived: list[str],
                  now: float) -> tuple[dict[str, MemberDigest], bytes]:
     """The manifest, the last member: every member written so far; returns their digests and the manifest."""
     bind_mounts = [bm.manifest_entry(bm.volume in archived)
@@ -302,7 +304,7 @@ class HashingWriter:
     """A writer that hashes (and counts) what passes through it: an image layer needs both
     digests, and hashing on the way costs one pass less than reading the file back."""
 
-    def __init__(self, raw: BinaryIO) -> None:
+    def __init__(self, raw: compression.Sink) -> None:
         self._raw = raw
         self.sha = hashlib.sha256()
         self.size = 0
@@ -335,10 +337,11 @@ def write_archive(req: ExportRequest) -> ExportResult:
             with atomicfile.writing(target, 0o600, guard=deferral.critical) as raw:
                 ino = os.fstat(raw.fileno()).st_ino
                 with contextlib.closing(_EarlyWriteback(raw)) as synced, shown:
-                    file_hash = HashingWriter(synced) if req.digests else None  # type: ignore[arg-type]
-                    out = compression.compressing_writer(file_hash or synced,  # type: ignore[arg-type]
+                    file_hash = HashingWriter(synced) if req.digests else None
+                    out = compression.compressing_writer(file_hash or synced,
                                                          req.compress, req.level, req.threads)
                     tar_hash = HashingWriter(out) if req.digests else None
+                    # TarWriter types its sink BinaryIO; HashingWriter has the write and flush it uses.
                     tw = TarWriter(tar_hash or out, on_change=warnings.append, progress=shown)  # type: ignore[arg-type]
                     now = time.time()
                     rootfs_info, archived = write_members(tw, req, planned, now)
@@ -358,7 +361,7 @@ def write_archive(req: ExportRequest) -> ExportResult:
         except OSError as e:
             where = f" ({e.filename})" if e.filename else ""
             raise RuncCkptError(f"writing archive {target} failed: {e.strerror or e}{where}") from None
-        except Exception as e:       # e.g. a compressor error: still one line, still no partial file
+        except Exception as e:  # noqa: BLE001  # e.g. a compressor error: still one line, still no partial file
             raise RuncCkptError(f"writing archive {target} failed: {e}") from None
         finally:
             if planned is not None:

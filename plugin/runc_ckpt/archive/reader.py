@@ -29,6 +29,7 @@ from runc_ckpt.archive.manifest import MemberDigest
 from runc_ckpt.archive.tarstream import TarStream, ViewReader
 from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.base.globalflags import GlobalFlags
+from runc_ckpt.base.jsondoc import JSONObject
 from runc_ckpt.base.progress import NullProgress, Progress
 
 # Members read into memory are small JSON files; a bigger one is hostile.
@@ -78,7 +79,7 @@ class ReadAhead(ViewReader):
         self._stop = threading.Event()
         # A stream (stdin) hands on what has arrived: read1 does one read of the input, where
         # read() would wait for a whole chunk -- and a stream's hello would wait for phase 1.
-        self._read = raw.read1 if partial else raw.read  # type: ignore[attr-defined]
+        self._read = raw.read1 if partial else raw.read  # type: ignore[attr-defined]  # partial: a stream's reader has read1
         self._partial = partial
         self._thread = threading.Thread(target=self._run, args=(raw,), daemon=True)
         self._thread.start()
@@ -92,7 +93,7 @@ class ReadAhead(ViewReader):
                     return
         except OSError as e:  # handed to the reading thread
             self._put(CorruptStream(f"reading {self._what}: {e.strerror or e}"))
-        except Exception as e:  # zstd/gzip: corrupt or truncated data
+        except Exception as e:  # noqa: BLE001  # zstd/gzip: corrupt or truncated data, whatever its type
             self._put(CorruptStream(f"archive {self._what} is truncated or corrupt: {e}"))
 
     def _put(self, item: bytes | BaseException) -> None:
@@ -181,7 +182,7 @@ class HashPipe:
     """
 
     def __init__(self, depth: int = 16) -> None:
-        self._q: queue.Queue = queue.Queue(depth)
+        self._q: queue.Queue[tuple[hashlib._Hash, list[memoryview]] | None] = queue.Queue(depth)
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
@@ -273,7 +274,7 @@ class Targets:
     import_dir: str | None
     rootfs: str | None
     volume_dir: Callable[[str, Staged], str | None] | None
-    on_hello: Callable[[dict], None] | None = None  # a stream's hello, as soon as it is read (pre-flight)
+    on_hello: Callable[[JSONObject], None] | None = None  # a stream's hello, as soon as it is read (pre-flight)
     on_phase1: Callable[[], None] | None = None     # a pre-copy stream's phase 1 is staged
     # Where trees are staged when it is on their filesystem (restore: the import dir, which the
     # container never sees); otherwise, and when None, a staging dir inside each target.
@@ -286,14 +287,14 @@ class Staged:
 
     path: str
     compression: str = "none"
-    spec: dict | None = None
-    config_dump: dict | None = None
+    spec: JSONObject | None = None
+    config_dump: JSONObject | None = None
     network_status: object = None
     deleted: list[str] = field(default_factory=list)
     stats_dump: bytes | None = None
     dump_log: bytes | None = None   # CRIU's dump.log, its first MAX_SMALL_MEMBER bytes
     manifest_raw: bytes | None = None
-    manifest: dict | None = None
+    manifest: JSONObject | None = None
     members: dict[str, MemberDigest] = field(default_factory=dict)
     checkpoint_dirs: set[str] = field(default_factory=set)
     rootfs: StagedTree | None = None
@@ -302,7 +303,7 @@ class Staged:
     files: dict[str, str] = field(default_factory=dict)  # member -> path in the import dir
     ignored: list[str] = field(default_factory=list)
     inventory_mtime: float | None = None
-    hello: dict | None = None                            # a stream's first member (layout.HELLO)
+    hello: JSONObject | None = None                            # a stream's first member (layout.HELLO)
 
     def discard(self) -> None:
         """Remove every staging directory this read created (not the import dir itself)."""
@@ -342,7 +343,7 @@ def stage(path: str, targets: Targets, what_is_required: str = layout.CHECKPOINT
         size = None
     else:
         try:
-            raw = open(path, "rb")
+            raw = open(path, "rb")  # noqa: SIM115  # closed in stage()'s finally, as a stream source is
         except OSError as e:
             raise RuncCkptError(f"cannot open archive {path}: {e.strerror}") from None
         size = os.fstat(raw.fileno()).st_size
@@ -353,6 +354,7 @@ def stage(path: str, targets: Targets, what_is_required: str = layout.CHECKPOINT
     try:
         staged.compression = compression.detect(raw.peek(4)[:4])
         file_sha = hashlib.sha256() if sha256 else None
+        # CountedFile has the peek and read the decompressor uses (it types its input BinaryIO).
         stream = compression.decompressing_reader(CountedFile(raw, shown, file_sha))  # type: ignore[arg-type]
         reader = ReadAhead(stream, path, partial=size is None)
         tar = TarStream(reader, f"archive {path}")

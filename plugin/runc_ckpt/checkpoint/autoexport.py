@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 import stat
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.runtime import containerid
@@ -45,7 +45,7 @@ def archive_path(export_dir: str, container_id: str, now: datetime | float,
     _check_id(container_id)
     if compress not in EXTENSIONS:
         raise RuncCkptError(f"unknown compression {compress!r}: choose one of {', '.join(EXTENSIONS)}")
-    when = datetime.fromtimestamp(now, timezone.utc) if isinstance(now, (int, float)) else now.astimezone(timezone.utc)
+    when = datetime.fromtimestamp(now, UTC) if isinstance(now, (int, float)) else now.astimezone(UTC)
     # A stamp is taken if any archive of this container has it, whatever its
     # compression, so that stamps alone order the archives.
     taken = {_stamp_of(n).split("Z", 1)[0] for n in _names(export_dir, container_id)}
@@ -112,4 +112,7 @@ def _names(export_dir: str, container_id: str) -> list[str]:
 
 
 def _stamp_of(name: str) -> str:
-    return re.search(_STAMP_RE + _EXT_RE + r"\Z", name).group(0)  # type: ignore[union-attr]
+    """The time stamp and extension of an archive name _names() matched."""
+    found = re.search(_STAMP_RE + _EXT_RE + r"\Z", name)
+    assert found is not None, name
+    return found.group(0)

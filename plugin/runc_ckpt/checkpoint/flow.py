@@ -23,7 +23,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from runc_ckpt.archive import export as exporter
 from runc_ckpt.archive import layout
@@ -172,7 +172,7 @@ def _locked(runc: str, inv: Invocation, cfg: config.Config, req: CheckpointReque
 
 def check_image_target(text: str) -> Reference:
     """The parsed --create-image reference, once we know it can be written."""
-    # Imported here, not at the top: image/'s writers cost ~14 ms of start-up that only --create-image needs.
+    # Imported here, not at the top: image/'s writers cost ~14 ms only --create-image needs (test_layering LAZY).
     from runc_ckpt.image import transport
     ref = reference.parse(text, "--create-image")
     transport.check_target(ref)
@@ -369,7 +369,7 @@ def export(runc: str, inv: Invocation, cfg: config.Config, req: CheckpointReques
     ereq.target_checked = target_checked
     try:
         if image_ref is not None:
-            # Imported here, not at the top: image/'s writers cost ~14 ms of start-up that only --create-image needs.
+            # Imported here, not at the top: image/'s writers cost ~14 ms only --create-image needs (test_layering LAZY).
             from runc_ckpt.image import create
             warnings = create.create(image_ref, ereq, cfg.state_dir, inv.flags)
         else:
@@ -388,7 +388,7 @@ def export_request(runc: str, inv: Invocation, req: CheckpointRequest, t: Target
     plan = t.plan
     pol = t.policy
     roots = configdump.volume_roots(t.state, list(pol.volume_roots))
-    dump = configdump.config_dump(t.state, t.spec, datetime.now(timezone.utc), roots)
+    dump = configdump.config_dump(t.state, t.spec, datetime.now(UTC), roots)
     compress = pol.compress
     opts = {"compress": compress, "leave_running": req.leave_running,
             "pre_checkpoint": plan.pre_dump, "with_previous": req.with_previous,

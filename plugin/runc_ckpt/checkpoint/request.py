@@ -9,7 +9,7 @@ the caller spelled them arrive here as argv already (runc_argv, runc_flags).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from runc_ckpt.settings.policy import Compression, PolicyFlags
 
@@ -47,7 +47,7 @@ class CheckpointRequest:
     keep: bool = False
     print_stats: bool = False
     status_fd: int = -1                 # runc's --status-fd; -1 (runc's default): none
-    policy: PolicyFlags = PolicyFlags()
+    policy: PolicyFlags = field(default_factory=PolicyFlags)
     runc_argv: tuple[str, ...] = ()
     runc_flags: tuple[str, ...] = ()
 

@@ -28,7 +28,7 @@ class ContainerStats:
 
 
 def micros(seconds: float) -> int:
-    return int(round(seconds * 1_000_000))
+    return round(seconds * 1_000_000)
 
 
 def read_criu_stats(work_dir: str) -> dict[str, int]:

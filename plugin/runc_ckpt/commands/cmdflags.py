@@ -176,13 +176,17 @@ def parse(options: list[Option], argv: list[str], command: str, allow_unknown: b
                 raise RuncCkptError(f"{command}: invalid value {value!r} for --{opt.names[0]}: "
                                     f"choose one of {', '.join(opt.choices)}")
             if opt.kind == "list":
-                values[opt.key].append(value)  # type: ignore[union-attr]
+                listed = values[opt.key]
+                assert isinstance(listed, list)
+                listed.append(value)
             else:
                 values[opt.key] = value
         given.add(opt.key)
         if opt.runc:
             if tok.name in opt.own_aliases:
-                inline = goflags.split_flag(raw[0])[1]  # type: ignore[index]
+                spelled = goflags.split_flag(raw[0])
+                assert spelled is not None           # the lexer read raw[0] as this flag
+                inline = spelled[1]
                 raw = [f"--{opt.names[0]}" + ("" if inline is None else f"={inline}"), *raw[1:]]
             forward.extend(raw)
             runc_args.extend(raw)

@@ -88,7 +88,7 @@ class Replier:
             os.close(self._fd)
 
 
-def require_go(replies: Replies, timeout: float) -> None:
+def require_go(replies: Replies, timeout: float | None) -> None:
     verdict, reason = replies.expect(GO, timeout)
     if verdict is None:
         raise RuncCkptError(f"--handshake: {reason}; the container was not touched")

@@ -76,7 +76,7 @@ def _send(runc: str, inv: Invocation, cfg: config.Config, m: MigrateSend, runc_f
     replies = handshake.Replies() if m.handshake else None
     mode = hello.PRE_COPY if m.pre_copy else hello.PLAIN
     warnings: list[str] = []
-    sink = compression.compressing_writer(out, req.compress, req.level, req.threads)  # type: ignore[arg-type]
+    sink = compression.compressing_writer(out, req.compress, req.level, req.threads)
     tw = TarWriter(sink, on_change=warnings.append)
     dumped = False
     began = time.monotonic()
@@ -168,8 +168,8 @@ def _phase2(tw: TarWriter, req: export.ExportRequest, first: _Phase1 | None, now
     """While the container is frozen (dumped): the images and, after a phase 1, only what changed."""
     plan = export.plan(req)
     if first is None:
-        rootfs_info, archived = export.write_members(tw, req, plan, now)
-        export.add_manifest(tw, req, rootfs_info, archived, now)
+        info, names = export.write_members(tw, req, plan, now)
+        export.add_manifest(tw, req, info, names, now)
         return
     mtime = int(now)
     export.add_images(tw, req, plan.images, mtime)

@@ -495,7 +495,7 @@ def _spec_from_archive(staged: reader.Staged, archive: str, bundle: str) -> dict
     if staged.spec is None:
         raise RuncCkptError(f"archive {archive} has no {layout.SPEC_DUMP} and {bundle} has no config.json")
     spec = staged.spec
-    root = spec.get("root") if isinstance(spec.get("root"), dict) else {}
+    root = v if isinstance(v := spec.get("root"), dict) else {}
     spec["root"] = {**root, "path": "rootfs"}
     return spec
 

@@ -96,7 +96,7 @@ def plan_remaps(spec: dict, bundle: str, known_sources: set[str], recreate_all: 
 
 def check_namespace_paths(spec: dict) -> None:
     """A namespace to join (CRI-O's and containerd's netns paths) must exist here: say which one is missing."""
-    linux = spec.get("linux") if isinstance(spec.get("linux"), dict) else {}
+    linux = v if isinstance(v := spec.get("linux"), dict) else {}
     for ns in linux.get("namespaces") or []:
         path = ns.get("path") if isinstance(ns, dict) else None
         if path and not os.path.exists(path):
@@ -131,9 +131,9 @@ def apply_remaps(spec: dict, remaps: list[Remap], container_id: str) -> None:
                 f.write(contents.get(r.destination, ""))
             os.chmod(r.new_source, 0o644)
     for m in volumes.bind_entries(spec):
-        r = by_old.get(str(m.get("source", "")))
-        if r is not None and os.path.normpath(str(m.get("destination", ""))) == r.destination:
-            m["source"] = r.new_source
+        remap = by_old.get(str(m.get("source", "")))
+        if remap is not None and os.path.normpath(str(m.get("destination", ""))) == remap.destination:
+            m["source"] = remap.new_source
 
 
 def _host_resolv_conf() -> str:

@@ -10,7 +10,7 @@ StreamSession protocol below (restore does not import migrate).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from runc_ckpt.settings.policy import PolicyFlags
@@ -33,7 +33,7 @@ class RestoreRequest:
     bundle: str | None = None
     image_path: str | None = None       # given (even empty): runc's --image-path, no state-dir lookup
     tcp_close: bool = False
-    policy: PolicyFlags = PolicyFlags()
+    policy: PolicyFlags = field(default_factory=PolicyFlags)
     dropped: tuple[str, ...] = ()
     runc_argv: tuple[str, ...] = ()
 
@@ -62,7 +62,7 @@ class ImportRequest:
     skip_preflight: bool = False
     trust_archive_spec: bool = False
     tcp_close: bool = False
-    policy: PolicyFlags = PolicyFlags()
+    policy: PolicyFlags = field(default_factory=PolicyFlags)
     runc_flags: tuple[str, ...] = ()
 
     @property

@@ -91,7 +91,7 @@ def restore(inv: Invocation, req: RestoreRequest) -> int:
     hooks.run_stage("prerestore", pre, hooks.state_json(cid, "creating", 0, bundle, annotations),
                     inv.flags, pol.hook_timeout)
     # Hooks after runc: run it as a child (same stdio, fds and environment) instead of exec.
-    code = subprocess.run([runc, *argv], close_fds=False).returncode
+    code = subprocess.run([runc, *argv], close_fds=False, check=False).returncode
     if code == 0 and post:
         try:
             st = containerstate.state(runc, inv, cid)

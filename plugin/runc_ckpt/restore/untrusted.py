@@ -62,21 +62,21 @@ def problems(spec: dict, roots: list[str], remapped: frozenset[str]) -> list[str
                 found.append(f"bind mount of host path {m.get('source')} at {dest}")
         elif str(m.get("type", "")) not in PSEUDO_FS:
             found.append(f"mount of {m.get('source')} (type {m.get('type') or 'none'}) at {dest}")
-    linux = spec.get("linux") if isinstance(spec.get("linux"), dict) else {}
+    linux = v if isinstance(v := spec.get("linux"), dict) else {}
     if linux.get("devices"):
         found.append("linux.devices would create host device nodes")
     for ns in linux.get("namespaces") or []:
         if isinstance(ns, dict) and ns.get("path"):
             found.append(f"joins the host's {ns.get('type')} namespace {ns['path']}")
-    resources = linux.get("resources") if isinstance(linux.get("resources"), dict) else {}
+    resources = v if isinstance(v := linux.get("resources"), dict) else {}
     for rule in resources.get("devices") or []:
         if isinstance(rule, dict) and rule.get("allow") and rule.get("type", "a") == "a" \
                 and rule.get("major") is None:
             found.append("a device cgroup rule allows every device")
-    process = spec.get("process") if isinstance(spec.get("process"), dict) else {}
-    user = process.get("user") if isinstance(process.get("user"), dict) else {}
+    process = v if isinstance(v := spec.get("process"), dict) else {}
+    user = v if isinstance(v := process.get("user"), dict) else {}
     if not user.get("uid"):
-        caps = process.get("capabilities") if isinstance(process.get("capabilities"), dict) else {}
+        caps = v if isinstance(v := process.get("capabilities"), dict) else {}
         extra = sorted({c for v in caps.values() if isinstance(v, list) for c in v} - DEFAULT_CAPS)
         if extra:
             found.append(f"process.args run as root with added capabilities {', '.join(extra)}")
