@@ -84,9 +84,20 @@ def test_probe_sees_a_heavy_import_when_there_is_one(tmp_path):
 # (its comment says which): (argv, a module the path must load, modules it must not load).
 # Every other import sits at the top of its module.
 LAZY = [
-    # runc's own restore (podman's, containerd's, CRI-O's): no archive reader, image stack or migration
+    # runc's own restore (podman's, containerd's, CRI-O's): no archive reader, image stack or migration,
+    # no CRIU config file writer (--tcp-close), no state query (postrestore hooks)
     (["restore", "--bundle", "{tmp}", "web"], "runc_ckpt.restore.runc_restore",
-     ["runc_ckpt.restore.importer", "runc_ckpt.migrate.receiver", "runc_ckpt.image.source"]),
+     ["runc_ckpt.restore.importer", "runc_ckpt.migrate.receiver", "runc_ckpt.migrate.request",
+      "runc_ckpt.image.source", "runc_ckpt.runtime.criuconf"]),
+    # --help, and a usage error left to runc (exec'd): no flow at all
+    (["checkpoint", "--help"], "runc_ckpt.commands.checkpoint",
+     ["runc_ckpt.checkpoint.flow", "runc_ckpt.migrate.sender"]),
+    (["checkpoint", "--leave-running"], "runc_ckpt.commands.checkpoint",
+     ["runc_ckpt.checkpoint.flow", "runc_ckpt.migrate.sender"]),
+    (["restore", "--help"], "runc_ckpt.commands.restore",
+     ["runc_ckpt.restore.runc_restore", "runc_ckpt.restore.importer", "runc_ckpt.migrate.receiver"]),
+    (["restore", "--bundle"], "runc_ckpt.commands.restore",
+     ["runc_ckpt.restore.runc_restore", "runc_ckpt.restore.importer", "runc_ckpt.migrate.receiver"]),
     # checkpoint --export FILE: no stream sender (--export - only), no image writers (--create-image only)
     (["checkpoint", "--export", "{tmp}/out.tar", "web"], "runc_ckpt.checkpoint.flow",
      ["runc_ckpt.migrate.sender", "runc_ckpt.migrate.stream", "runc_ckpt.image.transport",
@@ -94,7 +105,8 @@ LAZY = [
 ]
 
 
-@pytest.mark.parametrize(("args", "loaded", "absent"), LAZY, ids=["runc-restore", "export-file"])
+@pytest.mark.parametrize(("args", "loaded", "absent"), LAZY, ids=[
+    "runc-restore", "checkpoint-help", "checkpoint-to-runc", "restore-help", "restore-to-runc", "export-file"])
 def test_kept_lazy_imports_keep_their_modules_off_the_path(args, loaded, absent, tmp_path):
     mods = _loaded([a.format(tmp=tmp_path) for a in args], tmp_path)
     assert loaded in mods, "the probe did not reach the command"
@@ -106,7 +118,9 @@ def test_kept_lazy_imports_keep_their_modules_off_the_path(args, loaded, absent,
     (["restore", "--import", "-", "--bundle", "{tmp}", "web"], "runc_ckpt.migrate.receiver"),
     (["checkpoint", "--export", "-", "web"], "runc_ckpt.migrate.sender"),
     (["checkpoint", "--create-image", "oci:{tmp}/img", "web"], "runc_ckpt.image.transport"),
-], ids=["import", "import-stream", "export-stream", "create-image"])
+    (["checkpoint", "web"], "runc_ckpt.checkpoint.flow"),
+    (["restore", "--bundle", "{tmp}", "web"], "runc_ckpt.restore.runc_restore"),
+], ids=["import", "import-stream", "export-stream", "create-image", "checkpoint", "runc-restore"])
 def test_the_lazy_imports_load_where_they_are_needed(args, module, tmp_path):
     """The other side of LAZY: the probe sees each module once its feature is asked for."""
     assert module in _loaded([a.format(tmp=tmp_path) for a in args], tmp_path)

@@ -7,10 +7,8 @@ import time
 
 from runc_ckpt.base.errors import PassToRunc, RuncCkptError
 from runc_ckpt.base.globalflags import Invocation
-from runc_ckpt.checkpoint import flow
 from runc_ckpt.checkpoint.request import STREAM, CheckpointRequest, Compression
 from runc_ckpt.commands import cmdflags, options
-from runc_ckpt.migrate.request import MigrateSend
 from runc_ckpt.settings import config
 from runc_ckpt.settings.policy import PolicyFlags
 
@@ -40,7 +38,13 @@ def run(inv: Invocation) -> int:
     if req.streaming:
         # Imported here, not at the top: migrate's stream modules (~10 ms) only --export - needs (test_layering LAZY).
         from runc_ckpt.migrate import sender
-        return sender.send(inv, cfg, migrate_send(parsed, req), started)
+        from runc_ckpt.migrate.request import MigrateSend
+        return sender.send(inv, cfg, MigrateSend(req, pre_copy=parsed.flag("pre_copy"),
+                                                 handshake=parsed.flag("handshake"),
+                                                 stream_timeout=stream_timeout(parsed)), started)
+    # Imported here, not at the top: --help and runc's usage errors (exec'd runc) skip the flow's ~100 ms
+    # of imports (test_layering LAZY).
+    from runc_ckpt.checkpoint import flow
     return flow.checkpoint(inv, cfg, req, started)
 
 
@@ -78,10 +82,11 @@ def check_stream_flags(p: cmdflags.Parsed) -> None:
                       ("pre_dump", "--pre-dump")):
         if p.flag(key):
             raise RuncCkptError(f"{flag} cannot be used with --export -: a stream carries one full checkpoint")
-    _stream_timeout(p)
+    stream_timeout(p)
 
 
-def _stream_timeout(p: cmdflags.Parsed) -> float:
+def stream_timeout(p: cmdflags.Parsed) -> float:
+    """--stream-timeout in seconds (0: no limit); a usage error unless a number >= 0."""
     text = p.text("stream_timeout")
     try:
         timeout = float(str(text))
@@ -107,12 +112,6 @@ def checkpoint_request(p: cmdflags.Parsed) -> CheckpointRequest:
                            tcp_established=p.given_flag("tcp_established"), file_locks=p.given_flag("file_locks"),
                            ignore_rootfs=p.given_flag("ignore_rootfs"), ignore_volumes=p.given_flag("ignore_volumes")),
         runc_argv=tuple(p.forward), runc_flags=tuple(p.runc_args))
-
-
-def migrate_send(p: cmdflags.Parsed, req: CheckpointRequest) -> MigrateSend:
-    """--export -: the checkpoint request plus the stream's own flags (checked by check_stream_flags)."""
-    return MigrateSend(req, pre_copy=p.flag("pre_copy"), handshake=p.flag("handshake"),
-                       stream_timeout=_stream_timeout(p))
 
 
 def _compression(text: str | None) -> Compression:

@@ -6,8 +6,6 @@ from __future__ import annotations
 from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.base.globalflags import Invocation
 from runc_ckpt.commands import cmdflags, options
-from runc_ckpt.migrate.request import MigrateReceive
-from runc_ckpt.restore import runc_restore
 from runc_ckpt.restore.request import ImportRequest, RestoreRequest
 from runc_ckpt.settings.policy import PolicyFlags
 
@@ -29,14 +27,17 @@ def run(inv: Invocation) -> int:
         return 0
     source = parsed.text("import")
     if source == STDIO or parsed.flag("handshake"):
-        receive = migrate_receive(parsed)
+        check_stream_flags(parsed)
         # Imported here, not at the top: runc's own restore (every engine's) skips migrate (test_layering LAZY).
         from runc_ckpt.migrate import receiver
-        return receiver.receive(inv, receive)
+        from runc_ckpt.migrate.request import MigrateReceive
+        return receiver.receive(inv, MigrateReceive(import_request(parsed), handshake=parsed.flag("handshake")))
     if source:
         # Imported here, not at the top: runc's own restore skips the import stack (~30 ms; test_layering LAZY).
         from runc_ckpt.restore import importer
         return importer.restore(inv, import_request(parsed))
+    # Imported here, not at the top: --help and runc's usage errors (exec'd runc) load no flow (test_layering LAZY).
+    from runc_ckpt.restore import runc_restore
     for opt in options.RESTORE:
         if opt.key in parsed.given and not opt.runc and opt.names[0] not in runc_restore.NOT_FOR_RUNC:
             raise RuncCkptError(f"restore: --{opt.names[0]} needs --import")
@@ -68,7 +69,7 @@ def import_request(p: cmdflags.Parsed) -> ImportRequest:
         runc_flags=(*_forwarded_flags(p), *p.unknown))
 
 
-def migrate_receive(p: cmdflags.Parsed) -> MigrateReceive:
+def check_stream_flags(p: cmdflags.Parsed) -> None:
     """restore --import - [--handshake]: refused before anything is read when the stream cannot be."""
     if p.text("import") != STDIO:
         raise RuncCkptError("--handshake only works with --import - (a stream on stdin)")
@@ -76,7 +77,6 @@ def migrate_receive(p: cmdflags.Parsed) -> MigrateReceive:
         raise RuncCkptError("--print-stats writes to stdout, which carries the replies with --handshake")
     if p.text("import_previous"):
         raise RuncCkptError("--import-previous cannot be used with --import -: a stream carries one full checkpoint")
-    return MigrateReceive(import_request(p), handshake=p.flag("handshake"))
 
 
 def _forwarded_flags(p: cmdflags.Parsed) -> list[str]:
@@ -92,6 +92,6 @@ def _forwarded_flags(p: cmdflags.Parsed) -> list[str]:
         elif opt.kind == "list":
             for v in p.texts(opt.key):
                 out += [flag, v]
-        else:
-            out += [flag, str(p.text(opt.key))]
+        elif (value := p.text(opt.key)) is not None:     # given: always a str
+            out += [flag, value]
     return out

@@ -4,7 +4,8 @@ stream    stdout/stdin as the archive's file, with a stall timeout and no stray 
 hello     the stream's first member and the receiver's pre-flight check of it
 handshake the optional back channel: go/no-go before the freeze, then "restored"
 delta     pre-copy: what changed in a tree between phase 1 and the freeze
-sender    the sending flow (plain stream or two-phase pre-copy), local restore on failure
-receiver  the stream members restore --import stages on top of a plain archive's
+sender    the sending flow (plain stream or two-phase pre-copy) around the checkpoint flow, local restore on failure
+receiver  the receiving session (stdin, pre-flight, replies) that runs restore --import on the stream
+request   MigrateSend and MigrateReceive, the typed requests the command layer builds
 lazypages whether CRIU lazy-pages works here, and the fallback to the stream
 """

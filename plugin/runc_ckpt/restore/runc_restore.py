@@ -20,7 +20,7 @@ from runc_ckpt.base import realrunc, runclog
 from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.base.globalflags import Invocation
 from runc_ckpt.restore.request import RestoreRequest
-from runc_ckpt.runtime import containerid, containerstate, criuconf
+from runc_ckpt.runtime import containerid
 from runc_ckpt.settings import config, hooks, policy
 from runc_ckpt.state import predump
 
@@ -80,6 +80,8 @@ def restore(inv: Invocation, req: RestoreRequest) -> int:
         runclog.debug(inv.flags, f"restore: not passing {' '.join(req.dropped)} to runc 1.1.5"
                       + (" (tcp-close goes to CRIU through CRIU_CONFIG_FILE)" if req.tcp_close else ""))
     if req.tcp_close:
+        # Imported here, not at the top: its tempfile costs every engine's restore ~7 ms (test_layering LAZY).
+        from runc_ckpt.runtime import criuconf
         # exec keeps os.environ: runc, and the `criu swrk` it starts, see the variable.
         os.environ.update(criuconf.environ_with(["tcp-close"]))
     runc = realrunc.find(cfg.runc)
@@ -93,6 +95,8 @@ def restore(inv: Invocation, req: RestoreRequest) -> int:
     # Hooks after runc: run it as a child (same stdio, fds and environment) instead of exec.
     code = subprocess.run([runc, *argv], close_fds=False, check=False).returncode
     if code == 0 and post:
+        # Imported here, not at the top: only postrestore hooks need it (~3 ms; test_layering LAZY).
+        from runc_ckpt.runtime import containerstate
         try:
             st = containerstate.state(runc, inv, cid)
             state = hooks.state_json(st.id, st.status, st.pid, st.bundle, annotations)
