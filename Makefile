@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: all deps venv install demo test unit integration e2e bench bench-smoke soak man install-man clean
+.PHONY: all deps venv install demo lint test unit integration e2e bench bench-smoke soak man install-man clean
 
 all: test
 
@@ -26,9 +26,16 @@ install: venv
 demo: deps install
 	bash contrib/demo.sh $(VENV)/bin/runc-ckpt
 
-# pytest first (its failure fails `make test` with pytest's exit status), then every
-# benchmark in smoke mode: tiny sizes, no goal checks, the real runc/CRIU/podman paths.
-test: deps install
+# The layers (import-linter's contracts in setup.cfg), the types (mypy, config in
+# setup.cfg) and ruff, on the source tree; any finding fails the build.
+lint: venv
+	PYTHONPATH=plugin $(VENV)/bin/lint-imports --config setup.cfg
+	$(VENV)/bin/mypy
+	$(VENV)/bin/ruff check plugin bench
+
+# The lint first, then pytest (its failure fails `make test` with pytest's exit status),
+# then every benchmark in smoke mode: tiny sizes, no goal checks, the real runc/CRIU/podman paths.
+test: deps install lint
 	$(PY) -m pytest $(PYTEST_ARGS) tests
 	$(BENCH_SMOKE)
 
