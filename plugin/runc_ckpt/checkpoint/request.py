@@ -55,14 +55,6 @@ class CheckpointRequest:
     def streaming(self) -> bool:
         return self.export == STREAM
 
-    @property
-    def ignore_rootfs(self) -> bool:
-        return bool(self.policy.ignore_rootfs)
-
-    @property
-    def ignore_volumes(self) -> bool:
-        return bool(self.policy.ignore_volumes)
-
     def operation(self) -> str:
         """What a waiting caller is told this call is doing."""
         return "checkpoint" + (" --pre-checkpoint" if self.pre_checkpoint else "") \
