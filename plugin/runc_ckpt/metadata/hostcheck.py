@@ -48,6 +48,8 @@ class Target:
     deleted: frozenset[str] = frozenset()     # what the diff deletes ("/etc/x")
     id_in_use: str | None = None              # "container ID x already exists here" when it does
     base_image: dict[str, str] = field(default_factory=dict)
+    ignore_binds: frozenset[str] = frozenset()  # destinations the restore recreates itself (podman's files)
+    check_cgroup: bool = True                 # runc's own restore judges its cgroup first: leave it to runc
 
 
 def run(needs: Needs, target: Target) -> list[Check]:
@@ -105,7 +107,7 @@ def _cgroup(needs: Needs, target: Target) -> list[Check]:
                                                   f"{needs.cgroup_version} host"))
     linux = (target.spec or {}).get("linux")
     path = linux.get("cgroupsPath") if isinstance(linux, dict) else None
-    if isinstance(path, str) and path.startswith("/"):
+    if target.check_cgroup and isinstance(path, str) and path.startswith("/"):
         busy = _cgroup_pids(path, here)
         if busy:
             out.append(Check("cgroup", False, f"cgroup {path} already holds processes ({', '.join(busy[:3])}): "
@@ -131,7 +133,7 @@ def _binds(recorded: list[BindNeed], target: Target) -> list[Check]:
     was = {b.destination: b for b in recorded}
     for m in volumes.bind_entries(target.spec or {}):
         source, dest = str(m.get("source") or ""), os.path.normpath(str(m.get("destination") or ""))
-        if not os.path.isabs(source):
+        if not os.path.isabs(source) or dest in target.ignore_binds:
             continue
         before = was.get(dest)
         try:
@@ -212,8 +214,8 @@ def _size(n: int | None) -> str:
 
 
 def _deleted(target: Target, path: str) -> bool:
-    p = os.path.normpath("/" + path)
-    while p != "/":
+    p = "/" + os.path.normpath(path).lstrip("/")     # never "//x": POSIX keeps a leading "//"
+    while len(p) > 1:
         if p in target.deleted:
             return True
         p = os.path.dirname(p)
