@@ -30,11 +30,10 @@ except ImportError:  # pragma: no cover - depends on the installation
 _UNREADABLE: tuple[type[BaseException], ...] = (OSError, ValueError, KeyError, IndexError, struct.error, *_BAD_IMAGE)
 FILES_IMG = "files.img"
 REMAP_IMG = "remap-fpath.img"
-LOCKS_IMG = "file-locks.img"
+LOCKS_IMG = "filelocks.img"          # criu/image-desc.c: FILE_LOCKS
 CPUINFO_IMG = "cpuinfo.img"
 INVENTORY_IMG = "inventory.img"
-TCP_ESTABLISHED = 1       # linux/tcp_states.h
-IPPROTO_TCP = 6
+IPPROTO_TCP = (6, "TCP")  # pycriu shows the protocol by name (its "sk" dict); an int if unknown
 USK_EXTERN = 0x1          # criu/include/sockets.h: a unix socket whose peer is outside the dump
 
 
@@ -120,7 +119,8 @@ def read(image_dir: str) -> ImageNeeds:
                                        _build_id(reg.get("build_id"))))
         elif kind == "INETSK":
             isk = e.get("isk") or {}
-            if isk.get("proto") == IPPROTO_TCP and isk.get("state") == TCP_ESTABLISHED:
+            # CRIU's own rule (sk-inet.c tcp_connection): TCP with a peer port needs --tcp-established
+            if isk.get("proto") in IPPROTO_TCP and isk.get("dst_port"):
                 out.tcp_established = True
         elif kind == "UNIXSK":
             usk = e.get("usk") or {}
