@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import COUNTER, Bundle, make_spec, overlay_bundle, wait_for
-from tests.integration.migrate_helpers import Host, make_host
+from tests.integration.migrate_helpers import Host, make_host, socket_pair
 from tests.integration.test_restore_import_real import build_archive
 
 LIBC = "lib/x86_64-linux-gnu/libc.so.6"
@@ -331,3 +331,25 @@ def test_cpuinfo_this_cpu_lacks(scene):
     chk = s.restore_images(images, "--check")
     assert chk.returncode == 1 and "cpu" in chk.stdout and "FAIL" in chk.stdout
     assert s.containers_b() == []
+
+
+def test_migration_receiver_refuses_before_the_freeze(scene, tmp_path):
+    """--handshake: the hello carries the needs known before the freeze; B's no-go names the cause, A runs on."""
+    cfg = tmp_path / "cfg-a"
+    cfg.mkdir()
+    s = scene(["/bin/sh", "-c", "cd /opt/cfg; " + COUNTER], binds={"/opt/cfg": cfg})
+    (tmp_path / "cfg-b").write_text("a file\n")
+    s.target(lambda spec: spec["mounts"][-1].update(source=str(tmp_path / "cfg-b")))
+    before = s.snapshot()
+    assert s.dst is not None
+    snd, rcv = socket_pair(s.a.runc_ckpt(s.bin, "checkpoint", "--export", "-", "--handshake", s.cid),
+                           s.b.runc_ckpt(s.bin, "restore", "--import", "-", "--handshake", "--bundle",
+                                         str(s.dst.path), "-d", s.cid), s.a.env, s.b.env)
+    assert snd.returncode != 0 and rcv.returncode != 0
+    assert "the receiver refused the migration" in snd.stderr, snd.stderr
+    assert "is a file here but was a directory when checkpointed" in snd.stderr, snd.stderr
+    assert "the container was not touched" in snd.stderr
+    state = subprocess.run(["runc", "--root", str(s.a.root), "state", s.cid], capture_output=True, text=True,
+                           check=False)
+    assert '"status": "running"' in state.stdout
+    assert s.snapshot() == before

@@ -151,6 +151,12 @@ def record(image_dir: str, spec: dict, rootfs: str, source: diff.RootfsSource | 
     return needs
 
 
+def live(spec: dict, criu: str, systemd_cgroup: bool) -> Needs:
+    """The needs known before the freeze (a migration's hello): CPU, bind sources, cgroups; no files or flags."""
+    return Needs(binds=binds_of(spec), cpuinfo=cpuinfo.dump(criu), cgroup_version=hostinfo.cgroups_version(),
+                 cgroup_driver="systemd" if systemd_cgroup else "cgroupfs")
+
+
 def to_json(needs: Needs) -> dict:
     doc = asdict(needs)
     doc["version"] = VERSION

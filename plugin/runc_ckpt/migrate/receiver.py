@@ -12,6 +12,7 @@ verified every member, phase 1 included.
 from __future__ import annotations
 
 import json
+import os
 
 from runc_ckpt.archive import layout, safeextract
 from runc_ckpt.archive.reader import MemberSource, Staged, StagedTree, Targets
@@ -91,7 +92,9 @@ def _tree_for(staged: Staged, name: str) -> StagedTree | None:
 class Session:
     """One `restore --import -`: the pre-flight on the hello, and the replies of --handshake."""
 
-    def __init__(self, runc: str, criu: str, replier: handshake.Replier | None, skip_preflight: bool) -> None:
+    def __init__(self, runc: str, criu: str, replier: handshake.Replier | None, skip_preflight: bool,
+                 bundle: str | None = None) -> None:
+        self.bundle = bundle      # issue 21: the hello's needs are checked against this bundle
         self.runc = runc
         self.criu = criu
         self.skip_preflight = skip_preflight
@@ -100,7 +103,7 @@ class Session:
 
     def on_hello(self, doc: dict) -> None:
         faults.point("hello-read")
-        problems = hello.check(doc, self.runc, self.criu, self.skip_preflight)
+        problems = hello.check(doc, self.runc, self.criu, self.skip_preflight, self.bundle)
         why = f"incompatible host: {'; '.join(problems)} (--skip-preflight on the receiver restores anyway)"
         if self.replier is not None:
             self.replier.send(handshake.GO, not problems, why if problems else "")
@@ -139,7 +142,8 @@ def restore(inv: Invocation, p: cmdflags.Parsed) -> int:
     from runc_ckpt.restore import importer
     from runc_ckpt.settings import config
     runc = realrunc.find(config.load(inv.flags.config).runc)
-    session = Session(runc, inv.flags.criu, handshake.Replier() if p.handshake else None, bool(p.skip_preflight))
+    session = Session(runc, inv.flags.criu, handshake.Replier() if p.handshake else None, bool(p.skip_preflight),
+                      os.path.abspath(str(p.bundle or ".")))
     try:
         code = importer.restore(inv, p, session)
     except RuncCkptError as e:
