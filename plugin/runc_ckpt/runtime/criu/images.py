@@ -15,19 +15,33 @@ Only files on the container's root mount are returned: bind mounts,
 
 from __future__ import annotations
 
+import importlib
 import os
 import struct
 from dataclasses import dataclass, field
+from types import ModuleType
 
-try:  # pycriu is optional: without it the pre-flight checks what needs no image reading
-    from google.protobuf.message import DecodeError
-    from pycriu import images as _pycriu_images
-    _BAD_IMAGE: tuple[type[BaseException], ...] = (DecodeError, _pycriu_images.MagicException)
-except ImportError:  # pragma: no cover - depends on the installation
-    _pycriu_images = None
-    _BAD_IMAGE = ()
+# pycriu (and the protobuf runtime under it) costs ~70 ms to import, more than the
+# whole pre-flight of a recorded checkpoint, which never needs it: it is loaded on
+# first use, once, through importlib (not to dodge a cycle: to keep restores cheap).
+_decoder: ModuleType | None = None
+_BAD_IMAGE: tuple[type[BaseException], ...] = ()
 
-_UNREADABLE: tuple[type[BaseException], ...] = (OSError, ValueError, KeyError, IndexError, struct.error, *_BAD_IMAGE)
+
+def _pycriu() -> ModuleType | None:
+    """pycriu's images module, or None when it is not installed (the pre-flight then skips image reading)."""
+    global _decoder, _BAD_IMAGE
+    if _decoder is None:
+        try:
+            _decoder = importlib.import_module("pycriu.images")
+            message = importlib.import_module("google.protobuf.message")
+        except ImportError:
+            return None
+        _BAD_IMAGE = (message.DecodeError, _decoder.MagicException)
+    return _decoder
+
+
+_UNREADABLE: tuple[type[BaseException], ...] = (OSError, ValueError, KeyError, IndexError, struct.error)
 FILES_IMG = "files.img"
 REMAP_IMG = "remap-fpath.img"
 LOCKS_IMG = "filelocks.img"          # criu/image-desc.c: FILE_LOCKS
@@ -63,7 +77,7 @@ class ImageNeeds:
 
 
 def available() -> bool:
-    return _pycriu_images is not None
+    return _pycriu() is not None
 
 
 def is_image_dir(path: str) -> bool:
@@ -71,13 +85,14 @@ def is_image_dir(path: str) -> bool:
 
 
 def _load(path: str) -> list[dict]:
-    assert _pycriu_images is not None
+    decoder = _pycriu()
+    assert decoder is not None
     try:
         with open(path, "rb") as f:
-            return list(_pycriu_images.load(f)["entries"])
+            return list(decoder.load(f)["entries"])
     except FileNotFoundError:
         return []
-    except _UNREADABLE as e:
+    except (*_UNREADABLE, *_BAD_IMAGE) as e:
         raise ImageError(f"{path}: CRIU's decoder cannot read it: {e}") from None
 
 
