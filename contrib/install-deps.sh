@@ -99,4 +99,17 @@ if ! criu_ok; then
     build_criu
     criu_ok || { log "CRIU at $(command -v criu) still fails 'criu check'"; criu check >&2 || true; exit 1; }
 fi
+# pycriu, CRIU's own image decoder (what crit uses): the restore pre-flight reads the
+# images with it. CRIU's Makefile generates its protobuf modules (`make lib`);
+# `make install` copies the package into the venv.
+build_pycriu() {
+    local src=$CACHE/criu-$CRIU_VERSION
+    [ -f "$src/lib/pycriu/images/magic.py" ] && [ -f "$src/lib/pycriu/images/pb.py" ] && return 0
+    [ -d "$src/lib/pycriu" ] || { log "no CRIU source in $src: pycriu not built (the pre-flight then skips image checks)"; return 0; }
+    apt_install "${CRIU_BUILD_DEPS[@]}"
+    log "generating pycriu in $src/lib"
+    make -C "$src" lib PYTHON=python3 >"$CACHE/pycriu-build.log" 2>&1 ||
+        { tail -n 30 "$CACHE/pycriu-build.log" >&2; exit 1; }
+}
+build_pycriu
 log "ready: $(runc --version | head -n1), criu $(criu --version | sed -n 's/^Version: *//p'), $(podman --version)"

@@ -55,6 +55,10 @@ class Env:
         monkeypatch.setenv("RUNC_CKPT_CONFIG", str(cfg))
         monkeypatch.chdir(tmp_path)
         self.docs: dict[str, dict] = {}
+        # An export records the restore's needs (metadata.needs), asking CRIU for this CPU's cpuinfo:
+        # the fake CRIU writes none, which a recording tolerates.
+        fp.register([os.path.realpath(self.criu), "cpuinfo", "dump", "-D", fp.any(min=1, max=1)], returncode=1,
+                    occurrences=100)
 
     # -- containers -------------------------------------------------------------------------
     def container(self, cid: str, status: str = "running", created: str = "2026-11-26T08:00:00.5Z",

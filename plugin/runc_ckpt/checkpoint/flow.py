@@ -34,7 +34,7 @@ from runc_ckpt.checkpoint import autoexport, stats_report
 from runc_ckpt.checkpoint.request import CheckpointRequest
 from runc_ckpt.image import reference
 from runc_ckpt.image.reference import Reference
-from runc_ckpt.metadata import configdump
+from runc_ckpt.metadata import configdump, needs
 from runc_ckpt.rootfs import diff
 from runc_ckpt.runtime import containerid, containerstate, lock, logrelay, ocispec, volumes
 from runc_ckpt.runtime.containerstate import ContainerState
@@ -405,7 +405,13 @@ def export_request(runc: str, inv: Invocation, req: CheckpointRequest, t: Target
         manifest_fields={"versions": configdump.versions(runc, inv.flags.criu),
                          "host": configdump.host(),
                          "container": {"id": t.state.id, "name": dump["name"]},
-                         "options": opts},
+                         "options": opts,
+                         # issue 21: what the restore will need of its host (metadata.needs)
+                         **({} if plan.pre_dump else {"needs": needs.to_json(needs.record(
+                             plan.final_dir, t.spec, t.state.rootfs, t.rootfs_source, inv.flags.criu,
+                             inv.flags.systemd_cgroup, {"name": dump.get("rootfsImageName", ""),
+                                                        "id": dump.get("rootfsImageID", "")},
+                             not pol.ignore_rootfs))})},
         flags=inv.flags, extra_volumes=pol.extra_volumes,
         previous_dir=parent_dir(plan) if with_parent and plan.parent_path is not None and not plan.pre_dump
         else None)

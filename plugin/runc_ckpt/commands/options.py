@@ -61,6 +61,8 @@ CHECKPOINT: list[Option] = [
 RESTORE: list[Option] = [
     Option(("auto-dedup",), B, "enable auto deduplication of memory images", runc=True),
     Option(("bundle", "b"), V, "path to the root of the bundle directory", runc=True),
+    Option(("check",), B, "run the pre-flight only: print a pass/fail table of what the checkpoint needs "
+           "against this host, change nothing, exit 1 on a failure"),
     Option(("console-socket",), V, "path to an AF_UNIX socket which will receive the console's master fd",
            runc=True),
     Option(("detach", "d"), B, "detach from the container's process", runc=True),
@@ -91,8 +93,8 @@ RESTORE: list[Option] = [
     Option(("pid-file",), V, "specify the file to write the process id to", runc=True),
     Option(("print-stats",), B, "print restore statistics as JSON on stdout"),
     Option(("shell-job",), B, "allow shell jobs", runc=True),
-    Option(("skip-preflight",), B, "with --import: restore even when the checkpoint's architecture or CRIU "
-           "version does not fit this host"),
+    Option(("skip-preflight",), B, "restore even when the pre-flight finds that the checkpoint does not fit "
+           "this host (architecture, CRIU, CPU, files, bind sources, flags)"),
     Option(("tcp-close",), B, "close established TCP connections on restore (through a CRIU config file)"),
     Option(("tcp-established",), B, "allow open tcp connections", runc=True),
     Option(("trust-archive-spec",), B, "with --import: run the archive's spec.dump as it is "

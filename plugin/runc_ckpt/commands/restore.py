@@ -48,7 +48,7 @@ def restore_request(p: cmdflags.Parsed) -> RestoreRequest:
     """runc's own restore: its argv as given, minus the flags runc 1.1.5 lacks."""
     return RestoreRequest(
         containers=tuple(p.positionals), bundle=p.text("bundle"), image_path=p.text("image_path"),
-        tcp_close=p.flag("tcp_close"),
+        tcp_close=p.flag("tcp_close"), skip_preflight=p.flag("skip_preflight"), check=p.flag("check"),
         policy=PolicyFlags(tcp_established=p.given_flag("tcp_established"), file_locks=p.given_flag("file_locks")),
         dropped=tuple(f"--{o.names[0]}" for o in options.RESTORE if o.key in p.given and not o.runc),
         runc_argv=tuple(p.forward))
@@ -62,7 +62,7 @@ def import_request(p: cmdflags.Parsed) -> ImportRequest:
         source=source, previous=p.text("import_previous") or None, containers=tuple(p.positionals),
         name=p.text("name"), bundle=p.text("bundle"), image_path=p.text("image_path"),
         work_path=p.text("work_path"), pid_file=p.text("pid_file"), detach=p.flag("detach"), keep=p.flag("keep"),
-        print_stats=p.flag("print_stats"), skip_preflight=p.flag("skip_preflight"),
+        print_stats=p.flag("print_stats"), skip_preflight=p.flag("skip_preflight"), check=p.flag("check"),
         trust_archive_spec=p.flag("trust_archive_spec"), tcp_close=p.flag("tcp_close"),
         policy=PolicyFlags(tcp_established=p.given_flag("tcp_established"), file_locks=p.given_flag("file_locks"),
                            ignore_rootfs=p.given_flag("ignore_rootfs"), ignore_volumes=p.given_flag("ignore_volumes")),

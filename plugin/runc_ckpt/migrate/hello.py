@@ -12,19 +12,43 @@ container is frozen.
 
 from __future__ import annotations
 
-from runc_ckpt.metadata import configdump, preflight
+import os
+
+from runc_ckpt.base.errors import RuncCkptError
+from runc_ckpt.metadata import configdump, hostcheck, needs, preflight
+from runc_ckpt.runtime import ocispec
 
 FORMAT = "runc-ckpt-stream"
 VERSION = 1
 PLAIN, PRE_COPY = "stream", "pre-copy"
 
 
-def build(runc: str, criu: str, container_id: str, mode: str, handshake: bool) -> dict:
-    return {"format": FORMAT, "version": VERSION, "mode": mode, "container": container_id,
-            "host": configdump.host(), "versions": configdump.versions(runc, criu), "handshake": handshake}
+def build(runc: str, criu: str, container_id: str, mode: str, handshake: bool,
+          needs_doc: dict | None = None) -> dict:
+    """needs_doc: metadata.needs.live, so the receiver checks the CPU and bind sources before the freeze."""
+    doc = {"format": FORMAT, "version": VERSION, "mode": mode, "container": container_id,
+           "host": configdump.host(), "versions": configdump.versions(runc, criu), "handshake": handshake}
+    if needs_doc is not None:
+        doc["needs"] = needs_doc
+    return doc
 
 
-def check(hello: dict, runc: str, criu: str, skip: bool) -> list[str]:
+def check_needs(hello: dict, bundle: str | None, criu: str) -> list[str]:
+    """The host pre-flight (metadata.hostcheck) on what the hello says the checkpoint will need."""
+    recorded = needs.from_json(hello.get("needs"))
+    if recorded is None or bundle is None:
+        return []
+    try:
+        spec: dict | None = ocispec.load(bundle)
+    except RuncCkptError:
+        spec = None                 # no config.json: the archive's spec.dump becomes it, checked later
+    root = (spec or {}).get("root") if isinstance((spec or {}).get("root"), dict) else {}
+    rootfs = os.path.normpath(os.path.join(bundle, str((root or {}).get("path") or "rootfs")))
+    target = hostcheck.Target(rootfs=rootfs, spec=spec, flags=frozenset(), criu=criu, check_cgroup=False)
+    return [c.detail for c in hostcheck.failures(hostcheck.run(recorded, target))]
+
+
+def check(hello: dict, runc: str, criu: str, skip: bool, bundle: str | None = None) -> list[str]:
     """Why this host cannot restore what the hello announces (empty: go)."""
     if hello.get("format") != FORMAT or hello.get("version") != VERSION:
         return [f"unknown stream format {hello.get('format')!r} version {hello.get('version')!r}"]
@@ -32,4 +56,5 @@ def check(hello: dict, runc: str, criu: str, skip: bool) -> list[str]:
                              configdump.versions(runc, criu))
     if skip:
         return []
-    return [f"{r.what} {r.recorded} there, {r.here} here" for r in rows if r.verdict == preflight.MISMATCH]
+    return [f"{r.what} {r.recorded} there, {r.here} here" for r in rows if r.verdict == preflight.MISMATCH] \
+        + check_needs(hello, bundle, criu)

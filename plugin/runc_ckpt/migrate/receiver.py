@@ -9,6 +9,8 @@ tests. The session reaches the importer through restore.request.StreamSession.
 
 from __future__ import annotations
 
+import os
+
 from runc_ckpt.archive.reader import ByteSource
 from runc_ckpt.base import realrunc
 from runc_ckpt.base.errors import RuncCkptError
@@ -25,7 +27,9 @@ class Session:
 
     label = stream.STDIN_LABEL
 
-    def __init__(self, runc: str, criu: str, replier: handshake.Replier | None, skip_preflight: bool) -> None:
+    def __init__(self, runc: str, criu: str, replier: handshake.Replier | None, skip_preflight: bool,
+                 bundle: str | None = None) -> None:
+        self.bundle = bundle      # issue 21: the hello's needs are checked against this bundle
         self.runc = runc
         self.criu = criu
         self.skip_preflight = skip_preflight
@@ -37,7 +41,7 @@ class Session:
 
     def on_hello(self, doc: dict) -> None:
         faults.point("hello-read")
-        problems = hello.check(doc, self.runc, self.criu, self.skip_preflight)
+        problems = hello.check(doc, self.runc, self.criu, self.skip_preflight, self.bundle)
         why = f"incompatible host: {'; '.join(problems)} (--skip-preflight on the receiver restores anyway)"
         if self.replier is not None:
             self.replier.send(handshake.GO, not problems, why if problems else "")
@@ -68,7 +72,7 @@ def receive(inv: Invocation, req: MigrateReceive) -> int:
     """`restore --import -` (a stream on stdin), optionally answering the sender (--handshake)."""
     runc = realrunc.find(config.load(inv.flags.config).runc)
     session = Session(runc, inv.flags.criu, handshake.Replier() if req.handshake else None,
-                      req.restore.skip_preflight)
+                      req.restore.skip_preflight, os.path.abspath(req.restore.bundle or "."))
     try:
         code = importer.restore(inv, req.restore, session)
     except RuncCkptError as e:

@@ -44,6 +44,7 @@ from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.base.globalflags import Invocation
 from runc_ckpt.checkpoint import flow
 from runc_ckpt.checkpoint.request import CheckpointRequest
+from runc_ckpt.metadata import needs
 from runc_ckpt.migrate import delta, handshake, hello, lazypages, stream
 from runc_ckpt.migrate.request import MigrateSend
 from runc_ckpt.rootfs import diff
@@ -84,8 +85,10 @@ def _send(runc: str, inv: Invocation, cfg: config.Config, m: MigrateSend, runc_f
         with signals.deferred(interrupt=True):
             try:
                 now = time.time()
+                # issue 21: the hello carries the needs known before the freeze (CPU, bind sources, cgroups)
+                live = needs.to_json(needs.live(t.spec, inv.flags.criu, inv.flags.systemd_cgroup))
                 tw.add_bytes(layout.HELLO, json.dumps(hello.build(runc, inv.flags.criu, t.state.id, mode,
-                                                                  replies is not None)).encode(), mtime=int(now))
+                                                                  replies is not None, live)).encode(), mtime=int(now))
                 tw.flush()
                 faults.point("hello-sent")
                 if replies is not None:

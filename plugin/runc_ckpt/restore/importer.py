@@ -46,7 +46,7 @@ from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.base.globalflags import Invocation
 from runc_ckpt.image import source as importsource
 from runc_ckpt.metadata import configdump, preflight
-from runc_ckpt.restore import podmanspec, untrusted
+from runc_ckpt.restore import hostpreflight, podmanspec, untrusted
 from runc_ckpt.restore.request import ImportRequest, StreamSession
 from runc_ckpt.runtime import atomicfile, containerid, containerstate, criuconf, faults, lock, ocispec
 from runc_ckpt.runtime.criu import rootmode, stats
@@ -160,6 +160,8 @@ class _Restore:
             except BaseException as e:
                 self._roll_back(journal)
                 shutil.rmtree(import_dir, ignore_errors=True)
+                if isinstance(e, hostpreflight.CheckDone):    # issue 21: restore --check
+                    return e.code
                 if isinstance(e, signals.Interrupted):
                     raise RuncCkptError(f"restore --import interrupted by {e.signame} before runc restore: "
                                         f"nothing applied, the bundle {self.bundle} is as it was",
@@ -263,6 +265,10 @@ class _Restore:
         annotations = ocispec.annotations(spec)
         pol = policy.effective(cfg, annotations, self.req.policy.given())
         runclog.debug(inv.flags, f"{cid}: {pol.describe()}")
+        # issue 21: the host pre-flight (what the checkpoint needs, against this host), before hooks and apply
+        hostpreflight.for_import(staged, import_dir, self.rootfs, spec,
+                                 [*self.req.runc_flags, *pol.runc_flags(self.req.policy.keys())], inv.flags.criu,
+                                 self.req.skip_preflight, self.req.check, lambda m: runclog.warn(inv.flags, m))
         post_hooks = hooks.select(self.hook_defs, "postrestore", annotations, pol.hooks)
         hooks.run_stage("prerestore", hooks.select(self.hook_defs, "prerestore", annotations, pol.hooks),
                         hooks.state_json(cid, "creating", 0, self.bundle, annotations), inv.flags, pol.hook_timeout)

@@ -33,6 +33,8 @@ class RestoreRequest:
     bundle: str | None = None
     image_path: str | None = None       # given (even empty): runc's --image-path, no state-dir lookup
     tcp_close: bool = False
+    skip_preflight: bool = False        # restore even when the host pre-flight refuses
+    check: bool = False                 # run the host pre-flight only, change nothing
     policy: PolicyFlags = field(default_factory=PolicyFlags)
     dropped: tuple[str, ...] = ()
     runc_argv: tuple[str, ...] = ()
@@ -60,6 +62,7 @@ class ImportRequest:
     keep: bool = False
     print_stats: bool = False
     skip_preflight: bool = False
+    check: bool = False                 # run the host pre-flight only, change nothing
     trust_archive_spec: bool = False
     tcp_close: bool = False
     policy: PolicyFlags = field(default_factory=PolicyFlags)

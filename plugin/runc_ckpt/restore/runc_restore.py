@@ -19,13 +19,14 @@ import subprocess
 from runc_ckpt.base import realrunc, runclog
 from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.base.globalflags import Invocation
+from runc_ckpt.restore import hostpreflight
 from runc_ckpt.restore.request import RestoreRequest
 from runc_ckpt.runtime import containerid
 from runc_ckpt.settings import config, hooks, policy
 from runc_ckpt.state import predump
 
 # Flags runc 1.1.5 does not know, handled or dropped before runc sees the call.
-NOT_FOR_RUNC = {"tcp-close", "no-new-keyring", "parent-path"}
+NOT_FOR_RUNC = {"tcp-close", "no-new-keyring", "parent-path", "skip-preflight", "check"}
 # runc writes it into every checkpoint and restore opens it first: no file, no checkpoint.
 DESCRIPTORS = "descriptors.json"
 
@@ -46,6 +47,16 @@ def state_dir_images(state_dir: str, req: RestoreRequest) -> str | None:
         return None
     images = os.path.join(os.path.realpath(state_dir), cid, predump.CHECKPOINT)
     return images if os.path.isfile(os.path.join(images, DESCRIPTORS)) else None
+
+
+def _image_path(args: list[str]) -> str | None:
+    """The --image-path among runc's arguments (the last one wins, as in runc's flag parsing)."""
+    found = None
+    for i, arg in enumerate(args):
+        name, eq, value = arg.lstrip("-").partition("=")
+        if arg.startswith("-") and name == "image-path":
+            found = value if eq else (args[i + 1] if i + 1 < len(args) else None)
+    return found
 
 
 def _bundle_annotations(bundle: str) -> dict:
@@ -86,6 +97,18 @@ def restore(inv: Invocation, req: RestoreRequest) -> int:
         os.environ.update(criuconf.environ_with(["tcp-close"]))
     runc = realrunc.find(cfg.runc)
     argv = [*inv.runc_globals, "restore", *kept]
+    # issue 21: what the CRIU images need of this host, before runc touches anything
+    image_dir = hostpreflight.image_dir_for(_image_path(kept))
+    if image_dir is not None:
+        try:
+            hostpreflight.for_image_path(image_dir, bundle, kept + (["--tcp-close"] if req.tcp_close else []),
+                                         inv.flags.criu, req.skip_preflight, req.check,
+                                         lambda m: runclog.warn(inv.flags, m))
+        except hostpreflight.CheckDone as e:
+            return e.code
+    elif req.check:
+        raise RuncCkptError("restore --check: no checkpoint images in "
+                            f"{os.path.abspath(_image_path(kept) or 'checkpoint')}")
     if not pre and not post:
         realrunc.exec_runc(runc, argv)
         return 1
