@@ -17,6 +17,7 @@ writes: ./checkpoint, with CRIU's work files in the image dir.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -34,11 +35,11 @@ from runc_ckpt.commands import cmdflags
 from runc_ckpt.image.reference import Reference
 from runc_ckpt.metadata import configdump
 from runc_ckpt.rootfs import diff
-from runc_ckpt.runtime import containerid, containerstate, lock, logrelay, ocispec, volumes
+from runc_ckpt.runtime import containerstate, lock, logrelay, ocispec, volumes
 from runc_ckpt.runtime.containerstate import ContainerState
 from runc_ckpt.runtime.criu import features
 from runc_ckpt.settings import config, hooks, policy
-from runc_ckpt.state import predump
+from runc_ckpt.state import intent, predump, settle
 
 if TYPE_CHECKING:
     from runc_ckpt.archive.export import ExportRequest
@@ -79,19 +80,23 @@ def checkpoint(inv: Invocation, parsed: cmdflags.Parsed) -> int:
         archive = exporter.check_target(str(parsed.export))
     image_ref = check_image_target(str(parsed.create_image)) if parsed.create_image else None
     runc = realrunc.find(cfg.runc)
-    try:
-        chosen = select(runc, inv, parsed)
-    except RuncCkptError:
-        # A container a killed checkpoint stopped is gone, but its images may be stranded: still recover them.
-        for name in dict.fromkeys(parsed.positionals):
-            container_dir = os.path.join(os.path.realpath(cfg.state_dir), name)
-            if not containerid.is_valid(name) or not os.path.isdir(container_dir):
-                continue                 # never a path outside the state dir; nothing of ours there
+    # What a killed run (runc and CRIU included) left for a named container is repaired before its state
+    # is read: a frozen container thawed, a stranded dump recovered, a runc dir without state.json gone.
+    for name in dict.fromkeys(parsed.positionals):
+        if settle.needed(cfg.state_dir, inv.flags.root, name):
             with lock.hold(cfg.state_dir, lock.container_key(inv.flags.root, name), _operation(parsed),
                            cfg.lock_timeout, what=f"container {name}"):
-                for message in predump.recover(container_dir):
+                for message in settle.settle(runc, inv.flags.root, cfg.state_dir, name, None, cfg.lock_timeout):
                     runclog.warn(inv.flags, message)
-        raise
+    try:
+        chosen = select(runc, inv, parsed)
+    except RuncCkptError as e:
+        # A container a killed checkpoint stopped is gone: say where its images are and how to restore them.
+        hint = next((h for n in parsed.positionals if (h := settle.gone_hint(cfg.state_dir, inv.flags.root, n))),
+                    None)
+        if hint is None:
+            raise
+        raise RuncCkptError(f"{e}; {hint}", e.exit_code) from None
     flag = "--export" if parsed.export else "--create-image"
     if (parsed.export or image_ref) and not chosen:
         raise RuncCkptError(f"{flag}: there is no running container under {inv.flags.root}")
@@ -111,7 +116,7 @@ def checkpoint(inv: Invocation, parsed: cmdflags.Parsed) -> int:
         if in_state_dir else {}
     with lock.hold_all(cfg.state_dir, keys, _operation(parsed), cfg.lock_timeout) as held:
         for _, st in chosen if in_state_dir else []:
-            for message in recover(runc, cfg, st):
+            for message in recover(runc, cfg, st, inv.flags.root):
                 runclog.warn(inv.flags, message)
         fds = tuple(h.fd for h in held.values())
         return _locked(runc, inv, cfg, parsed, chosen, caller, archive, image_ref, in_state_dir, fds, started)
@@ -123,10 +128,10 @@ def _operation(p: cmdflags.Parsed) -> str:
         + (" --create-image" if p.create_image else "")
 
 
-def recover(runc: str, cfg: config.Config, st: ContainerState) -> list[str]:
+def recover(runc: str, cfg: config.Config, st: ContainerState, root: str) -> list[str]:
     """What killed runs left for this container (call with its lock held): images, staging dirs."""
     from runc_ckpt.state import recovery
-    done = predump.recover(os.path.join(os.path.realpath(cfg.state_dir), st.id))
+    done = settle.settle(runc, root, cfg.state_dir, st.id, st.bundle, cfg.lock_timeout)
     return done + recovery.resolve_bundle(runc, st.bundle, st.rootfs or None, allow_undo=False)
 
 
@@ -302,11 +307,15 @@ def checkpoint_one(runc: str, inv: Invocation, cfg: config.Config, p: cmdflags.P
     runclog.debug(inv.flags, f"checkpoint: running {' '.join([runc, *inv.runc_globals, *args])}")
     began = time.monotonic()
     started_at = time.time()
-    result = logrelay.run(runc, inv.runc_globals, args, inv.flags,
-                          stdout=sys.stderr if p.print_stats else None,
-                          # runc carries our locks: if we are killed, the next call waits for runc to end
-                          pass_fds=lock_fds + ((fd,) if fd >= 0 and _is_open(fd) else ()),
-                          context=lambda dropped: _criu_context(runc, inv, t, started_at, dropped), phase="dump")
+    # Our locks stay ours (close-on-exec): runc would hand them on to CRIU. If we are killed, the next
+    # call waits for a runc still working on the container, and the intent record (state/intent) tells
+    # it that a container left frozen was ours to thaw.
+    with intent.recorded(plan.container_dir, intent.CHECKPOINT, st.bundle, inv.flags.root) if plan.container_dir \
+            else contextlib.nullcontext():
+        result = logrelay.run(runc, inv.runc_globals, args, inv.flags,
+                              stdout=sys.stderr if p.print_stats else None,
+                              pass_fds=(fd,) if fd >= 0 and _is_open(fd) else (),
+                              context=lambda dropped: _criu_context(runc, inv, t, started_at, dropped), phase="dump")
     runtime_us = stats_report.micros(time.monotonic() - began)
     if result.returncode != 0:
         predump.abandon(plan)

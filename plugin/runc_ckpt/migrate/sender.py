@@ -48,7 +48,7 @@ from runc_ckpt.migrate import delta, handshake, hello, lazypages, stream
 from runc_ckpt.rootfs import diff
 from runc_ckpt.runtime import faults
 from runc_ckpt.settings import config
-from runc_ckpt.state import predump
+from runc_ckpt.state import intent, predump
 
 
 def check_flags(p: cmdflags.Parsed) -> None:
@@ -105,6 +105,8 @@ def send(runc: str, inv: Invocation, cfg: config.Config, p: cmdflags.Parsed, run
                 faults.point("phase1-sent")
                 runclog.debug(inv.flags, f"--export -: {mode}, {out.written} bytes sent before the freeze")
                 frozen = time.monotonic()
+                # Until the stream ends, the images here may be the container's only copy (issue 19).
+                intent.begin(str(t.plan.container_dir), intent.STREAM, t.state.bundle, inv.flags.root)
                 flow.checkpoint_one(runc, inv, cfg, p, runc_flags, t, None)
                 dumped = not p.leave_running
                 faults.point("dumped")
@@ -113,14 +115,18 @@ def send(runc: str, inv: Invocation, cfg: config.Config, p: cmdflags.Parsed, run
                 sink.close()
                 faults.point("stream-sent")
                 out.finish()
+                intent.end(str(t.plan.container_dir), intent.STREAM)
             except signals.Interrupted as e:
                 raise RuncCkptError(f"interrupted by {e.signame}") from None
     except (RuncCkptError, OSError, flow.RuncFailed) as e:
         out.close()                        # no end marker: the receiver discards what it staged
         if isinstance(e, flow.RuncFailed):
+            intent.end(str(t.plan.container_dir), intent.STREAM)
             raise                          # runc logged its error; the container was not dumped
         why = stream.describe_write_error(e) if isinstance(e, OSError) else str(e)
-        raise RuncCkptError(f"--export -: {why}; {_after_failure(runc, inv, p, t, dumped)}") from None
+        after = _after_failure(runc, inv, p, t, dumped)
+        intent.end(str(t.plan.container_dir), intent.STREAM)
+        raise RuncCkptError(f"--export -: {why}; {after}") from None
     for w in warnings:
         runclog.warn(inv.flags, f"export: {w}")
     runclog.debug(inv.flags, f"--export -: {out.written} bytes sent, {time.monotonic() - frozen:.3f} s after "

@@ -34,7 +34,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import subprocess
 import time
 from typing import TYPE_CHECKING
@@ -47,10 +46,10 @@ from runc_ckpt.commands import cmdflags, options
 from runc_ckpt.image import source as importsource
 from runc_ckpt.metadata import configdump, preflight
 from runc_ckpt.restore import podmanspec, untrusted
-from runc_ckpt.runtime import atomicfile, containerid, criuconf, faults, lock, ocispec
+from runc_ckpt.runtime import atomicfile, containerid, criuconf, faults, lock, ocispec, safe_remove
 from runc_ckpt.runtime.criu import rootmode, stats
 from runc_ckpt.settings import config, hooks, policy
-from runc_ckpt.state import recovery, transaction
+from runc_ckpt.state import intent, recovery, settle, transaction
 
 if TYPE_CHECKING:
     from runc_ckpt.migrate.receiver import Session
@@ -87,6 +86,9 @@ def restore(inv: Invocation, p: cmdflags.Parsed, session: Session | None = None)
         if cid is not None:
             locks.append(held.enter_context(_id_lock(cfg, inv, cid)))
         config_path = os.path.join(bundle, "config.json")
+        # Survivors of a killed tree first (they hold the rootfs and its import dir), then the bundle.
+        for message in _settle_ids(inv, cfg, runc, bundle, cid, held):
+            runclog.warn(inv.flags, message)
         for message in recovery.resolve_bundle(runc, bundle, _rootfs_of(bundle, _load_bundle_config(config_path)),
                                                allow_undo=True):
             runclog.warn(inv.flags, message)
@@ -99,6 +101,19 @@ def restore(inv: Invocation, p: cmdflags.Parsed, session: Session | None = None)
             tx = _Restore(inv, p, cfg, hook_defs, runc, archive, previous, bundle, cid, existing, config_path,
                           rootfs, base_empty, deferral, held, locks, started, session)
             return tx.run()
+
+
+def _settle_ids(inv: Invocation, cfg: config.Config, runc: str, bundle: str, cid: str | None,
+                held: contextlib.ExitStack) -> list[str]:
+    """state/settle for cid (its lock is held) and, under their locks, for IDs killed restores into bundle named."""
+    done = []
+    for other in dict.fromkeys(settle.journal_ids(bundle)):
+        if other != cid:
+            with _id_lock(cfg, inv, other):
+                done += settle.settle(runc, inv.flags.root, cfg.state_dir, other, bundle, cfg.lock_timeout)
+    if cid is not None:
+        done += settle.settle(runc, inv.flags.root, cfg.state_dir, cid, bundle, cfg.lock_timeout)
+    return done
 
 
 def _id_lock(cfg: config.Config, inv: Invocation, cid: str) -> contextlib.AbstractContextManager[lock.Held]:
@@ -130,7 +145,7 @@ class _Restore:
                 _spec, pol, post_hooks, annotations, image_dir = self._stage_and_apply(journal, import_dir)
             except BaseException as e:
                 self._roll_back(journal)
-                shutil.rmtree(import_dir, ignore_errors=True)
+                safe_remove.remove_tree(import_dir, ignore_errors=True)
                 if isinstance(e, signals.Interrupted):
                     raise RuncCkptError(f"restore --import interrupted by {e.signame} before runc restore: "
                                         f"nothing applied, the bundle {self.bundle} is as it was",
@@ -187,6 +202,9 @@ class _Restore:
             self.cid = _archive_id(staged, self.archive)
             _check_id(self.cid)
             self.locks.append(self.held.enter_context(_id_lock(cfg, inv, self.cid)))
+            for message in settle.settle(self.runc, inv.flags.root, cfg.state_dir, self.cid, self.bundle,
+                                         cfg.lock_timeout):
+                runclog.warn(inv.flags, message)
             _ensure_free(inv, self.runc, self.cid)
         cid = self.cid
         from_archive = self.existing is None
@@ -255,15 +273,19 @@ class _Restore:
         wall = time.time()
         self.deferral.stop_interrupting()     # from here a signal is reported once runc is done
         journal.runc_started(self.inv.flags.root, cid)
-        code = self._run_runc(image_dir, work, pid_file, pol.runc_flags(p.given))
+        with intent.recorded(settle.container_dir(self.cfg.state_dir, cid), intent.RESTORE, self.bundle,
+                             inv.flags.root):
+            code = self._run_runc(image_dir, work, pid_file, pol.runc_flags(p.given))
         made = _made_by_us(self.runc, inv.flags.root, cid, self.bundle, pid_file, wall)
         if code == 0 or made and not p.detach:
             # Restored (without -d a non-zero code can be the container's own exit status).
             transaction.commit(journal.steps)
             if not p.keep:
-                shutil.rmtree(import_dir, ignore_errors=True)
+                safe_remove.remove_tree(import_dir, ignore_errors=True)
                 if not p.work_path:
-                    shutil.rmtree(work, ignore_errors=True)
+                    safe_remove.remove_tree(work, ignore_errors=True)
+                    with contextlib.suppress(OSError):     # a node restoring thousands keeps no empty dirs
+                        os.rmdir(settle.container_dir(self.cfg.state_dir, cid))
             if code == 0 and post_hooks and made is not False:
                 from runc_ckpt.runtime import containerstate
                 st = containerstate.state(self.runc, inv, cid)
@@ -283,7 +305,7 @@ class _Restore:
         elif made is False:
             notes.append(f"a container {cid} exists that this restore did not create: it is left alone")
         problems = self._roll_back(journal)
-        shutil.rmtree(import_dir, ignore_errors=True)
+        safe_remove.remove_tree(import_dir, ignore_errors=True)
         log = os.path.join(work, "restore.log")
         notes.append("the bundle, rootfs and volumes are as they were" if not problems
                      else "the bundle could not be fully rolled back")
@@ -305,12 +327,11 @@ class _Restore:
                 "--bundle", self.bundle, *_forwarded_flags(p), *p.unknown, *own_pid, *policy_flags, self.cid]
         env = criuconf.environ_with(["tcp-close"]) if p.tcp_close else None
         runclog.debug(inv.flags, f"restore --import: running {' '.join(argv)}")
-        # Detached, runc exits once the container runs, so it may carry our locks: if we are
-        # killed meanwhile, nobody resolves this restore before runc is done.
-        pass_fds = tuple(h.fd for h in self.locks) if p.detach else ()
+        # Our locks are not handed to runc: CRIU's restored tasks would inherit them and outlive a killed
+        # tree. If we are killed meanwhile, the next call waits for this runc (state/settle) instead.
         t0 = time.monotonic()
         with self.deferral.critical():
-            proc = subprocess.Popen(argv, env=env, pass_fds=pass_fds)
+            proc = subprocess.Popen(argv, env=env)
             with self.deferral.forwarding(proc) if not p.detach else contextlib.nullcontext():
                 faults.point("runc-restore")
                 rc = proc.wait()
@@ -333,7 +354,7 @@ class _Restore:
 def _own_work_dir(state_dir: str, cid: str) -> str:
     """CRIU's work dir for a restore of cid: in the state dir, so it outlives a failed restore."""
     work = os.path.join(os.path.realpath(state_dir), cid, RESTORE_WORK)
-    shutil.rmtree(work, ignore_errors=True)   # the last restore's logs; we hold the ID's lock
+    safe_remove.remove_tree(work, ignore_errors=True)   # the last restore's logs; we hold the ID's lock
     return work
 
 

@@ -18,6 +18,8 @@ from runc_ckpt.base import realrunc, runclog
 from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.base.globalflags import Invocation
 from runc_ckpt.commands import cmdflags, options
+from runc_ckpt.runtime import lock
+from runc_ckpt.state import settle
 
 # Flags runc 1.1.5 does not know, handled or dropped before runc sees the call.
 NOT_FOR_RUNC = {"tcp-close", "no-new-keyring", "parent-path"}
@@ -84,6 +86,16 @@ def restore(inv: Invocation, parsed: cmdflags.Parsed) -> int:
         # exec keeps os.environ: runc, and the `criu swrk` it starts, see the variable.
         os.environ.update(criuconf.environ_with(["tcp-close"]))
     runc = realrunc.find(cfg.runc)
+    cid = parsed.positionals[0] if len(parsed.positionals) == 1 else ""
+    if settle.needed(cfg.state_dir, inv.flags.root, cid):
+        # The same recovery as checkpoint's, so a dump that completed after the images here is not lost.
+        with lock.hold(cfg.state_dir, lock.container_key(inv.flags.root, cid), "restore", cfg.lock_timeout,
+                       what=f"container {cid}"):
+            for message in settle.settle(runc, inv.flags.root, cfg.state_dir, cid, bundle, cfg.lock_timeout):
+                runclog.warn(inv.flags, message)
+            settle.forget(cfg.state_dir, cid)
+        if images is None and (images := state_dir_images(cfg.state_dir, parsed)) is not None:
+            kept = ["--image-path", images, *kept]      # recovered just now
     argv = [*inv.runc_globals, "restore", *kept]
     if not pre and not post:
         realrunc.exec_runc(runc, argv)

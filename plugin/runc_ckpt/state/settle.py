@@ -1,0 +1,136 @@
+"""Before a call touches a container: wait for a runc still working on it, then repair what a killed tree left.
+
+Every runc-ckpt call that touches a container (checkpoint, restore with or
+without --import, both ends of a stream) calls settle() under the
+container's lock, before it reads the container's state. In order:
+
+  1. a runc still working on the ID (its runc-ckpt was killed alone) is
+     waited for, as the lock used to make us wait (runtime/leftovers.wait_idle);
+  2. survivors of a killed `runc restore` (the intent record says one ran,
+     runc never recorded the container) are killed, CRIU's cgroup yard and
+     runc's criu-root are unmounted, a runc dir without state.json goes
+     (runtime/leftovers.repair);
+  3. a container a killed checkpoint froze is thawed -- only when our intent
+     record says a checkpoint of ours was running, so a user's `pause` stays;
+  4. a stranded dump is recovered: a complete one replaces older images, an
+     incomplete one goes (state/predump.recover). This runs for a plain
+     `restore ID` too, so it never restores images older than a dump that
+     completed after them.
+
+What cannot be repaired raises one line naming the leftover and the command
+that clears it. gone_hint() says how to bring back a container that a killed
+checkpoint stopped (its images are complete).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+from runc_ckpt.base.errors import RuncCkptError
+from runc_ckpt.runtime import containerid, leftovers
+from runc_ckpt.state import intent, predump, recovery, transaction
+
+RESTORE_WORK = "restore-work"
+DESCRIPTORS = "descriptors.json"
+
+
+def container_dir(state_dir: str, cid: str) -> str:
+    return os.path.join(os.path.realpath(state_dir), cid)
+
+
+def needed(state_dir: str, root: str, cid: str) -> bool:
+    """Whether there may be anything to settle for cid: cheap, so plain calls stay plain."""
+    if not containerid.is_valid(cid):
+        return False
+    return os.path.isdir(container_dir(state_dir, cid)) or leftovers.stateless_runc_dir(leftovers.Scope(root, cid))
+
+
+def cgroup_of(bundle: str, cid: str) -> str | None:
+    """The container's cgroup path as runc (cgroupfs driver) makes it; None for systemd's slice:prefix:name."""
+    try:
+        with open(os.path.join(bundle, "config.json"), encoding="utf-8") as f:
+            path = (json.load(f).get("linux") or {}).get("cgroupsPath")
+    except (OSError, ValueError, AttributeError):
+        path = None
+    if not path:
+        return "/" + cid
+    if not isinstance(path, str) or ":" in path:
+        return None
+    return path if path.startswith("/") else "/" + path
+
+
+def journal_ids(bundle: str) -> list[str]:
+    """The IDs that killed restore --import runs into bundle were restoring (their journals say)."""
+    found = []
+    for d in recovery.stale_import_dirs(bundle):
+        step = transaction.runc_step(transaction.read(d))
+        if step is not None and containerid.is_valid(step.cid):
+            found.append(step.cid)
+    return found
+
+
+def settle(runc: str, root: str, state_dir: str, cid: str, bundle: str | None, timeout: float) -> list[str]:
+    """Steps 1-4 above for cid (call with its lock held); one message per repair."""
+    leftovers.wait_idle(root, cid, timeout)
+    cdir = container_dir(state_dir, cid)
+    killed = intent.orphaned(cdir)
+    bundle = bundle or next((i.bundle for i in killed.values() if i.bundle), None)
+    scope = leftovers.Scope(
+        root, cid, work_dirs=[cdir],
+        criu_dirs=[os.path.join(cdir, RESTORE_WORK), *(recovery.stale_import_dirs(bundle) if bundle else [])],
+        cgroup=cgroup_of(bundle, cid) if bundle and intent.RESTORE in killed else None)
+    done = leftovers.repair(scope)
+    exists = leftovers.has_state(scope)
+    if intent.CHECKPOINT in killed and exists:
+        done += _unfreeze(runc, root, cid, cgroup_of(bundle, cid) if bundle else None)
+    done += predump.recover(cdir)
+    for op in killed:
+        if exists or op == intent.RESTORE:
+            intent.end(cdir, op)      # kept while the container is gone: gone_hint() names its bundle
+    return done
+
+
+def _unfreeze(runc: str, root: str, cid: str, cgroup: str | None) -> list[str]:
+    """A killed checkpoint's container: resume it if paused, continue tasks CRIU left stopped."""
+    out = subprocess.run([runc, "--root", root, "state", cid], capture_output=True, check=False)
+    try:
+        status = json.loads(out.stdout).get("status") if out.returncode == 0 else None
+    except (ValueError, AttributeError):
+        status = None
+    done = []
+    if status == "paused":
+        res = subprocess.run([runc, "--root", root, "resume", cid], capture_output=True, text=True, check=False)
+        if res.returncode != 0:
+            raise RuncCkptError(f"container {cid} was left frozen by a killed checkpoint and `runc resume` failed "
+                                f"({res.stderr.strip()}): clear it with `runc --root {root} resume {cid}`")
+        done.append(f"resumed container {cid}, left frozen by a killed checkpoint")
+    elif cgroup is not None and leftovers.thaw_frozen(cgroup):
+        done.append(f"thawed container {cid}, left frozen by a killed checkpoint")
+    stopped = leftovers.continue_stopped(cgroup) if cgroup is not None else []
+    if stopped:
+        done.append(f"continued {len(stopped)} task(s) of {cid} that a killed CRIU left stopped")
+    return done
+
+
+def gone_hint(state_dir: str, root: str, cid: str) -> str | None:
+    """For a container that a killed checkpoint of ours stopped: where its images are, and the restore call."""
+    cdir = container_dir(state_dir, cid)
+    images = os.path.join(cdir, predump.CHECKPOINT)
+    if not os.path.isfile(os.path.join(images, DESCRIPTORS)):
+        return None
+    killed = intent.orphaned(cdir)
+    bundle = next((i.bundle for i in killed.values() if i.bundle), None)
+    if bundle is None:
+        return None
+    unless = " (unless the stream's target restored it)" if intent.STREAM in killed else ""
+    return (f"container {cid} was stopped by a checkpoint that was killed before it finished; its images are in "
+            f"{images}: bring it back{unless} with `runc-ckpt --root {root} restore -d --bundle {bundle} {cid}`")
+
+
+def forget(state_dir: str, cid: str) -> None:
+    """The container is being restored: the killed checkpoint's records have served."""
+    cdir = container_dir(state_dir, cid)
+    for op in intent.orphaned(cdir):
+        intent.end(cdir, op)
