@@ -286,7 +286,18 @@ def checkpoint_one(runc: str, inv: Invocation, cfg: config.Config, p: cmdflags.P
                    runc_flags: list[str], t: Target, archive: str | None, image_ref: Reference | None = None,
                    lock_fds: tuple[int, ...] = (), deferral: signals.Deferral | None = None
                    ) -> stats_report.ContainerStats:
-    """One container's checkpoint; lock_fds (held by the caller) are passed to runc, deferral reports signals."""
+    """One container's checkpoint, recorded as our intent (state/intent) from before runc freezes the
+    container until its images are exported: if the whole tree is killed meanwhile, the next call knows
+    that a frozen container is ours to thaw, and a stopped one whose images to name."""
+    with intent.recorded(t.plan.container_dir, intent.CHECKPOINT, t.state.bundle, inv.flags.root) \
+            if t.plan.container_dir else contextlib.nullcontext():
+        return _checkpoint_one(runc, inv, cfg, p, runc_flags, t, archive, image_ref, lock_fds, deferral)
+
+
+def _checkpoint_one(runc: str, inv: Invocation, cfg: config.Config, p: cmdflags.Parsed,
+                    runc_flags: list[str], t: Target, archive: str | None, image_ref: Reference | None,
+                    lock_fds: tuple[int, ...], deferral: signals.Deferral | None) -> stats_report.ContainerStats:
+    """checkpoint_one() inside its intent record; deferral reports signals (lock_fds stay ours)."""
     deferral = deferral or signals.Deferral(interrupt=False)
     plan = t.plan
     st = t.state
@@ -308,14 +319,11 @@ def checkpoint_one(runc: str, inv: Invocation, cfg: config.Config, p: cmdflags.P
     began = time.monotonic()
     started_at = time.time()
     # Our locks stay ours (close-on-exec): runc would hand them on to CRIU. If we are killed, the next
-    # call waits for a runc still working on the container, and the intent record (state/intent) tells
-    # it that a container left frozen was ours to thaw.
-    with intent.recorded(plan.container_dir, intent.CHECKPOINT, st.bundle, inv.flags.root) if plan.container_dir \
-            else contextlib.nullcontext():
-        result = logrelay.run(runc, inv.runc_globals, args, inv.flags,
-                              stdout=sys.stderr if p.print_stats else None,
-                              pass_fds=(fd,) if fd >= 0 and _is_open(fd) else (),
-                              context=lambda dropped: _criu_context(runc, inv, t, started_at, dropped), phase="dump")
+    # call waits for a runc still working on the container (state/settle).
+    result = logrelay.run(runc, inv.runc_globals, args, inv.flags,
+                          stdout=sys.stderr if p.print_stats else None,
+                          pass_fds=(fd,) if fd >= 0 and _is_open(fd) else (),
+                          context=lambda dropped: _criu_context(runc, inv, t, started_at, dropped), phase="dump")
     runtime_us = stats_report.micros(time.monotonic() - began)
     if result.returncode != 0:
         predump.abandon(plan)

@@ -284,6 +284,7 @@ class _Restore:
                 safe_remove.remove_tree(import_dir, ignore_errors=True)
                 if not p.work_path:
                     safe_remove.remove_tree(work, ignore_errors=True)
+                    settle.forget(self.cfg.state_dir, cid)  # it runs: a killed checkpoint's records have served
                     with contextlib.suppress(OSError):     # a node restoring thousands keeps no empty dirs
                         os.rmdir(settle.container_dir(self.cfg.state_dir, cid))
             if code == 0 and post_hooks and made is not False:

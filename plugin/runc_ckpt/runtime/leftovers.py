@@ -46,6 +46,7 @@ class Scope:
     work_dirs: list[str] = field(default_factory=list)   # ours: whatever is mounted below them is a leftover
     criu_dirs: list[str] = field(default_factory=list)   # where CRIU restored from: a criu task holding them is
     cgroup: str | None = None         # the container's cgroup path, when a killed restore of ours made it
+    rootfs: str | None = None         # its rootfs: a task in that cgroup is ours only if this is its root
 
     @property
     def runc_dir(self) -> str:
@@ -79,9 +80,9 @@ def repair(scope: Scope) -> list[str]:
     done: list[str] = []
     if not has_state(scope):
         done += _kill_survivors(scope)
+    # No runc works on the ID (wait_idle): criu-root is only mounted while runc restore runs (runc records the
+    # container at CRIU's post-restore, before it unmounts), the cgroup yard only while CRIU runs.
     for point in mounttable.below(scope.runc_dir) + [p for d in scope.work_dirs for p in mounttable.below(d)]:
-        if has_state(scope) and not point.startswith(tuple(scope.work_dirs)):
-            continue        # a recorded container's mounts are runc's
         why = mounttable.unmount(point)
         if why is not None:
             raise RuncCkptError(f"{point} is left mounted by a killed runc or CRIU and cannot be unmounted "
@@ -99,8 +100,10 @@ def _kill_survivors(scope: Scope) -> list[str]:
     """Processes of a killed restore: they hold files in our work dirs, or sit in the container's cgroup."""
     holders = procscan.holding(scope.criu_dirs) if scope.criu_dirs else []
     strays = {p for p in holders if os.path.basename((procscan.cmdline(p) or [""])[0]).startswith("criu")}
-    if scope.cgroup:
-        strays |= set(procscan.in_cgroup(scope.cgroup))
+    if scope.cgroup and scope.rootfs:
+        # Another runc root may run a container of the same ID in the same cgroup: only tasks whose
+        # root is this bundle's rootfs are the killed restore's.
+        strays |= {p for p in procscan.in_cgroup(scope.cgroup) if procscan.same_root(p, scope.rootfs)}
     strays -= procscan.ancestors(os.getpid())
     if not strays:
         return []

@@ -147,3 +147,12 @@ def in_cgroup(path: str) -> list[int]:
         if any(line.split(":", 2)[-1] == path for line in lines if line.count(":") >= 2):
             found.append(pid)
     return found
+
+
+def same_root(pid: int, rootfs: str) -> bool:
+    """Whether pid's root directory is rootfs (the same inode: a bind mount of it, as criu-root is, counts)."""
+    try:
+        a, b = os.stat(f"/proc/{pid}/root"), os.stat(rootfs)
+    except OSError:
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)

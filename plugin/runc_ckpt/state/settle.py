@@ -61,6 +61,16 @@ def cgroup_of(bundle: str, cid: str) -> str | None:
     return path if path.startswith("/") else "/" + path
 
 
+def rootfs_of(bundle: str) -> str:
+    """The bundle's rootfs as config.json names it (runc's default: rootfs)."""
+    try:
+        with open(os.path.join(bundle, "config.json"), encoding="utf-8") as f:
+            path = (json.load(f).get("root") or {}).get("path")
+    except (OSError, ValueError, AttributeError):
+        path = None
+    return os.path.normpath(os.path.join(bundle, path if isinstance(path, str) and path else "rootfs"))
+
+
 def journal_ids(bundle: str) -> list[str]:
     """The IDs that killed restore --import runs into bundle were restoring (their journals say)."""
     found = []
@@ -80,7 +90,8 @@ def settle(runc: str, root: str, state_dir: str, cid: str, bundle: str | None, t
     scope = leftovers.Scope(
         root, cid, work_dirs=[cdir],
         criu_dirs=[os.path.join(cdir, RESTORE_WORK), *(recovery.stale_import_dirs(bundle) if bundle else [])],
-        cgroup=cgroup_of(bundle, cid) if bundle and intent.RESTORE in killed else None)
+        cgroup=cgroup_of(bundle, cid) if bundle and intent.RESTORE in killed else None,
+        rootfs=rootfs_of(bundle) if bundle else None)
     done = leftovers.repair(scope)
     exists = leftovers.has_state(scope)
     if intent.CHECKPOINT in killed and exists:
