@@ -146,7 +146,7 @@ def cycle_migrate(src: tuple[TreeHost, Bundle], dst: tuple[TreeHost, Bundle], ci
         return here, src, False
     settle_time()
     running = runs_on(hosts, cid)
-    a = running[0] if running else src
+    a = src if not running or running[0][0] is src[0] else dst
     b = dst if a is src else src
     sent2, got2 = migrate(a[0], b[0], cid, b[1])
     if not runs_on(hosts, cid):

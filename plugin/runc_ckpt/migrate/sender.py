@@ -48,7 +48,7 @@ from runc_ckpt.migrate import delta, handshake, hello, lazypages, stream
 from runc_ckpt.rootfs import diff
 from runc_ckpt.runtime import faults
 from runc_ckpt.settings import config
-from runc_ckpt.state import intent, predump
+from runc_ckpt.state import intent, predump, settle
 
 
 def check_flags(p: cmdflags.Parsed) -> None:
@@ -133,9 +133,12 @@ def send(runc: str, inv: Invocation, cfg: config.Config, p: cmdflags.Parsed, run
                              f"the freeze, {time.monotonic() - began:.3f} s in all")
     if replies is None:
         if dumped:
+            # Recorded, so that a later call here still names the images and the call that restores them.
+            intent.begin(str(t.plan.container_dir), intent.SENT, t.state.bundle, inv.flags.root)
             runclog.log(inv.flags, "info", f"--export -: stream sent; with no back channel (--handshake) the "
-                                           f"images stay in {t.plan.final_dir} until you delete them (restore "
-                                           f"them here with runc restore if the target failed)")
+                                           f"images stay in {t.plan.final_dir} until you delete them (if the "
+                                           f"target failed, restore them here with "
+                                           f"`{settle.restore_command(inv.flags.root, t.state.bundle, t.state.id)}`)")
         return 0
     try:
         verdict, reason = replies.expect(handshake.RESTORED, None)

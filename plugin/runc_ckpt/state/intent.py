@@ -27,6 +27,7 @@ from runc_ckpt.runtime import atomicfile, procscan
 CHECKPOINT = "checkpoint"    # runc checkpoint runs (the container may be frozen)
 RESTORE = "restore"          # runc restore runs (runc dir, criu-root, CRIU tasks)
 STREAM = "stream"            # checkpoint --export - is sending (the images are its only copy until it ends)
+SENT = "sent"                # a stream without a back channel was sent: whether the target restored is unknown
 _PREFIX = ".intent-"
 
 

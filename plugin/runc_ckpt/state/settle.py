@@ -135,9 +135,18 @@ def gone_hint(state_dir: str, root: str, cid: str) -> str | None:
     bundle = next((i.bundle for i in killed.values() if i.bundle), None)
     if bundle is None:
         return None
+    if intent.SENT in killed and intent.CHECKPOINT not in killed and intent.STREAM not in killed:
+        return (f"container {cid} was sent to another host by checkpoint --export - without a back channel; its "
+                f"images are in {images}: if the target did not restore it, bring it back here with "
+                f"`{restore_command(root, bundle, cid)}`")
     unless = " (unless the stream's target restored it)" if intent.STREAM in killed else ""
     return (f"container {cid} was stopped by a checkpoint that was killed before it finished; its images are in "
-            f"{images}: bring it back{unless} with `runc-ckpt --root {root} restore -d --bundle {bundle} {cid}`")
+            f"{images}: bring it back{unless} with `{restore_command(root, bundle, cid)}`")
+
+
+def restore_command(root: str, bundle: str, cid: str) -> str:
+    """The one call that restores a container from its images in the state dir."""
+    return f"runc-ckpt --root {root} restore -d --bundle {bundle} {cid}"
 
 
 def forget(state_dir: str, cid: str) -> None:
