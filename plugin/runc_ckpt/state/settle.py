@@ -97,19 +97,45 @@ def settle(runc: str, root: str, state_dir: str, cid: str, bundle: str | None, t
     if intent.CHECKPOINT in killed and exists:
         done += _unfreeze(runc, root, cid, cgroup_of(bundle, cid) if bundle else None)
     done += predump.recover(cdir)
+    dumped = _dumped_since(cdir, killed.get(intent.CHECKPOINT))
+    if dumped and exists and _status(runc, root, cid) == "stopped":
+        # The killed run's dump completed and CRIU ended the tasks; runc would have deleted the container
+        # next. Do it, so that the images (named by gone_hint) restore under the same ID.
+        subprocess.run([runc, "--root", root, "delete", cid], capture_output=True, check=False)
+        exists = leftovers.has_state(scope)
+        done.append(f"deleted the stopped container {cid}: a killed checkpoint had dumped it completely")
+    if intent.CHECKPOINT in killed and exists and _status(runc, root, cid) == "stopped" and not dumped:
+        # CRIU's parasite code runs inside the tasks while it dumps them: a kill of CRIU then kills them.
+        raise RuncCkptError(f"container {cid} died when its checkpoint was killed inside CRIU's dump, and no "
+                            f"complete images exist: nothing can bring its processes back; clear it with "
+                            f"`runc --root {root} delete -f {cid}` and start it again")
     for op in killed:
         if exists or op == intent.RESTORE:
             intent.end(cdir, op)      # kept while the container is gone: gone_hint() names its bundle
     return done
 
 
-def _unfreeze(runc: str, root: str, cid: str, cgroup: str | None) -> list[str]:
-    """A killed checkpoint's container: resume it if paused, continue tasks CRIU left stopped."""
+def _dumped_since(cdir: str, killed: intent.Intent | None) -> bool:
+    """Whether checkpoint/ holds a complete dump written by the killed checkpoint (not older images)."""
+    if killed is None:
+        return False
+    try:
+        return os.stat(os.path.join(cdir, predump.CHECKPOINT, "inventory.img")).st_mtime >= killed.since - 1
+    except OSError:
+        return False
+
+
+def _status(runc: str, root: str, cid: str) -> str | None:
     out = subprocess.run([runc, "--root", root, "state", cid], capture_output=True, check=False)
     try:
-        status = json.loads(out.stdout).get("status") if out.returncode == 0 else None
+        return str(json.loads(out.stdout).get("status")) if out.returncode == 0 else None
     except (ValueError, AttributeError):
-        status = None
+        return None
+
+
+def _unfreeze(runc: str, root: str, cid: str, cgroup: str | None) -> list[str]:
+    """A killed checkpoint's container: resume it if paused, continue tasks CRIU left stopped."""
+    status = _status(runc, root, cid)
     done = []
     if status == "paused":
         res = subprocess.run([runc, "--root", root, "resume", cid], capture_output=True, text=True, check=False)
