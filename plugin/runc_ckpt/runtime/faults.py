@@ -22,6 +22,10 @@ phase1-sent (before the freeze), dumped (after the dump, before phase 2),
 stream-sent; on the receiver hello-read, phase1-staged, staged (verified,
 before apply), applied (before runc restore).
 
+Kills inside CRIU itself are injected by the tests through a CRIU action script
+(CRIU_CONFIG_FILE; tests/integration/treekill_helpers.py), which kills this
+process group at a named CRIU action.
+
 Unset (always, outside tests) it costs one environment lookup per phase.
 """
 
