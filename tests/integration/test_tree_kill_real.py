@@ -214,13 +214,14 @@ def test_soak_tree_kills(host_a, host_b, make_bundle, tmp_path, busybox_lower):
     rng = random.Random(int(os.environ.get("RUNC_CKPT_SOAK_SEED", "19")))
     b = make_bundle(name="soak")
     cid = start(host_a, b)
-    stats = {"cycles": 0, "kills": 0, "recovery_calls": 0, "migrations": 0, "lost_in_criu": 0}
+    stats = {"cycles": 0, "kills": 0, "recovery_calls": 0, "migrations": 0, "lost_in_criu": 0, "failures": 0}
+    failures: list[str] = []
     b2 = make_bundle(name="soak-b")
     here, there = (host_a, b), (host_b, b2)
 
-    def lost(old: str, where: tuple[TreeHost, Bundle]) -> str:
+    def lost(old: str, where: tuple[TreeHost, Bundle], what: str = "lost_in_criu") -> str:
         """Count it, clear it as the error says, go on with a new container from the same bundle."""
-        stats["lost_in_criu"] += 1
+        stats[what] += 1
         cleanup([(host_a, b), (host_b, b2)], old)
         for h in (host_a, host_b):
             subprocess.run(["rm", "-rf", str(h.state / old)], check=False)
@@ -231,12 +232,19 @@ def test_soak_tree_kills(host_a, host_b, make_bundle, tmp_path, busybox_lower):
             archive = tmp_path / f"soak-{i % 2}.tar.zst"
             try:
                 if rng.random() < 0.5:
-                    killed, calls = cycle_checkpoint(host_a, b, cid, soak_faults(rng, CHECKPOINT_FAULTS, 0.35),
-                                                     archive)
+                    fault = soak_faults(rng, CHECKPOINT_FAULTS, 0.35)
+                    print(f"cycle {i}: checkpoint fault {fault}", flush=True)
+                    killed, calls = cycle_checkpoint(host_a, b, cid, fault, archive)
                 else:
-                    killed, calls = cycle_restore(host_a, b, cid, soak_faults(rng, RESTORE_FAULTS, 0.35), archive)
+                    fault = soak_faults(rng, RESTORE_FAULTS, 0.35)
+                    print(f"cycle {i}: restore fault {fault}", flush=True)
+                    killed, calls = cycle_restore(host_a, b, cid, fault, archive)
             except Lost:
                 cid = lost(cid, here)
+                continue
+            except AssertionError as e:      # counted, and the soak goes on with a new container
+                failures.append(f"cycle {i} ({fault}): {str(e)[:300]}")
+                cid = lost(cid, here, "failures")
                 continue
             stats["kills"] += killed
             stats["recovery_calls"] += calls
@@ -245,16 +253,24 @@ def test_soak_tree_kills(host_a, host_b, make_bundle, tmp_path, busybox_lower):
         for i in range(migrations):
             send = soak_faults(rng, SENDER_FAULTS, 0.5) if i % 2 == 0 else None
             recv = soak_faults(rng, RECEIVER_FAULTS, 0.5) if i % 2 == 1 else None
+            print(f"migration {i}: sender fault {send}, receiver fault {recv}", flush=True)
             try:
                 here, there, killed = cycle_migrate(here, there, cid, send, recv, busybox_lower)
+                assert_nothing_left([here, there], cid, tmp_path)
             except Lost:
                 cid = lost(cid, here)
                 continue
+            except AssertionError as e:
+                failures.append(f"migration {i} ({send}, {recv}): {str(e)[:300]}")
+                here, there = (host_a, b), (host_b, b2)
+                cid = lost(cid, here, "failures")
+                continue
             stats["kills"] += killed
             stats["migrations"] += 1
-            assert_nothing_left([here, there], cid, tmp_path)
     finally:
         print(f"tree-kill soak: {stats}")
+        for f in failures:
+            print(f"  failure: {f}")
         cleanup([(host_a, b), (host_b, b2)], cid)
     # Every other outcome failed above; a container killed with CRIU's parasite in it is counted apart.
-    assert stats["lost_in_criu"] == 0, f"containers lost to kills inside CRIU's dump: {stats}"
+    assert stats["failures"] == 0 and stats["lost_in_criu"] == 0, f"{stats}: {failures}"
