@@ -12,7 +12,7 @@ import subprocess
 import time
 
 from tests.integration.conftest import wait_for
-from tests.integration.test_tree_kill_real import cleanup, host_a, start  # noqa: F401  (host_a is a fixture)
+from tests.integration.test_tree_kill_real import cleanup, host_a, start  # host_a: a fixture
 from tests.integration.treekill_helpers import TreeHost, assert_nothing_left, counter, mounts_below
 
 __all__ = ["host_a"]
@@ -33,7 +33,7 @@ def killed_restore(host: TreeHost, b, tmp_path, name: str) -> str:
     return cid
 
 
-def test_delete_force_never_empties_the_rootfs_after_a_killed_restore(host_a, make_bundle, tmp_path):  # noqa: F811
+def test_delete_force_never_empties_the_rootfs_after_a_killed_restore(host_a, make_bundle, tmp_path):
     # runc's own delete -f: RemoveAll(<root>/<id>) goes through the leftover criu-root into the rootfs.
     plain = make_bundle(name="plain")
     cid = killed_restore(host_a, plain, tmp_path, "plain")
@@ -63,7 +63,7 @@ def test_delete_force_never_empties_the_rootfs_after_a_killed_restore(host_a, ma
     cleanup([(host_a, ours)], cid2)
 
 
-def test_plain_restore_never_brings_back_images_older_than_a_completed_dump(host_a, make_bundle, tmp_path):  # noqa: F811
+def test_plain_restore_never_brings_back_images_older_than_a_completed_dump(host_a, make_bundle, tmp_path):
     b = make_bundle(name="web")
     cid = start(host_a, b)
     try:
