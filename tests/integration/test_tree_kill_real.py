@@ -181,6 +181,9 @@ def test_tree_kill_during_restore_import(host_a, make_bundle, tmp_path, fault):
         killed, _ = cycle_restore(host_a, b, cid, fault, tmp_path / "A.tar.zst")
         assert killed, "the fault did not fire"
         assert_nothing_left([(host_a, b)], cid, tmp_path)
+        # What runs is whole: it checkpoints and restores again (a CRIU killed late leaves broken tasks).
+        cycle_checkpoint(host_a, b, cid, None, tmp_path / "B.tar.zst")
+        assert_nothing_left([(host_a, b)], cid, tmp_path)
     finally:
         cleanup([(host_a, b)], cid)
 
@@ -190,9 +193,11 @@ def test_tree_kill_either_side_of_a_stream(host_a, host_b, make_bundle, tmp_path
     src, dst = (host_a, make_bundle(name="src")), (host_b, make_bundle(name="dst"))
     cid = start(src[0], src[1])
     try:
-        _, _, killed = cycle_migrate(src, dst, cid, fault if side == "send" else None,
-                                     fault if side == "recv" else None, busybox_lower)
+        here, there, killed = cycle_migrate(src, dst, cid, fault if side == "send" else None,
+                                            fault if side == "recv" else None, busybox_lower)
         assert killed, "the fault did not fire"
+        assert_nothing_left([src, dst], cid, tmp_path)
+        cycle_migrate(here, there, cid, None, None, busybox_lower)      # what runs migrates again
         assert_nothing_left([src, dst], cid, tmp_path)
     finally:
         cleanup([src, dst], cid)

@@ -74,7 +74,11 @@ class TreeHost:
 
     def call(self, *args: str, fault: str | None = None) -> subprocess.CompletedProcess[str]:
         p = self.spawn(*args, fault=fault, stdout=subprocess.DEVNULL)
-        _, err = p.communicate(timeout=TIMEOUT)
+        try:
+            _, err = p.communicate(timeout=TIMEOUT)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            raise AssertionError(f"{args} hung for {TIMEOUT}s: {ps_tree()}") from None
         return subprocess.CompletedProcess(p.args, p.returncode, "", err.decode())
 
     def runc(self, *args: str) -> subprocess.CompletedProcess[str]:
@@ -94,6 +98,11 @@ class TreeHost:
                              stderr=subprocess.PIPE, env=self.env, cwd=self.cwd, start_new_session=True)
         _, err = p.communicate(timeout=TIMEOUT)
         return subprocess.CompletedProcess(p.args, p.returncode, "", err.decode())
+
+
+def ps_tree() -> str:
+    return subprocess.run(["ps", "-eo", "pid,ppid,pgid,stat,args"], capture_output=True, text=True,
+                          check=False).stdout[-4000:]
 
 
 def make_tree_host(tmp_path: Path, name: str, bin_: str) -> TreeHost:

@@ -96,6 +96,14 @@ def repair(scope: Scope) -> list[str]:
     return done
 
 
+def half_restored(scope: Scope) -> list[int]:
+    """Tasks of a container runc recorded that still hold CRIU's files (restore.log, the images, an O_PATH
+    root): CRIU was killed before its last stage, so the network stays locked and no dump works again."""
+    if not scope.criu_dirs or not scope.rootfs:
+        return []
+    return [p for p in procscan.holding(scope.criu_dirs) if procscan.same_root(p, scope.rootfs)]
+
+
 def _kill_survivors(scope: Scope) -> list[str]:
     """Processes of a killed restore: they hold files in our work dirs, or sit in the container's cgroup."""
     holders = procscan.holding(scope.criu_dirs) if scope.criu_dirs else []

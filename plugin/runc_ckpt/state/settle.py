@@ -94,6 +94,19 @@ def settle(runc: str, root: str, state_dir: str, cid: str, bundle: str | None, t
         rootfs=rootfs_of(bundle) if bundle else None)
     done = leftovers.repair(scope)
     exists = leftovers.has_state(scope)
+    if intent.RESTORE in killed and exists and (held := leftovers.half_restored(scope)):
+        # Recorded by runc at CRIU's post-restore, but CRIU died before it finished the tasks: a broken
+        # container. Its images are still where the killed call staged them: the retry restores it again.
+        subprocess.run([runc, "--root", root, "delete", "--force", cid], capture_output=True, check=False)
+        exists = leftovers.has_state(scope)
+        if exists:
+            raise RuncCkptError(f"container {cid} was left half-restored by a killed runc restore (pid {held[0]} "
+                                f"still holds CRIU's files) and cannot be deleted: clear it with "
+                                f"`runc --root {root} delete --force {cid}`")
+        done.append(f"deleted container {cid}: a killed runc restore had left it half-restored (CRIU's files "
+                    f"still open in pid {held[0]}); a restore of its images starts it again")
+        if bundle:   # that restore's bundle goes back as it was (its import dir's flock says nobody is at it)
+            done += recovery.resolve_bundle(runc, bundle, rootfs_of(bundle), allow_undo=True)
     if intent.CHECKPOINT in killed and exists:
         done += _unfreeze(runc, root, cid, cgroup_of(bundle, cid) if bundle else None)
     done += predump.recover(cdir)
