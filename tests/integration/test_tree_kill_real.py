@@ -18,6 +18,7 @@ import uuid
 
 import pytest
 
+from runc_ckpt.runtime import safe_remove
 from tests.integration.conftest import Bundle, wait_for
 from tests.integration.migrate_helpers import remount_fresh
 from tests.integration.treekill_helpers import (
@@ -228,8 +229,9 @@ def test_soak_tree_kills(host_a, host_b, make_bundle, tmp_path, busybox_lower):
         """Count it, clear it as the error says, go on with a new container from the same bundle."""
         stats[what] += 1
         cleanup([(host_a, b), (host_b, b2)], old)
-        for h in (host_a, host_b):
-            subprocess.run(["rm", "-rf", str(h.state / old)], check=False)
+        for h in (host_a, host_b):      # never `rm -rf`: a killed CRIU's cgroup yard may be mounted there
+            safe_remove.remove_tree(str(h.state / old), ignore_errors=True)
+            safe_remove.remove_tree(str(h.root / old), ignore_errors=True)
         return start(where[0], where[1])
 
     try:
