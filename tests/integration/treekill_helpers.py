@@ -19,6 +19,7 @@ import os
 import re
 import signal
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,17 +70,17 @@ class TreeHost:
             env = dict(env, CRIU_CONFIG_FILE=str(self.cwd / "criu-kill.conf"), TREEKILL_AT=fault[5:])
         elif fault:
             env = dict(env, RUNC_CKPT_FAULT=fault)
-        return subprocess.Popen(self.argv(*args), stdin=stdin, stdout=stdout, stderr=subprocess.PIPE, env=env,
-                                cwd=self.cwd, start_new_session=True)
+        # stderr goes to a file, never a pipe: a half-restored CRIU task that survives the kill inherits it,
+        # and a pipe would stay open as long as that task lives.
+        err = tempfile.TemporaryFile()  # noqa: SIM115 (closed by finish())
+        p = subprocess.Popen(self.argv(*args), stdin=stdin, stdout=stdout, stderr=err, env=env,
+                             cwd=self.cwd, start_new_session=True)
+        p.err_file = err  # type: ignore[attr-defined]
+        return p
 
     def call(self, *args: str, fault: str | None = None) -> subprocess.CompletedProcess[str]:
         p = self.spawn(*args, fault=fault, stdout=subprocess.DEVNULL)
-        try:
-            _, err = p.communicate(timeout=TIMEOUT)
-        except subprocess.TimeoutExpired:
-            os.killpg(p.pid, signal.SIGKILL)
-            raise AssertionError(f"{args} hung for {TIMEOUT}s: {ps_tree()}") from None
-        return subprocess.CompletedProcess(p.args, p.returncode, "", err.decode())
+        return finish(p)
 
     def runc(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(["runc", "--root", str(self.root), *args], capture_output=True, text=True,
@@ -94,10 +95,11 @@ class TreeHost:
         m = COMMAND.search(text)
         assert m, f"the error names no command: {text}"
         words = m.group(1).split()[1:]
+        err = tempfile.TemporaryFile()  # noqa: SIM115 (closed by finish())
         p = subprocess.Popen([self.bin, *words], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.PIPE, env=self.env, cwd=self.cwd, start_new_session=True)
-        _, err = p.communicate(timeout=TIMEOUT)
-        return subprocess.CompletedProcess(p.args, p.returncode, "", err.decode())
+                             stderr=err, env=self.env, cwd=self.cwd, start_new_session=True)
+        p.err_file = err  # type: ignore[attr-defined]
+        return finish(p)
 
 
 def ps_tree() -> str:
@@ -228,12 +230,17 @@ def assert_nothing_left(hosts: list[tuple[TreeHost, Bundle]], cid: str, tmp_path
 
 
 def finish(p: subprocess.Popen) -> subprocess.CompletedProcess[str]:
+    """Wait for the process itself (not for EOF: a survivor may hold its stdio); its stderr from the file."""
     try:
-        out, err = p.communicate(timeout=TIMEOUT)
+        p.wait(timeout=TIMEOUT)
     except subprocess.TimeoutExpired:
         os.killpg(p.pid, signal.SIGKILL)
-        raise
-    return subprocess.CompletedProcess(p.args, p.returncode, out or b"", (err or b"").decode())
+        raise AssertionError(f"{p.args} hung for {TIMEOUT}s: {ps_tree()}") from None
+    err = p.err_file  # type: ignore[attr-defined]
+    err.seek(0)
+    text = err.read().decode(errors="replace")
+    err.close()
+    return subprocess.CompletedProcess(p.args, p.returncode, b"", text)
 
 
 def migrate(src: TreeHost, dst: TreeHost, cid: str, dst_bundle: Bundle, send_fault: str | None = None,
