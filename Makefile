@@ -67,10 +67,14 @@ bench: deps install
 bench-smoke: deps install
 	$(BENCH_SMOKE)
 
-# The full checkpoint/restore soak with random kill -9 (make test runs 20 cycles).
+# The full soaks (make test runs short ones): 200 checkpoint/restore cycles with random kill -9 of
+# runc-ckpt; 200 export/import cycles and 30 migrations with kills of the whole process tree
+# (runc and CRIU included) at random moments.
 soak: deps install
-	RUNC_CKPT_SOAK_CYCLES=$${RUNC_CKPT_SOAK_CYCLES:-200} $(PY) -m pytest $(PYTEST_ARGS) \
-		tests/integration/test_reliability_real.py -k soak
+	RUNC_CKPT_SOAK_CYCLES=$${RUNC_CKPT_SOAK_CYCLES:-200} \
+	RUNC_CKPT_TREE_SOAK_CYCLES=$${RUNC_CKPT_TREE_SOAK_CYCLES:-200} \
+	RUNC_CKPT_TREE_SOAK_MIGRATIONS=$${RUNC_CKPT_TREE_SOAK_MIGRATIONS:-30} $(PY) -m pytest -s $(PYTEST_ARGS) \
+		tests/integration/test_reliability_real.py tests/integration/test_tree_kill_real.py -k soak
 
 # Man pages (go-md2man, from contrib/install-deps.sh) and bash completion.
 man:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import shutil
 import stat
 import tarfile
 from collections import OrderedDict
@@ -36,6 +35,7 @@ from typing import Self
 
 from runc_ckpt.archive.tarstream import Source, TarStream
 from runc_ckpt.base.errors import RuncCkptError
+from runc_ckpt.runtime import safe_remove
 
 O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 COPY_CHUNK = 1 << 20
@@ -184,7 +184,7 @@ class Root:
             return
         self.forget(parts)
         if stat.S_ISDIR(st.st_mode):
-            shutil.rmtree(parts[-1], dir_fd=parent)
+            safe_remove.remove_tree(parts[-1], dir_fd=parent)
         else:
             os.unlink(parts[-1], dir_fd=parent)
 
@@ -532,7 +532,7 @@ def make_staging(target: Root, prefix: str, home: Root | None = None) -> tuple[s
 
     def remove() -> None:
         try:
-            shutil.rmtree(name, dir_fd=parent.fd)
+            safe_remove.remove_tree(name, dir_fd=parent.fd)
         except FileNotFoundError:
             pass
         finally:

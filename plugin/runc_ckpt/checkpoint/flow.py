@@ -17,6 +17,7 @@ writes: ./checkpoint, with CRIU's work files in the image dir.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -36,11 +37,11 @@ from runc_ckpt.image import reference
 from runc_ckpt.image.reference import Reference
 from runc_ckpt.metadata import configdump, needs
 from runc_ckpt.rootfs import diff
-from runc_ckpt.runtime import containerid, containerstate, lock, logrelay, ocispec, volumes
+from runc_ckpt.runtime import containerstate, lock, logrelay, ocispec, volumes
 from runc_ckpt.runtime.containerstate import ContainerState
 from runc_ckpt.runtime.criu import features
 from runc_ckpt.settings import config, hooks, policy
-from runc_ckpt.state import predump, recovery
+from runc_ckpt.state import intent, predump, recovery, settle
 
 
 class RuncFailed(Exception):
@@ -85,19 +86,23 @@ def checkpoint(inv: Invocation, cfg: config.Config, req: CheckpointRequest, star
         archive = exporter.check_target(req.export)
     image_ref = check_image_target(req.create_image) if req.create_image else None
     runc = realrunc.find(cfg.runc)
-    try:
-        chosen = select(runc, inv, req)
-    except RuncCkptError:
-        # A container a killed checkpoint stopped is gone, but its images may be stranded: still recover them.
-        for name in dict.fromkeys(req.containers):
-            container_dir = os.path.join(os.path.realpath(cfg.state_dir), name)
-            if not containerid.is_valid(name) or not os.path.isdir(container_dir):
-                continue                 # never a path outside the state dir; nothing of ours there
+    # What a killed run (runc and CRIU included) left for a named container is repaired before its state
+    # is read: a frozen container thawed, a stranded dump recovered, a runc dir without state.json gone.
+    for name in dict.fromkeys(req.containers):
+        if settle.needed(cfg.state_dir, inv.flags.root, name):
             with lock.hold(cfg.state_dir, lock.container_key(inv.flags.root, name), req.operation(),
                            cfg.lock_timeout, what=f"container {name}"):
-                for message in predump.recover(container_dir):
+                for message in settle.settle(runc, inv.flags.root, cfg.state_dir, name, None, cfg.lock_timeout):
                     runclog.warn(inv.flags, message)
-        raise
+    try:
+        chosen = select(runc, inv, req)
+    except RuncCkptError as e:
+        # A container a killed checkpoint stopped is gone: say where its images are and how to restore them.
+        hint = next((h for n in req.containers if (h := settle.gone_hint(cfg.state_dir, inv.flags.root, n))),
+                    None)
+        if hint is None:
+            raise
+        raise RuncCkptError(f"{e}; {hint}", e.exit_code) from None
     flag = "--export" if req.export else "--create-image"
     if (req.export or image_ref) and not chosen:
         raise RuncCkptError(f"{flag}: there is no running container under {inv.flags.root}")
@@ -117,15 +122,15 @@ def checkpoint(inv: Invocation, cfg: config.Config, req: CheckpointRequest, star
         if in_state_dir else {}
     with lock.hold_all(cfg.state_dir, keys, req.operation(), cfg.lock_timeout) as held:
         for _, st in chosen if in_state_dir else []:
-            for message in recover(runc, cfg, st):
+            for message in recover(runc, cfg, st, inv.flags.root):
                 runclog.warn(inv.flags, message)
         fds = tuple(h.fd for h in held.values())
         return _locked(runc, inv, cfg, req, chosen, caller, archive, image_ref, in_state_dir, fds, started, stream)
 
 
-def recover(runc: str, cfg: config.Config, st: ContainerState) -> list[str]:
+def recover(runc: str, cfg: config.Config, st: ContainerState, root: str) -> list[str]:
     """What killed runs left for this container (call with its lock held): images, staging dirs."""
-    done = predump.recover(os.path.join(os.path.realpath(cfg.state_dir), st.id))
+    done = settle.settle(runc, root, cfg.state_dir, st.id, st.bundle, cfg.lock_timeout)
     return done + recovery.resolve_bundle(runc, st.bundle, st.rootfs or None, allow_undo=False)
 
 
@@ -235,7 +240,18 @@ def checkpoint_one(runc: str, inv: Invocation, cfg: config.Config, req: Checkpoi
                    runc_flags: list[str], t: Target, archive: str | None, image_ref: Reference | None = None,
                    lock_fds: tuple[int, ...] = (), deferral: signals.Deferral | None = None
                    ) -> stats_report.ContainerStats:
-    """One container's checkpoint; lock_fds (held by the caller) are passed to runc, deferral reports signals."""
+    """One container's checkpoint, recorded as our intent (state/intent) from before runc freezes the
+    container until its images are exported: if the whole tree is killed meanwhile, the next call knows
+    that a frozen container is ours to thaw, and a stopped one whose images to name."""
+    with intent.recorded(t.plan.container_dir, intent.CHECKPOINT, t.state.bundle, inv.flags.root) \
+            if t.plan.container_dir else contextlib.nullcontext():
+        return _checkpoint_one(runc, inv, cfg, req, runc_flags, t, archive, image_ref, lock_fds, deferral)
+
+
+def _checkpoint_one(runc: str, inv: Invocation, cfg: config.Config, req: CheckpointRequest,
+                    runc_flags: list[str], t: Target, archive: str | None, image_ref: Reference | None,
+                    lock_fds: tuple[int, ...], deferral: signals.Deferral | None) -> stats_report.ContainerStats:
+    """checkpoint_one() inside its intent record; deferral reports signals (lock_fds stay ours)."""
     deferral = deferral or signals.Deferral(interrupt=False)
     plan = t.plan
     st = t.state
@@ -256,10 +272,11 @@ def checkpoint_one(runc: str, inv: Invocation, cfg: config.Config, req: Checkpoi
     runclog.debug(inv.flags, f"checkpoint: running {' '.join([runc, *inv.runc_globals, *args])}")
     began = time.monotonic()
     started_at = time.time()
+    # Our locks stay ours (close-on-exec): runc would hand them on to CRIU. If we are killed, the next
+    # call waits for a runc still working on the container (state/settle).
     result = logrelay.run(runc, inv.runc_globals, args, inv.flags,
                           stdout=sys.stderr if req.print_stats else None,
-                          # runc carries our locks: if we are killed, the next call waits for runc to end
-                          pass_fds=lock_fds + ((fd,) if fd >= 0 and _is_open(fd) else ()),
+                          pass_fds=(fd,) if fd >= 0 and _is_open(fd) else (),
                           context=lambda dropped: _failure_context(runc, inv, t, dropped, since=started_at) or None,
                           phase="dump")
     runtime_us = stats_report.micros(time.monotonic() - began)

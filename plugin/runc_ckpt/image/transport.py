@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.base.globalflags import GlobalFlags
 from runc_ckpt.image import oci, ociarchive, skopeo
 from runc_ckpt.image.reference import DOCKER, OCI, OCI_ARCHIVE, Reference
+from runc_ckpt.runtime import safe_remove
 
 SCRATCH_PREFIX = ".runc-ckpt-image-"
 _SCRATCH_TAG = "checkpoint"
@@ -58,7 +58,7 @@ def _scratch(parent: str) -> Iterator[str]:
     try:
         yield d
     finally:
-        shutil.rmtree(d, ignore_errors=True)
+        safe_remove.remove_tree(d, ignore_errors=True)
 
 
 def publish(ref: Reference, make_layer: Callable[[str], tuple[oci.Layer, dict[str, str]]],
@@ -76,7 +76,7 @@ def publish(ref: Reference, make_layer: Callable[[str], tuple[oci.Layer, dict[st
             return oci.write(layout, layer, annotations, ref.tag, created, arch)
         except BaseException:
             if fresh:
-                shutil.rmtree(layout, ignore_errors=True)
+                safe_remove.remove_tree(layout, ignore_errors=True)
             raise
     parent = os.path.dirname(os.path.abspath(ref.target)) if ref.transport == OCI_ARCHIVE else scratch_parent
     with _scratch(parent) as scratch:

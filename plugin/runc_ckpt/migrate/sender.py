@@ -50,7 +50,7 @@ from runc_ckpt.migrate.request import MigrateSend
 from runc_ckpt.rootfs import diff
 from runc_ckpt.runtime import containerstate, faults
 from runc_ckpt.settings import config
-from runc_ckpt.state import predump
+from runc_ckpt.state import intent, predump, settle
 
 
 @dataclass
@@ -100,6 +100,8 @@ def _send(runc: str, inv: Invocation, cfg: config.Config, m: MigrateSend, runc_f
                 faults.point("phase1-sent")
                 runclog.debug(inv.flags, f"--export -: {mode}, {out.written} bytes sent before the freeze")
                 frozen = time.monotonic()
+                # Until the stream ends, the images here may be the container's only copy (issue 19).
+                intent.begin(str(t.plan.container_dir), intent.STREAM, t.state.bundle, inv.flags.root)
                 flow.checkpoint_one(runc, inv, cfg, p, runc_flags, t, None)
                 dumped = not p.leave_running
                 faults.point("dumped")
@@ -108,23 +110,30 @@ def _send(runc: str, inv: Invocation, cfg: config.Config, m: MigrateSend, runc_f
                 sink.close()
                 faults.point("stream-sent")
                 out.finish()
+                intent.end(str(t.plan.container_dir), intent.STREAM)
             except signals.Interrupted as e:
                 raise RuncCkptError(f"interrupted by {e.signame}") from None
     except (RuncCkptError, OSError, flow.RuncFailed) as e:
         out.close()                        # no end marker: the receiver discards what it staged
         if isinstance(e, flow.RuncFailed):
+            intent.end(str(t.plan.container_dir), intent.STREAM)
             raise                          # runc logged its error; the container was not dumped
         why = stream.describe_write_error(e) if isinstance(e, OSError) else str(e)
-        raise RuncCkptError(f"--export -: {why}; {_after_failure(runc, inv, p, t, dumped)}") from None
+        after = _after_failure(runc, inv, p, t, dumped)
+        intent.end(str(t.plan.container_dir), intent.STREAM)
+        raise RuncCkptError(f"--export -: {why}; {after}") from None
     for w in warnings:
         runclog.warn(inv.flags, f"export: {w}")
     runclog.debug(inv.flags, f"--export -: {out.written} bytes sent, {time.monotonic() - frozen:.3f} s after "
                              f"the freeze, {time.monotonic() - began:.3f} s in all")
     if replies is None:
         if dumped:
+            # Recorded, so that a later call here still names the images and the call that restores them.
+            intent.begin(str(t.plan.container_dir), intent.SENT, t.state.bundle, inv.flags.root)
             runclog.log(inv.flags, "info", f"--export -: stream sent; with no back channel (--handshake) the "
-                                           f"images stay in {t.plan.final_dir} until you delete them (restore "
-                                           f"them here with runc restore if the target failed)")
+                                           f"images stay in {t.plan.final_dir} until you delete them (if the "
+                                           f"target failed, restore them here with "
+                                           f"`{settle.restore_command(inv.flags.root, t.state.bundle, t.state.id)}`)")
         return 0
     try:
         verdict, reason = replies.expect(handshake.RESTORED, None)

@@ -34,7 +34,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import subprocess
 import time
 from dataclasses import dataclass
@@ -48,10 +47,10 @@ from runc_ckpt.image import source as importsource
 from runc_ckpt.metadata import configdump, preflight
 from runc_ckpt.restore import hostpreflight, podmanspec, untrusted
 from runc_ckpt.restore.request import ImportRequest, StreamSession
-from runc_ckpt.runtime import atomicfile, containerid, containerstate, criuconf, faults, lock, ocispec
+from runc_ckpt.runtime import atomicfile, containerid, containerstate, criuconf, faults, lock, ocispec, safe_remove
 from runc_ckpt.runtime.criu import rootmode, stats
 from runc_ckpt.settings import config, hooks, policy
-from runc_ckpt.state import recovery, transaction
+from runc_ckpt.state import intent, recovery, settle, transaction
 
 IMPORT_PREFIX = recovery.IMPORT_PREFIX
 RESTORE_WORK = "restore-work"
@@ -81,6 +80,9 @@ def restore(inv: Invocation, req: ImportRequest, session: StreamSession | None =
         if cid is not None:
             locks.append(held.enter_context(_id_lock(cfg, inv, cid)))
         config_path = os.path.join(bundle, "config.json")
+        # Survivors of a killed tree first (they hold the rootfs and its import dir), then the bundle.
+        for message in _settle_ids(inv, cfg, runc, bundle, cid, held):
+            runclog.warn(inv.flags, message)
         for message in recovery.resolve_bundle(runc, bundle, _rootfs_of(bundle, _load_bundle_config(config_path)),
                                                allow_undo=True):
             runclog.warn(inv.flags, message)
@@ -94,6 +96,19 @@ def restore(inv: Invocation, req: ImportRequest, session: StreamSession | None =
             tx = _Restore(inv, req, cfg, hook_defs, runc, target, cid, _Held(deferral, held, locks),
                           started, session)
             return tx.run()
+
+
+def _settle_ids(inv: Invocation, cfg: config.Config, runc: str, bundle: str, cid: str | None,
+                held: contextlib.ExitStack) -> list[str]:
+    """state/settle for cid (its lock is held) and, under their locks, for IDs killed restores into bundle named."""
+    done = []
+    for other in dict.fromkeys(settle.journal_ids(bundle)):
+        if other != cid:
+            with _id_lock(cfg, inv, other):
+                done += settle.settle(runc, inv.flags.root, cfg.state_dir, other, bundle, cfg.lock_timeout)
+    if cid is not None:
+        done += settle.settle(runc, inv.flags.root, cfg.state_dir, cid, bundle, cfg.lock_timeout)
+    return done
 
 
 def _id_lock(cfg: config.Config, inv: Invocation, cid: str) -> contextlib.AbstractContextManager[lock.Held]:
@@ -159,7 +174,7 @@ class _Restore:
                 settled = self._stage_and_apply(journal, import_dir)
             except BaseException as e:
                 self._roll_back(journal)
-                shutil.rmtree(import_dir, ignore_errors=True)
+                safe_remove.remove_tree(import_dir, ignore_errors=True)
                 if isinstance(e, hostpreflight.CheckDone):    # issue 21: restore --check
                     return e.code
                 if isinstance(e, signals.Interrupted):
@@ -248,6 +263,9 @@ class _Restore:
             self.cid = _archive_id(staged, self.archive)
             _check_id(self.cid)
             self.locks.append(self.held.enter_context(_id_lock(self.cfg, self.inv, self.cid)))
+            for message in settle.settle(self.runc, self.inv.flags.root, self.cfg.state_dir, self.cid, self.bundle,
+                                         self.cfg.lock_timeout):
+                runclog.warn(self.inv.flags, message)
             _ensure_free(self.inv, self.runc, self.cid)
         return self.cid
 
@@ -325,15 +343,20 @@ class _Restore:
         wall = time.time()
         self.deferral.stop_interrupting()     # from here a signal is reported once runc is done
         journal.runc_started(self.inv.flags.root, cid)
-        code = self._run_runc(settled.image_dir, work, pid_file, pol.runc_flags(req.policy.keys()))
+        with intent.recorded(settle.container_dir(self.cfg.state_dir, cid), intent.RESTORE, self.bundle,
+                             inv.flags.root):
+            code = self._run_runc(settled.image_dir, work, pid_file, pol.runc_flags(req.policy.keys()))
         made = _made_by_us(self.runc, inv.flags.root, cid, self.bundle, pid_file, wall)
         if code == 0 or made and not req.detach:
             # Restored (without -d a non-zero code can be the container's own exit status).
             transaction.commit(journal.steps)
             if not req.keep:
-                shutil.rmtree(import_dir, ignore_errors=True)
+                safe_remove.remove_tree(import_dir, ignore_errors=True)
                 if not req.work_path:
-                    shutil.rmtree(work, ignore_errors=True)
+                    safe_remove.remove_tree(work, ignore_errors=True)
+                    settle.forget(self.cfg.state_dir, cid)  # it runs: a killed checkpoint's records have served
+                    with contextlib.suppress(OSError):     # a node restoring thousands keeps no empty dirs
+                        os.rmdir(settle.container_dir(self.cfg.state_dir, cid))
             if code == 0 and settled.post_hooks and made is not False:
                 st = containerstate.state(self.runc, inv, cid)
                 hooks.run_stage("postrestore", settled.post_hooks,
@@ -353,7 +376,7 @@ class _Restore:
         elif made is False:
             notes.append(f"a container {cid} exists that this restore did not create: it is left alone")
         problems = self._roll_back(journal)
-        shutil.rmtree(import_dir, ignore_errors=True)
+        safe_remove.remove_tree(import_dir, ignore_errors=True)
         log = os.path.join(work, "restore.log")
         notes.append("the bundle, rootfs and volumes are as they were" if not problems
                      else "the bundle could not be fully rolled back")
@@ -376,12 +399,11 @@ class _Restore:
                 "--bundle", self.bundle, *req.runc_flags, *own_pid, *policy_flags, self.cid]
         env = criuconf.environ_with(["tcp-close"]) if req.tcp_close else None
         runclog.debug(inv.flags, f"restore --import: running {' '.join(argv)}")
-        # Detached, runc exits once the container runs, so it may carry our locks: if we are
-        # killed meanwhile, nobody resolves this restore before runc is done.
-        pass_fds = tuple(h.fd for h in self.locks) if req.detach else ()
+        # Our locks are not handed to runc: CRIU's restored tasks would inherit them and outlive a killed
+        # tree. If we are killed meanwhile, the next call waits for this runc (state/settle) instead.
         t0 = time.monotonic()
         with self.deferral.critical():
-            proc = subprocess.Popen(argv, env=env, pass_fds=pass_fds)
+            proc = subprocess.Popen(argv, env=env)
             with self.deferral.forwarding(proc) if not req.detach else contextlib.nullcontext():
                 faults.point("runc-restore")
                 rc = proc.wait()
@@ -404,7 +426,7 @@ class _Restore:
 def _own_work_dir(state_dir: str, cid: str) -> str:
     """CRIU's work dir for a restore of cid: in the state dir, so it outlives a failed restore."""
     work = os.path.join(os.path.realpath(state_dir), cid, RESTORE_WORK)
-    shutil.rmtree(work, ignore_errors=True)   # the last restore's logs; we hold the ID's lock
+    safe_remove.remove_tree(work, ignore_errors=True)   # the last restore's logs; we hold the ID's lock
     return work
 
 

@@ -21,9 +21,9 @@ from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.base.globalflags import Invocation
 from runc_ckpt.restore import hostpreflight
 from runc_ckpt.restore.request import RestoreRequest
-from runc_ckpt.runtime import containerid
+from runc_ckpt.runtime import containerid, lock
 from runc_ckpt.settings import config, hooks, policy
-from runc_ckpt.state import predump
+from runc_ckpt.state import predump, settle
 
 # Flags runc 1.1.5 does not know, handled or dropped before runc sees the call.
 NOT_FOR_RUNC = {"tcp-close", "no-new-keyring", "parent-path", "skip-preflight", "check"}
@@ -96,6 +96,16 @@ def restore(inv: Invocation, req: RestoreRequest) -> int:
         # exec keeps os.environ: runc, and the `criu swrk` it starts, see the variable.
         os.environ.update(criuconf.environ_with(["tcp-close"]))
     runc = realrunc.find(cfg.runc)
+    cid = req.containers[0] if len(req.containers) == 1 else ""
+    if settle.needed(cfg.state_dir, inv.flags.root, cid):
+        # The same recovery as checkpoint's, so a dump that completed after the images here is not lost.
+        with lock.hold(cfg.state_dir, lock.container_key(inv.flags.root, cid), "restore", cfg.lock_timeout,
+                       what=f"container {cid}"):
+            for message in settle.settle(runc, inv.flags.root, cfg.state_dir, cid, bundle, cfg.lock_timeout):
+                runclog.warn(inv.flags, message)
+            settle.forget(cfg.state_dir, cid)
+        if images is None and (images := state_dir_images(cfg.state_dir, req)) is not None:
+            kept = ["--image-path", images, *kept]      # recovered just now
     argv = [*inv.runc_globals, "restore", *kept]
     # issue 21: what the CRIU images need of this host, before runc touches anything
     image_dir = hostpreflight.image_dir_for(_image_path(kept))

@@ -18,10 +18,11 @@ import contextlib
 import fcntl
 import json
 import os
-import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from typing import BinaryIO
+
+from runc_ckpt.runtime import safe_remove
 
 PREFIX_TAIL = ".runc-ckpt-"
 SUFFIX = ".tmp"
@@ -131,7 +132,7 @@ def remove_unheld(path: str) -> bool:
         return False
     try:
         if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path, ignore_errors=True)
+            safe_remove.remove_tree(path, ignore_errors=True)
         else:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)

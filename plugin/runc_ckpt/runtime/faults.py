@@ -1,7 +1,11 @@
 """Fault injection for tests: stop runc-ckpt at a named phase, as a crash or a timeout would.
 
 RUNC_CKPT_FAULT=PHASE:ACTION[,PHASE:ACTION...] with ACTION `kill` (SIGKILL
-ourselves: a crash, an OOM kill, an engine's kill -9), `pause` (SIGSTOP
+ourselves: a crash, an OOM kill, an engine's kill -9), `killtree` (SIGKILL
+our whole process group -- runc, `criu swrk` and what they started in it --
+as an engine's timeout, systemd or Ctrl-C does; `killtree@SECONDS` does it
+that long after the phase, from a thread, so the kill lands inside runc or
+CRIU; runc-ckpt must lead its process group), `pause` (SIGSTOP
 ourselves, so a test can send SIGTERM/SIGKILL at exactly that point, then
 SIGCONT) or `fail` (an error line there, as a failing step would give).
 Phases, in the order a flow passes them:
@@ -18,6 +22,10 @@ phase1-sent (before the freeze), dumped (after the dump, before phase 2),
 stream-sent; on the receiver hello-read, phase1-staged, staged (verified,
 before apply), applied (before runc restore).
 
+Kills inside CRIU itself are injected by the tests through a CRIU action script
+(CRIU_CONFIG_FILE; tests/integration/treekill_helpers.py), which kills this
+process group at a named CRIU action.
+
 Unset (always, outside tests) it costs one environment lookup per phase.
 """
 
@@ -25,6 +33,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 
 from runc_ckpt.base.errors import RuncCkptError
 
@@ -47,7 +56,20 @@ def point(phase: str) -> None:
             continue
         if action == "kill":
             os.kill(os.getpid(), signal.SIGKILL)
+        elif action == "killtree" or action.startswith("killtree@"):
+            _kill_tree(float(action.partition("@")[2] or 0))
         elif action == "pause":
             os.kill(os.getpid(), signal.SIGSTOP)
         elif action == "fail":
             raise RuncCkptError(f"injected failure at {phase} ({ENV_VAR})")
+
+
+def _kill_tree(delay: float) -> None:
+    """SIGKILL our process group now, or after delay seconds (runc and CRIU run on meanwhile)."""
+    if os.getpgrp() != os.getpid():
+        raise RuncCkptError(f"{ENV_VAR}: killtree needs runc-ckpt to lead its process group (setsid)")
+    if delay <= 0:
+        os.killpg(os.getpgrp(), signal.SIGKILL)
+    timer = threading.Timer(delay, os.killpg, (os.getpgrp(), signal.SIGKILL))
+    timer.daemon = True
+    timer.start()

@@ -10,8 +10,14 @@ its bundle -- before it touches anything. Pass-through commands take no lock.
 API (also for streaming export/import, issue 14):
 
     with lock.hold(state_dir, lock.container_key(root, cid), "checkpoint --export", timeout) as held:
-        ... held.fd can be passed to runc (pass_fds) so the lock lasts as long
-        ... as runc does, even if runc-ckpt itself is killed.
+        ...
+
+The fd is close-on-exec and never passed on: a lock handed to runc went on
+to `criu swrk` and to CRIU's restored tasks, which survive a kill of the
+process group and held the lock for nobody (issue 19). A runc that outlives
+a killed runc-ckpt is waited for by the next call instead
+(runtime/leftovers.wait_idle); a lock held by a stray inherited fd anyway is
+replaced (runtime/lockrepair).
 
 The lock is fcntl.flock on `<state_dir>/locks/<key>.lock`: the kernel drops
 it when the last holder dies, so a crash never leaves a stale lock. Beside
@@ -33,7 +39,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from runc_ckpt.base.errors import RuncCkptError
-from runc_ckpt.runtime import atomicfile
+from runc_ckpt.runtime import atomicfile, lockrepair, procscan
 
 LOCK_DIR = "locks"
 POLL = 0.05
@@ -91,17 +97,34 @@ def hold(state_dir: str, key: str, operation: str, timeout: float, what: str | N
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
             except BlockingIOError:
                 if time.monotonic() >= deadline:
                     raise RuncCkptError(f"{what or key} is busy: {_holder(holder)} holds its lock {path}; "
                                         f"waited {timeout:g}s (lock_timeout in runc-ckpt.yaml)") from None
-                time.sleep(POLL)
-        atomicfile.write_json(holder, {"pid": os.getpid(), "operation": operation, "since": time.time()},
+                if lockrepair.orphaned(fd, holder) is not None:
+                    lockrepair.replace(directory, path, fd)     # a stray's inherited fd: a fresh lock
+                else:
+                    time.sleep(POLL)
+                    continue
+            if _current(fd, path):
+                break
+            os.close(fd)                    # the lock file was replaced meanwhile: take the new one
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        pid, start = procscan.identity()
+        atomicfile.write_json(holder, {"pid": pid, "start": start, "operation": operation, "since": time.time()},
                               mode=0o600, indent=None)
+        atomicfile.sweep(directory)         # holder temp files of runs killed while writing them
         yield Held(key, path, fd)
     finally:
         os.close(fd)
+
+
+def _current(fd: int, path: str) -> bool:
+    """Whether fd is still the file at path (lockrepair may have replaced it)."""
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(path, follow_symlinks=False))
+    except FileNotFoundError:
+        return False
 
 
 @contextlib.contextmanager

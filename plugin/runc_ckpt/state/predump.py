@@ -42,11 +42,10 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 from dataclasses import dataclass, field
 
 from runc_ckpt.base.errors import RuncCkptError
-from runc_ckpt.runtime import containerid
+from runc_ckpt.runtime import containerid, safe_remove
 
 PRE_PREFIX = "pre-checkpoint"        # numbered dirs pre-checkpoint.N and the pointer
 CHECKPOINT = "checkpoint"
@@ -217,7 +216,7 @@ def prepare(p: Plan) -> None:
         return
     if not p.pre_dump:
         # Named for our PID, so a leftover is from a dead run that reused it.
-        shutil.rmtree(p.image_dir, ignore_errors=True)
+        safe_remove.remove_tree(p.image_dir, ignore_errors=True)
     try:
         os.makedirs(p.image_dir, mode=0o700, exist_ok=False)
         if p.own_work:
@@ -275,14 +274,14 @@ def _install(new: str, final: str) -> None:
     with open(marker, "wb"):
         pass
     if _exchange(new, final):
-        shutil.rmtree(new, ignore_errors=True)    # new holds the old images now
+        safe_remove.remove_tree(new, ignore_errors=True)    # new holds the old images now
         return
     _unlink(marker)
     # No RENAME_EXCHANGE on this filesystem: the old images move aside first (a short window).
     old = f"{final}.old-{os.getpid()}"
     os.rename(final, old)
     os.rename(new, final)
-    shutil.rmtree(old, ignore_errors=True)
+    safe_remove.remove_tree(old, ignore_errors=True)
 
 
 def _exchange(a: str, b: str) -> bool:
@@ -321,18 +320,18 @@ def recover(container_dir: str) -> list[str]:
         path = os.path.join(container_dir, name)
         if name.startswith(f".{CHECKPOINT}.new-") and os.path.isdir(path) and not os.path.islink(path):
             if os.path.lexists(os.path.join(path, SUPERSEDED)):
-                shutil.rmtree(path, ignore_errors=True)     # the old images, already replaced
+                safe_remove.remove_tree(path, ignore_errors=True)     # the old images, already replaced
             elif os.path.isfile(os.path.join(path, "inventory.img")):
                 make_parent_link_relative(path)
                 _install(path, final)
                 _unlink(os.path.join(container_dir, PRE_PREFIX))
                 done.append(f"recovered the images of an interrupted checkpoint into {final}")
             else:
-                shutil.rmtree(path, ignore_errors=True)
+                safe_remove.remove_tree(path, ignore_errors=True)
                 done.append(f"removed {path}: the images of an interrupted checkpoint, incomplete")
         elif name.startswith((f"{CHECKPOINT}.old-", f".{CHECKPOINT}.old-", f"{PRE_PREFIX}.tmp-")):
             if os.path.isdir(path) and not os.path.islink(path):
-                shutil.rmtree(path, ignore_errors=True)
+                safe_remove.remove_tree(path, ignore_errors=True)
             else:
                 _unlink(path)
             done.append(f"removed {path}, left by an interrupted checkpoint")
@@ -343,7 +342,7 @@ def recover(container_dir: str) -> list[str]:
 def abandon(p: Plan) -> None:
     """After runc failed: drop the images dir we made (useless); CRIU's dump.log stays in work_dir."""
     if p.ours:
-        shutil.rmtree(p.image_dir, ignore_errors=True)
+        safe_remove.remove_tree(p.image_dir, ignore_errors=True)
 
 
 def tidy_after_export(p: Plan) -> list[str]:
@@ -359,7 +358,7 @@ def tidy_after_export(p: Plan) -> list[str]:
             if _unlink(path):
                 removed.append(path)
     if p.ours and not p.pre_dump and os.path.isdir(p.final_dir):
-        shutil.rmtree(p.final_dir, ignore_errors=True)
+        safe_remove.remove_tree(p.final_dir, ignore_errors=True)
         removed.append(p.final_dir)
     # Leave no empty per-container directories behind (kept pre-dumps keep theirs).
     for d in ([p.work_dir] if p.own_work else []) + ([p.container_dir] if p.container_dir else []):

@@ -23,9 +23,9 @@ import contextlib
 import fcntl
 import json
 import os
-import shutil
 import subprocess
 
+from runc_ckpt.runtime import safe_remove
 from runc_ckpt.state import transaction
 
 IMPORT_PREFIX = ".runc-ckpt-import-"
@@ -83,17 +83,17 @@ def _resolve(runc: str, bundle: str, path: str, allow_undo: bool) -> str | None:
         found = container_bundle(runc, ran.root, ran.cid)
         if found is not None and os.path.realpath(found or bundle) == os.path.realpath(bundle):
             transaction.commit(steps)
-            shutil.rmtree(path, ignore_errors=True)
+            safe_remove.remove_tree(path, ignore_errors=True)
             return f"a killed restore --import of {ran.cid} had finished: kept it, removed {path}"
     changed = [s for s in steps if s.op not in ("target", "runc")]
     if changed and not allow_undo:
         return (f"{path} is left by a restore --import killed while applying; a container runs from this bundle "
                 f"now, so its files are left as they are (the next restore --import into it rolls them back)")
     problems = transaction.undo(steps)
-    shutil.rmtree(path, ignore_errors=True)
+    safe_remove.remove_tree(path, ignore_errors=True)
     for d in transaction.undo_dirs(steps):
         with contextlib.suppress(OSError):
-            shutil.rmtree(d)
+            safe_remove.remove_tree(d)
     if not changed:
         return f"removed {path}, left by a killed restore --import (nothing had been applied)"
     more = f"; could not undo: {'; '.join(problems)}" if problems else ""

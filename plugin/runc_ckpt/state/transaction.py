@@ -37,7 +37,7 @@ from dataclasses import dataclass
 
 from runc_ckpt.archive import safeextract
 from runc_ckpt.archive.reader import ROOTFS_STAGING_PREFIX as STAGING_PREFIX
-from runc_ckpt.runtime import atomicfile
+from runc_ckpt.runtime import atomicfile, safe_remove
 
 JOURNAL = "journal"
 ORIGINALS = "originals"       # copies of files we rewrite (config.json), inside the import dir
@@ -155,7 +155,7 @@ def _remove(path: str) -> None:
     except FileNotFoundError:
         return
     if stat.S_ISDIR(st.st_mode):
-        shutil.rmtree(path, ignore_errors=True)
+        safe_remove.remove_tree(path, ignore_errors=True)
     else:
         os.unlink(path)
 
@@ -184,7 +184,7 @@ def undo(steps: list[Step]) -> list[str]:
             elif s.op == "target":
                 sweep_staging(s.path)
             elif s.op == "undodir":          # its backups are back in place by now (they came later)
-                shutil.rmtree(s.path, ignore_errors=True)
+                safe_remove.remove_tree(s.path, ignore_errors=True)
             elif s.op == "file":
                 if s.aside and os.path.lexists(s.aside):
                     with open(s.aside, "rb") as f:
@@ -205,7 +205,7 @@ def undo_dirs(steps: Iterable[Step]) -> set[str]:
 def commit(steps: list[Step]) -> None:
     """runc restored the container: the undo data is garbage now."""
     for d in undo_dirs(steps):
-        shutil.rmtree(d, ignore_errors=True)
+        safe_remove.remove_tree(d, ignore_errors=True)
     for s in steps:
         if s.op == "target":
             sweep_staging(s.path)
