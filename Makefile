@@ -73,7 +73,8 @@ bench-smoke: deps install
 soak: deps install
 	RUNC_CKPT_SOAK_CYCLES=$${RUNC_CKPT_SOAK_CYCLES:-200} \
 	RUNC_CKPT_TREE_SOAK_CYCLES=$${RUNC_CKPT_TREE_SOAK_CYCLES:-200} \
-	RUNC_CKPT_TREE_SOAK_MIGRATIONS=$${RUNC_CKPT_TREE_SOAK_MIGRATIONS:-30} $(PY) -m pytest -s $(PYTEST_ARGS) \
+	RUNC_CKPT_TREE_SOAK_MIGRATIONS=$${RUNC_CKPT_TREE_SOAK_MIGRATIONS:-30} RUNC_CKPT_TREE_SOAK_STRICT=1 \
+	$(PY) -m pytest -s $(PYTEST_ARGS) \
 		tests/integration/test_reliability_real.py tests/integration/test_tree_kill_real.py -k soak
 
 # Man pages (go-md2man, from contrib/install-deps.sh) and bash completion.

