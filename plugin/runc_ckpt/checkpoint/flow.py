@@ -120,12 +120,11 @@ def checkpoint(inv: Invocation, cfg: config.Config, req: CheckpointRequest, star
     # like runc it takes no lock and writes nothing in our state dir.
     keys = {lock.container_key(inv.flags.root, st.id): f"container {st.id}" for _, st in chosen} \
         if in_state_dir else {}
-    with lock.hold_all(cfg.state_dir, keys, req.operation(), cfg.lock_timeout) as held:
+    with lock.hold_all(cfg.state_dir, keys, req.operation(), cfg.lock_timeout):
         for _, st in chosen if in_state_dir else []:
             for message in recover(runc, cfg, st, inv.flags.root):
                 runclog.warn(inv.flags, message)
-        fds = tuple(h.fd for h in held.values())
-        return _locked(runc, inv, cfg, req, chosen, caller, archive, image_ref, in_state_dir, fds, started, stream)
+        return _locked(runc, inv, cfg, req, chosen, caller, archive, image_ref, in_state_dir, started, stream)
 
 
 def recover(runc: str, cfg: config.Config, st: ContainerState, root: str) -> list[str]:
@@ -136,7 +135,7 @@ def recover(runc: str, cfg: config.Config, st: ContainerState, root: str) -> lis
 
 def _locked(runc: str, inv: Invocation, cfg: config.Config, req: CheckpointRequest,
             chosen: list[tuple[str, ContainerState]], caller: predump.CallerPaths, archive: str | None,
-            image_ref: Reference | None, in_state_dir: bool, lock_fds: tuple[int, ...], started: float,
+            image_ref: Reference | None, in_state_dir: bool, started: float,
             stream: Stream | None) -> int:
     """The rest of checkpoint(), under the containers' locks."""
     # Policy and hooks of every container are settled before any is touched:
@@ -167,7 +166,7 @@ def _locked(runc: str, inv: Invocation, cfg: config.Config, req: CheckpointReque
         with signals.deferred() as deferral:
             for t in targets:
                 results.append(checkpoint_one(runc, inv, cfg, req, _runc_args(req, t, len(targets)),
-                                              t, archive, image_ref, lock_fds, deferral))
+                                              t, archive, image_ref, deferral))
     except RuncFailed as e:
         return e.code
     if req.print_stats:
@@ -238,20 +237,19 @@ def _runc_args(req: CheckpointRequest, t: Target, count: int) -> list[str]:
 
 def checkpoint_one(runc: str, inv: Invocation, cfg: config.Config, req: CheckpointRequest,
                    runc_flags: list[str], t: Target, archive: str | None, image_ref: Reference | None = None,
-                   lock_fds: tuple[int, ...] = (), deferral: signals.Deferral | None = None
-                   ) -> stats_report.ContainerStats:
+                   deferral: signals.Deferral | None = None) -> stats_report.ContainerStats:
     """One container's checkpoint, recorded as our intent (state/intent) from before runc freezes the
     container until its images are exported: if the whole tree is killed meanwhile, the next call knows
     that a frozen container is ours to thaw, and a stopped one whose images to name."""
     with intent.recorded(t.plan.container_dir, intent.CHECKPOINT, t.state.bundle, inv.flags.root) \
             if t.plan.container_dir else contextlib.nullcontext():
-        return _checkpoint_one(runc, inv, cfg, req, runc_flags, t, archive, image_ref, lock_fds, deferral)
+        return _checkpoint_one(runc, inv, cfg, req, runc_flags, t, archive, image_ref, deferral)
 
 
 def _checkpoint_one(runc: str, inv: Invocation, cfg: config.Config, req: CheckpointRequest,
                     runc_flags: list[str], t: Target, archive: str | None, image_ref: Reference | None,
-                    lock_fds: tuple[int, ...], deferral: signals.Deferral | None) -> stats_report.ContainerStats:
-    """checkpoint_one() inside its intent record; deferral reports signals (lock_fds stay ours)."""
+                    deferral: signals.Deferral | None) -> stats_report.ContainerStats:
+    """checkpoint_one() inside its intent record; deferral reports signals (our lock fds stay ours)."""
     deferral = deferral or signals.Deferral(interrupt=False)
     plan = t.plan
     st = t.state

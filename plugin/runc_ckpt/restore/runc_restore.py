@@ -49,16 +49,6 @@ def state_dir_images(state_dir: str, req: RestoreRequest) -> str | None:
     return images if os.path.isfile(os.path.join(images, DESCRIPTORS)) else None
 
 
-def _image_path(args: list[str]) -> str | None:
-    """The --image-path among runc's arguments (the last one wins, as in runc's flag parsing)."""
-    found = None
-    for i, arg in enumerate(args):
-        name, eq, value = arg.lstrip("-").partition("=")
-        if arg.startswith("-") and name == "image-path":
-            found = value if eq else (args[i + 1] if i + 1 < len(args) else None)
-    return found
-
-
 def _bundle_annotations(bundle: str) -> dict:
     """The annotations of the bundle runc will restore; runc itself judges the rest of config.json."""
     try:
@@ -108,7 +98,8 @@ def restore(inv: Invocation, req: RestoreRequest) -> int:
             kept = ["--image-path", images, *kept]      # recovered just now
     argv = [*inv.runc_globals, "restore", *kept]
     # issue 21: what the CRIU images need of this host, before runc touches anything
-    image_dir = hostpreflight.image_dir_for(_image_path(kept))
+    image_path = images if images is not None else req.image_path     # what runc will read
+    image_dir = hostpreflight.image_dir_for(image_path)
     if image_dir is not None:
         try:
             hostpreflight.for_image_path(image_dir, bundle, kept + (["--tcp-close"] if req.tcp_close else []),
@@ -118,7 +109,7 @@ def restore(inv: Invocation, req: RestoreRequest) -> int:
             return e.code
     elif req.check:
         raise RuncCkptError("restore --check: no checkpoint images in "
-                            f"{os.path.abspath(_image_path(kept) or 'checkpoint')}")
+                            f"{os.path.abspath(image_path or 'checkpoint')}")
     if not pre and not post:
         realrunc.exec_runc(runc, argv)
         return 1
