@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -68,3 +70,24 @@ def no_images_in_the_checkout() -> Iterator[None]:
     yield
     if not existed and stray.exists():
         pytest.fail(f"a test wrote {stray} (runc's default image dir): run runc-ckpt from a temp dir")
+
+
+@pytest.fixture(scope="session")
+def seal_keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[str, str]]:
+    """Encryption key pairs as `key generate` and openssl write them: kind -> (private PEM, public PEM).
+
+    "rsa" (2048 bits: the minimum, and quick to make), "ec" (P-256) and
+    "other" (a second RSA pair, for a wrong key).
+    """
+    d = tmp_path_factory.mktemp("seal-keys")
+    pairs = {}
+    for kind, key in (("rsa", rsa.generate_private_key(65537, 2048)), ("ec", ec.generate_private_key(ec.SECP256R1())),
+                      ("other", rsa.generate_private_key(65537, 2048))):
+        priv, pub = d / f"{kind}.pem", d / f"{kind}.pub"
+        priv.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+        priv.chmod(0o600)
+        pub.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                      serialization.PublicFormat.SubjectPublicKeyInfo))
+        pairs[kind] = (str(priv), str(pub))
+    return pairs
