@@ -19,12 +19,12 @@ _runc_ckpt_opts_global="--config --criu --debug --help -h --log --log-format --r
 _runc_ckpt_vals_global="--config --criu --log --log-format --root --rootless"
 
 # BEGIN options.py
-_runc_ckpt_opts_checkpoint="--all -a --auto-dedup --compress -c --create-image --empty-ns --export -e --ext-unix-sk --file-locks --handshake --ignore-rootfs --ignore-volumes --image-path --keep -k --latest -l --lazy-pages --leave-running -R --manage-cgroups-mode --page-server --parent-path --pre-checkpoint -P --pre-copy --pre-dump --print-stats --shell-job --status-fd --stream-timeout --tcp-established --with-previous --work-path"
-_runc_ckpt_vals_checkpoint="--compress -c --create-image --empty-ns --export -e --image-path --manage-cgroups-mode --page-server --parent-path --status-fd --stream-timeout --work-path"
-_runc_ckpt_opts_restore="--auto-dedup --bundle -b --check --console-socket --detach -d --empty-ns --ext-unix-sk --file-locks --handshake --ignore-rootfs --ignore-volumes --image-path --import -i --import-previous --keep -k --lazy-pages --lsm-mount-context --lsm-profile --manage-cgroups-mode --name -n --no-new-keyring --no-pivot --no-subreaper --parent-path --pid-file --print-stats --shell-job --skip-preflight --tcp-close --tcp-established --trust-archive-spec --work-path"
-_runc_ckpt_vals_restore="--bundle -b --console-socket --empty-ns --image-path --import -i --import-previous --lsm-mount-context --lsm-profile --manage-cgroups-mode --name -n --parent-path --pid-file --work-path"
-_runc_ckpt_opts_inspect="--format -f --log"
-_runc_ckpt_vals_inspect="--format -f"
+_runc_ckpt_opts_checkpoint="--all -a --auto-dedup --compress -c --create-image --empty-ns --encryption-key --export -e --ext-unix-sk --file-locks --handshake --ignore-rootfs --ignore-volumes --image-path --keep -k --latest -l --lazy-pages --leave-running -R --manage-cgroups-mode --page-server --parent-path --pre-checkpoint -P --pre-copy --pre-dump --print-stats --shell-job --sign-by-sigstore-private-key --sign-passphrase-file --status-fd --stream-timeout --tcp-established --with-previous --work-path"
+_runc_ckpt_vals_checkpoint="--compress -c --create-image --empty-ns --encryption-key --export -e --image-path --manage-cgroups-mode --page-server --parent-path --sign-by-sigstore-private-key --sign-passphrase-file --status-fd --stream-timeout --work-path"
+_runc_ckpt_opts_restore="--auto-dedup --bundle -b --check --console-socket --decryption-key --detach -d --empty-ns --ext-unix-sk --file-locks --handshake --ignore-rootfs --ignore-volumes --image-path --import -i --import-previous --keep -k --lazy-pages --lsm-mount-context --lsm-profile --manage-cgroups-mode --name -n --no-new-keyring --no-pivot --no-subreaper --parent-path --pid-file --print-stats --shell-job --signature-policy --skip-preflight --tcp-close --tcp-established --trust-archive-spec --work-path"
+_runc_ckpt_vals_restore="--bundle -b --console-socket --decryption-key --empty-ns --image-path --import -i --import-previous --lsm-mount-context --lsm-profile --manage-cgroups-mode --name -n --parent-path --pid-file --signature-policy --work-path"
+_runc_ckpt_opts_inspect="--decryption-key --format -f --log --signature-policy"
+_runc_ckpt_vals_inspect="--decryption-key --format -f --signature-policy"
 _runc_ckpt_opts_image="--compress -c"
 _runc_ckpt_vals_image="--compress -c"
 # END options.py
@@ -133,6 +133,7 @@ _runc_ckpt_value() {
         "restore --import"|"restore -i"|"restore --import-previous")
             _runc_ckpt_files "$cur" archives ;;
         " --config"|" --criu"|" --log"|"checkpoint --export"|"checkpoint -e"|*" --pid-file"|*" --console-socket"|\
+        "checkpoint --encryption-key"|*" --decryption-key"|\
         "exec --process"|"exec -p"|"update --resources"|"update -r")
             _runc_ckpt_files "$cur" ;;
         *)

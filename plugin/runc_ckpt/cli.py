@@ -22,6 +22,7 @@ COMMANDS = {
     "restore": "restore",
     "inspect": "inspect",
     "image": "image",
+    "key": "key",
 }
 
 

@@ -47,7 +47,7 @@ def test_round_trip(seal_keys, kind, size):
     priv, pub = seal_keys[kind]
     sealed = _seal(data, [pub])
     assert seal.is_sealed(sealed)
-    assert data[:64] not in sealed or size == 0
+    assert size < 16 or data[:64] not in sealed   # a byte or two occur in any ciphertext by chance
     assert _open(sealed, [priv]) == data
 
 

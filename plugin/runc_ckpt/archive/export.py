@@ -27,7 +27,7 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from runc_ckpt.archive import compression, layout, manifest
 from runc_ckpt.archive.manifest import MemberDigest
@@ -41,6 +41,12 @@ from runc_ckpt.base.progress import NullProgress, Progress
 from runc_ckpt.rootfs import diff
 from runc_ckpt.runtime import atomicfile, faults
 from runc_ckpt.runtime import volumes as volumes_mod
+from runc_ckpt.trust import seal, signature
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from runc_ckpt.trust.sealkeys import SealKey
 
 _ZSTD_LEVELS = range(1, 23)
 PROBE_PREFIX = ".runc-ckpt-probe-"   # check_target's probe file, removed at once
@@ -69,6 +75,8 @@ class ExportRequest:
     previous_dir: str | None = None  # pre-dump images the dump builds on, stored as pre-checkpoint/ too
     rootfs_source: diff.RootfsSource | None = None  # located before the dump (diff.locate); None: locate now
     target_checked: bool = False  # check_target(archive) ran before the dump: the write does not probe again
+    seal_for: tuple[SealKey, ...] = ()  # encrypt the whole file for these keys (trust.seal); (): plain
+    sign_key: ec.EllipticCurvePrivateKey | None = None  # sign the manifest (trust.signature); None: unsigned
 
 
 @dataclass
@@ -242,6 +250,9 @@ def add_manifest(tw: TarWriter, req: ExportRequest, rootfs_info: JSONObject, arc
     members = dict(tw.members)
     doc = manifest.build(members, **fields)
     tw.add_bytes(layout.MANIFEST, doc, mtime=int(now))
+    if req.sign_key is not None:
+        # One ECDSA signature over the manifest, which holds every member's SHA-256 hashed as it was written.
+        tw.add_bytes(layout.MANIFEST_SIG, signature.sign(doc, req.sign_key), mtime=int(now))
     return members, doc
 
 
@@ -338,7 +349,9 @@ def write_archive(req: ExportRequest) -> ExportResult:
                 ino = os.fstat(raw.fileno()).st_ino
                 with contextlib.closing(_EarlyWriteback(raw)) as synced, shown:
                     file_hash = HashingWriter(synced) if req.digests else None
-                    out = compression.compressing_writer(file_hash or synced,
+                    # Sealed: the compressed stream is encrypted as it is written, never on disk in the clear.
+                    sealer = seal.SealWriter(file_hash or synced, req.seal_for) if req.seal_for else None
+                    out = compression.compressing_writer(sealer or file_hash or synced,
                                                          req.compress, req.level, req.threads)
                     tar_hash = HashingWriter(out) if req.digests else None
                     # TarWriter types its sink BinaryIO; HashingWriter has the write and flush it uses.
@@ -349,6 +362,8 @@ def write_archive(req: ExportRequest) -> ExportResult:
                     members, manifest_doc = add_manifest(tw, req, rootfs_info, archived, now)
                     tw.close()
                     out.close()
+                    if sealer is not None:
+                        sealer.close()
                 size = os.fstat(raw.fileno()).st_size
                 faults.point("rename")
         except signals.Interrupted as e:

@@ -18,6 +18,7 @@ VOLUMES_DIR = "volumes"                # volumes/<name>.tar: a named volume, or 
 DEVSHM = "devshm-checkpoint.tar"
 CTR_LOG = "ctr.log"
 MANIFEST = "runc-ckpt.manifest.json"   # ours: written last, lists every other member
+MANIFEST_SIG = "runc-ckpt.manifest.sig"  # ours: the manifest's signature (trust.signature), right after it
 # Stream-only members (checkpoint --export -; the order is in runc_ckpt.migrate.sender).
 MIGRATE_DIR = "migrate"
 HELLO = "migrate/hello.json"           # first member of a stream: who sends, for the receiver's pre-flight

@@ -9,7 +9,8 @@ Format (JSON, member runc-ckpt.manifest.json):
    "rootfs": {"kind": "overlay-diff" | "full" | "none", "root_mode": int | null},
    "bind_mounts": [{"destination": ..., "source": ..., "archived_as": name | null}],
    "members": {member name: {"size": int, "sha256": hex}, ...}}
-`members` lists every regular-file member except the manifest itself.
+`members` lists every regular-file member except the manifest itself and
+its signature (MANIFEST_SIG, trust.signature), which signs these bytes.
 Podman's own exports have no manifest; restore then checks only the layout.
 """
 
@@ -64,6 +65,6 @@ def verify(doc: JSONObject, seen: dict[str, MemberDigest]) -> list[str]:
             problems.append(f"{name}: listed in the manifest but missing")
         elif got.size != want.get("size") or got.sha256 != want.get("sha256"):
             problems.append(f"{name}: size/sha256 differ from the manifest")
-    for name in sorted(set(seen) - set(expected) - {layout.MANIFEST}):
+    for name in sorted(set(seen) - set(expected) - {layout.MANIFEST, layout.MANIFEST_SIG}):
         problems.append(f"{name}: not listed in the manifest")
     return problems

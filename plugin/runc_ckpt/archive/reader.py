@@ -20,7 +20,7 @@ import queue
 import tarfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import BinaryIO, Protocol
 
@@ -31,12 +31,13 @@ from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.base.globalflags import GlobalFlags
 from runc_ckpt.base.jsondoc import JSONObject
 from runc_ckpt.base.progress import NullProgress, Progress
+from runc_ckpt.trust import seal, sealkeys
 
 # Members read into memory are small JSON files; a bigger one is hostile.
 MAX_SMALL_MEMBER = 16 << 20
 TAR_BUFSIZE = 1 << 20  # largest view handed out at once
 SMALL_MEMBERS = {layout.SPEC_DUMP, layout.CONFIG_DUMP, layout.NETWORK_STATUS, layout.DELETED_FILES,
-                 layout.MANIFEST, layout.STATS_DUMP, layout.HELLO, layout.ROOTFS_REMOVED, layout.PHASE1_END}
+                 layout.MANIFEST, layout.MANIFEST_SIG, layout.STATS_DUMP, layout.HELLO, layout.ROOTFS_REMOVED, layout.PHASE1_END}
 FILE_MEMBERS = {layout.DEVSHM, layout.CTR_LOG}
 ROOTFS_STAGING_PREFIX = ".runc-ckpt-staging-"
 
@@ -93,6 +94,8 @@ class ReadAhead(ViewReader):
                     return
         except OSError as e:  # handed to the reading thread
             self._put(CorruptStream(f"reading {self._what}: {e.strerror or e}"))
+        except seal.SealError as e:  # says itself what is wrong with the encrypted file
+            self._put(e)
         except Exception as e:  # noqa: BLE001  # zstd/gzip: corrupt or truncated data, whatever its type
             self._put(CorruptStream(f"archive {self._what} is truncated or corrupt: {e}"))
 
@@ -294,6 +297,7 @@ class Staged:
     stats_dump: bytes | None = None
     dump_log: bytes | None = None   # CRIU's dump.log, its first MAX_SMALL_MEMBER bytes
     manifest_raw: bytes | None = None
+    manifest_sig: bytes | None = None                           # its signature member, checked by trust.verdict
     manifest: JSONObject | None = None
     members: dict[str, MemberDigest] = field(default_factory=dict)
     checkpoint_dirs: set[str] = field(default_factory=set)
@@ -304,6 +308,7 @@ class Staged:
     ignored: list[str] = field(default_factory=list)
     inventory_mtime: float | None = None
     hello: JSONObject | None = None                            # a stream's first member (layout.HELLO)
+    sealed_for: list[str] = field(default_factory=list)        # encrypted: its recipients' key fingerprints
 
     def discard(self) -> None:
         """Remove every staging directory this read created (not the import dir itself)."""
@@ -329,13 +334,14 @@ class Staged:
 
 def stage(path: str, targets: Targets, what_is_required: str = layout.CHECKPOINT_DIR,
           flags: GlobalFlags | None = None, sha256: str | None = None,
-          source: ByteSource | None = None) -> Staged:
+          source: ByteSource | None = None, decryption_keys: Sequence[str] = ()) -> Staged:
     """Read the archive at path once and stage it; on any error remove what was staged and raise.
 
     `flags` decide whether a progress display (compressed bytes of the file) is shown; None: never.
     `sha256`: the file's expected digest (an image layer's), checked once the stream is read.
     `source`: a stream the caller opened (stdin), read instead of a file and closed here; `path`
-    then only names it in errors.
+    then only names it in errors. `decryption_keys`: private key files, read only if the archive
+    is encrypted (trust.seal); each record is verified before a byte of it is staged.
     """
     raw: ByteSource | io.BufferedReader
     if source is not None:
@@ -352,10 +358,15 @@ def stage(path: str, targets: Targets, what_is_required: str = layout.CHECKPOINT
     reader: ReadAhead | None = None
     hasher = HashPipe()
     try:
-        staged.compression = compression.detect(raw.peek(4)[:4])
         file_sha = hashlib.sha256() if sha256 else None
-        # CountedFile has the peek and read the decompressor uses (it types its input BinaryIO).
-        stream = compression.decompressing_reader(CountedFile(raw, shown, file_sha))  # type: ignore[arg-type]
+        counted = CountedFile(raw, shown, file_sha)  # type: ignore[arg-type]  # a stream source has its peek and read too
+        plain: CountedFile | seal.SealReader = counted
+        if seal.is_sealed(raw.peek(len(seal.MAGIC))):
+            plain = seal.SealReader(counted, sealkeys.load_privates(decryption_keys), path)
+            staged.sealed_for = plain.header.fingerprints
+        staged.compression = compression.detect(plain.peek(4)[:4])
+        # CountedFile and SealReader have the peek and read the decompressor uses (it types its input BinaryIO).
+        stream = compression.decompressing_reader(plain)  # type: ignore[arg-type]
         reader = ReadAhead(stream, path, partial=size is None)
         tar = TarStream(reader, f"archive {path}")
         count = 0
@@ -364,7 +375,7 @@ def stage(path: str, targets: Targets, what_is_required: str = layout.CHECKPOINT
                 count += 1
                 _stage_member(tar, member, staged, targets, hasher)
         except RuncCkptError as e:
-            if count == 0 and not isinstance(e, (CorruptStream, safeextract.UnsafeArchive)):
+            if count == 0 and not isinstance(e, (CorruptStream, safeextract.UnsafeArchive, seal.SealError)):
                 raise RuncCkptError(f"{path} is not a checkpoint archive (no tar stream inside, "
                                     f"compression: {staged.compression})") from None
             raise
@@ -374,16 +385,17 @@ def stage(path: str, targets: Targets, what_is_required: str = layout.CHECKPOINT
         # zstd reports no error for a cut frame): insist on the end marker.
         if not tar.ended:
             raise RuncCkptError(f"archive {path} is truncated (no end-of-archive marker)")
-        if file_sha is not None:
-            # The digest covers the whole file: let the decompressor run to its end, stop
-            # its thread, then hash what it left unread (padding after the tar).
+        if file_sha is not None or isinstance(plain, seal.SealReader):
+            # The digest covers the whole file, and encrypted data is verified up to its last
+            # record: let the decompressor run to its end, stop its thread, then read what it left
+            # unread (padding after the tar).
             while reader.read_view(TAR_BUFSIZE):
                 pass
             reader.close()
-            for chunk in iter(lambda: raw.read(TAR_BUFSIZE), b""):
-                file_sha.update(chunk)
-            if file_sha.hexdigest() != sha256:
-                raise RuncCkptError(f"image layer {path} does not match its digest sha256:{sha256}")
+            while plain.read(TAR_BUFSIZE):
+                pass
+        if file_sha is not None and file_sha.hexdigest() != sha256:
+            raise RuncCkptError(f"image layer {path} does not match its digest sha256:{sha256}")
         if what_is_required == layout.CHECKPOINT_DIR and not staged.has_inventory():
             raise RuncCkptError(f"archive {path} has no {layout.CHECKPOINT_DIR}/{layout.INVENTORY}: "
                                 f"not a checkpoint archive, or an incomplete one")
@@ -553,6 +565,8 @@ def _delta_tree(staged: Staged, name: str) -> StagedTree | None:
 def _keep_small(staged: Staged, name: str, data: bytes) -> None:
     if name == layout.MANIFEST:
         staged.manifest_raw = data
+    elif name == layout.MANIFEST_SIG:
+        staged.manifest_sig = data
     elif name == layout.STATS_DUMP:
         staged.stats_dump = data
     else:

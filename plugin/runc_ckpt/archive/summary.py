@@ -25,9 +25,11 @@ def inspect(path: str) -> tuple[JSONObject, str | None]:
     return describe(staged, path, problem), problem
 
 
-def read(path: str, sha256: str | None = None) -> tuple[reader.Staged, str | None]:
+def read(path: str, sha256: str | None = None,
+         decryption_keys: tuple[str, ...] = ()) -> tuple[reader.Staged, str | None]:
     """The archive at `path` read and hashed without writing anything, and the problem if any."""
-    staged = reader.stage(path, reader.Targets(None, None, None), what_is_required="", sha256=sha256)
+    staged = reader.stage(path, reader.Targets(None, None, None), what_is_required="", sha256=sha256,
+                          decryption_keys=decryption_keys)
     problem = None
     try:
         staged.verify()
@@ -72,6 +74,7 @@ def describe(staged: reader.Staged, path: str, problem: str | None) -> JSONObjec
     return {
         "archive": path,
         "compression": staged.compression,
+        "encrypted_for": staged.sealed_for,
         "archive_size": os.path.getsize(path),
         "id": cfg.get("id") or container.get("id"),
         "name": cfg.get("name") or container.get("name"),
@@ -100,6 +103,7 @@ def render_text(info: JSONObject) -> str:
     sizes = info["sizes"]
     rows = [
         ("Archive", f"{info['archive']} ({info['compression']}, {_size(info['archive_size'])})"),
+        ("Encryption", ", ".join(info["encrypted_for"]) or "none"),
         ("Container ID", info["id"] or "-"),
         ("Name", info["name"] or "-"),
         ("Engine", info["engine"]),

@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from runc_ckpt.archive import export as exporter
 from runc_ckpt.archive import layout
@@ -42,6 +43,11 @@ from runc_ckpt.runtime.containerstate import ContainerState
 from runc_ckpt.runtime.criu import features
 from runc_ckpt.settings import config, hooks, policy
 from runc_ckpt.state import intent, predump, recovery, settle
+from runc_ckpt.trust import keys, sealkeys
+from runc_ckpt.trust.sealkeys import SealKey
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import ec
 
 
 class RuncFailed(Exception):
@@ -64,6 +70,8 @@ class Target:
     pre_hooks: list[hooks.Hook]
     post_hooks: list[hooks.Hook]
     rootfs_source: diff.RootfsSource | None = None  # found before the dump when an archive needs the rootfs
+    seal_for: tuple[SealKey, ...] = ()      # the archive's recipients (--encryption-key, else the node key)
+    sign_key: ec.EllipticCurvePrivateKey | None = None  # signs the manifest (--sign-by-..., else the node key)
 
 
 # A caller that writes the archive itself (runc_ckpt.migrate.sender, --export -): it gets the one
@@ -133,11 +141,33 @@ def recover(runc: str, cfg: config.Config, st: ContainerState, root: str) -> lis
     return done + recovery.resolve_bundle(runc, st.bundle, st.rootfs or None, allow_undo=False)
 
 
+def _signing_key(req: CheckpointRequest, cfg: config.Config) -> ec.EllipticCurvePrivateKey | None:
+    """The key that signs what this call packages: the flag's, else the node's (runc-ckpt.yaml); None: unsigned.
+
+    Read before anything is touched, so a wrong passphrase refuses the call rather than an unsigned archive.
+    """
+    path: str | None
+    if req.sign_key is not None:
+        path, passphrase_file = req.sign_key, req.sign_passphrase_file
+    else:
+        path, passphrase_file = cfg.sign_by_sigstore_private_key, cfg.sign_passphrase_file
+    if path is None or req.pre_dump or req.pre_checkpoint:
+        return None                 # a pre-dump is never packaged: nothing to sign
+    return keys.load_private_key(path, keys.read_passphrase_file(passphrase_file))
+
+
 def _locked(runc: str, inv: Invocation, cfg: config.Config, req: CheckpointRequest,
             chosen: list[tuple[str, ContainerState]], caller: predump.CallerPaths, archive: str | None,
             image_ref: Reference | None, in_state_dir: bool, started: float,
             stream: Stream | None) -> int:
     """The rest of checkpoint(), under the containers' locks."""
+    # Keys are read before anything is touched: a bad key refuses the call, and an archive that
+    # should be encrypted is never written in the clear.
+    seal_for = sealkeys.recipients(req.encryption_keys, cfg.encryption_key)
+    if seal_for and (stream is not None or image_ref is not None):
+        raise RuncCkptError(f"{'--export -' if stream is not None else '--create-image'} cannot encrypt yet: "
+                            f"leave out --encryption-key (and runc-ckpt.yaml's encryption_key)")
+    sign_key = _signing_key(req, cfg)
     # Policy and hooks of every container are settled before any is touched:
     # a bad annotation or hook definition refuses the whole call.
     hook_defs = hooks.load(cfg.hooks_dir)
@@ -153,7 +183,8 @@ def _locked(runc: str, inv: Invocation, cfg: config.Config, req: CheckpointReque
                                            req.with_previous, in_state_dir),
                               pol,
                               hooks.select(hook_defs, "precheckpoint", annotations, pol.hooks),
-                              hooks.select(hook_defs, "postcheckpoint", annotations, pol.hooks)))
+                              hooks.select(hook_defs, "postcheckpoint", annotations, pol.hooks),
+                              seal_for=seal_for, sign_key=sign_key))
     if req.export or image_ref:
         for t in targets:
             check_self_contained(t.plan)
@@ -427,6 +458,6 @@ def export_request(runc: str, inv: Invocation, req: CheckpointRequest, t: Target
                              inv.flags.systemd_cgroup, {"name": dump.get("rootfsImageName", ""),
                                                         "id": dump.get("rootfsImageID", "")},
                              not pol.ignore_rootfs))})},
-        flags=inv.flags, extra_volumes=pol.extra_volumes,
+        flags=inv.flags, extra_volumes=pol.extra_volumes, seal_for=t.seal_for, sign_key=t.sign_key,
         previous_dir=parent_dir(plan) if with_parent and plan.parent_path is not None and not plan.pre_dump
         else None)

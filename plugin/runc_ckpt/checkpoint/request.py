@@ -47,6 +47,9 @@ class CheckpointRequest:
     keep: bool = False
     print_stats: bool = False
     status_fd: int = -1                 # runc's --status-fd; -1 (runc's default): none
+    encryption_keys: tuple[str, ...] = ()  # jwe:PUB.pem recipients of the archive (flags, else the node key)
+    sign_key: str | None = None         # --sign-by-sigstore-private-key (else the node key of runc-ckpt.yaml)
+    sign_passphrase_file: str | None = None
     policy: PolicyFlags = field(default_factory=PolicyFlags)
     runc_argv: tuple[str, ...] = ()
     runc_flags: tuple[str, ...] = ()

@@ -55,6 +55,12 @@ def check_flags(p: cmdflags.Parsed) -> None:
         raise RuncCkptError("--export and --create-image cannot be used together")
     if p.flag("ignore_rootfs") and not (export or create_image):
         raise RuncCkptError("--ignore-rootfs only works with --export or --create-image")
+    if p.text("sign_by_sigstore_private_key") and not (export or create_image):
+        raise RuncCkptError("--sign-by-sigstore-private-key only works with --export or --create-image")
+    if p.text("sign_passphrase_file") and not p.text("sign_by_sigstore_private_key"):
+        raise RuncCkptError("--sign-passphrase-file only works with --sign-by-sigstore-private-key")
+    if p.texts("encryption_key") and not export:
+        raise RuncCkptError("--encryption-key only works with --export")
     if p.flag("ignore_volumes") and not (export or create_image):
         raise RuncCkptError("--ignore-volumes only works with --export or --create-image")
     if export == STREAM:
@@ -108,6 +114,8 @@ def checkpoint_request(p: cmdflags.Parsed) -> CheckpointRequest:
         pre_dump=p.flag("pre_dump"), pre_checkpoint=p.flag("pre_checkpoint"), with_previous=p.flag("with_previous"),
         leave_running=p.flag("leave_running"), ext_unix_sk=p.flag("ext_unix_sk"), shell_job=p.flag("shell_job"),
         keep=p.flag("keep"), print_stats=p.flag("print_stats"), status_fd=-1 if fd is None else fd,
+        encryption_keys=p.texts("encryption_key"),
+        sign_key=p.text("sign_by_sigstore_private_key"), sign_passphrase_file=p.text("sign_passphrase_file"),
         policy=PolicyFlags(compress=_compression(p.text("compress")) if "compress" in p.given else None,
                            tcp_established=p.given_flag("tcp_established"), file_locks=p.given_flag("file_locks"),
                            ignore_rootfs=p.given_flag("ignore_rootfs"), ignore_volumes=p.given_flag("ignore_volumes")),

@@ -34,9 +34,13 @@ def run(inv: Invocation) -> int:
         return 0
     if len(p.positionals) != 1:
         raise RuncCkptError(f"inspect: expected one archive or image, got {len(p.positionals)}")
-    req = InspectRequest(p.positionals[0], _format(p.text("format")), p.flag("log"))
-    runc = realrunc.find(config.load(inv.flags.config).runc)
-    info, problem, dump_log = report.inspect(req.target, runc, inv.flags.criu, inv.flags)
+    req = InspectRequest(p.positionals[0], _format(p.text("format")), p.flag("log"), p.texts("decryption_key"),
+                         p.text("signature_policy"))
+    cfg = config.load(inv.flags.config)
+    runc = realrunc.find(cfg.runc)
+    info, problem, dump_log = report.inspect(req.target, runc, inv.flags.criu, inv.flags,
+                                             (*req.decryption_keys, *cfg.decryption_key),
+                                             req.signature_policy or cfg.signature_policy)
     if req.log:
         if dump_log is None:
             raise RuncCkptError(f"{info['archive']} keeps no CRIU dump.log")

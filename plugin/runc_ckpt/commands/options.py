@@ -20,6 +20,8 @@ CHECKPOINT: list[Option] = [
            "oci-archive:FILE[:TAG], docker://HOST/REPO:TAG, containers-storage:NAME or a bare NAME "
            "(one container only)"),
     Option(("empty-ns",), L, "create a namespace, but don't restore its properties", runc=True),
+    Option(("encryption-key",), L, "with --export FILE: encrypt the archive for this public key, "
+           "jwe:PUBKEY.pem (repeatable: each key can open it); runc-ckpt.yaml's encryption_key is the default"),
     Option(("export", "e"), V, "write the checkpoint, rootfs diff and volumes to this archive "
            "(one container only; - streams it to stdout)"),
     Option(("ext-unix-sk",), B, "allow external unix sockets", runc=True),
@@ -48,6 +50,11 @@ CHECKPOINT: list[Option] = [
            runc=True),
     Option(("print-stats",), B, "print checkpoint statistics as JSON on stdout (microseconds)"),
     Option(("shell-job",), B, "allow shell jobs", runc=True),
+    Option(("sign-by-sigstore-private-key",), V, "with --export/--create-image: sign the checkpoint's manifest "
+           "with this sigstore private key, as skopeo's flag of that name (runc-ckpt.yaml: "
+           "sign_by_sigstore_private_key)"),
+    Option(("sign-passphrase-file",), V, "the passphrase of --sign-by-sigstore-private-key: the file's first "
+           "line (default: an empty passphrase)"),
     Option(("status-fd",), V, "criu writes \\0 to this FD once lazy-pages is ready (-1: none, runc's default)",
            runc=True, integer=True),
     Option(("stream-timeout",), V, "with --export -: seconds the receiver may read nothing before the "
@@ -65,6 +72,8 @@ RESTORE: list[Option] = [
            "against this host, change nothing, exit 1 on a failure"),
     Option(("console-socket",), V, "path to an AF_UNIX socket which will receive the console's master fd",
            runc=True),
+    Option(("decryption-key",), L, "with --import: a private key (PEM) that opens an encrypted archive "
+           "(repeatable; runc-ckpt.yaml's decryption_key adds to them)"),
     Option(("detach", "d"), B, "detach from the container's process", runc=True),
     Option(("empty-ns",), L, "create a namespace, but don't restore its properties", runc=True),
     Option(("ext-unix-sk",), B, "allow external unix sockets", runc=True),
@@ -93,6 +102,9 @@ RESTORE: list[Option] = [
     Option(("pid-file",), V, "specify the file to write the process id to", runc=True),
     Option(("print-stats",), B, "print restore statistics as JSON on stdout"),
     Option(("shell-job",), B, "allow shell jobs", runc=True),
+    Option(("signature-policy",), V, "with --import: the trust policy (containers-policy.json vocabulary) "
+           "that decides whose checkpoints may be restored (default: runc-ckpt.yaml's signature_policy, "
+           "else /etc/containers/runc-ckpt-policy.json if it exists)"),
     Option(("skip-preflight",), B, "restore even when the pre-flight finds that the checkpoint does not fit "
            "this host (architecture, CRIU, CPU, files, bind sources, flags)"),
     Option(("tcp-close",), B, "close established TCP connections on restore (through a CRIU config file)"),
@@ -103,11 +115,21 @@ RESTORE: list[Option] = [
 ]
 
 INSPECT: list[Option] = [
+    Option(("decryption-key",), L, "a private key (PEM) that opens an encrypted archive (repeatable; "
+           "runc-ckpt.yaml's decryption_key adds to them)"),
     Option(("format", "f"), V, "output format: text or json", default="text", choices=("text", "json")),
     Option(("log",), B, "print CRIU's dump.log kept in the checkpoint, instead of the summary"),
+    Option(("signature-policy",), V, "the trust policy whose verdict to show (default: as restore)"),
 ]
 
 IMAGE_BUILD: list[Option] = [
     Option(("compress", "c"), V, "compression of the image layer: zstd, gzip or none (default: as the archive)",
            choices=("zstd", "gzip", "none")),
+]
+
+KEY_GENERATE: list[Option] = [
+    Option(("output-dir", "o"), V, "directory for signing.key, signing.pub, encryption.key and encryption.pub",
+           default="."),
+    Option(("passphrase-file",), V, "seal signing.key with the first line of this file (as skopeo's "
+           "--sign-passphrase-file reads it; default: an empty passphrase)"),
 ]

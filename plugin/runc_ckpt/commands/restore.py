@@ -3,6 +3,8 @@ own restore, and a stream on stdin (--import -) to the migration receiver."""
 
 from __future__ import annotations
 
+import os
+
 from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.base.globalflags import Invocation
 from runc_ckpt.commands import cmdflags, options
@@ -64,6 +66,8 @@ def import_request(p: cmdflags.Parsed) -> ImportRequest:
         work_path=p.text("work_path"), pid_file=p.text("pid_file"), detach=p.flag("detach"), keep=p.flag("keep"),
         print_stats=p.flag("print_stats"), skip_preflight=p.flag("skip_preflight"), check=p.flag("check"),
         trust_archive_spec=p.flag("trust_archive_spec"), tcp_close=p.flag("tcp_close"),
+        decryption_keys=p.texts("decryption_key"), signature_policy=p.text("signature_policy"),
+        peer=os.environ.get("SOCAT_PEERADDR") if p.text("import") == "-" else None,
         policy=PolicyFlags(tcp_established=p.given_flag("tcp_established"), file_locks=p.given_flag("file_locks"),
                            ignore_rootfs=p.given_flag("ignore_rootfs"), ignore_volumes=p.given_flag("ignore_volumes")),
         runc_flags=(*_forwarded_flags(p), *p.unknown))

@@ -39,6 +39,17 @@ class Source:
     def what(self) -> str:
         return f"image {self.reference}" if self.reference else f"archive {self.path}"
 
+    def trust_scope(self) -> tuple[str, str]:
+        """(transport, scope) under which the trust policy (trust.policy) judges this checkpoint."""
+        if self.reference is None:
+            return "archive", self.path
+        ref = reference.parse(self.reference)
+        if ref.transport in (reference.OCI, reference.OCI_ARCHIVE):
+            return "oci", os.path.abspath(ref.target)
+        if ref.transport == reference.DOCKER:
+            return "docker", ref.target          # HOST/REPO[:TAG]
+        return ref.transport, ref.target
+
 
 def is_image(text: str) -> bool:
     """A transport prefix, or a bare NAME that is no file here and does not look like a path or archive."""

@@ -16,22 +16,39 @@ from runc_ckpt.base.globalflags import GlobalFlags
 from runc_ckpt.image import annotations as image_annotations
 from runc_ckpt.image import source as importsource
 from runc_ckpt.metadata import configdump, preflight
+from runc_ckpt.trust import policy as trustpolicy
+from runc_ckpt.trust import verdict
 
 PODMAN_NOTE = ("config.dump names no image podman's storage knows (and spec.dump lacks what CRI-O needs): "
                "only runc-ckpt can restore it (see runc-ckpt-checkpoint(1), PODMAN)")
 
 
-def inspect(text: str, runc: str, criu: str, flags: GlobalFlags) -> tuple[dict, str | None, bytes | None]:
-    """(description, problem or None, CRIU's dump.log if the checkpoint keeps it)."""
+def inspect(text: str, runc: str, criu: str, flags: GlobalFlags, decryption_keys: tuple[str, ...] = (),
+            policy_path: str | None = None) -> tuple[dict, str | None, bytes | None]:
+    """(description, problem or None, CRIU's dump.log if the checkpoint keeps it).
+
+    An encrypted archive opens with one of decryption_keys; without one, the error says for which
+    key fingerprints it is encrypted, and nothing else is read. The trust policy (policy_path, else
+    the default file) judges it as restore would; a refusal is the problem."""
+    trust = trustpolicy.load(policy_path, explicit=policy_path is not None)
     with contextlib.ExitStack() as stack:
         src = importsource.open_source(text, tempfile.gettempdir(), flags, stack)
-        staged, problem = summary.read(src.path, src.sha256)
+        staged, problem = summary.read(src.path, src.sha256, decryption_keys)
         if problem is None:
             try:
                 importsource.verify(src, staged.members, staged.config_dump)
             except RuncCkptError as e:
                 problem = str(e)
+        judged = None
+        if problem is None:
+            transport, scope = src.trust_scope()
+            judged = verdict.decide(trust, transport, scope, staged.manifest_raw, staged.manifest_sig, src.what)
+            if not judged.accepted:
+                problem = f"restore would be refused by the signature policy: {judged.reason}"
         info = summary.describe(staged, src.path, problem)
+        info["trust"] = None if judged is None else {
+            "signer": judged.signer, "signature_key": judged.claimed, "policy": judged.policy,
+            "scope": judged.scope, "accepted": judged.accepted, "reason": judged.reason}
     if src.reference is not None:
         info["archive"] = src.reference
         info["image"] = {"reference": src.reference, "manifest_digest": src.manifest_digest,
@@ -52,6 +69,11 @@ def inspect(text: str, runc: str, criu: str, flags: GlobalFlags) -> tuple[dict, 
 def render_text(info: dict) -> str:
     """summary's rows, then the image, restorability and the host comparison."""
     rows = []
+    trust = info.get("trust")
+    if trust is not None:
+        signed = trust["signer"] or (f"{trust['signature_key']} (not trusted)" if trust["signature_key"] else "unsigned")
+        rows.append(("Signed by", signed))
+        rows.append(("Trust policy", f"{'accept' if trust['accepted'] else 'REFUSE'}: {trust['reason']}"))
     if "image" in info:
         rows.append(("Image manifest", info["image"]["manifest_digest"]))
     rows.append(("Restorable by", ", ".join(info["restorable_by"])

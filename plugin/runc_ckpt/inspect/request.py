@@ -15,3 +15,5 @@ class InspectRequest:
     target: str
     format: Format = "text"
     log: bool = False
+    decryption_keys: tuple[str, ...] = ()  # private keys for an encrypted archive (flags, then config)
+    signature_policy: str | None = None    # --signature-policy (else as restore)

@@ -51,6 +51,8 @@ from runc_ckpt.runtime import atomicfile, containerid, containerstate, criuconf,
 from runc_ckpt.runtime.criu import rootmode, stats
 from runc_ckpt.settings import config, hooks, policy
 from runc_ckpt.state import intent, recovery, settle, transaction
+from runc_ckpt.trust import policy as trustpolicy
+from runc_ckpt.trust import verdict
 
 IMPORT_PREFIX = recovery.IMPORT_PREFIX
 RESTORE_WORK = "restore-work"
@@ -67,6 +69,9 @@ def restore(inv: Invocation, req: ImportRequest, session: StreamSession | None =
     cfg = config.load(inv.flags.config)
     config.apply_log_level(cfg, inv.flags)
     hook_defs = hooks.load(cfg.hooks_dir)
+    # The trust policy is read before anything is touched: a bad policy refuses the call.
+    policy_path = req.signature_policy or cfg.signature_policy
+    trust = trustpolicy.load(policy_path, explicit=policy_path is not None)
     runc = realrunc.find(cfg.runc)
     bundle = os.path.abspath(req.bundle or ".")
     cid = req.containers[0] if req.containers else (req.name or None)
@@ -94,7 +99,7 @@ def restore(inv: Invocation, req: ImportRequest, session: StreamSession | None =
         with signals.deferred(interrupt=True) as deferral:
             target = _Target(bundle, config_path, existing, rootfs, base_empty)
             tx = _Restore(inv, req, cfg, hook_defs, runc, target, cid, _Held(deferral, held, locks),
-                          started, session)
+                          started, trust, session)
             return tx.run()
 
 
@@ -156,7 +161,7 @@ class _Restore:
 
     def __init__(self, inv: Invocation, req: ImportRequest, cfg: config.Config, hook_defs: list[hooks.Hook],
                  runc: str, target: _Target, cid: str | None, held: _Held, started: float,
-                 session: StreamSession | None = None) -> None:
+                 trust: trustpolicy.Policy, session: StreamSession | None = None) -> None:
         self.inv, self.req, self.cfg, self.hook_defs, self.runc = inv, req, cfg, hook_defs, runc
         self.target, self.cid, self.started, self.session = target, cid, started, session
         self.bundle = target.bundle
@@ -164,6 +169,8 @@ class _Restore:
         self.deferral, self.held, self.locks = held.deferral, held.stack, held.locks
         self.archive = req.source       # a file, or a checkpoint image (image.source); the stream's label later
         self.staged: reader.Staged | None = None
+        self.trust = trust
+        self.verdict: verdict.Verdict | None = None     # the trust policy's, once the manifest is verified
 
     def run(self) -> int:
         fd, import_dir = atomicfile.locked_dir(self.bundle, IMPORT_PREFIX)
@@ -209,13 +216,19 @@ class _Restore:
         self._apply(journal, staged, settled, cid)
         return settled
 
+    @property
+    def decryption_keys(self) -> tuple[str, ...]:
+        """--decryption-key files, then the node's (runc-ckpt.yaml): read only if an archive is encrypted."""
+        return (*self.req.decryption_keys, *self.cfg.decryption_key)
+
     def _stage_previous(self, import_dir: str) -> None:
         """--import-previous: the pre-checkpoint archive's images, staged and verified first."""
         if self.req.previous is None:
             return
         previous = os.path.abspath(self.req.previous)
         prev = reader.stage(previous, reader.Targets(import_dir, None, None),
-                            what_is_required=layout.PRE_CHECKPOINT_DIR, flags=self.inv.flags)
+                            what_is_required=layout.PRE_CHECKPOINT_DIR, flags=self.inv.flags,
+                            decryption_keys=self.decryption_keys)
         prev.verify()
         if layout.PRE_CHECKPOINT_DIR not in prev.checkpoint_dirs:
             raise RuncCkptError(f"archive {previous} has no {layout.PRE_CHECKPOINT_DIR}/ images")
@@ -238,9 +251,10 @@ class _Restore:
                                      staging_home=import_dir)
             if session is not None:
                 self.staged = reader.stage(session.label, targets, flags=self.inv.flags,
-                                           source=session.open_stream())
+                                           source=session.open_stream(), decryption_keys=self.decryption_keys)
             else:
-                self.staged = reader.stage(self.archive, targets, flags=self.inv.flags, sha256=src.sha256)
+                self.staged = reader.stage(self.archive, targets, flags=self.inv.flags, sha256=src.sha256,
+                                           decryption_keys=self.decryption_keys)
         return self.staged, src, host_versions
 
     def _verify(self, staged: reader.Staged, src: importsource.Source, host_versions: dict[str, str],
@@ -248,6 +262,7 @@ class _Restore:
         """Manifest, an image's annotations, the pre-flight host check, bind volumes, the base rootfs."""
         staged.verify()
         importsource.verify(src, staged.members, staged.config_dump)
+        self._judge(staged, src)
         preflight.check(preflight.compare(preflight.recorded(staged.manifest, src.annotations), host_versions),
                         src.what, self.req.skip_preflight)
         volumes.check_binds(staged)
@@ -256,6 +271,19 @@ class _Restore:
                                 f"(e.g. mount its layers) before restore --import")
         if staged.ignored:
             runclog.debug(self.inv.flags, f"restore --import: ignored members {', '.join(staged.ignored)}")
+
+    def _judge(self, staged: reader.Staged, src: importsource.Source) -> None:
+        """The trust policy's verdict on the verified manifest and its signature; refused: nothing applied yet."""
+        transport, scope = ("stream", self.req.peer or "") if self.session is not None else src.trust_scope()
+        what = f"stream {self.session.label}" if self.session is not None else src.what
+        self.verdict = verdict.decide(self.trust, transport, scope, staged.manifest_raw, staged.manifest_sig, what)
+        runclog.debug(self.inv.flags, f"trust: {self.verdict.reason}")
+        verdict.enforce(self.verdict)
+        signed_for = ((staged.manifest or {}).get("container") or {}).get("id")
+        if self.session is not None and self.verdict.signer and self.cid is not None and signed_for != self.cid:
+            # A signed stream is bound to its container: a recorded one replayed at another is refused.
+            raise RuncCkptError(f"restore refused: {what} is signed for container {signed_for!r}, not {self.cid!r} "
+                                f"(a replayed stream?)")
 
     def _settle_id(self, staged: reader.Staged) -> str:
         """The container's ID: as given, else the archive's (then locked and checked free here)."""
@@ -275,7 +303,9 @@ class _Restore:
         existing = self.target.existing
         from_archive = existing is None
         spec = existing if existing is not None else _spec_from_archive(staged, self.archive, self.bundle)
-        recreate = from_archive and not self.req.trust_archive_spec
+        # A checkpoint signed by a key the policy trusts may carry its spec; --trust-archive-spec overrides.
+        signed = self.verdict is not None and self.verdict.signer is not None
+        recreate = from_archive and not (self.req.trust_archive_spec or signed)
         if recreate:
             untrusted.check(spec, cfg.volume_roots, frozenset(podmanspec.PODMAN_FILES), self.archive)
         # Policy and prerestore hooks once the spec is known, before anything is applied:

@@ -65,6 +65,9 @@ class ImportRequest:
     check: bool = False                 # run the host pre-flight only, change nothing
     trust_archive_spec: bool = False
     tcp_close: bool = False
+    decryption_keys: tuple[str, ...] = ()  # private keys for an encrypted archive (flags, then config)
+    signature_policy: str | None = None    # --signature-policy (else runc-ckpt.yaml's, else the default file)
+    peer: str | None = None                # a stream's sender ($SOCAT_PEERADDR): the policy's stream scope
     policy: PolicyFlags = field(default_factory=PolicyFlags)
     runc_flags: tuple[str, ...] = ()
 

@@ -38,6 +38,15 @@ class Config:
     log_level: str = "warning"
     # Seconds a checkpoint/restore waits for another runc-ckpt call on the same container.
     lock_timeout: float = 60.0
+    # The node's keys (trust.sealkeys): every export is encrypted for encryption_key ("jwe:PUB.pem")
+    # when no --encryption-key is given; decryption_key adds to any --decryption-key.
+    encryption_key: str | None = None
+    # The node's signing key (trust.keys): every export is signed with it when no
+    # --sign-by-sigstore-private-key is given; signature_policy: the trust policy restore enforces.
+    sign_by_sigstore_private_key: str | None = None
+    sign_passphrase_file: str | None = None
+    signature_policy: str | None = None
+    decryption_key: list[str] = field(default_factory=list)
     path: str | None = None  # the file these settings came from; None: built-in defaults
     keys: frozenset[str] = frozenset()  # the keys that file set, so logs can tell a default from a choice
 

@@ -38,15 +38,12 @@ import json
 import os
 import struct
 from collections.abc import Sequence
-from typing import Protocol
-
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from jwcrypto import jwe
-from jwcrypto.common import JWException
+from typing import TYPE_CHECKING, Protocol
 
 from runc_ckpt.base.errors import RuncCkptError
-from runc_ckpt.trust.sealkeys import SealKey
+
+if TYPE_CHECKING:
+    from runc_ckpt.trust.sealkeys import SealKey
 
 MAGIC = b"runc-ckpt sealed\n"
 VERSION = 1
@@ -100,6 +97,7 @@ class SealWriter:
     def __init__(self, raw: Sink, recipients: Sequence[SealKey], chunk: int = CHUNK) -> None:
         if not recipients:
             raise RuncCkptError("internal error: sealing for no recipient")
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # lazy: ~20 ms, only when sealing
         key = AESGCM.generate_key(bit_length=256)
         self._prefix = os.urandom(7)
         header = json.dumps({
@@ -166,6 +164,7 @@ class SealWriter:
 
 
 def _wrap(key: bytes, recipient: SealKey) -> str:
+    from jwcrypto import jwe  # lazy: ~60 ms, only when sealing
     alg = _RSA_ALG if recipient.is_rsa else _EC_ALG
     token = jwe.JWE(key, json.dumps({"alg": alg, "enc": _ENC, "kid": recipient.fingerprint}))
     token.add_recipient(recipient.jwk)
@@ -220,6 +219,8 @@ class Header:
 
     def content_key(self, keys: Sequence[SealKey]) -> bytes:
         """Unwrap the content key with the first of keys it is sealed for; SealError if none is."""
+        from jwcrypto import jwe  # lazy: ~60 ms, only when sealed data is opened
+        from jwcrypto.common import JWException
         have = {k.fingerprint: k for k in keys}
         for kid, token in self.recipients:
             key = have.get(kid)
@@ -249,6 +250,9 @@ class SealReader:
     """
 
     def __init__(self, raw: Source, keys: Sequence[SealKey], name: str) -> None:
+        from cryptography.exceptions import InvalidTag  # lazy: ~20 ms, only when sealed data is opened
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+        self._invalid_tag = InvalidTag
         self.header = Header(raw, name)
         self._aead = AESGCM(self.header.content_key(keys))
         self._raw = raw
@@ -278,7 +282,7 @@ class SealReader:
             try:
                 plain = self._aead.decrypt(_nonce(self.header.prefix, self._counter, last), record,
                                            self.header.aad + length)
-            except InvalidTag:
+            except self._invalid_tag:
                 raise SealError(f"{self._name}: sealed data was modified, reordered or corrupted "
                                 f"(record {self._counter} fails authentication)") from None
             self._counter += 1

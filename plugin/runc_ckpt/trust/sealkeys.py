@@ -12,19 +12,20 @@ and the JWE `kid` that picks the private key on the way back).
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from jwcrypto import jwk
+from typing import TYPE_CHECKING
 
 from runc_ckpt.base.errors import RuncCkptError
+from runc_ckpt.trust.keys import fingerprint_of
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    from jwcrypto import jwk
 
 JWE_PREFIX = "jwe:"
 MIN_RSA_BITS = 2048
-_CURVES = (ec.SECP256R1, ec.SECP384R1, ec.SECP521R1)
+_CURVES = ("secp256r1", "secp384r1", "secp521r1")
 
 
 @dataclass(frozen=True)
@@ -37,19 +38,16 @@ class SealKey:
     is_rsa: bool
 
 
-def fingerprint_of(public: rsa.RSAPublicKey | ec.EllipticCurvePublicKey) -> str:
-    der = public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    return "sha256:" + hashlib.sha256(der).hexdigest()
-
-
-def _check_kind(key: object, path: str) -> rsa.RSAPublicKey | ec.EllipticCurvePublicKey:
+def _check_kind(key: object, path: str) -> tuple[rsa.RSAPublicKey | ec.EllipticCurvePublicKey, bool]:
+    """The key's public half, and whether it is RSA; an unsupported kind is an error naming path."""
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa  # lazy: only where keys are used
     public = key.public_key() if isinstance(key, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey)) else key
     if isinstance(public, rsa.RSAPublicKey):
         if public.key_size < MIN_RSA_BITS:
             raise RuncCkptError(f"key {path}: RSA key of {public.key_size} bits, at least {MIN_RSA_BITS} needed")
-        return public
-    if isinstance(public, ec.EllipticCurvePublicKey) and isinstance(public.curve, _CURVES):
-        return public
+        return public, True
+    if isinstance(public, ec.EllipticCurvePublicKey) and public.curve.name in _CURVES:
+        return public, False
     raise RuncCkptError(f"key {path}: not an RSA or EC P-256/P-384/P-521 key")
 
 
@@ -65,6 +63,8 @@ def load_recipient(spec: str) -> SealKey:
     """A `jwe:PATH` public key (a private key's file is taken too: its public half is used)."""
     if not spec.startswith(JWE_PREFIX):
         raise RuncCkptError(f"encryption key {spec!r}: expected jwe:PATH (the protocol prefix skopeo takes)")
+    from cryptography.hazmat.primitives import serialization  # lazy: ~40 ms with jwcrypto, only with keys
+    from jwcrypto import jwk
     path = spec[len(JWE_PREFIX):]
     data = _read(path)
     try:
@@ -74,13 +74,15 @@ def load_recipient(spec: str) -> SealKey:
             key = serialization.load_pem_private_key(data, password=None)
         except (ValueError, TypeError):
             raise RuncCkptError(f"encryption key {path}: not a PEM public key") from None
-    public = _check_kind(key, path)
+    public, is_rsa = _check_kind(key, path)
     pem = public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    return SealKey(jwk.JWK.from_pem(pem), fingerprint_of(public), path, isinstance(public, rsa.RSAPublicKey))
+    return SealKey(jwk.JWK.from_pem(pem), fingerprint_of(public), path, is_rsa)
 
 
 def load_private(path: str) -> SealKey:
     """A PEM private key (PKCS#8 or the traditional RSA/EC forms, without a passphrase)."""
+    from cryptography.hazmat.primitives import serialization  # lazy: ~40 ms with jwcrypto, only with keys
+    from jwcrypto import jwk
     data = _read(path)
     try:
         key = serialization.load_pem_private_key(data, password=None)
@@ -88,11 +90,17 @@ def load_private(path: str) -> SealKey:
         raise RuncCkptError(f"decryption key {path}: protected by a passphrase, which is not supported") from None
     except ValueError:
         raise RuncCkptError(f"decryption key {path}: not a PEM private key") from None
-    public = _check_kind(key, path)
+    public, is_rsa = _check_kind(key, path)
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                             serialization.NoEncryption())
-    return SealKey(jwk.JWK.from_pem(pem), fingerprint_of(public), path, isinstance(public, rsa.RSAPublicKey))
+    return SealKey(jwk.JWK.from_pem(pem), fingerprint_of(public), path, is_rsa)
 
 
 def load_privates(paths: Sequence[str]) -> tuple[SealKey, ...]:
-    return tuple(load_private(p) for p in paths)
+    """The --decryption-key files (then the node's), each once: loaded only when sealed data is met."""
+    return tuple(load_private(p) for p in dict.fromkeys(paths))
+
+
+def recipients(flags: Sequence[str], node_key: str | None) -> tuple[SealKey, ...]:
+    """Who an archive is encrypted for: the --encryption-key recipients, else the node key; () for none."""
+    return tuple(load_recipient(spec) for spec in dict.fromkeys(flags or ((node_key,) if node_key else ())))
