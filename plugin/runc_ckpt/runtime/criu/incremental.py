@@ -153,7 +153,7 @@ def _entry(raw: dict[str, Any], where: str) -> Entry:
     if flags is None:
         flags = PE_PARENT if raw.get("in_parent") is True else PE_PRESENT
     if not nr or vaddr % PAGE or vaddr + nr * PAGE > VADDR_END:
-        raise _bad(where, f"a pagemap entry {vaddr:#x}+{nr} pages outside the address space")
+        raise _bad(where, f"a pagemap entry of {nr} pages at {vaddr:#x}: empty, unaligned or past the address space")
     if flags & ~PE_KNOWN or (flags & PE_PARENT and flags & PE_PRESENT):
         raise _bad(where, f"pagemap flags {flags:#x} at {vaddr:#x}")
     return Entry(vaddr, nr, flags)
@@ -172,7 +172,7 @@ def read_pagemap(directory: str, name: str) -> Pagemap:
     except OSError as e:
         raise _bad(where, e.strerror or str(e)) from None
     if magic != PAGEMAP_MAGIC or not raw:
-        raise _bad(where, f"a {magic} image where a pagemap belongs")
+        raise _bad(where, f"magic {magic}, not a pagemap")
     pages_id = _int(raw[0], "pages_id", where)
     if pages_id is None or pages_id >= 1 << 32:
         raise _bad(where, "no pagemap head")
