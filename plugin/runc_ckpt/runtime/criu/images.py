@@ -20,7 +20,7 @@ import os
 import struct
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any
+from typing import Any, BinaryIO
 
 # pycriu (and the protobuf runtime under it) costs ~70 ms to import, more than the
 # whole pre-flight of a recorded checkpoint, which never needs it: it is loaded on
@@ -85,15 +85,35 @@ def is_image_dir(path: str) -> bool:
     return os.path.isfile(os.path.join(path, INVENTORY_IMG)) and os.path.isfile(os.path.join(path, FILES_IMG))
 
 
-def _load(path: str) -> list[dict[str, Any]]:
+def _decoder_or_error() -> ModuleType:
     decoder = _pycriu()
-    assert decoder is not None
+    if decoder is None:
+        raise ImageError("pycriu (CRIU's image decoder) is not installed: run make install")
+    return decoder
+
+
+def load_image(f: BinaryIO, name: str) -> tuple[str, list[dict[str, Any]]]:
+    """(magic, entries) of the CRIU image in f, decoded by pycriu; raises ImageError naming `name`."""
+    decoder = _decoder_or_error()
+    try:
+        image = decoder.load(f)
+        return str(image["magic"]), list(image["entries"])
+    except (*_UNREADABLE, *_BAD_IMAGE) as e:
+        raise ImageError(f"{name}: CRIU's decoder cannot read it: {e}") from None
+
+
+def dump_image(magic: str, entries: list[dict[str, Any]], f: BinaryIO) -> None:
+    """Write a CRIU image with pycriu's encoder (the inverse of load_image)."""
+    _decoder_or_error().dump({"magic": magic, "entries": entries}, f)
+
+
+def _load(path: str) -> list[dict[str, Any]]:
     try:
         with open(path, "rb") as f:
-            return list(decoder.load(f)["entries"])
+            return load_image(f, path)[1]
     except FileNotFoundError:
         return []
-    except (*_UNREADABLE, *_BAD_IMAGE) as e:
+    except OSError as e:
         raise ImageError(f"{path}: CRIU's decoder cannot read it: {e}") from None
 
 
