@@ -36,11 +36,11 @@ from runc_ckpt.checkpoint import autoexport, stats_report
 from runc_ckpt.checkpoint.request import CheckpointRequest
 from runc_ckpt.image import reference
 from runc_ckpt.image.reference import Reference
-from runc_ckpt.metadata import configdump, needs
+from runc_ckpt.metadata import configdump, hostfacts, needs
 from runc_ckpt.rootfs import diff
 from runc_ckpt.runtime import containerstate, lock, logrelay, ocispec, volumes
 from runc_ckpt.runtime.containerstate import ContainerState
-from runc_ckpt.runtime.criu import features
+from runc_ckpt.runtime.criu import cpuinfo, features
 from runc_ckpt.settings import config, hooks, policy
 from runc_ckpt.state import intent, predump, recovery, settle
 from runc_ckpt.trust import keys, sealkeys
@@ -290,12 +290,28 @@ def _checkpoint_one(runc: str, inv: Invocation, cfg: config.Config, req: Checkpo
         raise RuncCkptError(f"interrupted by {deferral.signame} before the checkpoint of {st.id} started: "
                             f"the container is untouched", deferral.exit_code)
     auto_export = autoexport.wanted(t.policy.export_dir, plan.pre_dump)
-    if (archive is not None or image_ref is not None or auto_export) and not t.policy.ignore_rootfs \
-            and not plan.pre_dump:
+    exporting = archive is not None or image_ref is not None or auto_export
+    if exporting and not t.policy.ignore_rootfs and not plan.pre_dump:
         # Engines unmount the root as soon as the process ends (podman's cleanup, containerd's
         # shim), which a dump without --leave-running causes: find its overlay dirs while mounted.
         t.rootfs_source = diff.locate(st.rootfs)
     predump.prepare(plan)
+    # What the manifest records of this host is gathered while runc dumps (metadata.hostfacts).
+    facts = hostfacts.HostFacts(runc, inv.flags.criu, read_images=not plan.pre_dump) if exporting else None
+    try:
+        return _dump_and_export(runc, inv, cfg, req, runc_flags, t, archive, image_ref, deferral, auto_export,
+                                hook_state, facts)
+    finally:
+        if facts is not None:
+            facts.wait()
+
+
+def _dump_and_export(runc: str, inv: Invocation, cfg: config.Config, req: CheckpointRequest,
+                     runc_flags: list[str], t: Target, archive: str | None, image_ref: Reference | None,
+                     deferral: signals.Deferral, auto_export: bool, hook_state: dict[str, object],
+                     facts: hostfacts.HostFacts | None) -> stats_report.ContainerStats:
+    """runc checkpoint, then the exports asked for and the postcheckpoint hooks."""
+    plan = t.plan
     args = ["checkpoint", *t.policy.runc_flags(req.policy.keys()), *plan.add_flags, *runc_flags]
     fd = req.status_fd
     runclog.debug(inv.flags, f"checkpoint: running {' '.join([runc, *inv.runc_globals, *args])}")
@@ -327,14 +343,16 @@ def _checkpoint_one(runc: str, inv: Invocation, cfg: config.Config, req: Checkpo
     criu = _criu_stats(inv, plan) if req.print_stats else {}
     # Auto-export first: an explicit --export tidies the images away afterwards.
     if auto_export:
-        _auto_export(runc, inv, cfg, req, t)
+        _auto_export(runc, inv, cfg, req, t, facts)
     if archive is not None or image_ref is not None:
-        export(runc, inv, cfg, req, t, archive or "", image_ref=image_ref, target_checked=archive is not None)
+        export(runc, inv, cfg, req, t, archive or "", image_ref=image_ref, target_checked=archive is not None,
+               facts=facts)
     hooks.run_stage("postcheckpoint", t.post_hooks, hook_state, inv.flags, t.policy.hook_timeout)
     return stats_report.ContainerStats(t.state.id, t.raw_input, runtime_us, criu)
 
 
-def _auto_export(runc: str, inv: Invocation, cfg: config.Config, req: CheckpointRequest, t: Target) -> None:
+def _auto_export(runc: str, inv: Invocation, cfg: config.Config, req: CheckpointRequest, t: Target,
+                 facts: hostfacts.HostFacts | None = None) -> None:
     """Policy's archive in export_dir, then retention.
 
     runc already succeeded and the caller has its images, so a failure here is
@@ -347,7 +365,7 @@ def _auto_export(runc: str, inv: Invocation, cfg: config.Config, req: Checkpoint
         check_self_contained(t.plan)
         autoexport.prepare(pol.export_dir)
         path = autoexport.archive_path(pol.export_dir, t.state.id, time.time(), pol.compress)
-        export(runc, inv, cfg, req, t, path, tidy=False, with_parent=True)
+        export(runc, inv, cfg, req, t, path, tidy=False, with_parent=True, facts=facts)
         for removed in autoexport.prune(pol.export_dir, t.state.id, pol.retention):
             runclog.debug(inv.flags, f"auto-export: retention removed {removed}")
     except RuncCkptError as e:
@@ -401,7 +419,7 @@ def _criu_stats(inv: Invocation, plan: predump.Plan) -> dict[str, int]:
 
 def export(runc: str, inv: Invocation, cfg: config.Config, req: CheckpointRequest, t: Target,
            archive: str, tidy: bool = True, image_ref: Reference | None = None, with_parent: bool = False,
-           target_checked: bool = False) -> None:
+           target_checked: bool = False, facts: hostfacts.HostFacts | None = None) -> None:
     """Write the archive (or, with image_ref, the image); on failure the images stay and the error says where.
 
     with_parent: a dump taken --with-previous also stores its pre-dump as
@@ -409,9 +427,10 @@ def export(runc: str, inv: Invocation, cfg: config.Config, req: CheckpointReques
     archive holds that pre-dump). An explicit --export keeps podman's layout:
     the pre-checkpoint travels in its own archive (--import-previous). target_checked: checkpoint()
     ran exporter.check_target on `archive` before the dump, so the write does not probe it again.
+    facts: the host's facts gathered while runc dumped (None: gathered now).
     """
     plan = t.plan
-    ereq = export_request(runc, inv, req, t, archive, with_parent)
+    ereq = export_request(runc, inv, req, t, archive, with_parent, facts)
     ereq.target_checked = target_checked
     try:
         if image_ref is not None:
@@ -429,8 +448,9 @@ def export(runc: str, inv: Invocation, cfg: config.Config, req: CheckpointReques
 
 
 def export_request(runc: str, inv: Invocation, req: CheckpointRequest, t: Target, archive: str,
-                   with_parent: bool = False) -> exporter.ExportRequest:
-    """What an export of this container writes (to a file, an image, or a stream: runc_ckpt.migrate)."""
+                   with_parent: bool = False, facts: hostfacts.HostFacts | None = None) -> exporter.ExportRequest:
+    """What an export of this container writes (to a file, an image, or a stream: runc_ckpt.migrate);
+    facts: this host's tool versions and cpuinfo.img, gathered while runc dumped (None: asked now)."""
     plan = t.plan
     pol = t.policy
     roots = configdump.volume_roots(t.state, list(pol.volume_roots))
@@ -448,7 +468,7 @@ def export_request(runc: str, inv: Invocation, req: CheckpointRequest, t: Target
         rootfs_source=t.rootfs_source,
         config_dump=dump, include_rootfs=not pol.ignore_rootfs and not plan.pre_dump,
         include_volumes=not pol.ignore_volumes, volume_roots=roots,
-        manifest_fields={"versions": configdump.versions(runc, inv.flags.criu),
+        manifest_fields={"versions": (facts.versions if facts else configdump.versions)(runc, inv.flags.criu),
                          "host": configdump.host(),
                          "container": {"id": t.state.id, "name": dump["name"]},
                          "options": opts,
@@ -457,7 +477,7 @@ def export_request(runc: str, inv: Invocation, req: CheckpointRequest, t: Target
                              plan.final_dir, t.spec, t.state.rootfs, t.rootfs_source, inv.flags.criu,
                              inv.flags.systemd_cgroup, {"name": dump.get("rootfsImageName", ""),
                                                         "id": dump.get("rootfsImageID", "")},
-                             not pol.ignore_rootfs))})},
+                             not pol.ignore_rootfs, facts.cpuinfo if facts else cpuinfo.dump))})},
         flags=inv.flags, extra_volumes=pol.extra_volumes, seal_for=t.seal_for, sign_key=t.sign_key,
         previous_dir=parent_dir(plan) if with_parent and plan.parent_path is not None and not plan.pre_dump
         else None)

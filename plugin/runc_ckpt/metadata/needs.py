@@ -20,6 +20,7 @@ import base64
 import hashlib
 import os
 import stat
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 from runc_ckpt.rootfs import diff
@@ -128,8 +129,11 @@ def _where(source: diff.RootfsSource | None, rootfs: str, rel: str) -> str | Non
 
 
 def record(image_dir: str, spec: dict, rootfs: str, source: diff.RootfsSource | None, criu: str,
-           systemd_cgroup: bool, base_image: dict[str, str], include_rootfs: bool) -> Needs:
-    """What this checkpoint's restore will need (call after the dump, images in image_dir)."""
+           systemd_cgroup: bool, base_image: dict[str, str], include_rootfs: bool,
+           dump_cpuinfo: Callable[[str], bytes | None] = cpuinfo.dump) -> Needs:
+    """What this checkpoint's restore will need (call after the dump, images in image_dir).
+
+    dump_cpuinfo: cpuinfo.dump, or a metadata.hostfacts.HostFacts' that ran it while runc dumped."""
     needs = from_images(image_dir, spec)
     files = []
     for f in needs.files:
@@ -143,7 +147,7 @@ def record(image_dir: str, spec: dict, rootfs: str, source: diff.RootfsSource | 
         files.append(FileNeed(f.path, f.kind, f.mode, f.size, f.build_id, digest))
     needs.files = files
     needs.binds = binds_of(spec)
-    needs.cpuinfo = needs.cpuinfo or cpuinfo.dump(criu)
+    needs.cpuinfo = needs.cpuinfo or dump_cpuinfo(criu)
     needs.cgroup_version = hostinfo.cgroups_version()
     needs.cgroup_driver = "systemd" if systemd_cgroup else "cgroupfs"
     needs.base_image = {k: v for k, v in base_image.items() if v}
