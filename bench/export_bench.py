@@ -28,6 +28,13 @@ Printed: best-of-N wall times, archive sizes, and the ratios
   ours/runc         the whole export against runc checkpoint alone, for information
   size ours/limit   goal <= 1.0 (podman's archive is tar|zstd of the same files)
   peak RSS          goal <= 150 MiB
+  signed/ours       the same export signed (--sign-by-sigstore-private-key): goal <= 1.03
+  encrypted/ours    the same export encrypted (--encryption-key jwe:): goal <= 1.15
+                    (keys from `runc-ckpt key generate`; both interleaved with ours)
+  read signed/plain, read encrypted/plain
+                    `runc-ckpt inspect` of each archive (it reads, decrypts and verifies
+                    every member as restore --import stages it; the signed one under a
+                    policy that trusts the key): goals <= 1.03 and <= 1.15
 Exit 3 if a goal is missed (never in --smoke).
 """
 
@@ -64,7 +71,7 @@ from _common import (
     unpack,
 )
 
-GOALS = {"limit": 1.25, "size": 1.0, "rss": 150.0}
+GOALS = {"limit": 1.25, "size": 1.0, "rss": 150.0, "signed": 1.03, "encrypted": 1.15}
 CID = f"exportbench-{RUN}"
 
 
@@ -125,11 +132,21 @@ def main() -> int:
         # Warm the page cache, so that the first contender does not pay for cold reads.
         sh("sh", "-c", f"tar -C '{upper}' -cf - . | wc -c > /dev/null")
         prefix = ["chrt", "-f", "10"] if args.rt else []
+        keys = base / "keys"
+        keys.mkdir()
+        sh(runc_ckpt, "key", "generate", "--output-dir", str(keys))
+        trust = {"signed": ["--sign-by-sigstore-private-key", str(keys / "signing.key")],
+                 "encrypted": ["--encryption-key", f"jwe:{keys / 'encryption.pub'}"]}
+        trusted: dict[str, list[float]] = {k: [] for k in trust}
         ours, ours_runc, rss, limit_runc, limit_pack = [], [], [], [], []
         for _ in range(runs):
             m = metered([*prefix, runc_ckpt, "--root", str(runc.root), "checkpoint", "--leave-running",
                          "--print-stats", "--export", str(ours_out), CID], env=env)
             ours.append(m.wall)
+            for kind, flags in trust.items():
+                trusted[kind].append(metered([*prefix, runc_ckpt, "--root", str(runc.root), "checkpoint",
+                                              "--leave-running", *flags, "--export", str(base / f"{kind}.tar.zst"),
+                                              CID], env=env).wall)
             ours_runc.append(runtime_seconds(m.stdout))
             rss.append(m.rss)
             shutil.rmtree(images, ignore_errors=True)
@@ -155,6 +172,20 @@ def main() -> int:
         print(goals.check("ours/runc checkpoint alone", ratio(ours[best], min(limit_runc)), None))
         print(goals.check("size ours/limit", ratio(s_ours, s_ref), GOALS["size"]))
         print(goals.check("peak RSS of ours (largest process of the tree)", max(rss), GOALS["rss"], " MiB"))
+        policy = base / "policy.json"
+        policy.write_text(json.dumps({"default": [{"type": "sigstoreSigned", "keyPath": str(keys / "signing.pub")}]}))
+        reads = {"plain": [str(ours_out)], "signed": ["--signature-policy", str(policy), str(base / "signed.tar.zst")],
+                 "encrypted": ["--decryption-key", str(keys / "encryption.key"), str(base / "encrypted.tar.zst")]}
+        read: dict[str, list[float]] = {k: [] for k in reads}
+        for _ in range(runs):
+            for kind, tail in reads.items():
+                read[kind].append(metered([*prefix, runc_ckpt, "inspect", *tail], env=env).wall)
+        for kind in ("signed", "encrypted"):
+            print(goals.check(f"read {kind}/plain (inspect, best of {runs}: {min(read[kind]):.2f}s)",
+                              ratio(min(read[kind]), min(read["plain"])), GOALS[kind]))
+        for kind, walls in trusted.items():
+            print(goals.check(f"{kind}/ours (best of {runs}: {min(walls):.2f}s)", ratio(min(walls), ours[best]),
+                              GOALS[kind]))
         return goals.exit_code()
     finally:
         runc.remove_all()

@@ -43,7 +43,7 @@ from runc_ckpt.runtime.containerstate import ContainerState
 from runc_ckpt.runtime.criu import cpuinfo, features
 from runc_ckpt.settings import config, hooks, policy
 from runc_ckpt.state import intent, predump, recovery, settle
-from runc_ckpt.trust import keys, sealkeys
+from runc_ckpt.trust import imagesdir, keys, sealkeys
 from runc_ckpt.trust.sealkeys import SealKey
 
 if TYPE_CHECKING:
@@ -340,6 +340,9 @@ def _dump_and_export(runc: str, inv: Invocation, cfg: config.Config, req: Checkp
     if signum is not None:
         raise RuncCkptError(f"interrupted by {signal.Signals(signum).name}; the checkpoint of {t.state.id} "
                             f"completed and its images are in {plan.final_dir}", 128 + signum)
+    if t.sign_key is not None and not plan.pre_dump:
+        # The images dir carries its own signed manifest: engines copy it into archives of their own.
+        imagesdir.sign(plan.final_dir, t.state.id, t.sign_key)
     criu = _criu_stats(inv, plan) if req.print_stats else {}
     # Auto-export first: an explicit --export tidies the images away afterwards.
     if auto_export:

@@ -102,7 +102,8 @@ RESTORE: list[Option] = [
     Option(("pid-file",), V, "specify the file to write the process id to", runc=True),
     Option(("print-stats",), B, "print restore statistics as JSON on stdout"),
     Option(("shell-job",), B, "allow shell jobs", runc=True),
-    Option(("signature-policy",), V, "with --import: the trust policy (containers-policy.json vocabulary) "
+    Option(("signature-policy",), V, "the trust policy (containers-policy.json vocabulary), checked before "
+           "CRIU runs on an --import's archive, image or stream and on a plain restore's signed images dir, "
            "that decides whose checkpoints may be restored (default: runc-ckpt.yaml's signature_policy, "
            "else /etc/containers/runc-ckpt-policy.json if it exists)"),
     Option(("skip-preflight",), B, "restore even when the pre-flight finds that the checkpoint does not fit "

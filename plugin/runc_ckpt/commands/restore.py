@@ -51,6 +51,7 @@ def restore_request(p: cmdflags.Parsed) -> RestoreRequest:
     return RestoreRequest(
         containers=tuple(p.positionals), bundle=p.text("bundle"), image_path=p.text("image_path"),
         tcp_close=p.flag("tcp_close"), skip_preflight=p.flag("skip_preflight"), check=p.flag("check"),
+        signature_policy=p.text("signature_policy"),
         policy=PolicyFlags(tcp_established=p.given_flag("tcp_established"), file_locks=p.given_flag("file_locks")),
         dropped=tuple(f"--{o.names[0]}" for o in options.RESTORE if o.key in p.given and not o.runc),
         runc_argv=tuple(p.forward))

@@ -35,6 +35,7 @@ class RestoreRequest:
     tcp_close: bool = False
     skip_preflight: bool = False        # restore even when the host pre-flight refuses
     check: bool = False                 # run the host pre-flight only, change nothing
+    signature_policy: str | None = None  # --signature-policy (else runc-ckpt.yaml's, else the default file)
     policy: PolicyFlags = field(default_factory=PolicyFlags)
     dropped: tuple[str, ...] = ()
     runc_argv: tuple[str, ...] = ()

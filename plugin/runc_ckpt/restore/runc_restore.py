@@ -24,9 +24,11 @@ from runc_ckpt.restore.request import RestoreRequest
 from runc_ckpt.runtime import containerid, lock
 from runc_ckpt.settings import config, hooks, policy
 from runc_ckpt.state import predump, settle
+from runc_ckpt.trust import imagesdir, verdict
+from runc_ckpt.trust import policy as trustpolicy
 
 # Flags runc 1.1.5 does not know, handled or dropped before runc sees the call.
-NOT_FOR_RUNC = {"tcp-close", "no-new-keyring", "parent-path", "skip-preflight", "check"}
+NOT_FOR_RUNC = {"tcp-close", "no-new-keyring", "parent-path", "skip-preflight", "check", "signature-policy"}
 # runc writes it into every checkpoint and restore opens it first: no file, no checkpoint.
 DESCRIPTORS = "descriptors.json"
 
@@ -57,6 +59,20 @@ def _bundle_annotations(bundle: str) -> dict:
     except (OSError, ValueError, AttributeError):
         return {}
     return annotations if isinstance(annotations, dict) else {}
+
+
+def _judge_images(policy_path: str | None, image_dir: str | None, inv: Invocation) -> None:
+    """Under a trust policy, the images dir's signed manifest (trust.imagesdir) is checked before runc runs.
+
+    Without a policy file nothing is read, so runc's own restore costs what it did.
+    """
+    trust = trustpolicy.load(policy_path, explicit=policy_path is not None)
+    if trust.path is None or image_dir is None:
+        return
+    manifest, sig = imagesdir.read(image_dir)
+    judged = verdict.decide(trust, "dir", image_dir, manifest, sig, f"images dir {image_dir}")
+    runclog.debug(inv.flags, f"trust: {judged.reason}")
+    verdict.enforce(judged)
 
 
 def restore(inv: Invocation, req: RestoreRequest) -> int:
@@ -110,6 +126,7 @@ def restore(inv: Invocation, req: RestoreRequest) -> int:
     elif req.check:
         raise RuncCkptError("restore --check: no checkpoint images in "
                             f"{os.path.abspath(image_path or 'checkpoint')}")
+    _judge_images(req.signature_policy or cfg.signature_policy, image_dir, inv)
     if not pre and not post:
         realrunc.exec_runc(runc, argv)
         return 1
