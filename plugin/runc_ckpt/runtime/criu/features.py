@@ -86,6 +86,28 @@ def memory_tracking(criu: str, cache_dir: str) -> Answer:
     return answer
 
 
+PRE_DUMP = "pre-dump"            # CRIU's own: soft-dirty tracked pre-dumps, then a dump on top
+CONTENT_DIFF = "content-diff"    # two full dumps compared page by page (runtime/criu/incremental)
+
+
+@dataclass(frozen=True)
+class MemoryPrecopy:
+    """How memory can move before a freeze on this host, and why: to pick it and to say which was taken."""
+
+    method: str   # PRE_DUMP or CONTENT_DIFF
+    reason: str
+
+
+def memory_precopy(criu: str, cache_dir: str) -> MemoryPrecopy:
+    """Real pre-dump where CRIU tracks memory (it copies only what changed, with no second full dump);
+    the content comparison of two full dumps everywhere else (no soft-dirty: arm64, many kernels, criu#1859)."""
+    answer = memory_tracking(criu, cache_dir)
+    if answer.supported:
+        return MemoryPrecopy(PRE_DUMP, f"CRIU tracks memory changes (criu check --feature {FEATURE})")
+    return MemoryPrecopy(CONTENT_DIFF, f"no memory tracking here ({answer.detail}): "
+                                       f"two full dumps compared by page content")
+
+
 def require_memory_tracking(criu: str, cache_dir: str, why: str) -> None:
     """Raise a clear error, before anything is touched, where memory tracking is missing."""
     answer = memory_tracking(criu, cache_dir)
