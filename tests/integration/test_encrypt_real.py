@@ -7,6 +7,9 @@ import json
 import os
 import subprocess
 
+import pytest
+import zstandard
+
 from tests.integration.conftest import wait_for
 from tests.integration.test_restore_import_real import SCRIPT, as_new_host, restore_env
 from tests.integration.test_trust_real import _keys, _tree
@@ -22,6 +25,13 @@ def test_an_encrypted_archive_opens_only_with_its_key(make_bundle, containers, b
     archive = tmp_path / "sealed.tar.zst"
     cid = containers.run(b)
     wait_for(lambda: b.counter() > 3, what="counter to start")
+    # The control: the marker lives in the container's memory, so a plain archive holds it in clear.
+    plain = tmp_path / "plain.tar.zst"
+    out = subprocess.run([runc_ckpt_bin, "--root", str(containers.root), "checkpoint", "--leave-running",
+                          "--export", str(plain), cid], stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                         env=env, timeout=120, check=False)
+    assert out.returncode == 0, out.stderr
+    assert b"marker-42-in-memory-only" in zstandard.ZstdDecompressor().stream_reader(plain.read_bytes()).read()
     out = subprocess.run([runc_ckpt_bin, "--root", str(containers.root), "checkpoint", "--export", str(archive),
                           "--encryption-key", f"jwe:{keydir / 'encryption.pub'}", cid],
                          stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env, timeout=120, check=False)
@@ -30,6 +40,8 @@ def test_an_encrypted_archive_opens_only_with_its_key(make_bundle, containers, b
     data = archive.read_bytes()
     assert data.startswith(b"runc-ckpt sealed\n")
     assert b"marker-42-in-memory-only" not in data and b"inventory.img" not in data
+    with pytest.raises(zstandard.ZstdError):
+        zstandard.ZstdDecompressor().stream_reader(data[data.index(b"}") + 1:]).read()
     as_new_host(b, busybox_lower)
 
     blind = subprocess.run([runc_ckpt_bin, "inspect", str(archive)], capture_output=True, text=True, check=False)
