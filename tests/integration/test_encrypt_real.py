@@ -12,7 +12,8 @@ import zstandard
 
 from tests.integration.conftest import wait_for
 from tests.integration.test_restore_import_real import SCRIPT, as_new_host, restore_env
-from tests.integration.test_trust_real import _keys, _tree
+from tests.integration.migrate_helpers import make_host, pipe, target_bundle
+from tests.integration.test_trust_real import _keys, _state, _tree
 
 
 def test_an_encrypted_archive_opens_only_with_its_key(make_bundle, containers, busybox_lower, tmp_path,
@@ -68,3 +69,43 @@ def test_an_encrypted_archive_opens_only_with_its_key(make_bundle, containers, b
     assert ok.returncode == 0, ok.stderr
     assert containers.status(cid) == "running"
     wait_for(lambda: b.counter() > before + 2, what="counter to continue after restore")
+
+
+def test_an_encrypted_stream_moves_the_container_and_needs_the_key(make_bundle, containers, busybox_lower, tmp_path,
+                                                                   runc_ckpt_bin):
+    """`checkpoint --export - --encryption-key` through a pipe to `restore --import - --decryption-key`;
+    the same stream without the key is refused with nothing changed."""
+    keydir = _keys(runc_ckpt_bin, tmp_path / "keys")
+    roots = [tmp_path / "volumes", tmp_path / "target-volumes"]
+    a, b = make_host(tmp_path, "a", roots), make_host(tmp_path, "b", roots)
+
+    def moved(decrypt: bool):
+        src = make_bundle(args=["sh", "-c", "SECRET=marker-$((6*7))-in-memory-only; " + SCRIPT],
+                          volumes={"vol1": "/data"})
+        containers.root = a.root
+        cid = containers.run(src)
+        wait_for(lambda: src.counter() > 3, what="counter to start")
+        dst = target_bundle(make_bundle, src, busybox_lower,
+                            volumes={"vol1": str(tmp_path / "target-volumes" / "vol1" / "_data")})
+        key = ["--decryption-key", str(keydir / "encryption.key")] if decrypt else []
+        s, r = pipe(a.runc_ckpt(runc_ckpt_bin, "checkpoint", "--export", "-", "--encryption-key",
+                                f"jwe:{keydir / 'encryption.pub'}", cid),
+                    b.runc_ckpt(runc_ckpt_bin, "restore", "--import", "-", *key, "--bundle", str(dst.path), "-d",
+                                cid), a.env, b.env)
+        return cid, dst, s, r
+
+    cid, dst, s, r = moved(decrypt=False)
+    try:
+        assert r.returncode != 0 and "no decryption key" in r.stderr, r.stderr
+        assert _state(b.root, cid) is None
+        assert not [n for n in os.listdir(dst.path) if n.startswith(".runc-ckpt")]
+    finally:
+        for root in (a.root, b.root):
+            subprocess.run(["runc", "--root", str(root), "delete", "--force", cid], capture_output=True, check=False)
+    cid, dst, s, r = moved(decrypt=True)
+    try:
+        assert s.returncode == 0, s.stderr + r.stderr
+        assert r.returncode == 0, r.stderr
+        assert _state(b.root, cid) == "running"
+    finally:
+        subprocess.run(["runc", "--root", str(b.root), "delete", "--force", cid], capture_output=True, check=False)

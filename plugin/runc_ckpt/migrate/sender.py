@@ -51,6 +51,7 @@ from runc_ckpt.rootfs import diff
 from runc_ckpt.runtime import containerstate, faults
 from runc_ckpt.settings import config
 from runc_ckpt.state import intent, predump, settle
+from runc_ckpt.trust import seal
 
 
 @dataclass
@@ -77,7 +78,10 @@ def _send(runc: str, inv: Invocation, cfg: config.Config, m: MigrateSend, runc_f
     replies = handshake.Replies() if m.handshake else None
     mode = hello.PRE_COPY if m.pre_copy else hello.PLAIN
     warnings: list[str] = []
-    sink = compression.compressing_writer(out, req.compress, req.level, req.threads)
+    # Encrypted (--encryption-key, or the node key): the compressed stream is sealed as it is written;
+    # each flush (the hello, the end of phase 1) seals a short record, so the receiver reads it at once.
+    sealer = seal.SealWriter(out, req.seal_for) if req.seal_for else None
+    sink = compression.compressing_writer(sealer or out, req.compress, req.level, req.threads)
     tw = TarWriter(sink, on_change=warnings.append)
     dumped = False
     began = time.monotonic()
@@ -108,6 +112,8 @@ def _send(runc: str, inv: Invocation, cfg: config.Config, m: MigrateSend, runc_f
                 _phase2(tw, req, first, now)
                 tw.close()
                 sink.close()
+                if sealer is not None:
+                    sealer.close()
                 faults.point("stream-sent")
                 out.finish()
                 intent.end(str(t.plan.container_dir), intent.STREAM)
