@@ -55,7 +55,12 @@ def check_name(path: str) -> None:
 
 
 def fsync_dir(directory: str) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    fsync_path(directory, os.O_DIRECTORY)
+
+
+def fsync_path(path: str, kind: int = os.O_NOFOLLOW) -> None:
+    """fsync a file (never through a symlink) or, with kind=os.O_DIRECTORY, a directory."""
+    fd = os.open(path, os.O_RDONLY | kind | os.O_CLOEXEC)
     try:
         os.fsync(fd)
     finally:

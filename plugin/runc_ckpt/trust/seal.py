@@ -37,7 +37,7 @@ import hashlib
 import json
 import os
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from runc_ckpt.base.errors import RuncCkptError
@@ -171,10 +171,11 @@ def _wrap(key: bytes, recipient: SealKey) -> str:
     return str(token.serialize(compact=True))
 
 
-def _read_exact(raw: Source, n: int) -> bytes:
+def _read_exact(read: Callable[[int], bytes], n: int) -> bytes:
+    """n bytes from read (fewer only at EOF): the one loop over short reads here."""
     parts = []
-    while n:
-        got = raw.read(n)
+    while n > 0:
+        got = read(n)
         if not got:
             break
         parts.append(got)
@@ -187,14 +188,14 @@ class Header:
 
     def __init__(self, raw: Source, name: str) -> None:
         self.name = name
-        magic = _read_exact(raw, len(MAGIC))
+        magic = _read_exact(raw.read, len(MAGIC))
         if magic != MAGIC:
             raise SealError(f"{name}: not sealed data")
-        size_bytes = _read_exact(raw, _LEN.size)
+        size_bytes = _read_exact(raw.read, _LEN.size)
         size = _LEN.unpack(size_bytes)[0] if len(size_bytes) == _LEN.size else -1
         if not 0 < size <= MAX_HEADER:
             raise SealError(f"{name}: sealed data with a bad header length")
-        body = _read_exact(raw, size)
+        body = _read_exact(raw.read, size)
         if len(body) != size:
             raise SealError(f"{name}: sealed data is truncated (in its header)")
         self.aad = hashlib.sha256(magic + size_bytes + body).digest()
@@ -268,7 +269,7 @@ class SealReader:
                 if self._raw.read(1):
                     raise SealError(f"{self._name}: data after the end of the sealed data")
                 return False
-            length = _read_exact(self._raw, _LEN.size)
+            length = _read_exact(self._raw.read, _LEN.size)
             if len(length) != _LEN.size:
                 raise SealError(f"{self._name}: sealed data is truncated (record {self._counter} missing)")
             size = _LEN.unpack(length)[0]
@@ -276,7 +277,7 @@ class SealReader:
             size &= ~_LAST
             if size > self.header.chunk:
                 raise SealError(f"{self._name}: sealed data is corrupt (record {self._counter} too long)")
-            record = _read_exact(self._raw, size + _TAG)
+            record = _read_exact(self._raw.read, size + _TAG)
             if len(record) != size + _TAG:
                 raise SealError(f"{self._name}: sealed data is truncated (in record {self._counter})")
             try:
@@ -300,14 +301,7 @@ class SealReader:
     def read(self, n: int = -1) -> bytes:
         if n < 0:
             return b"".join(iter(self.read1, b""))
-        parts = []
-        while n > 0:
-            got = self.read1(n)
-            if not got:
-                break
-            parts.append(got)
-            n -= len(got)
-        return b"".join(parts)
+        return _read_exact(self.read1, n)
 
     def peek(self, n: int = 1) -> bytes:
         self._next()

@@ -358,8 +358,8 @@ def build_from_index(parent: ParentIndex, dump: str, out: str) -> Result:
         os.symlink(os.path.relpath(parent.path, out), os.path.join(staging, PARENT_LINK))
         for name in os.listdir(staging):
             if name != PARENT_LINK:
-                _fsync(os.path.join(staging, name))
-        _fsync(staging)
+                atomicfile.fsync_path(os.path.join(staging, name))
+        atomicfile.fsync_dir(staging)
         os.rename(staging, out)
         atomicfile.fsync_dir(os.path.dirname(out))
     except OSError as e:
@@ -371,14 +371,6 @@ def build_from_index(parent: ParentIndex, dump: str, out: str) -> Result:
     finally:
         os.close(fd)
     return Result(pages, kept, read)
-
-
-def _fsync(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def build(parent: str, dump: str, out: str) -> Result:
