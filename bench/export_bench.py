@@ -27,7 +27,7 @@ Printed: best-of-N wall times, archive sizes, and the ratios
                     called the writer in-process)
   ours/runc         the whole export against runc checkpoint alone, for information
   size ours/limit   goal <= 1.0 (podman's archive is tar|zstd of the same files)
-  peak RSS          goal <= 150 MiB
+  peak RSS          goal <= 100 MiB (issue 22)
   signed/ours       the same export signed (--sign-by-sigstore-private-key): goal <= 1.03
   encrypted/ours    the same export encrypted (--encryption-key jwe:): goal <= 1.15
                     (keys from `runc-ckpt key generate`; both interleaved with ours)
@@ -71,7 +71,8 @@ from _common import (
     unpack,
 )
 
-GOALS = {"limit": 1.25, "size": 1.0, "rss": 150.0, "signed": 1.03, "encrypted": 1.15}
+# rss: issue 22 (300k x 1 KiB, 50k x 4 KiB); signed, encrypted: issue 20
+GOALS = {"limit": 1.25, "size": 1.0, "rss": 100.0, "signed": 1.03, "encrypted": 1.15}
 CID = f"exportbench-{RUN}"
 
 
