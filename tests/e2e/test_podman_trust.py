@@ -8,6 +8,7 @@ import io
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import tarfile
 import tempfile
@@ -17,6 +18,7 @@ import zstandard
 
 from tests.conftest import require_tool
 from tests.integration.conftest import wait_for
+from tests.integration.test_trust_real import _rewrite
 from tests.podman_env import PodmanEnv, busybox_image_tar
 
 
@@ -29,19 +31,6 @@ def _host(name: str, runc_ckpt_bin: str, image_tar: Path, config: str) -> Podman
     env.runtime_wrapper.write_text(text.replace("exec ", f"RUNC_CKPT_CONFIG={shlex.quote(str(cfg))} exec ", 1))
     env.import_image(image_tar)
     return env
-
-
-def _flip_page(archive: Path, out: Path) -> None:
-    raw = zstandard.ZstdDecompressor().stream_reader(archive.read_bytes()).read()
-    src = tarfile.open(fileobj=io.BytesIO(raw))
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as dst:
-        for m in src.getmembers():
-            data = src.extractfile(m).read() if m.isfile() else None
-            if m.name.lstrip("./") == "checkpoint/pages-1.img":
-                data = bytes([data[0] ^ 1]) + data[1:]
-            dst.addfile(m, io.BytesIO(data) if data is not None else None)
-    out.write_bytes(zstandard.ZstdCompressor().compress(buf.getvalue()))
 
 
 def test_podman_export_signed_by_the_node_restores_where_trusted_and_not_when_tampered(
@@ -67,7 +56,9 @@ def test_podman_export_signed_by_the_node_restores_where_trusted_and_not_when_ta
         assert any(m.endswith("checkpoint/runc-ckpt.images.sig") for m in members), members
 
         tampered = tmp_path / "tampered.tar.zst"
-        _flip_page(archive, tampered)
+        shutil.copy(archive, tampered)
+        _rewrite(tampered, lambda name, data: bytes([data[0] ^ 1]) + data[1:]
+                 if name.lstrip("./") == "checkpoint/pages-1.img" else None)
         bad = b.podman("container", "restore", "--import", str(tampered), "--name", "forged", check=False)
         assert bad.returncode != 0
         assert "pages-1.img: size/sha256 differ" in bad.stderr, bad.stderr

@@ -219,6 +219,18 @@ def uses_own_flags(options: list[Option], argv: list[str]) -> bool:
     return False
 
 
+def sub_command(args: list[str], sub: str, name: str, usage: str, description: str,
+                hint: str) -> list[str] | None:
+    """`COMMAND SUB [...]` (image build, key generate): SUB's arguments, or None once the
+    command's help is printed (-h, --help, help); anything else is an error showing `hint`."""
+    if args and args[0] == sub:
+        return args[1:]
+    if args and args[0] in ("-h", "--help", "help"):
+        print(f"NAME:\n   {name}\n\nUSAGE:\n   {usage}\n\nDESCRIPTION:\n   {description}")
+        return None
+    raise RuncCkptError(f"{hint.split()[0]}: unknown subcommand {args[0] if args else '(none)'!r}: use `{hint}`")
+
+
 def parse_or_help(options: list[Option], argv: list[str], command: str, name: str, usage: str,
                   description: str, runc_command: bool = True) -> Parsed | None:
     """The one --help rule of our commands: parse argv, and on -h/--help print the help

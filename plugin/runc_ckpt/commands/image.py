@@ -19,13 +19,10 @@ DESCRIPTION = ("Turn a checkpoint archive (runc-ckpt's, podman's export, a CRI-O
 
 
 def run(inv: Invocation) -> int:
-    if not inv.args or inv.args[0] != "build":
-        if inv.args and inv.args[0] in ("-h", "--help", "help"):
-            print(f"NAME:\n   {NAME}\n\nUSAGE:\n   {USAGE}\n\nDESCRIPTION:\n   {DESCRIPTION}")
-            return 0
-        raise RuncCkptError(f"image: unknown subcommand {inv.args[0] if inv.args else '(none)'!r}: "
-                            f"use `image build ARCHIVE REF`")
-    p = cmdflags.parse_or_help(options.IMAGE_BUILD, inv.args[1:], "image build", NAME, USAGE, DESCRIPTION,
+    args = cmdflags.sub_command(inv.args, "build", NAME, USAGE, DESCRIPTION, "image build ARCHIVE REF")
+    if args is None:
+        return 0
+    p = cmdflags.parse_or_help(options.IMAGE_BUILD, args, "image build", NAME, USAGE, DESCRIPTION,
                                runc_command=False)
     if p is None:
         return 0

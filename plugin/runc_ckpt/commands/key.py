@@ -18,13 +18,10 @@ DESCRIPTION = ("Write signing.key (a sigstore private key, 0600) and signing.pub
 
 
 def run(inv: Invocation) -> int:
-    if not inv.args or inv.args[0] != "generate":
-        if inv.args and inv.args[0] in ("-h", "--help", "help"):
-            print(f"NAME:\n   {NAME}\n\nUSAGE:\n   {USAGE}\n\nDESCRIPTION:\n   {DESCRIPTION}")
-            return 0
-        raise RuncCkptError(f"key: unknown subcommand {inv.args[0] if inv.args else '(none)'!r}: "
-                            f"use `key generate`")
-    p = cmdflags.parse_or_help(options.KEY_GENERATE, inv.args[1:], "key generate", NAME, USAGE, DESCRIPTION,
+    args = cmdflags.sub_command(inv.args, "generate", NAME, USAGE, DESCRIPTION, "key generate")
+    if args is None:
+        return 0
+    p = cmdflags.parse_or_help(options.KEY_GENERATE, args, "key generate", NAME, USAGE, DESCRIPTION,
                                runc_command=False)
     if p is None:
         return 0
