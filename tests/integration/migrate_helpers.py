@@ -13,7 +13,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.integration.conftest import Bundle, mount_overlay
+from tests.integration.conftest import Bundle, mount_overlay, wait_for
 
 
 @dataclass
@@ -93,3 +93,20 @@ def _finish(ps: subprocess.Popen, pr: subprocess.Popen, timeout: float):
         raise
     return (subprocess.CompletedProcess(ps.args, ps.returncode, sout, serr.decode()),
             subprocess.CompletedProcess(pr.args, pr.returncode, rout, rerr.decode()))
+
+
+def running_pair(make_bundle, containers, tmp_path: Path, busybox_lower: Path, script: str):
+    """Host A running `script` in a container with a volume, host B with a fresh bundle for it.
+
+    Each host knows both volume roots, as hosts of one cluster would. Returns (a, b, source bundle,
+    target bundle, container ID).
+    """
+    roots = [tmp_path / "volumes", tmp_path / "target-volumes"]
+    a, b = make_host(tmp_path, "a", roots), make_host(tmp_path, "b", roots)
+    src = make_bundle(args=["sh", "-c", script], volumes={"vol1": "/data"})
+    containers.root = a.root
+    cid = containers.run(src)
+    wait_for(lambda: src.counter() > 3, what="counter to start")
+    dst = target_bundle(make_bundle, src, busybox_lower,
+                        volumes={"vol1": str(tmp_path / "target-volumes" / "vol1" / "_data")})
+    return a, b, src, dst, cid

@@ -16,27 +16,14 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import COUNTER, wait_for
-from tests.integration.migrate_helpers import make_host, pipe, socket_pair, target_bundle
+from tests.integration.migrate_helpers import pipe, running_pair, socket_pair
 
 SCRIPT = ("echo new > /newfile; rm /etc/lower-file; mkdir -p /data/sub; echo kept > /data/sub/v; "
           "echo 1 > /changes; echo gone > /gone-later; " + COUNTER)
 
 
-def _hosts(tmp_path: Path):
-    """Host A and host B; each knows both volume roots, as hosts of one cluster would."""
-    roots = [tmp_path / "volumes", tmp_path / "target-volumes"]
-    return make_host(tmp_path, "a", roots), make_host(tmp_path, "b", roots)
-
-
 def _setup(make_bundle, containers, tmp_path, busybox_lower, script=SCRIPT):
-    a, b = _hosts(tmp_path)
-    src = make_bundle(args=["sh", "-c", script], volumes={"vol1": "/data"})
-    containers.root = a.root
-    cid = containers.run(src)
-    wait_for(lambda: src.counter() > 3, what="counter to start")
-    dst = target_bundle(make_bundle, src, busybox_lower,
-                        volumes={"vol1": str(tmp_path / "target-volumes" / "vol1" / "_data")})
-    return a, b, src, dst, cid
+    return running_pair(make_bundle, containers, tmp_path, busybox_lower, script)
 
 
 def _leftovers(*dirs: Path) -> list[str]:

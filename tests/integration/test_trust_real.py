@@ -19,7 +19,7 @@ import pytest
 import zstandard
 
 from tests.integration.conftest import wait_for
-from tests.integration.migrate_helpers import make_host, pipe, target_bundle
+from tests.integration.migrate_helpers import pipe, running_pair
 from tests.integration.test_restore_import_real import SCRIPT, as_new_host, restore_env
 
 
@@ -184,14 +184,7 @@ def test_a_tampered_page_is_refused(make_bundle, containers, busybox_lower, tmp_
 def _stream(make_bundle, containers, tmp_path, busybox_lower, runc_ckpt_bin, sign: bool, target_id: str | None,
             stream_policy: list):
     keydir = _keys(runc_ckpt_bin, tmp_path / "keys")
-    roots = [tmp_path / "volumes", tmp_path / "target-volumes"]
-    a, b = make_host(tmp_path, "a", roots), make_host(tmp_path, "b", roots)
-    src = make_bundle(args=["sh", "-c", SCRIPT], volumes={"vol1": "/data"})
-    containers.root = a.root
-    cid = containers.run(src)
-    wait_for(lambda: src.counter() > 3, what="counter to start")
-    dst = target_bundle(make_bundle, src, busybox_lower,
-                        volumes={"vol1": str(tmp_path / "target-volumes" / "vol1" / "_data")})
+    a, b, _, dst, cid = running_pair(make_bundle, containers, tmp_path, busybox_lower, SCRIPT)
     for i, req in enumerate(stream_policy):
         if req.get("keyPath") == "KEY":
             stream_policy[i] = dict(req, keyPath=str(keydir / "signing.pub"))
