@@ -11,7 +11,7 @@
 # tests/unit/test_completion.py checks both and prints the right line when
 # one drifts.
 
-_runc_ckpt_commands="checkpoint create delete events exec features help image inspect kill list pause ps restore resume run spec start state update"
+_runc_ckpt_commands="checkpoint create delete events exec features help image inspect key kill list pause ps restore resume run spec start state update"
 # Commands whose argument is the ID of an existing container.
 _runc_ckpt_id_commands="checkpoint delete events exec kill pause ps resume start state update"
 

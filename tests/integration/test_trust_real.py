@@ -244,3 +244,20 @@ def test_a_signed_stream_replayed_for_another_container_is_refused(make_bundle, 
     finally:
         _gone(a.root, cid)
         _gone(b.root, "someone-else")
+
+
+def test_a_wrong_passphrase_refuses_the_checkpoint_before_runc_runs(make_bundle, containers, tmp_path,
+                                                                    runc_ckpt_bin):
+    keydir = _keys(runc_ckpt_bin, tmp_path / "keys")
+    (keydir / "wrong").write_text("not the passphrase\n")
+    b = make_bundle(args=["sh", "-c", SCRIPT], volumes={"vol1": "/data"})
+    cid = containers.run(b)
+    wait_for(lambda: b.counter() > 3, what="counter to start")
+    out = subprocess.run([runc_ckpt_bin, "--root", str(containers.root), "checkpoint", "--export",
+                          str(tmp_path / "a.tar.zst"), "--sign-by-sigstore-private-key", str(keydir / "signing.key"),
+                          "--sign-passphrase-file", str(keydir / "wrong"), cid], stdin=subprocess.DEVNULL,
+                         capture_output=True, text=True, env=restore_env(tmp_path), timeout=120, check=False)
+    assert out.returncode != 0 and "wrong passphrase" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+    assert containers.status(cid) == "running"
+    assert not (tmp_path / "a.tar.zst").exists()

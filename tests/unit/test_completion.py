@@ -217,7 +217,7 @@ def test_runc_command_lists_match_runc_help():
     lists = file_lists()
     text = subprocess.run([runc, "--help"], capture_output=True, text=True, check=True).stdout
     commands = re.findall(r"^   ([a-z]+)(?:, h)?\s{2,}", text.split("\nCOMMANDS:\n", 1)[1].split("\n\n")[0], re.M)
-    assert sorted(lists["_runc_ckpt_commands"]) == sorted(set(commands) | {"inspect", "image"})
+    assert sorted(lists["_runc_ckpt_commands"]) == sorted(set(commands) | {"inspect", "image", "key"})
     for command in commands:
         if command in ("checkpoint", "restore", "help"):
             continue

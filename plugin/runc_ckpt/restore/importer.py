@@ -230,6 +230,9 @@ class _Restore:
                             what_is_required=layout.PRE_CHECKPOINT_DIR, flags=self.inv.flags,
                             decryption_keys=self.decryption_keys)
         prev.verify()
+        # The pre-checkpoint's pages are restored too: the policy judges it as it judges the archive.
+        verdict.enforce(verdict.decide(self.trust, "archive", previous, prev.manifest_raw, prev.manifest_sig,
+                                       f"archive {previous}"))
         if layout.PRE_CHECKPOINT_DIR not in prev.checkpoint_dirs:
             raise RuncCkptError(f"archive {previous} has no {layout.PRE_CHECKPOINT_DIR}/ images")
 
