@@ -877,3 +877,34 @@ def test_export_with_previous_on_a_single_pre_checkpoint_is_fine(env, captured_e
     assert env.main("checkpoint", "--with-previous", "-e", "ckpt.tar", "--keep", "ctr") == 0
     (req,) = captured_export
     assert os.readlink(os.path.join(req.image_dir, "parent")) == "../pre-checkpoint.1"
+
+
+# ---- encryption (trust.seal): the keys reach the writer, or the call is refused before the dump -----
+
+def test_encryption_keys_reach_the_writer(env, captured_export, seal_keys):
+    assert _export_run(env, "--encryption-key", f"jwe:{seal_keys['rsa'][1]}",
+                       "--encryption-key", f"jwe:{seal_keys['ec'][1]}") == 0
+    (req,) = captured_export
+    assert [k.path for k in req.seal_for] == [seal_keys["rsa"][1], seal_keys["ec"][1]]
+
+
+def test_the_node_key_applies_without_the_flag(env, captured_export, seal_keys):
+    with open(os.environ["RUNC_CKPT_CONFIG"], "a") as f:
+        f.write(f"encryption_key: jwe:{seal_keys['ec'][1]}\n")
+    assert _export_run(env) == 0
+    (req,) = captured_export
+    assert [k.path for k in req.seal_for] == [seal_keys["ec"][1]]
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--encryption-key", "jwe:/k.pub", "x"], "--encryption-key only works with --export"),
+    (["-e", "out.tar", "--encryption-key", "/k.pub", "x"], "expected jwe:PATH"),
+    (["-e", "out.tar", "--encryption-key", "jwe:/nonexistent/k.pub", "x"], "cannot read key"),
+])
+def test_bad_encryption_keys_touch_nothing(env, capfd, argv, words):
+    env.container("x")
+    env.register_state("x")
+    assert env.main("checkpoint", *argv) == 1
+    assert words in capfd.readouterr().err
+    assert not env.checkpoint_calls()
+    assert not os.path.exists("out.tar")
