@@ -261,3 +261,38 @@ def test_a_wrong_passphrase_refuses_the_checkpoint_before_runc_runs(make_bundle,
     assert len(out.stderr.strip().splitlines()) == 1
     assert containers.status(cid) == "running"
     assert not (tmp_path / "a.tar.zst").exists()
+
+
+def test_a_signed_checkpoint_image_is_judged_by_its_oci_scope(make_bundle, containers, busybox_lower, tmp_path,
+                                                              runc_ckpt_bin):
+    """--create-image oci: signs the archive its layer holds; restore --import oci: checks it under the
+    policy's oci scope (a trusting scope restores, and the default reject refuses the same image elsewhere)."""
+    keydir = _keys(runc_ckpt_bin, tmp_path / "keys")
+    b = make_bundle(args=["sh", "-c", SCRIPT], volumes={"vol1": "/data"})
+    env = restore_env(tmp_path)
+    cid = containers.run(b)
+    wait_for(lambda: b.counter() > 3, what="counter to start")
+    layout = tmp_path / "images" / "ckpt"
+    layout.parent.mkdir()
+    out = subprocess.run([runc_ckpt_bin, "--root", str(containers.root), "checkpoint", "--create-image",
+                          f"oci:{layout}:1", "--sign-by-sigstore-private-key", str(keydir / "signing.key"),
+                          "--sign-passphrase-file", str(keydir / "pass"), cid], stdin=subprocess.DEVNULL,
+                         capture_output=True, text=True, env=env, timeout=180, check=False)
+    assert out.returncode == 0, out.stderr
+    before = b.counter()
+    as_new_host(b, busybox_lower)
+    signed = [{"type": "sigstoreSigned", "keyPath": str(keydir / "signing.pub")}]
+    elsewhere = _policy(tmp_path / "elsewhere.json", [{"type": "reject"}], {"oci": {"/nowhere": signed}})
+    refused = subprocess.run([runc_ckpt_bin, "--root", str(containers.root), "restore", "--import", f"oci:{layout}:1",
+                              "--signature-policy", str(elsewhere), "--bundle", str(b.path), "-d"],
+                             stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env, timeout=120,
+                             check=False)
+    assert refused.returncode != 0 and "rejects everything" in refused.stderr
+    assert containers.status(cid) is None
+    policy = _policy(tmp_path / "policy.json", [{"type": "reject"}], {"oci": {str(tmp_path / "images"): signed}})
+    ok = subprocess.run([runc_ckpt_bin, "--root", str(containers.root), "restore", "--import", f"oci:{layout}:1",
+                         "--signature-policy", str(policy), "--bundle", str(b.path), "-d"],
+                        stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert ok.returncode == 0, ok.stderr
+    assert containers.status(cid) == "running"
+    wait_for(lambda: b.counter() > before + 2, what="counter to continue after restore")
