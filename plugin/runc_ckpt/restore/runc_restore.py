@@ -69,7 +69,10 @@ def _judge_images(policy_path: str | None, image_dir: str | None, inv: Invocatio
     trust = trustpolicy.load(policy_path, explicit=policy_path is not None)
     if trust.path is None or image_dir is None:
         return
-    manifest, sig = imagesdir.read(image_dir)
+    _, requirements = trust.requirements("dir", image_dir)
+    # Only a signature requirement needs the files hashed; accept or reject alone decide without them.
+    manifest, sig = imagesdir.read(image_dir) if any(r.type == trustpolicy.SIGNED for r in requirements) \
+        else (None, None)
     judged = verdict.decide(trust, "dir", image_dir, manifest, sig, f"images dir {image_dir}")
     runclog.debug(inv.flags, f"trust: {judged.reason}")
     verdict.enforce(judged)
