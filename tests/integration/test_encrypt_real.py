@@ -10,6 +10,7 @@ import subprocess
 import pytest
 import zstandard
 
+from tests.conftest import require_tool
 from tests.integration.conftest import wait_for
 from tests.integration.test_restore_import_real import SCRIPT, as_new_host, restore_env
 from tests.integration.migrate_helpers import make_host, pipe, target_bundle
@@ -109,3 +110,43 @@ def test_an_encrypted_stream_moves_the_container_and_needs_the_key(make_bundle, 
         assert _state(b.root, cid) == "running"
     finally:
         subprocess.run(["runc", "--root", str(b.root), "delete", "--force", cid], capture_output=True, check=False)
+
+
+def test_an_encrypted_checkpoint_image_is_ocicrypt_and_restores_with_the_key(make_bundle, containers, busybox_lower,
+                                                                            tmp_path, runc_ckpt_bin):
+    """--create-image oci: --encryption-key: skopeo encrypts the layer (ocicrypt); skopeo itself decrypts it
+    with the private key, and restore --import --decryption-key restores from it."""
+    skopeo = require_tool("skopeo")
+    keydir = _keys(runc_ckpt_bin, tmp_path / "keys")
+    b = make_bundle(args=["sh", "-c", "SECRET=marker-$((6*7))-in-memory-only; " + SCRIPT],
+                    volumes={"vol1": "/data"})
+    env = restore_env(tmp_path)
+    cid = containers.run(b)
+    wait_for(lambda: b.counter() > 3, what="counter to start")
+    layout = tmp_path / "img"
+    out = subprocess.run([runc_ckpt_bin, "--root", str(containers.root), "checkpoint", "--create-image",
+                          f"oci:{layout}:1", "--encryption-key", f"jwe:{keydir / 'encryption.pub'}", cid],
+                         stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env, timeout=180, check=False)
+    assert out.returncode == 0, out.stderr
+    before = b.counter()
+    blobs = list((layout / "blobs" / "sha256").iterdir())
+    assert not [p for p in blobs if b"marker-42-in-memory-only" in p.read_bytes()]
+    digest = json.loads((layout / "index.json").read_text())["manifests"][0]["digest"].split(":")[1]
+    manifest = json.loads((layout / "blobs" / "sha256" / digest).read_text())
+    assert manifest["layers"][0]["mediaType"].endswith("+encrypted")
+
+    plain = subprocess.run([skopeo, "copy", "--decryption-key", str(keydir / "encryption.key"), f"oci:{layout}:1",
+                            f"oci:{tmp_path / 'plain'}:1"], capture_output=True, text=True, check=False)
+    assert plain.returncode == 0, plain.stderr
+    as_new_host(b, busybox_lower)
+    blind = subprocess.run([runc_ckpt_bin, "--root", str(containers.root), "restore", "--import", f"oci:{layout}:1",
+                            "--bundle", str(b.path), "-d"], stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                           env=env, timeout=120, check=False)
+    assert blind.returncode != 0 and "encrypted" in blind.stderr
+    assert containers.status(cid) is None
+    ok = subprocess.run([runc_ckpt_bin, "--root", str(containers.root), "restore", "--import", f"oci:{layout}:1",
+                         "--decryption-key", str(keydir / "encryption.key"), "--bundle", str(b.path), "-d"],
+                        stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert ok.returncode == 0, ok.stderr
+    assert containers.status(cid) == "running"
+    wait_for(lambda: b.counter() > before + 2, what="counter to continue after restore")

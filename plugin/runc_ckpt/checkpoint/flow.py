@@ -164,9 +164,6 @@ def _locked(runc: str, inv: Invocation, cfg: config.Config, req: CheckpointReque
     # Keys are read before anything is touched: a bad key refuses the call, and an archive that
     # should be encrypted is never written in the clear.
     seal_for = sealkeys.recipients(req.encryption_keys, cfg.encryption_key)
-    if seal_for and image_ref is not None:
-        raise RuncCkptError("--create-image cannot encrypt yet: "
-                            "leave out --encryption-key (and runc-ckpt.yaml's encryption_key)")
     sign_key = _signing_key(req, cfg)
     # Policy and hooks of every container are settled before any is touched:
     # a bad annotation or hook definition refuses the whole call.

@@ -59,8 +59,8 @@ def check_flags(p: cmdflags.Parsed) -> None:
         raise RuncCkptError("--sign-by-sigstore-private-key only works with --export or --create-image")
     if p.text("sign_passphrase_file") and not p.text("sign_by_sigstore_private_key"):
         raise RuncCkptError("--sign-passphrase-file only works with --sign-by-sigstore-private-key")
-    if p.texts("encryption_key") and not export:
-        raise RuncCkptError("--encryption-key only works with --export")
+    if p.texts("encryption_key") and not (export or create_image):
+        raise RuncCkptError("--encryption-key only works with --export or --create-image")
     if p.flag("ignore_volumes") and not (export or create_image):
         raise RuncCkptError("--ignore-volumes only works with --export or --create-image")
     if export == STREAM:

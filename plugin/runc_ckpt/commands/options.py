@@ -20,7 +20,8 @@ CHECKPOINT: list[Option] = [
            "oci-archive:FILE[:TAG], docker://HOST/REPO:TAG, containers-storage:NAME or a bare NAME "
            "(one container only)"),
     Option(("empty-ns",), L, "create a namespace, but don't restore its properties", runc=True),
-    Option(("encryption-key",), L, "with --export FILE or -: encrypt the archive or stream for this public key, "
+    Option(("encryption-key",), L, "with --export FILE or - or --create-image: encrypt the archive, stream or "
+           "image layer (ocicrypt, through skopeo) for this public key, "
            "jwe:PUBKEY.pem (repeatable: each key can open it); runc-ckpt.yaml's encryption_key is the default"),
     Option(("export", "e"), V, "write the checkpoint, rootfs diff and volumes to this archive "
            "(one container only; - streams it to stdout)"),

@@ -25,6 +25,10 @@ def create(ref: Reference, req: ExportRequest, scratch_parent: str, flags: Globa
     host = hostinfo.current()
     warnings: list[str] = []
     req.spec = image_annotations.spec_for_crio(req.spec)
+    # Encrypted: skopeo seals the layer with ocicrypt, the format image tools read; the layer
+    # itself is our plain archive, as in any checkpoint image.
+    encrypt_for = tuple(f"jwe:{k.path}" for k in req.seal_for)
+    req.seal_for = ()
 
     def make_layer(directory: str) -> tuple[oci.Layer, dict[str, str]]:
         req.archive = os.path.join(directory, f".runc-ckpt-layer-{os.getpid()}")
@@ -37,7 +41,7 @@ def create(ref: Reference, req: ExportRequest, scratch_parent: str, flags: Globa
         return layer, image_annotations.build(req.config_dump, versions, host, result.manifest_sha256)
 
     created = runclog.rfc3339(time.time(), utc=True)
-    digest = transport.publish(ref, make_layer, created, host.arch, scratch_parent, flags)
+    digest = transport.publish(ref, make_layer, created, host.arch, scratch_parent, flags, encrypt_for)
     if flags is not None:
         runclog.debug(flags, f"checkpoint image {ref}: manifest {digest}")
     return warnings

@@ -217,6 +217,8 @@ def read(layout: str, tag: str | None) -> Image:
     if len(layers) != 1:
         raise RuncCkptError(f"image {layout}: {len(layers)} layers; a checkpoint image has exactly one")
     layer = layers[0]
+    if str(layer["mediaType"]).endswith("+encrypted"):
+        raise RuncCkptError(f"image {layout}: its layer is encrypted (ocicrypt): give --decryption-key")
     if layer["mediaType"] not in (*LAYER_MT.values(), _DOCKER_LAYER):
         raise RuncCkptError(f"image {layout}: layer media type {layer['mediaType']!r} is not a tar layer")
     path = blob_path(layout, layer["digest"])

@@ -59,13 +59,13 @@ def is_image(text: str) -> bool:
 
 
 def open_source(text: str, scratch_parent: str, flags: GlobalFlags | None,
-                stack: contextlib.ExitStack) -> Source:
+                stack: contextlib.ExitStack, decryption_keys: tuple[str, ...] = ()) -> Source:
     """The Source for an --import/inspect argument; an image's scratch copy lives until `stack` closes."""
     if not is_image(text):
         return Source(os.path.abspath(text))
     from runc_ckpt.image import transport
     ref = reference.parse(text)
-    fetched = stack.enter_context(transport.fetch(ref, scratch_parent, flags))
+    fetched = stack.enter_context(transport.fetch(ref, scratch_parent, flags, decryption_keys))
     img = fetched.image
     if not image_annotations.is_checkpoint(img.annotations):
         raise RuncCkptError(f"image {ref} is not a checkpoint image (it has no {image_annotations.PODMAN_NAME} or "

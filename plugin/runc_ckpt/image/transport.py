@@ -62,13 +62,16 @@ def _scratch(parent: str) -> Iterator[str]:
 
 
 def publish(ref: Reference, make_layer: Callable[[str], tuple[oci.Layer, dict[str, str]]],
-            created: str, arch: str, scratch_parent: str, flags: GlobalFlags | None) -> str:
-    """Write the image at ref; returns the manifest digest.
+            created: str, arch: str, scratch_parent: str, flags: GlobalFlags | None,
+            encrypt_for: tuple[str, ...] = ()) -> str:
+    """Write the image at ref; returns the manifest digest (of the image as written here, before any encryption).
 
     make_layer(directory) writes the layer file in directory and returns it
     with the image's annotations (some describe the layer, so they come after it).
+    encrypt_for: `jwe:PUB.pem` recipients; skopeo (ocicrypt) encrypts the layer on its way to ref,
+    so `podman pull --decryption-key` and CRI-O's key directory read it too.
     """
-    if ref.transport == OCI:
+    if ref.transport == OCI and not encrypt_for:
         layout = os.path.abspath(ref.target)
         fresh = not os.path.exists(layout)
         try:
@@ -83,28 +86,34 @@ def publish(ref: Reference, make_layer: Callable[[str], tuple[oci.Layer, dict[st
         layout = os.path.join(scratch, "layout")
         layer, annotations = make_layer(oci.layer_dir(layout))
         digest = oci.write(layout, layer, annotations, ref.tag or _SCRATCH_TAG, created, arch)
-        if ref.transport == OCI_ARCHIVE:
+        if ref.transport == OCI_ARCHIVE and not encrypt_for:
             ociarchive.pack(layout, os.path.abspath(ref.target))
         else:
-            skopeo.copy(f"oci:{layout}:{ref.tag or _SCRATCH_TAG}", str(ref), flags)
+            keys = tuple(a for k in encrypt_for for a in ("--encryption-key", k))
+            skopeo.copy(f"oci:{layout}:{ref.tag or _SCRATCH_TAG}", str(ref), flags, keys)
         return digest
 
 
 @contextlib.contextmanager
-def fetch(ref: Reference, scratch_parent: str, flags: GlobalFlags | None) -> Iterator[Fetched]:
-    """The image at ref, read and checked; remote images are copied to scratch space first."""
-    if ref.transport == OCI:
+def fetch(ref: Reference, scratch_parent: str, flags: GlobalFlags | None,
+          decryption_keys: tuple[str, ...] = ()) -> Iterator[Fetched]:
+    """The image at ref, read and checked; remote images are copied to scratch space first.
+
+    decryption_keys: private keys for an ocicrypt-encrypted layer; given, skopeo decrypts the image
+    into scratch space whatever its transport (a key that does not fit is skopeo's error)."""
+    if ref.transport == OCI and not decryption_keys:
         yield Fetched(ref, oci.read(os.path.abspath(ref.target), ref.tag))
         return
     with _scratch(scratch_parent) as scratch:
         layout = os.path.join(scratch, "layout")
-        if ref.transport == OCI_ARCHIVE:
+        if ref.transport == OCI_ARCHIVE and not decryption_keys:
             os.mkdir(layout, 0o700)
             ociarchive.unpack(os.path.abspath(ref.target), layout)
             yield Fetched(ref, oci.read(layout, ref.tag))
             return
         # Registries and storage: skopeo writes a layout we then read like any other. Layers in
         # containers-storage are kept uncompressed; --dest-decompress saves compressing them again.
-        extra = ("--dest-decompress",) if ref.transport != DOCKER else ()
+        extra: tuple[str, ...] = ("--dest-decompress",) if ref.transport != DOCKER else ()
+        extra += tuple(a for k in decryption_keys for a in ("--decryption-key", k))
         skopeo.copy(str(ref), f"oci:{layout}:{_SCRATCH_TAG}", flags, extra)
         yield Fetched(ref, oci.read(layout, _SCRATCH_TAG))

@@ -32,7 +32,7 @@ def inspect(text: str, runc: str, criu: str, flags: GlobalFlags, decryption_keys
     the default file) judges it as restore would; a refusal is the problem."""
     trust = trustpolicy.load(policy_path, explicit=policy_path is not None)
     with contextlib.ExitStack() as stack:
-        src = importsource.open_source(text, tempfile.gettempdir(), flags, stack)
+        src = importsource.open_source(text, tempfile.gettempdir(), flags, stack, decryption_keys)
         staged, problem = summary.read(src.path, src.sha256, decryption_keys)
         if problem is None:
             try:

@@ -242,7 +242,8 @@ class _Restore:
         session, req = self.session, self.req
         with contextlib.ExitStack() as sources:     # an image's scratch copy, until staging is done
             src = (importsource.Source(layout.STDIO) if session is not None
-                   else importsource.open_source(self.archive, self.bundle, self.inv.flags, sources))
+                   else importsource.open_source(self.archive, self.bundle, self.inv.flags, sources,
+                                                          self.decryption_keys))
             self.archive = src.path
             host_versions = configdump.versions(self.runc, self.inv.flags.criu)
             if src.annotations:  # an image says where it was made before its layer is read
