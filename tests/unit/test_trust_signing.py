@@ -96,3 +96,38 @@ def test_sign_and_verify_round_trip_and_tamper():
 def test_a_malformed_signature_is_one_error(data):
     with pytest.raises(RuncCkptError, match="bad signature"):
         signature.parse(data, "archive a: signature")
+
+
+# go-securesystemslib encrypted/encrypted_test.go (the package containers/image and cosign seal keys
+# with): TestDecrypt (plaintext "reallyimportant") and its legacy/standard/OWASP kdfVectors, whose
+# plaintext is the JSON of that []byte, a quoted base64 string. Debian's skopeo 1.9.3 is built with
+# sigstore signing disabled, so these vectors are this machine's interop check of the key format.
+GO_DECRYPT = (b'{"kdf":{"name":"scrypt","params":{"N":32768,"r":8,"p":1},"salt":"N9a7x5JFGbrtB2uBR81jPwp0eiLR4A7FV3mjVAQrg1g="},'
+              b'"cipher":{"name":"nacl/secretbox","nonce":"2h8HxMmgRfuYdpswZBQaU3xJ1nkA/5Ik"},'
+              b'"ciphertext":"SEW6sUh0jf2wfdjJGPNS9+bkk2uB+Cxamf32zR8XkQ=="}')
+GO_KDF_VECTORS = [
+    b'{"kdf":{"name":"scrypt","params":{"N":32768,"r":8,"p":1},"salt":"WO3mVvyTwJ9vwT5/Tk5OW5WPIBUofMjcpEfrLnfY4uA="},'
+    b'"cipher":{"name":"nacl/secretbox","nonce":"tCy7HcTFr4uxv4Nrg/DWmncuZ148U1MX"},'
+    b'"ciphertext":"08n43p5G5yviPEZpO7tPPF4aZQkWiWjkv4taFdhDBA0tamKH4nw="}',
+    b'{"kdf":{"name":"scrypt","params":{"N":65536,"r":8,"p":1},"salt":"FhzPOt9/bJG4PTq6lQ6ecG6GzaOuOy/ynG5+yRiFlNs="},'
+    b'"cipher":{"name":"nacl/secretbox","nonce":"aw1ng1jHaDz/tQ7V2gR9O2+IGQ8xJEuE"},'
+    b'"ciphertext":"HycvuLZL4sYH0BrYTh4E/H20VtAW6u5zL5Pr+IBjYLYnCPzDkq8="}',
+    b'{"kdf":{"name":"scrypt","params":{"N":131072,"r":8,"p":1},"salt":"m38E3kouJTtiheLQN22NQ8DTito5hrjpUIskqcd375k="},'
+    b'"cipher":{"name":"nacl/secretbox","nonce":"Y6PM13yA+o44pE/W1ZBwczeGnTV/m9Zc"},'
+    b'"ciphertext":"6H8sqj1K6B6yDjtH5AQ6lbFigg/C2yDDJc4rYJ79w9aVPImFIPI="}',
+]
+
+
+def test_unseal_reads_go_securesystemslib_vectors():
+    assert keys.unseal(GO_DECRYPT, b"supersecret") == b"reallyimportant"
+    for vector in GO_KDF_VECTORS:
+        assert json.loads(keys.unseal(vector, b"supersecret")) == base64.b64encode(b"reallyimportant").decode()
+    with pytest.raises(ValueError, match="wrong passphrase"):
+        keys.unseal(GO_DECRYPT, b"supersecreT")
+
+
+def test_seal_writes_the_fields_go_unmarshals():
+    doc = json.loads(keys.seal(b"x", b"pw"))
+    assert set(doc) == {"kdf", "cipher", "ciphertext"} and set(doc["kdf"]) == {"name", "params", "salt"}
+    assert set(doc["cipher"]) == {"name", "nonce"}
+    assert keys.unseal(keys.seal(b"payload", b"pw"), b"pw") == b"payload"

@@ -71,13 +71,22 @@ def load_private_key(path: str, passphrase: bytes) -> ec.EllipticCurvePrivateKey
 
 def decrypt_private_key(pem: bytes, passphrase: bytes) -> ec.EllipticCurvePrivateKey:
     """The EC P-256 key sealed in a sigstore PEM; ValueError says what is wrong."""
-    import nacl.exceptions
-    import nacl.secret
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     kind, payload = _pem_block(pem)
     if kind not in PEM_TYPES:
         raise ValueError(f"PEM type {kind!r} is not a sigstore private key ({' or '.join(PEM_TYPES)})")
+    der = unseal(payload, passphrase)
+    key = serialization.load_der_private_key(der, password=None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, ec.SECP256R1):
+        raise ValueError("not an ECDSA P-256 key (the scheme runc-ckpt signs with)")  # noqa: TRY004  # ValueError: what load_private_key reports
+    return key
+
+
+def unseal(payload: bytes, passphrase: bytes) -> bytes:
+    """go-securesystemslib's encrypted.Decrypt: the plaintext of its JSON document; ValueError if it fails."""
+    import nacl.exceptions
+    import nacl.secret
     try:
         doc = json.loads(payload)
         kdf, cipher = doc["kdf"], doc["cipher"]
@@ -92,30 +101,31 @@ def decrypt_private_key(pem: bytes, passphrase: bytes) -> ec.EllipticCurvePrivat
         raise ValueError(f"not an encrypted sigstore key ({type(e).__name__})") from None
     box = nacl.secret.SecretBox(_derive(passphrase, salt, params))
     try:
-        der = box.decrypt(sealed, nonce)
+        return bytes(box.decrypt(sealed, nonce))
     except (nacl.exceptions.CryptoError, ValueError, TypeError):
         raise ValueError("decryption failed: wrong passphrase (--sign-passphrase-file) or a damaged key") from None
-    key = serialization.load_der_private_key(der, password=None)
-    if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, ec.SECP256R1):
-        raise ValueError("not an ECDSA P-256 key (the scheme runc-ckpt signs with)")  # noqa: TRY004  # ValueError: what load_private_key reports
-    return key
 
 
 def encrypt_private_key(key: ec.EllipticCurvePrivateKey, passphrase: bytes) -> bytes:
     """The sigstore PEM of key sealed under passphrase, as containers/image's GenerateKeyPair writes it."""
-    import nacl.secret
-    import nacl.utils
     from cryptography.hazmat.primitives import serialization
     der = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
                             serialization.NoEncryption())
-    salt = os.urandom(SALT_SIZE)
-    nonce = nacl.utils.random(nacl.secret.SecretBox.NONCE_SIZE)
-    sealed = nacl.secret.SecretBox(_derive(passphrase, salt, WRITE_PARAMS)).encrypt(der, nonce).ciphertext
-    doc = {"kdf": {"name": "scrypt", "params": WRITE_PARAMS, "salt": _b64(salt)},
-           "cipher": {"name": "nacl/secretbox", "nonce": _b64(nonce)}, "ciphertext": _b64(sealed)}
-    body = base64.encodebytes(json.dumps(doc, separators=(",", ":")).encode()).decode().replace("\n", "")
+    body = base64.b64encode(seal(der, passphrase)).decode()
     lines = [body[i:i + 64] for i in range(0, len(body), 64)]
     return ("\n".join([f"-----BEGIN {PEM_TYPE}-----", *lines, f"-----END {PEM_TYPE}-----"]) + "\n").encode()
+
+
+def seal(plaintext: bytes, passphrase: bytes) -> bytes:
+    """go-securesystemslib's encrypted.Encrypt: scrypt-derived key, NaCl secretbox, its JSON document."""
+    import nacl.secret
+    import nacl.utils
+    salt = os.urandom(SALT_SIZE)
+    nonce = nacl.utils.random(nacl.secret.SecretBox.NONCE_SIZE)
+    sealed = nacl.secret.SecretBox(_derive(passphrase, salt, WRITE_PARAMS)).encrypt(plaintext, nonce).ciphertext
+    doc = {"kdf": {"name": "scrypt", "params": WRITE_PARAMS, "salt": _b64(salt)},
+           "cipher": {"name": "nacl/secretbox", "nonce": _b64(nonce)}, "ciphertext": _b64(sealed)}
+    return json.dumps(doc, separators=(",", ":")).encode()
 
 
 def load_public_key(pem: bytes, what: str) -> ec.EllipticCurvePublicKey:
