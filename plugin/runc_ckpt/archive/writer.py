@@ -41,6 +41,7 @@ END_OF_ARCHIVE = bytes(2 * BLOCK)
 _ZEROS = memoryview(bytes(CHUNK))
 _PADS = [bytes(n) for n in range(512)]
 PIPE_MIN = 8 * CHUNK       # members at least this big are hashed in a HashPipe thread (see TarWriter)
+PIPE_DEPTH = 2             # pieces of ~CHUNK queued for it: each is a copy held until hashed (peak RSS)
 
 # Entry kinds, as tar type flags.
 REG, LNK, SYM, CHR, BLK, DIR, FIFO = (tarfile.REGTYPE, tarfile.LNKTYPE, tarfile.SYMTYPE, tarfile.CHRTYPE,
@@ -360,7 +361,7 @@ class TarWriter:
         self._put(encode_header(Entry(name, REG, mode, size=size, mtime=mtime)))
         self._member, self._left, self._announced = name, size, size
         self._hasher = hashlib.sha256()
-        self._pipe = HashPipe() if size >= PIPE_MIN else None
+        self._pipe = HashPipe(PIPE_DEPTH) if size >= PIPE_MIN else None
         self._hash_from = len(self._buf)
 
     def end(self) -> None:
