@@ -193,6 +193,26 @@ def test_add_bytes_and_file_digests(tmp_path):
     assert len(out.getvalue()) % 512 == 0
 
 
+def test_big_member_hashed_in_a_pipe_thread_has_the_inline_digest(tmp_path, monkeypatch):
+    """Members of PIPE_MIN bytes or more are hashed by a HashPipe thread: same digest, same bytes, every path."""
+    monkeypatch.setattr(writer, "PIPE_MIN", 3 * writer.CHUNK)
+    big = os.urandom(3 * writer.CHUNK + 7)
+    p = tmp_path / "f"
+    p.write_bytes(big)
+    out = io.BytesIO()
+    tw = TarWriter(out)
+    tw.add_file("file", str(p))                      # read in CHUNK pieces
+    tw.add_bytes("bytes", big)                        # one piece bigger than CHUNK
+    tw.begin("pieces", len(big))                      # small pieces gathered in the buffer
+    for i in range(0, len(big), 1000):
+        tw._data(big[i:i + 1000])
+    tw.end()
+    tw.close()
+    for name in ("file", "bytes", "pieces"):
+        assert tw.members[name].sha256 == hashlib.sha256(big).hexdigest()
+        assert outer_member(out.getvalue(), name) == big
+
+
 def test_writer_error_reaches_the_caller():
     class Full(io.RawIOBase):
         def write(self, b):  # noqa: ANN001

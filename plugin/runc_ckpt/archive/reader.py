@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO, Protocol
 
 from runc_ckpt.archive import compression, layout, manifest, safeextract
+from runc_ckpt.archive.hashpipe import HashPipe
 from runc_ckpt.archive.manifest import MemberDigest
 from runc_ckpt.archive.tarstream import TarStream, ViewReader
 from runc_ckpt.base.errors import RuncCkptError
@@ -172,44 +173,6 @@ class CountedFile:
         return data
 
     read1 = read  # an uncompressed stream is read as it arrives (ReadAhead partial)
-
-
-class HashPipe:
-    """sha256 in a worker thread, so hashing overlaps the writes (hashlib releases the GIL).
-
-    Views of decompressed chunks are immutable bytes underneath, so they can
-    be hashed after the main thread has written them. They are handed over in
-    batches (MemberSource gathers HASH_BATCH bytes): a queue hand-off per
-    512-byte header of a many-file tree cost more than the file writes. The
-    bounded queue caps the memory held at a few MiB.
-    """
-
-    def __init__(self, depth: int = 16) -> None:
-        self._q: queue.Queue[tuple[hashlib._Hash, list[memoryview]] | None] = queue.Queue(depth)
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while True:
-            item = self._q.get()
-            if item is None:
-                self._q.task_done()
-                return
-            sha = item[0]
-            for view in item[1]:
-                sha.update(view)
-            self._q.task_done()
-
-    def update(self, sha: hashlib._Hash, views: list[memoryview]) -> None:
-        self._q.put((sha, views))
-
-    def digest(self, sha: hashlib._Hash) -> str:
-        self._q.join()
-        return sha.hexdigest()
-
-    def close(self) -> None:
-        self._q.put(None)
-        self._thread.join(timeout=5)
 
 
 class MemberSource(ViewReader):

@@ -30,6 +30,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from typing import BinaryIO, TypeAlias
 
+from runc_ckpt.archive.hashpipe import HashPipe
 from runc_ckpt.archive.manifest import MemberDigest
 from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.base.progress import NullProgress, Progress
@@ -39,6 +40,8 @@ CHUNK = 1 << 20            # copy/aggregation size: big writes keep the compress
 END_OF_ARCHIVE = bytes(2 * BLOCK)
 _ZEROS = memoryview(bytes(CHUNK))
 _PADS = [bytes(n) for n in range(512)]
+PIPE_MIN = 8 * CHUNK       # members at least this big are hashed in a HashPipe thread (see TarWriter)
+PIPE_DEPTH = 2             # pieces of ~CHUNK queued for it: each is a copy held until hashed (peak RSS)
 
 # Entry kinds, as tar type flags.
 REG, LNK, SYM, CHR, BLK, DIR, FIFO = (tarfile.REGTYPE, tarfile.LNKTYPE, tarfile.SYMTYPE, tarfile.CHRTYPE,
@@ -267,11 +270,14 @@ class TarWriter:
     """Writes a tar stream to `out` (e.g. a compressor); records size+sha256 of each regular member.
 
     Small pieces are gathered into one buffer and handed on in ~CHUNK writes;
-    the hash covers only member data, never headers or padding. Everything
-    runs in the caller's thread, on purpose: with two cores, the zstd workers
-    need them both, and a separate writer thread only added GIL hand-offs.
-    The multi-threaded compressor already overlaps its compression with our
-    reading, and hashlib and zstd both release the GIL on big buffers.
+    the hash covers only member data, never headers or padding. Reading and
+    writing run in the caller's thread, on purpose: with two cores, the zstd
+    workers need them both, and a separate writer thread only added GIL
+    hand-offs. The multi-threaded compressor already overlaps its compression
+    with our reading. A member of PIPE_MIN bytes or more (an inner tar, a big
+    image) is hashed by an archive.hashpipe thread instead: each ~CHUNK piece
+    is handed over as immutable bytes, and the hash of a many-file tree then
+    overlaps the open/read syscalls that keep the main thread busy.
     Member data bytes are counted on `progress` once per hand-off, never per
     small file, so a display costs the hot loop nothing.
     """
@@ -281,11 +287,11 @@ class TarWriter:
         self._out = out
         self._buf = bytearray()
         self._hasher: hashlib._Hash | None = None
+        self._pipe: HashPipe | None = None  # the current member's hashing thread, if it is big
         self._hash_from = 0         # offset in _buf where hashed bytes start
         self._member: str | None = None
         self._left = 0              # data bytes still owed to the current member
         self._announced = 0
-        self._readbuf = bytearray(CHUNK)
         self.members: dict[str, MemberDigest] = {}
         self.on_change = on_change or (lambda _msg: None)
         self._progress = progress or NullProgress()
@@ -295,13 +301,29 @@ class TarWriter:
     def _flush(self) -> None:
         if not self._buf:
             return
-        if self._hasher is not None:
-            with memoryview(self._buf) as view:
-                self._hasher.update(view[self._hash_from:])
+        if self._pipe is not None:
+            data = bytes(self._buf)     # immutable: the pipe hashes it after we move on
+            self._hash(data, self._hash_from)
+            self._out.write(data)
+        else:
+            if self._hasher is not None:
+                with memoryview(self._buf) as view:
+                    self._hasher.update(view[self._hash_from:])
+            self._out.write(self._buf)  # the compressor copies what it keeps, so the buffer is reusable
         self._hash_from = 0
-        self._out.write(self._buf)  # the compressor copies what it keeps, so the buffer is reusable
         self._buf.clear()
         self._report()
+
+    def _hash(self, data: bytes | bytearray | memoryview, start: int) -> None:
+        """Hash data[start:] into the current member's digest (none: nothing to do).
+
+        With a pipe, data must be immutable underneath (bytes, or a view of bytes)."""
+        if self._hasher is None:
+            return
+        if self._pipe is not None:
+            self._pipe.update(self._hasher, [memoryview(data)[start:]])
+        else:
+            self._hasher.update(memoryview(data)[start:])
 
     def _report(self) -> None:
         self._progress.update(self._unreported)
@@ -310,8 +332,7 @@ class TarWriter:
     def _put(self, data: bytes | bytearray | memoryview) -> None:
         if len(data) >= CHUNK:
             self._flush()
-            if self._hasher is not None:
-                self._hasher.update(data)
+            self._hash(data, 0)
             self._out.write(data)
             self._report()
         else:
@@ -340,17 +361,24 @@ class TarWriter:
         self._put(encode_header(Entry(name, REG, mode, size=size, mtime=mtime)))
         self._member, self._left, self._announced = name, size, size
         self._hasher = hashlib.sha256()
+        self._pipe = HashPipe(PIPE_DEPTH) if size >= PIPE_MIN else None
         self._hash_from = len(self._buf)
 
     def end(self) -> None:
         if self._left:
             raise RuncCkptError(f"internal error: archive member {self._member} is {self._left} bytes short")
         assert self._hasher is not None and self._member is not None
-        with memoryview(self._buf) as view:
-            self._hasher.update(view[self._hash_from:])
+        if self._pipe is not None:
+            self._hash(bytes(self._buf[self._hash_from:]), 0)
+            digest = self._pipe.digest(self._hasher)
+            self._pipe.close()
+        else:
+            with memoryview(self._buf) as view:
+                self._hasher.update(view[self._hash_from:])
+            digest = self._hasher.hexdigest()
         self._hash_from = len(self._buf)
-        self.members[self._member] = MemberDigest(self._announced, self._hasher.hexdigest())
-        self._hasher, self._member = None, None
+        self.members[self._member] = MemberDigest(self._announced, digest)
+        self._hasher, self._member, self._pipe = None, None, None
         self._put(_ZEROS[:padding(self._announced)])
 
     def add_bytes(self, name: str, data: bytes, mode: int = 0o600, mtime: int = 0) -> None:
@@ -468,15 +496,16 @@ class TarWriter:
             os.close(fd)
 
     def _copy_fd(self, fd: int, size: int, path: str) -> None:
-        """Copy exactly `size` bytes in CHUNK pieces: stop at `size`, zero-pad if the file shrank."""
+        """Copy exactly `size` bytes in CHUNK pieces: stop at `size`, zero-pad if the file shrank.
+
+        Each piece is a new bytes object, not a reused buffer: a HashPipe may still be hashing the last one."""
         left = size
-        with memoryview(self._readbuf) as view, os.fdopen(fd, "rb", buffering=0, closefd=False) as f:
-            while left:
-                n = f.readinto(view[:min(left, CHUNK)])
-                if not n:
-                    break
-                self._data(view[:n])
-                left -= n
+        while left:
+            data = os.read(fd, min(left, CHUNK))
+            if not data:
+                break
+            self._data(data)
+            left -= len(data)
         if left:
             self.on_change(f"{path}: file shrank while being read; padded with zeros")
             self._zeros(left)
