@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 
 import pytest
 import zstandard
@@ -13,7 +14,7 @@ import zstandard
 from tests.conftest import require_tool
 from tests.integration.conftest import wait_for
 from tests.integration.test_restore_import_real import SCRIPT, as_new_host, restore_env
-from tests.integration.migrate_helpers import make_host, pipe, target_bundle
+from tests.integration.migrate_helpers import make_host, pipe, running_pair, socket_pair, target_bundle
 from tests.integration.test_trust_real import _keys, _state, _tree
 
 
@@ -150,3 +151,27 @@ def test_an_encrypted_checkpoint_image_is_ocicrypt_and_restores_with_the_key(mak
     assert ok.returncode == 0, ok.stderr
     assert containers.status(cid) == "running"
     wait_for(lambda: b.counter() > before + 2, what="counter to continue after restore")
+
+
+def test_an_encrypted_pre_copy_stream_with_handshake_over_tcp(make_bundle, containers, busybox_lower, tmp_path,
+                                                             runc_ckpt_bin):
+    """The back channel waits on the hello and the end of phase 1: each must open on the receiver as soon as
+    it is flushed, so a sealed stream may not hold a record back until more bytes come."""
+    keydir = _keys(runc_ckpt_bin, tmp_path / "keys")
+    a, b, src, dst, cid = running_pair(make_bundle, containers, tmp_path, busybox_lower, SCRIPT)
+    try:
+        started = time.monotonic()
+        s, r = socket_pair(a.runc_ckpt(runc_ckpt_bin, "checkpoint", "--export", "-", "--pre-copy", "--handshake",
+                                       "--stream-timeout", "20", "--encryption-key",
+                                       f"jwe:{keydir / 'encryption.pub'}", cid),
+                           b.runc_ckpt(runc_ckpt_bin, "restore", "--import", "-", "--handshake",
+                                       "--decryption-key",
+                                       str(keydir / "encryption.key"), "--bundle", str(dst.path), "-d", cid),
+                           a.env, b.env, timeout=90)
+        assert s.returncode == 0, s.stderr + r.stderr
+        assert r.returncode == 0, r.stderr
+        assert time.monotonic() - started < 20, "a flushed record waited for the stream timeout"
+        assert _state(b.root, cid) == "running"
+    finally:
+        for root in (a.root, b.root):
+            subprocess.run(["runc", "--root", str(root), "delete", "--force", cid], capture_output=True, check=False)

@@ -301,7 +301,10 @@ class SealReader:
     def read(self, n: int = -1) -> bytes:
         if n < 0:
             return b"".join(iter(self.read1, b""))
-        return _read_exact(self.read1, n)
+        # A short read, as a pipe's: what the current record holds. Waiting for n bytes would hold
+        # a flushed record (a stream's hello) back until more arrives, while the sender waits for
+        # the receiver's reply to it.
+        return self.read1(n)
 
     def peek(self, n: int = 1) -> bytes:
         self._next()
