@@ -19,7 +19,7 @@ import pytest
 import zstandard
 
 from tests.integration.conftest import wait_for
-from tests.integration.migrate_helpers import pipe, running_pair
+from tests.integration.migrate_helpers import pipe, running_pair, socket_pair
 from tests.integration.test_restore_import_real import SCRIPT, as_new_host, restore_env
 
 
@@ -296,3 +296,29 @@ def test_a_signed_checkpoint_image_is_judged_by_its_oci_scope(make_bundle, conta
     assert ok.returncode == 0, ok.stderr
     assert containers.status(cid) == "running"
     wait_for(lambda: b.counter() > before + 2, what="counter to continue after restore")
+
+
+def test_with_handshake_an_unsigned_sender_is_refused_before_the_freeze(make_bundle, containers, tmp_path,
+                                                                        busybox_lower, runc_ckpt_bin):
+    """The hello is judged by the policy as soon as it arrives: the no-go reaches the sender before it
+    freezes anything, so the source container never stops."""
+    keydir = _keys(runc_ckpt_bin, tmp_path / "keys")
+    a, b, src, dst, cid = running_pair(make_bundle, containers, tmp_path, busybox_lower, SCRIPT)
+    policy = _policy(tmp_path / "policy.json", [{"type": "reject"}],
+                     {"stream": {"": [{"type": "sigstoreSigned", "keyPath": str(keydir / "signing.pub")}]}})
+    try:
+        s, r = socket_pair(a.runc_ckpt(runc_ckpt_bin, "checkpoint", "--export", "-", "--handshake", cid),
+                           b.runc_ckpt(runc_ckpt_bin, "restore", "--import", "-", "--handshake",
+                                       "--signature-policy", str(policy), "--bundle", str(dst.path), "-d", cid),
+                           a.env, b.env)
+        assert s.returncode != 0 and r.returncode != 0
+        assert "untrusted sender" in r.stderr and "is not signed" in r.stderr
+        assert "the container was not touched" in s.stderr, s.stderr
+        assert _state(a.root, cid) == "running"
+        before = src.counter()
+        wait_for(lambda: src.counter() > before + 1, what="the source to keep counting")
+        assert _state(b.root, cid) is None
+        assert not [n for n in os.listdir(dst.path) if n.startswith(".runc-ckpt")]
+    finally:
+        for root in (a.root, b.root):
+            subprocess.run(["runc", "--root", str(root), "delete", "--force", cid], capture_output=True, check=False)

@@ -10,6 +10,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from runc_ckpt.base.errors import RuncCkptError
+from runc_ckpt.migrate import hello
 from runc_ckpt.trust import keys, policy, signature, verdict
 from tests.conftest import REPO
 
@@ -143,3 +144,16 @@ def test_the_man_page_example_loads(tmp_path, signer):
     assert pol.requirements("archive", "/var/lib/runc-ckpt/exports/a.tar.zst")[1][0].type == policy.ACCEPT
     assert pol.requirements("archive", "/tmp/a.tar.zst")[1][0].type == policy.SIGNED
     assert pol.requirements("stream", "10.0.0.9")[0] == "default"
+
+
+def test_a_stream_hello_is_signed_and_judged_before_the_freeze(tmp_path, signer):
+    key, pub = signer
+    pol = _load(tmp_path, {"default": [{"type": "reject"}], "transports": {"stream": {"": _signed(pub)}}})
+    doc = {"format": hello.FORMAT, "version": hello.VERSION, "container": "web", "host": {"arch": "amd64"}}
+    assert hello.judge(dict(doc), pol, "", "web")[0].startswith("the stream's hello is not signed")
+    hello.sign(doc, key)
+    assert hello.judge(doc, pol, "", "web") == []
+    assert "replayed" in hello.judge(doc, pol, "", "other")[0]
+    forged = dict(doc, host={"arch": "arm64"})
+    assert "does not match" in hello.judge(forged, pol, "", "web")[0]
+    assert hello.judge(dict(doc, signature=None), policy.NO_POLICY, "", "web") == []

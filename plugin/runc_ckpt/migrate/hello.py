@@ -12,11 +12,18 @@ container is frozen.
 
 from __future__ import annotations
 
+import json
 import os
+from typing import TYPE_CHECKING
 
 from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.metadata import configdump, hostcheck, needs, preflight
 from runc_ckpt.runtime import ocispec
+from runc_ckpt.trust import signature, verdict
+from runc_ckpt.trust.policy import Policy
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import ec
 
 FORMAT = "runc-ckpt-stream"
 VERSION = 1
@@ -31,6 +38,32 @@ def build(runc: str, criu: str, container_id: str, mode: str, handshake: bool,
     if needs_doc is not None:
         doc["needs"] = needs_doc
     return doc
+
+
+def _signed_bytes(hello: dict) -> bytes:
+    """What the hello's signature covers: the hello without it, as canonical JSON."""
+    return json.dumps({k: v for k, v in hello.items() if k != "signature"}, sort_keys=True,
+                      separators=(",", ":")).encode()
+
+
+def sign(hello: dict, key: ec.EllipticCurvePrivateKey) -> None:
+    """Sign the hello (trust.signature's document under "signature"), so a receiver whose policy asks
+    for a signature refuses an unsigned or untrusted sender before the container is frozen."""
+    hello["signature"] = json.loads(signature.sign(_signed_bytes(hello), key))
+
+
+def judge(hello: dict, trust: Policy, peer: str, container_id: str | None) -> list[str]:
+    """Why the trust policy refuses this hello (empty: go), before the sender freezes the container;
+    the stream's signed manifest is judged again at its end, before anything is applied."""
+    sig = hello.get("signature")
+    judged = verdict.decide(trust, "stream", peer, _signed_bytes(hello),
+                            json.dumps(sig).encode() if sig is not None else None, "the stream's hello")
+    if not judged.accepted:
+        return [judged.reason]
+    if judged.signer and container_id is not None and hello.get("container") != container_id:
+        signed_for = hello.get("container")
+        return [f"the stream is signed for container {signed_for!r}, not {container_id!r} (a replayed stream?)"]
+    return []
 
 
 def check_needs(hello: dict, bundle: str | None, criu: str) -> list[str]:

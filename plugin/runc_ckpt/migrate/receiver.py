@@ -20,6 +20,8 @@ from runc_ckpt.migrate.request import MigrateReceive
 from runc_ckpt.restore import importer
 from runc_ckpt.runtime import faults
 from runc_ckpt.settings import config
+from runc_ckpt.trust import policy as trustpolicy
+from runc_ckpt.trust.policy import NO_POLICY, Policy
 
 
 class Session:
@@ -28,8 +30,10 @@ class Session:
     label = stream.STDIN_LABEL
 
     def __init__(self, runc: str, criu: str, replier: handshake.Replier | None, skip_preflight: bool,
-                 bundle: str | None = None) -> None:
+                 bundle: str | None = None, trust: Policy = NO_POLICY, peer: str = "",
+                 container_id: str | None = None) -> None:
         self.bundle = bundle      # issue 21: the hello's needs are checked against this bundle
+        self.trust, self.peer, self.container_id = trust, peer, container_id   # issue 20: who may send
         self.runc = runc
         self.criu = criu
         self.skip_preflight = skip_preflight
@@ -41,8 +45,10 @@ class Session:
 
     def on_hello(self, doc: dict) -> None:
         faults.point("hello-read")
-        problems = hello.check(doc, self.runc, self.criu, self.skip_preflight, self.bundle)
-        why = f"incompatible host: {'; '.join(problems)} (--skip-preflight on the receiver restores anyway)"
+        untrusted = hello.judge(doc, self.trust, self.peer, self.container_id)
+        problems = untrusted or hello.check(doc, self.runc, self.criu, self.skip_preflight, self.bundle)
+        why = (f"untrusted sender: {'; '.join(untrusted)}" if untrusted
+               else f"incompatible host: {'; '.join(problems)} (--skip-preflight on the receiver restores anyway)")
         if self.replier is not None:
             self.replier.send(handshake.GO, not problems, why if problems else "")
             self.answered_go = True
@@ -70,9 +76,14 @@ class Session:
 
 def receive(inv: Invocation, req: MigrateReceive) -> int:
     """`restore --import -` (a stream on stdin), optionally answering the sender (--handshake)."""
-    runc = realrunc.find(config.load(inv.flags.config).runc)
+    cfg = config.load(inv.flags.config)
+    runc = realrunc.find(cfg.runc)
+    policy_path = req.restore.signature_policy or cfg.signature_policy
+    restore = req.restore
     session = Session(runc, inv.flags.criu, handshake.Replier() if req.handshake else None,
-                      req.restore.skip_preflight, os.path.abspath(req.restore.bundle or "."))
+                      restore.skip_preflight, os.path.abspath(restore.bundle or "."),
+                      trustpolicy.load(policy_path, explicit=policy_path is not None), restore.peer or "",
+                      restore.containers[0] if restore.containers else restore.name)
     try:
         code = importer.restore(inv, req.restore, session)
     except RuncCkptError as e:

@@ -91,8 +91,10 @@ def _send(runc: str, inv: Invocation, cfg: config.Config, m: MigrateSend, runc_f
                 now = time.time()
                 # issue 21: the hello carries the needs known before the freeze (CPU, bind sources, cgroups)
                 live = needs.to_json(needs.live(t.spec, inv.flags.criu, inv.flags.systemd_cgroup))
-                tw.add_bytes(layout.HELLO, json.dumps(hello.build(runc, inv.flags.criu, t.state.id, mode,
-                                                                  replies is not None, live)).encode(), mtime=int(now))
+                doc = hello.build(runc, inv.flags.criu, t.state.id, mode, replies is not None, live)
+                if req.sign_key is not None:
+                    hello.sign(doc, req.sign_key)
+                tw.add_bytes(layout.HELLO, json.dumps(doc).encode(), mtime=int(now))
                 tw.flush()
                 faults.point("hello-sent")
                 if replies is not None:
