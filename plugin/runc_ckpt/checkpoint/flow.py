@@ -337,8 +337,10 @@ def _dump_and_export(runc: str, inv: Invocation, cfg: config.Config, req: Checkp
     if signum is not None:
         raise RuncCkptError(f"interrupted by {signal.Signals(signum).name}; the checkpoint of {t.state.id} "
                             f"completed and its images are in {plan.final_dir}", 128 + signum)
-    if t.sign_key is not None and not plan.pre_dump:
-        # The images dir carries its own signed manifest: engines copy it into archives of their own.
+    if t.sign_key is not None and not plan.pre_dump and not plan.ours:
+        # The caller's images dir carries its own signed manifest: engines copy it into archives of
+        # their own. Images in our state dir (--export, streams) travel in our signed archive instead,
+        # so they are not hashed a second time (a stream's downtime would pay for it).
         imagesdir.sign(plan.final_dir, t.state.id, t.sign_key)
     criu = _criu_stats(inv, plan) if req.print_stats else {}
     # Auto-export first: an explicit --export tidies the images away afterwards.
