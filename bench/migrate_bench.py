@@ -306,7 +306,12 @@ def run_limit(a: Host, b: Host, args: argparse.Namespace) -> float:
     return d
 
 
-def run_podman(work: Path, image_tar: Path, stamp: Path, args: argparse.Namespace, rate: float) -> float:
+def run_podman(work: Path, image_tar: Path, hosts: list[Host], args: argparse.Namespace, rate: float) -> float:
+    stamp = hosts[0].stamp
+    # The last method's workload (restored on host b) still writes to the same stamp dir:
+    # it goes first, or its stamps would mix with podman's (and race the dir's reset).
+    for h in hosts:
+        h.runc.remove(CID)
     # Not under work: podman refuses a runroot path longer than 50 characters.
     pm = PodmanEnv(Path(tempfile.mkdtemp(prefix="rcmb-", dir="/tmp")), real_runc())
     try:
@@ -377,7 +382,7 @@ def main() -> int:
                          ("3-step", lambda: run_three_step(a, b, args, rate)),
                          ("stream", lambda: run_stream(a, b, args, rate, False)),
                          ("two-phase", lambda: run_stream(a, b, args, rate, True)),
-                         *((("podman", lambda: run_podman(work, image_tar, stamp, args, rate)),)
+                         *((("podman", lambda: run_podman(work, image_tar, hosts, args, rate)),)
                            if args.podman else ())):
             if args.only and name != "limit" and name not in args.only.split(","):
                 continue
