@@ -28,22 +28,23 @@ def signer(tmp_path):
 def _load(tmp_path: Path, doc: dict) -> policy.Policy:
     path = tmp_path / "policy.json"
     path.write_text(json.dumps(doc))
-    return policy.load(str(path), explicit=True)
+    return policy.load(str(path))
 
 
 def _signed(pub: Path) -> list[dict]:
     return [{"type": "sigstoreSigned", "keyPath": str(pub)}]
 
 
-def test_no_policy_file_accepts_and_says_so(tmp_path):
-    pol = policy.load(str(tmp_path / "absent.json"), explicit=False)
+def test_no_policy_file_accepts_and_says_so(tmp_path, monkeypatch):
+    monkeypatch.setattr(policy, "DEFAULT_PATH", str(tmp_path / "absent.json"))
+    pol = policy.load(None)
     v = verdict.decide(pol, "archive", "/a", MANIFEST, None, "archive /a")
     assert v.accepted and "no signature policy" in v.reason and v.signer is None
 
 
 def test_a_named_policy_must_exist(tmp_path):
     with pytest.raises(RuncCkptError, match="does not exist"):
-        policy.load(str(tmp_path / "absent.json"), explicit=True)
+        policy.load(str(tmp_path / "absent.json"))
 
 
 def test_the_most_specific_archive_scope_wins(tmp_path, signer):

@@ -30,7 +30,7 @@ def inspect(text: str, runc: str, criu: str, flags: GlobalFlags, decryption_keys
     An encrypted archive opens with one of decryption_keys; without one, the error says for which
     key fingerprints it is encrypted, and nothing else is read. The trust policy (policy_path, else
     the default file) judges it as restore would; a refusal is the problem."""
-    trust = trustpolicy.load(policy_path, explicit=policy_path is not None)
+    trust = trustpolicy.load(policy_path)
     with contextlib.ExitStack() as stack:
         src = importsource.open_source(text, tempfile.gettempdir(), flags, stack, decryption_keys)
         staged, problem = summary.read(src.path, src.sha256, decryption_keys)

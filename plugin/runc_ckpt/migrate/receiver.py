@@ -78,11 +78,10 @@ def receive(inv: Invocation, req: MigrateReceive) -> int:
     """`restore --import -` (a stream on stdin), optionally answering the sender (--handshake)."""
     cfg = config.load(inv.flags.config)
     runc = realrunc.find(cfg.runc)
-    policy_path = req.restore.signature_policy or cfg.signature_policy
     restore = req.restore
     session = Session(runc, inv.flags.criu, handshake.Replier() if req.handshake else None,
                       restore.skip_preflight, os.path.abspath(restore.bundle or "."),
-                      trustpolicy.load(policy_path, explicit=policy_path is not None), restore.peer or "",
+                      trustpolicy.load(restore.signature_policy or cfg.signature_policy), restore.peer or "",
                       restore.containers[0] if restore.containers else restore.name)
     try:
         code = importer.restore(inv, req.restore, session)

@@ -70,8 +70,7 @@ def restore(inv: Invocation, req: ImportRequest, session: StreamSession | None =
     config.apply_log_level(cfg, inv.flags)
     hook_defs = hooks.load(cfg.hooks_dir)
     # The trust policy is read before anything is touched: a bad policy refuses the call.
-    policy_path = req.signature_policy or cfg.signature_policy
-    trust = trustpolicy.load(policy_path, explicit=policy_path is not None)
+    trust = trustpolicy.load(req.signature_policy or cfg.signature_policy)
     runc = realrunc.find(cfg.runc)
     bundle = os.path.abspath(req.bundle or ".")
     cid = req.containers[0] if req.containers else (req.name or None)

@@ -66,7 +66,7 @@ def _judge_images(policy_path: str | None, image_dir: str | None, inv: Invocatio
 
     Without a policy file nothing is read, so runc's own restore costs what it did.
     """
-    trust = trustpolicy.load(policy_path, explicit=policy_path is not None)
+    trust = trustpolicy.load(policy_path)
     if trust.path is None or image_dir is None:
         return
     _, requirements = trust.requirements("dir", image_dir)

@@ -93,14 +93,14 @@ def _candidates(transport: str, scope: str) -> list[str]:
     return out
 
 
-def load(path: str | None, explicit: bool) -> Policy:
-    """The policy at path; a missing file is NO_POLICY unless it was named explicitly (flag or config)."""
+def load(path: str | None) -> Policy:
+    """The policy a flag or the config names (it must exist), else DEFAULT_PATH's (missing: NO_POLICY)."""
     where = path or DEFAULT_PATH
     try:
         with open(where, "rb") as f:
             data = f.read(MAX_SIZE + 1)
     except FileNotFoundError:
-        if explicit:
+        if path is not None:
             raise RuncCkptError(f"signature policy {where}: does not exist") from None
         return NO_POLICY
     except OSError as e:
