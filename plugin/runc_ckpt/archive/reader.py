@@ -38,7 +38,8 @@ from runc_ckpt.trust import seal, sealkeys
 MAX_SMALL_MEMBER = 16 << 20
 TAR_BUFSIZE = 1 << 20  # largest view handed out at once
 SMALL_MEMBERS = {layout.SPEC_DUMP, layout.CONFIG_DUMP, layout.NETWORK_STATUS, layout.DELETED_FILES,
-                 layout.MANIFEST, layout.MANIFEST_SIG, layout.STATS_DUMP, layout.HELLO, layout.ROOTFS_REMOVED, layout.PHASE1_END}
+                 layout.MANIFEST, layout.MANIFEST_SIG, layout.STATS_DUMP, layout.HELLO, layout.ROOTFS_REMOVED,
+                 layout.PHASE1_END}
 FILE_MEMBERS = {layout.DEVSHM, layout.CTR_LOG}
 ROOTFS_STAGING_PREFIX = ".runc-ckpt-staging-"
 

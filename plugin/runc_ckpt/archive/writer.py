@@ -301,15 +301,11 @@ class TarWriter:
     def _flush(self) -> None:
         if not self._buf:
             return
-        if self._pipe is not None:
-            data = bytes(self._buf)     # immutable: the pipe hashes it after we move on
-            self._hash(data, self._hash_from)
-            self._out.write(data)
-        else:
-            if self._hasher is not None:
-                with memoryview(self._buf) as view:
-                    self._hasher.update(view[self._hash_from:])
-            self._out.write(self._buf)  # the compressor copies what it keeps, so the buffer is reusable
+        # With a pipe, an immutable copy (the pipe hashes it after we move on); without, the buffer
+        # itself: the compressor copies what it keeps, so the buffer is reusable.
+        data = bytes(self._buf) if self._pipe is not None else self._buf
+        self._hash(data, self._hash_from)
+        self._out.write(data)
         self._hash_from = 0
         self._buf.clear()
         self._report()
@@ -323,7 +319,8 @@ class TarWriter:
         if self._pipe is not None:
             self._pipe.update(self._hasher, [memoryview(data)[start:]])
         else:
-            self._hasher.update(memoryview(data)[start:])
+            with memoryview(data) as view:      # released at once: a bytearray can grow again
+                self._hasher.update(view[start:])
 
     def _report(self) -> None:
         self._progress.update(self._unreported)
@@ -373,8 +370,7 @@ class TarWriter:
             digest = self._pipe.digest(self._hasher)
             self._pipe.close()
         else:
-            with memoryview(self._buf) as view:
-                self._hasher.update(view[self._hash_from:])
+            self._hash(self._buf, self._hash_from)
             digest = self._hasher.hexdigest()
         self._hash_from = len(self._buf)
         self.members[self._member] = MemberDigest(self._announced, digest)

@@ -60,10 +60,8 @@ def judge(hello: dict, trust: Policy, peer: str, container_id: str | None) -> li
                             json.dumps(sig).encode() if sig is not None else None, "the stream's hello")
     if not judged.accepted:
         return [judged.reason]
-    if judged.signer and container_id is not None and hello.get("container") != container_id:
-        signed_for = hello.get("container")
-        return [f"the stream is signed for container {signed_for!r}, not {container_id!r} (a replayed stream?)"]
-    return []
+    replay = verdict.replayed(judged, hello.get("container"), container_id, "the stream")
+    return [replay] if replay else []
 
 
 def check_needs(hello: dict, bundle: str | None, criu: str) -> list[str]:

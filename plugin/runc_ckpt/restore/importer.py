@@ -282,11 +282,11 @@ class _Restore:
         self.verdict = verdict.decide(self.trust, transport, scope, staged.manifest_raw, staged.manifest_sig, what)
         runclog.debug(self.inv.flags, f"trust: {self.verdict.reason}")
         verdict.enforce(self.verdict)
-        signed_for = ((staged.manifest or {}).get("container") or {}).get("id")
-        if self.session is not None and self.verdict.signer and self.cid is not None and signed_for != self.cid:
-            # A signed stream is bound to its container: a recorded one replayed at another is refused.
-            raise RuncCkptError(f"restore refused: {what} is signed for container {signed_for!r}, not {self.cid!r} "
-                                f"(a replayed stream?)")
+        if self.session is not None:
+            signed_for = ((staged.manifest or {}).get("container") or {}).get("id")
+            replay = verdict.replayed(self.verdict, signed_for, self.cid, what)
+            if replay:
+                raise RuncCkptError(f"restore refused: {replay}")
 
     def _settle_id(self, staged: reader.Staged) -> str:
         """The container's ID: as given, else the archive's (then locked and checked free here)."""

@@ -68,6 +68,14 @@ def _signed(req: Requirement, manifest: bytes | None, sig: signature.Signature |
             f"{scope} (trusted: {names})"), None
 
 
+def replayed(verdict: Verdict, signed_for: object, container_id: str | None, what: str) -> str | None:
+    """Why a signed stream may not be restored as container_id (it is bound to the container it was
+    signed for: a recorded stream replayed at another is refused), or None."""
+    if verdict.signer and container_id is not None and signed_for != container_id:
+        return f"{what} is signed for container {signed_for!r}, not {container_id!r} (a replayed stream?)"
+    return None
+
+
 def enforce(verdict: Verdict) -> None:
     """Refuse the restore unless the policy accepted it: one runc-format error line, nothing touched."""
     if not verdict.accepted:
