@@ -43,6 +43,7 @@ Cases (--cases; sizes x --scale, tiny in --smoke):
   idle       512 MiB memory, idle after writing, 16 MiB rootfs diff
   big        1 GiB memory, idle after writing, 1 GiB rootfs diff
   dirty      1 GiB memory that the workload keeps dirtying at 64 MiB/s (1/16 of it per second), 16 MiB diff
+  files      64 MiB memory + 50k small files (not in the default --cases: rootfs, not memory)
   periodic   1 GiB memory: checkpoint --export FILE --leave-running, the workload changes 5 % of its pages,
              then an incremental child archive against the first (PARENT_FLAG; "not available" when the
              installed runc-ckpt's `checkpoint --help` lacks it)
@@ -159,6 +160,7 @@ class Case:
     mem_mib: int
     diff_mib: int
     dirty_mib_s: float = 0.0
+    files: int = 0                      # small files (1 KiB) in the rootfs diff
     downtime_goal: float = 1.5
     after_goal: float | None = 5.0      # bytes after the freeze, % of phase 0's (None: printed only)
 
@@ -167,7 +169,8 @@ class Case:
 
 
 def cases(smoke: bool, scale: float) -> dict[str, Case]:
-    """The issue's cases, x scale; tiny in smoke mode. The dirty rate is 1/16 of the memory per second."""
+    """The issue's cases (and `files`, run only when asked for), x scale; tiny in smoke mode.
+    The dirty rate is 1/16 of the memory per second."""
     def mib(full: int, tiny: int) -> int:
         return tiny if smoke else scaled(full, scale)
     mem, big = mib(512, 8), mib(1024, 16)
@@ -177,6 +180,8 @@ def cases(smoke: bool, scale: float) -> dict[str, Case]:
         Case("dirty", f"{big} MiB memory dirtied at {big / 16:g} MiB/s, {mib(16, 2)} MiB diff", big, mib(16, 2),
              dirty_mib_s=big / 16, downtime_goal=2.5, after_goal=None),
         Case("periodic", f"{big} MiB memory, {100 // TOUCH_EVERY} % of its pages changed", big, mib(16, 2)),
+        Case("files", f"{mib(64, 8)} MiB memory (half random, idle) + {mib(50000, 200)} small files",
+             mib(64, 8), 0, files=mib(50000, 200), after_goal=None),
     )}
 
 
@@ -441,7 +446,7 @@ def prepare(a: Host, b: Host, case: Case) -> None:
     b.fresh(case.workload())
     a.fresh(case.workload())
     reset_stamp(a.stamp)         # after the last run's containers are gone
-    fill_diff(a.upper, case.diff_mib)
+    fill_diff(a.upper, case.diff_mib, case.files)
     os.sync()
     a.runc.run_detached(a.bundle, CID)
     wait_memory(a.stamp, case.mem_mib)
@@ -515,7 +520,7 @@ def run_podman(work: Path, image_tar: Path, hosts: list[Host], case: Case, wait:
         mounts = [f"-v={s}:{d}:ro" for s, d in HOST_MOUNTS] + [f"-v={ident}:/host:ro", f"-v={stamp}:/stamp"]
         pm("create", "--name", "web", *mounts, pm.image, "/usr/bin/python3", "-c", case.workload())
         merged = Path(pm("mount", "web"))
-        fill_diff(merged, case.diff_mib)
+        fill_diff(merged, case.diff_mib, case.files)
         pm("unmount", "web")
         os.sync()
         pm("start", "web")
