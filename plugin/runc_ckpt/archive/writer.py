@@ -37,6 +37,7 @@ from runc_ckpt.base.progress import NullProgress, Progress
 
 BLOCK = 512
 CHUNK = 1 << 20            # copy/aggregation size: big writes keep the compressor and hasher busy
+SMALL = 1 << 16            # files below this are read whole in add_tree's hot path, bigger ones in CHUNK pieces
 END_OF_ARCHIVE = bytes(2 * BLOCK)
 _ZEROS = memoryview(bytes(CHUNK))
 _PADS = [bytes(n) for n in range(512)]
@@ -219,7 +220,8 @@ class EntrySpool:
             self._spill()
         self._mem.append(e)
         self.count += 1
-        self.tar_size += tar_bytes(e)
+        size = e.size   # tar_bytes(e), spelled out: this runs once per file of the tree
+        self.tar_size += (BLOCK if _simple(e) else len(_pax(e))) + size + -size % BLOCK
 
     def _spill(self) -> None:
         if self._file is None:
@@ -405,19 +407,34 @@ class TarWriter:
         """An uncompressed inner tar streamed straight from the files of `plan`."""
         self.begin(name, plan.size, 0o600, mtime)
         root = (plan.root or "") + "/"
+        # Hot path for trees of many small files: each one's header, data and padding
+        # are gathered here and handed on ~CHUNK at a time, not piece by piece.
+        pieces: list[bytes] = []
+        gathered = 0
         for e in plan.entries:
             size = e.size
-            source = e.source or root + e.name
-            if 0 < size < CHUNK:
-                # Hot path for trees of many small files: header, data and
-                # padding go out as one piece.
-                self._data(b"".join((encode_header(e), self._read_small(e, source), _PADS[-size % BLOCK])))
+            if size < SMALL:
+                header = encode_header(e)
+                if size:
+                    pieces += (header, self._read_small(e, e.source or root + e.name), _PADS[-size % BLOCK])
+                    gathered += len(header) + size + BLOCK
+                else:
+                    pieces.append(header)
+                    gathered += len(header)
+                if gathered >= CHUNK:
+                    self._data(b"".join(pieces))
+                    pieces.clear()
+                    gathered = 0
                 continue
+            if pieces:
+                self._data(b"".join(pieces))
+                pieces.clear()
+                gathered = 0
             self._data(encode_header(e))
-            if size:
-                self._copy_entry(e, source)
-                self._data(_ZEROS[:padding(size)])
-        self._data(END_OF_ARCHIVE)
+            self._copy_entry(e, e.source or root + e.name)
+            self._data(_ZEROS[:padding(size)])
+        pieces.append(END_OF_ARCHIVE)
+        self._data(b"".join(pieces))
         self.end()
 
     def flush(self) -> None:
