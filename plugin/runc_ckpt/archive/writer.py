@@ -341,12 +341,15 @@ class TarWriter:
 
     def _data(self, data: bytes | bytearray | memoryview) -> None:
         """Member data: counted against what the header announced."""
-        n = len(data)
+        self._claim(len(data))
+        self._put(data)
+
+    def _claim(self, n: int) -> None:
+        """Count n bytes of member data against what the header announced, before they are handed on."""
         if n > self._left:
             raise RuncCkptError(f"internal error: archive member {self._member} overflows its announced size")
         self._left -= n
         self._unreported += n
-        self._put(data)
 
     def _zeros(self, n: int) -> None:
         while n > 0:
@@ -407,34 +410,29 @@ class TarWriter:
         """An uncompressed inner tar streamed straight from the files of `plan`."""
         self.begin(name, plan.size, 0o600, mtime)
         root = (plan.root or "") + "/"
-        # Hot path for trees of many small files: each one's header, data and padding
-        # are gathered here and handed on ~CHUNK at a time, not piece by piece.
-        pieces: list[bytes] = []
-        gathered = 0
+        # Hot path for trees of many small files: each one's header, data and padding go
+        # straight into the buffer, claimed as member data (_claim) once per ~CHUNK, not piece by piece.
+        buf = self._buf
+        start = len(buf)
         for e in plan.entries:
             size = e.size
             if size < SMALL:
-                header = encode_header(e)
+                buf += encode_header(e)
                 if size:
-                    pieces += (header, self._read_small(e, e.source or root + e.name), _PADS[-size % BLOCK])
-                    gathered += len(header) + size + BLOCK
-                else:
-                    pieces.append(header)
-                    gathered += len(header)
-                if gathered >= CHUNK:
-                    self._data(b"".join(pieces))
-                    pieces.clear()
-                    gathered = 0
+                    buf += self._read_small(e, e.source or root + e.name)
+                    buf += _PADS[-size % BLOCK]
+                if len(buf) >= CHUNK:
+                    self._claim(len(buf) - start)
+                    self._flush()
+                    start = 0
                 continue
-            if pieces:
-                self._data(b"".join(pieces))
-                pieces.clear()
-                gathered = 0
+            self._claim(len(buf) - start)
             self._data(encode_header(e))
             self._copy_entry(e, e.source or root + e.name)
             self._data(_ZEROS[:padding(size)])
-        pieces.append(END_OF_ARCHIVE)
-        self._data(b"".join(pieces))
+            start = len(buf)
+        self._claim(len(buf) - start)
+        self._data(END_OF_ARCHIVE)
         self.end()
 
     def flush(self) -> None:
