@@ -11,6 +11,7 @@ import pytest
 from runc_ckpt.archive import safeextract
 from runc_ckpt.archive.safeextract import Root, UnsafeArchive
 from runc_ckpt.archive.tarstream import BytesSource, TarStream
+from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.state import transaction
 from tests.hostile.builder import d, dev, f, hard, sym, tar_bytes
 
@@ -189,3 +190,35 @@ def test_many_directories_stay_below_the_fd_limit(tmp_path):
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard_limit))
     assert (t / "dir1499" / "sub" / "file").read_bytes() == b"x"
     assert not (t / "dir0" / "sub" / "file").exists()
+
+
+class _Pieces:
+    """A source that hands out at most 3000 bytes at a time (a chain of readers, a pipe): a file's data
+    then spans many of TarStream's read-ahead pieces, and _extract_regular must finish it with copy_data."""
+
+    def __init__(self, data: bytes) -> None:
+        self._view = memoryview(data)
+
+    def read_view(self, n: int) -> memoryview:
+        v, self._view = self._view[:min(n, 3000)], self._view[min(n, 3000):]
+        return v
+
+
+@pytest.mark.parametrize("source", [BytesSource, _Pieces])
+def test_regular_files_whole_or_across_pieces(tmp_path, source):
+    big = os.urandom(3 * 1024 * 1024 + 5)            # past TarStream's read-ahead piece (1 MiB)
+    entries = [f(f"s{i}", bytes([i]) * (i * 1000)) for i in range(8)] + [f("big", big, mode=0o4711, uid=7, gid=8)]
+    with Root(str(tmp_path), "test") as root:
+        result = safeextract.extract(TarStream(source(tar_bytes(entries)), "test"), root, "test", False)
+    assert result.members == 9 and result.bytes == sum(i * 1000 for i in range(8)) + len(big)
+    for i in range(8):
+        assert (tmp_path / f"s{i}").read_bytes() == bytes([i]) * (i * 1000)
+    st = os.stat(tmp_path / "big")
+    assert (tmp_path / "big").read_bytes() == big
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode), int(st.st_mtime)) == (7, 8, 0o4711, 1_700_000_000)
+
+
+def test_truncated_regular_file_is_refused(tmp_path):
+    data = tar_bytes([f("a", b"x" * 5000)])
+    with Root(str(tmp_path), "test") as root, pytest.raises(RuncCkptError, match="truncated"):
+        safeextract.extract(TarStream(BytesSource(data[:512 + 3000]), "test"), root, "test", False)

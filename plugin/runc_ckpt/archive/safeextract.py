@@ -62,7 +62,9 @@ def split_name(name: str, what: str, allow_absolute: bool = False) -> tuple[str,
         raise UnsafeArchive(f"{what}: member name contains a NUL byte")
     if name.startswith("/") and not allow_absolute:
         raise UnsafeArchive(f"{what}: absolute member name {name!r} refused")
-    parts = tuple(p for p in name.split("/") if p not in ("", "."))
+    parts = tuple(name.split("/"))
+    if "" in parts or "." in parts:       # `./` prefixes, `//`, a trailing `/`: tested first, built only then
+        parts = tuple(p for p in parts if p not in ("", "."))
     if ".." in parts:
         raise UnsafeArchive(f"{what}: member name {name!r} contains '..'")
     if len(parts) > MAX_DEPTH:
@@ -270,6 +272,9 @@ def extract(tar: TarStream, root: Root, what: str, allow_devices: bool,
 def _extract_one(tar: TarStream, m: tarfile.TarInfo, root: Root, what: str, allow_devices: bool,
                  result: Extracted) -> None:
     parts = split_name(m.name, what)
+    if m.type in _REGULAR and parts and not m.issparse():
+        _extract_regular(tar, m, root, parts, what, result)
+        return
     label = f"{what}: {m.name!r}"
     if m.type not in _EXTRACT_TYPES or m.issparse():
         raise UnsafeArchive(f"{label}: unsupported member type {m.type!r}")
@@ -283,9 +288,7 @@ def _extract_one(tar: TarStream, m: tarfile.TarInfo, root: Root, what: str, allo
     parent = root.dir(parts[:-1], create=True)
     assert parent is not None
     name = parts[-1]
-    # Create first and look only on EEXIST: staging starts empty, so a name
-    # the archive repeats is rare, and a stat per member was a tenth of the
-    # time of a many-file tree. The outcome is the same as looking first.
+    # Create first, look only on EEXIST (see _extract_regular).
     if m.isdir():
         try:
             os.mkdir(name, 0o700, dir_fd=parent)
@@ -295,25 +298,6 @@ def _extract_one(tar: TarStream, m: tarfile.TarInfo, root: Root, what: str, allo
                 root.remove(parts)
                 os.mkdir(name, 0o700, dir_fd=parent)
         result.explicit_dirs[parts] = DirMeta(parts, m.mode & 0o7777, m.uid, m.gid, m.mtime, _xattrs(m))
-        return
-    if m.isreg():
-        mode = m.mode & 0o7777
-        try:
-            fd = _create(name, mode, parent)
-        except FileExistsError:
-            _replace(root, parts, result)
-            fd = _create(name, mode, parent)
-        try:
-            copy_data(tar, fd, m.size, label)
-            os.fchown(fd, m.uid, m.gid)
-            if mode & 0o7000:
-                os.fchmod(fd, mode)  # after chown, which clears setuid bits; else O_CREAT set the mode
-            if m.pax_headers:
-                _set_xattrs(fd, _xattrs(m), result)
-            os.utime(fd, (m.mtime, m.mtime))
-        finally:
-            os.close(fd)
-        result.bytes += m.size
         return
     try:
         _make_node(m, label, root, name, parent)
@@ -328,6 +312,44 @@ def _extract_one(tar: TarStream, m: tarfile.TarInfo, root: Root, what: str, allo
     os.utime(name, (m.mtime, m.mtime), dir_fd=parent, follow_symlinks=False)
 
 
+def _extract_regular(tar: TarStream, m: tarfile.TarInfo, root: Root, parts: tuple[str, ...], what: str,
+                     result: Extracted) -> None:
+    """A regular file: the one member kind a many-file tree is made of, so its path is kept short."""
+    parent = root.dir(parts[:-1], create=True)
+    assert parent is not None
+    name = parts[-1]
+    mode = m.mode & 0o7777
+    # Create first and look only on EEXIST: staging starts empty, so a name
+    # the archive repeats is rare, and a stat per member was a tenth of the
+    # time of a many-file tree. The outcome is the same as looking first.
+    try:
+        fd = _create(name, mode, parent)
+    except FileExistsError:
+        _replace(root, parts, result)
+        fd = _create(name, mode, parent)
+    try:
+        size = m.size
+        if size:
+            # A small file's data is one piece of the stream's read-ahead: write it here,
+            # and only what that piece lacks goes through copy_data's loop.
+            view = tar.read_view(size)
+            left = size - len(view)
+            while view:
+                view = view[os.write(fd, view):]
+            if left:
+                copy_data(tar, fd, left, f"{what}: {m.name!r}")
+        os.fchown(fd, m.uid, m.gid)
+        if mode & 0o7000:
+            os.fchmod(fd, mode)  # after chown, which clears setuid bits; else O_CREAT set the mode
+        if m.pax_headers:
+            _set_xattrs(fd, _xattrs(m), result)
+        os.utime(fd, (m.mtime, m.mtime))
+    finally:
+        os.close(fd)
+    result.bytes += size
+
+
+_REGULAR = frozenset((tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE))
 _EXTRACT_TYPES = frozenset((tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE, tarfile.DIRTYPE, tarfile.SYMTYPE,
                             tarfile.LNKTYPE, tarfile.CHRTYPE, tarfile.BLKTYPE, tarfile.FIFOTYPE))
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC

@@ -37,6 +37,7 @@ from runc_ckpt.base.progress import NullProgress, Progress
 
 BLOCK = 512
 CHUNK = 1 << 20            # copy/aggregation size: big writes keep the compressor and hasher busy
+SMALL = 1 << 16            # files below this are read whole in add_tree's hot path, bigger ones in CHUNK pieces
 END_OF_ARCHIVE = bytes(2 * BLOCK)
 _ZEROS = memoryview(bytes(CHUNK))
 _PADS = [bytes(n) for n in range(512)]
@@ -219,7 +220,8 @@ class EntrySpool:
             self._spill()
         self._mem.append(e)
         self.count += 1
-        self.tar_size += tar_bytes(e)
+        size = e.size   # tar_bytes(e), spelled out: this runs once per file of the tree
+        self.tar_size += (BLOCK if _simple(e) else len(_pax(e))) + size + -size % BLOCK
 
     def _spill(self) -> None:
         if self._file is None:
@@ -339,12 +341,15 @@ class TarWriter:
 
     def _data(self, data: bytes | bytearray | memoryview) -> None:
         """Member data: counted against what the header announced."""
-        n = len(data)
+        self._claim(len(data))
+        self._put(data)
+
+    def _claim(self, n: int) -> None:
+        """Count n bytes of member data against what the header announced, before they are handed on."""
         if n > self._left:
             raise RuncCkptError(f"internal error: archive member {self._member} overflows its announced size")
         self._left -= n
         self._unreported += n
-        self._put(data)
 
     def _zeros(self, n: int) -> None:
         while n > 0:
@@ -405,18 +410,28 @@ class TarWriter:
         """An uncompressed inner tar streamed straight from the files of `plan`."""
         self.begin(name, plan.size, 0o600, mtime)
         root = (plan.root or "") + "/"
+        # Hot path for trees of many small files: each one's header, data and padding go
+        # straight into the buffer, claimed as member data (_claim) once per ~CHUNK, not piece by piece.
+        buf = self._buf
+        start = len(buf)
         for e in plan.entries:
             size = e.size
-            source = e.source or root + e.name
-            if 0 < size < CHUNK:
-                # Hot path for trees of many small files: header, data and
-                # padding go out as one piece.
-                self._data(b"".join((encode_header(e), self._read_small(e, source), _PADS[-size % BLOCK])))
+            if size < SMALL:
+                buf += encode_header(e)
+                if size:
+                    buf += self._read_small(e, e.source or root + e.name)
+                    buf += _PADS[-size % BLOCK]
+                if len(buf) >= CHUNK:
+                    self._claim(len(buf) - start)
+                    self._flush()
+                    start = 0
                 continue
+            self._claim(len(buf) - start)
             self._data(encode_header(e))
-            if size:
-                self._copy_entry(e, source)
-                self._data(_ZEROS[:padding(size)])
+            self._copy_entry(e, e.source or root + e.name)
+            self._data(_ZEROS[:padding(size)])
+            start = len(buf)
+        self._claim(len(buf) - start)
         self._data(END_OF_ARCHIVE)
         self.end()
 
