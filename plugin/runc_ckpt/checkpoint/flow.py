@@ -294,7 +294,7 @@ def _checkpoint_one(runc: str, inv: Invocation, cfg: config.Config, req: Checkpo
         t.rootfs_source = diff.locate(st.rootfs)
     predump.prepare(plan)
     # What the manifest records of this host is gathered while runc dumps (metadata.hostfacts).
-    facts = hostfacts.HostFacts(runc, inv.flags.criu, read_images=not plan.pre_dump) if exporting else None
+    facts = hostfacts.HostFacts(runc, inv.flags.criu, not plan.pre_dump, cfg.state_dir) if exporting else None
     try:
         return _dump_and_export(runc, inv, cfg, req, runc_flags, t, archive, image_ref, deferral, auto_export,
                                 hook_state, facts)

@@ -3,7 +3,9 @@
 The manifest names runc's and CRIU's versions (two `--version` calls), the
 restore's needs hold this CPU's cpuinfo.img (`criu cpuinfo dump`), and the
 needs are read from the images with pycriu, whose import alone costs ~60 ms.
-None of it depends on the dump, and together it was ~0.1 s of a tiny
+The versions and the cpuinfo.img are
+cached per binary and boot in the state dir (runtime.hostcache), so after the
+first call the thread mostly loads the decoder. None of it depends on the dump, and together it was ~0.1 s of a tiny
 checkpoint's ~0.25 s of our own work, spent after runc had finished while
 our process only waited on runc before. So a checkpoint that exports starts
 HostFacts just before runc and asks it for its results afterwards: they
@@ -26,8 +28,8 @@ _MISSING = object()
 class HostFacts:
     """Tool versions and cpuinfo.img for runc and criu, fetched in a daemon thread started at construction."""
 
-    def __init__(self, runc: str, criu: str, read_images: bool) -> None:
-        self._runc, self._criu = runc, criu
+    def __init__(self, runc: str, criu: str, read_images: bool, cache_dir: str) -> None:
+        self._runc, self._criu, self._cache_dir = runc, criu, cache_dir
         self._read_images = read_images
         self._versions: object = _MISSING
         self._cpuinfo: object = _MISSING
@@ -36,9 +38,9 @@ class HostFacts:
 
     def _gather(self) -> None:
         try:
-            self._versions = configdump.versions(self._runc, self._criu)
+            self._versions = configdump.versions(self._runc, self._criu, self._cache_dir)
             if self._read_images:
-                self._cpuinfo = cpuinfo.dump(self._criu)
+                self._cpuinfo = cpuinfo.dump(self._criu, self._cache_dir)
                 images.available()          # loads CRIU's image decoder once, for needs.record
         except Exception:  # noqa: BLE001  # recomputed (and reported) in the caller's thread
             return
@@ -51,12 +53,12 @@ class HostFacts:
         """configdump.versions(runc, criu), from the thread when it asked the same tools."""
         self.wait()
         if self._versions is _MISSING or (runc, criu) != (self._runc, self._criu):
-            return configdump.versions(runc, criu)
+            return configdump.versions(runc, criu, self._cache_dir)
         return self._versions  # type: ignore[return-value]
 
     def cpuinfo(self, criu: str) -> bytes | None:
         """cpuinfo.dump(criu), from the thread when it asked the same CRIU."""
         self.wait()
         if self._cpuinfo is _MISSING or criu != self._criu:
-            return cpuinfo.dump(criu)
+            return cpuinfo.dump(criu, self._cache_dir)
         return self._cpuinfo  # type: ignore[return-value]

@@ -244,7 +244,7 @@ class _Restore:
                    else importsource.open_source(self.archive, self.bundle, self.inv.flags, sources,
                                                           self.decryption_keys))
             self.archive = src.path
-            host_versions = configdump.versions(self.runc, self.inv.flags.criu)
+            host_versions = configdump.versions(self.runc, self.inv.flags.criu, self.cfg.state_dir)
             if src.annotations:  # an image says where it was made before its layer is read
                 preflight.check(preflight.compare(preflight.recorded(None, src.annotations), host_versions),
                                 src.what, req.skip_preflight)
@@ -319,7 +319,7 @@ class _Restore:
         # issue 21: the host pre-flight (what the checkpoint needs, against this host), before hooks and apply
         hostpreflight.for_import(staged, import_dir, self.rootfs, spec,
                                  [*self.req.runc_flags, *pol.runc_flags(self.req.policy.keys())], inv.flags.criu,
-                                 self.req.skip_preflight, self.req.check, lambda m: runclog.warn(inv.flags, m))
+                                 cfg.state_dir, self.req.skip_preflight, self.req.check, lambda m: runclog.warn(inv.flags, m))
         post_hooks = hooks.select(self.hook_defs, "postrestore", annotations, pol.hooks)
         hooks.run_stage("prerestore", hooks.select(self.hook_defs, "prerestore", annotations, pol.hooks),
                         hooks.state_json(cid, "creating", 0, self.bundle, annotations), inv.flags, pol.hook_timeout)
