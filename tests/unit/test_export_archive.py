@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from runc_ckpt.archive import compression, export
+from runc_ckpt.archive import compression, export, exporttarget
 from runc_ckpt.base.errors import RuncCkptError
 from tests.export_helpers import inner, manifest_of, read_members, request
 
@@ -212,7 +212,7 @@ def _probes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     def counting(*a: object, **k: object):
         fd, path = real(*a, **k)  # type: ignore[call-overload]  # the caller's own arguments
-        if os.path.basename(path).startswith(export.PROBE_PREFIX):
+        if os.path.basename(path).startswith(exporttarget.PROBE_PREFIX):
             made.append(path)
         return fd, path
     monkeypatch.setattr(export.tempfile, "mkstemp", counting)
@@ -223,7 +223,7 @@ def test_a_checked_target_is_probed_once_per_export(tmp_path, rootfs, monkeypatc
     """checkpoint --export checks its target before the dump (one probe); the write does not probe again."""
     made = _probes(monkeypatch)
     req = request(tmp_path, rootfs)
-    req.archive = export.check_target(req.archive)
+    req.archive = exporttarget.check_target(req.archive)
     req.target_checked = True
     export.write_archive(req)
     assert len(made) == 1 and os.path.isfile(req.archive)

@@ -3,13 +3,14 @@
 The manifest names runc's and CRIU's versions (two `--version` calls), the
 restore's needs hold this CPU's cpuinfo.img (`criu cpuinfo dump`), and the
 needs are read from the images with pycriu, whose import alone costs ~60 ms.
-The versions and the cpuinfo.img are
-cached per binary and boot in the state dir (runtime.hostcache), so after the
-first call the thread mostly loads the decoder. None of it depends on the dump, and together it was ~0.1 s of a tiny
+None of it depends on the dump, and together it was ~0.1 s of a tiny
 checkpoint's ~0.25 s of our own work, spent after runc had finished while
 our process only waited on runc before. So a checkpoint that exports starts
 HostFacts just before runc and asks it for its results afterwards: they
-come for (nearly) free, the same values as computed inline.
+come for (nearly) free, the same values as computed inline. The versions and
+the cpuinfo.img are cached per binary and boot (runtime.hostcache), and the
+thread also loads the export's writer (archive.export, ~25 ms of imports),
+which the flow imports only after the dump.
 
 A failure in the thread is not lost: that value is then computed again in
 the caller's thread, where any error surfaces as it always did.
@@ -17,12 +18,14 @@ the caller's thread, where any error surfaces as it always did.
 
 from __future__ import annotations
 
+import importlib
 import threading
 
 from runc_ckpt.metadata import configdump
 from runc_ckpt.runtime.criu import cpuinfo, images
 
 _MISSING = object()
+EXPORT_WRITER = "runc_ckpt.archive.export"   # what checkpoint.flow imports after the dump
 
 
 class HostFacts:
@@ -41,6 +44,9 @@ class HostFacts:
             self._versions = configdump.versions(self._runc, self._criu, self._cache_dir)
             if self._read_images:
                 self._cpuinfo = cpuinfo.dump(self._criu, self._cache_dir)
+            # By name: a top-level import would load the writer before the dump, in the flow's own time.
+            importlib.import_module(EXPORT_WRITER)
+            if self._read_images:
                 images.available()          # loads CRIU's image decoder once, for needs.record
         except Exception:  # noqa: BLE001  # recomputed (and reported) in the caller's thread
             return
