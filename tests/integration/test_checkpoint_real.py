@@ -154,7 +154,8 @@ def test_missing_memory_tracking_for_real(make_bundle, containers, ckpt, argv):
     assert containers.status(cid) == "running"
     still_counting(b)
     assert not (ckpt.state_dir / cid).exists()
-    assert json.loads((ckpt.state_dir / "criu-features.json").read_text())["mem_dirty_track"]["supported"] is False
+    cache = json.loads((ckpt.state_dir / "criu-features.json").read_text())
+    assert cache["key"]["feature"] == "mem_dirty_track" and cache["value"]["supported"] is False
 
 
 def test_podman_pre_dump_shape_fails_cleanly_for_real(make_bundle, containers, ckpt, tmp_path):

@@ -436,8 +436,8 @@ def test_missing_memory_tracking_is_a_clear_error_and_cached(env, capfd):
     assert not env.checkpoint_calls()
     assert not ours(env, "ctr").exists()
     cache = json.loads((env.state_dir / "criu-features.json").read_text())
-    assert cache["mem_dirty_track"]["supported"] is False
-    assert cache["mem_dirty_track"]["key"]["criu"] == os.path.realpath(env.criu)
+    assert cache["value"]["supported"] is False
+    assert cache["key"]["path"] == os.path.realpath(env.criu) and cache["key"]["feature"] == "mem_dirty_track"
 
 
 def test_memory_tracking_cache_is_keyed_by_criu_mtime(env, capfd):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from runc_ckpt.archive import compression, export
+from runc_ckpt.archive import compression, export, exporttarget
 from runc_ckpt.base.errors import RuncCkptError
 from tests.export_helpers import inner, manifest_of, read_members, request
 
@@ -199,7 +199,7 @@ def test_target_is_a_directory(tmp_path, rootfs):
 def test_unwritable_target_directory(tmp_path, rootfs, monkeypatch):
     def refuse(*_a: object, **_k: object) -> None:
         raise PermissionError(errno.EACCES, "Permission denied")
-    monkeypatch.setattr(export.tempfile, "mkstemp", refuse)
+    monkeypatch.setattr(exporttarget.tempfile, "mkstemp", refuse)
     req = request(tmp_path, rootfs)
     with pytest.raises(RuncCkptError, match="cannot write in .*Permission denied"):
         export.write_archive(req)
@@ -208,14 +208,14 @@ def test_unwritable_target_directory(tmp_path, rootfs, monkeypatch):
 def _probes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """check_target's probe files, as created (each is removed at once)."""
     made: list[str] = []
-    real = export.tempfile.mkstemp
+    real = exporttarget.tempfile.mkstemp
 
     def counting(*a: object, **k: object):
         fd, path = real(*a, **k)  # type: ignore[call-overload]  # the caller's own arguments
-        if os.path.basename(path).startswith(export.PROBE_PREFIX):
+        if os.path.basename(path).startswith(exporttarget.PROBE_PREFIX):
             made.append(path)
         return fd, path
-    monkeypatch.setattr(export.tempfile, "mkstemp", counting)
+    monkeypatch.setattr(exporttarget.tempfile, "mkstemp", counting)
     return made
 
 
@@ -223,7 +223,7 @@ def test_a_checked_target_is_probed_once_per_export(tmp_path, rootfs, monkeypatc
     """checkpoint --export checks its target before the dump (one probe); the write does not probe again."""
     made = _probes(monkeypatch)
     req = request(tmp_path, rootfs)
-    req.archive = export.check_target(req.archive)
+    req.archive = exporttarget.check_target(req.archive)
     req.target_checked = True
     export.write_archive(req)
     assert len(made) == 1 and os.path.isfile(req.archive)

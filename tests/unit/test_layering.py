@@ -99,15 +99,20 @@ LAZY = [
     (["restore", "--bundle"], "runc_ckpt.commands.restore",
      ["runc_ckpt.restore.runc_restore", "runc_ckpt.restore.importer", "runc_ckpt.migrate.receiver"]),
     # checkpoint --export FILE: no stream sender (--export - only), no image writers (--create-image only),
-    # no TOML parser (podmanstore.storage_graphroot: only for a bundle that names its image; ~12 ms)
+    # no TOML parser (podmanstore.storage_graphroot: only for a bundle that names its image; ~12 ms),
+    # no PyYAML for a plain config file (settings.plainyaml; import + load ~15 ms), and no export writer
+    # before the dump (archive.export, ~25 ms: loaded by metadata.hostfacts while runc dumps)
     (["checkpoint", "--export", "{tmp}/out.tar", "web"], "runc_ckpt.checkpoint.flow",
      ["runc_ckpt.migrate.sender", "runc_ckpt.migrate.stream", "runc_ckpt.image.transport",
-      "runc_ckpt.image.create", "tomllib"]),
+      "runc_ckpt.image.create", "tomllib", "yaml", "runc_ckpt.archive.export"]),
+    # restore --import FILE with a plain config file: no PyYAML either
+    (["restore", "--import", "{tmp}/a.tar", "--bundle", "{tmp}", "web"], "runc_ckpt.restore.importer", ["yaml"]),
 ]
 
 
 @pytest.mark.parametrize(("args", "loaded", "absent"), LAZY, ids=[
-    "runc-restore", "checkpoint-help", "checkpoint-to-runc", "restore-help", "restore-to-runc", "export-file"])
+    "runc-restore", "checkpoint-help", "checkpoint-to-runc", "restore-help", "restore-to-runc", "export-file",
+    "import-file"])
 def test_kept_lazy_imports_keep_their_modules_off_the_path(args, loaded, absent, tmp_path):
     mods = _loaded([a.format(tmp=tmp_path) for a in args], tmp_path)
     assert loaded in mods, "the probe did not reach the command"
@@ -125,3 +130,11 @@ def test_kept_lazy_imports_keep_their_modules_off_the_path(args, loaded, absent,
 def test_the_lazy_imports_load_where_they_are_needed(args, module, tmp_path):
     """The other side of LAZY: the probe sees each module once its feature is asked for."""
     assert module in _loaded([a.format(tmp=tmp_path) for a in args], tmp_path)
+
+
+def test_a_config_file_beyond_the_plain_subset_loads_yaml(tmp_path, monkeypatch):
+    """The other side of plainyaml's LAZY entry: a block list is PyYAML's to read."""
+    cfg = tmp_path / "block.yaml"
+    cfg.write_text(f"state_dir: {tmp_path / 'state'}\nvolume_roots:\n  - /v\n")
+    monkeypatch.setenv("RUNC_CKPT_CONFIG", str(cfg))
+    assert "yaml" in _loaded(["checkpoint", "--export", f"{tmp_path}/out.tar", "web"], tmp_path)

@@ -23,13 +23,13 @@ import errno
 import hashlib
 import json
 import os
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, BinaryIO
 
 from runc_ckpt.archive import compression, layout, manifest
+from runc_ckpt.archive.exporttarget import check_target
 from runc_ckpt.archive.manifest import MemberDigest
 from runc_ckpt.archive.scan import RootfsPlan, Scanner, plan_rootfs
 from runc_ckpt.archive.writer import DIR, REG, SYM, Entry, EntrySpool, TarWriter, TreePlan
@@ -49,7 +49,6 @@ if TYPE_CHECKING:
     from runc_ckpt.trust.sealkeys import SealKey
 
 _ZSTD_LEVELS = range(1, 23)
-PROBE_PREFIX = ".runc-ckpt-probe-"   # check_target's probe file, removed at once
 
 
 @dataclass
@@ -90,37 +89,6 @@ class ExportResult:
     sha256: str | None = None       # with digests: of the file as written (compressed)
     diff_id: str | None = None      # with digests: of the uncompressed tar stream
     manifest_sha256: str | None = None  # with digests: of our manifest member (an image annotation names it)
-
-
-def check_target(path: str, probe: bool = True) -> str:
-    """The absolute archive path, once we know it can be written there; leaves nothing behind.
-
-    The one set of checks of an export target, run before any container is
-    touched: a name, a directory that exists and takes a file (a probe file,
-    created and removed; probe=False when that was done already), a name whose
-    temp name (atomicfile) still fits the filesystem's limit.
-    """
-    if not path:
-        raise RuncCkptError("--export needs a file name")
-    target = os.path.abspath(path)
-    directory = os.path.dirname(target)
-    if os.path.isdir(target):
-        raise RuncCkptError(f"--export {path}: is a directory")
-    if not os.path.isdir(directory):
-        raise RuncCkptError(f"--export {path}: directory {directory} does not exist")
-    try:
-        atomicfile.check_name(target)
-    except ValueError as e:
-        raise RuncCkptError(f"--export {path}: {e}") from None
-    if not probe:
-        return target
-    try:
-        fd, probe_file = tempfile.mkstemp(prefix=PROBE_PREFIX, dir=directory)
-    except OSError as e:
-        raise RuncCkptError(f"--export {path}: cannot write in {directory}: {e.strerror}") from None
-    os.close(fd)
-    os.unlink(probe_file)
-    return target
 
 
 def _check_request(req: ExportRequest) -> str:

@@ -27,8 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from runc_ckpt.archive import export as exporter
-from runc_ckpt.archive import layout
+from runc_ckpt.archive import exporttarget, layout
 from runc_ckpt.base import realrunc, runclog, signals
 from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.base.globalflags import Invocation
@@ -48,6 +47,8 @@ from runc_ckpt.trust.sealkeys import SealKey
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric import ec
+
+    from runc_ckpt.archive import export as exporter
 
 
 class RuncFailed(Exception):
@@ -91,7 +92,7 @@ def checkpoint(inv: Invocation, cfg: config.Config, req: CheckpointRequest, star
         raise RuncCkptError("internal error: --export - needs the stream sender (runc_ckpt.migrate.sender)")
     archive = None
     if req.export and not req.streaming:
-        archive = exporter.check_target(req.export)
+        archive = exporttarget.check_target(req.export)
     image_ref = check_image_target(req.create_image) if req.create_image else None
     runc = realrunc.find(cfg.runc)
     # What a killed run (runc and CRIU included) left for a named container is repaired before its state
@@ -294,7 +295,7 @@ def _checkpoint_one(runc: str, inv: Invocation, cfg: config.Config, req: Checkpo
         t.rootfs_source = diff.locate(st.rootfs)
     predump.prepare(plan)
     # What the manifest records of this host is gathered while runc dumps (metadata.hostfacts).
-    facts = hostfacts.HostFacts(runc, inv.flags.criu, read_images=not plan.pre_dump) if exporting else None
+    facts = hostfacts.HostFacts(runc, inv.flags.criu, not plan.pre_dump, cfg.state_dir) if exporting else None
     try:
         return _dump_and_export(runc, inv, cfg, req, runc_flags, t, archive, image_ref, deferral, auto_export,
                                 hook_state, facts)
@@ -428,7 +429,7 @@ def export(runc: str, inv: Invocation, cfg: config.Config, req: CheckpointReques
     pre-checkpoint/, so the archive restores alone (auto-export: no other
     archive holds that pre-dump). An explicit --export keeps podman's layout:
     the pre-checkpoint travels in its own archive (--import-previous). target_checked: checkpoint()
-    ran exporter.check_target on `archive` before the dump, so the write does not probe it again.
+    ran exporttarget.check_target on `archive` before the dump, so the write does not probe it again.
     facts: the host's facts gathered while runc dumped (None: gathered now).
     """
     plan = t.plan
@@ -440,6 +441,9 @@ def export(runc: str, inv: Invocation, cfg: config.Config, req: CheckpointReques
             from runc_ckpt.image import create
             warnings = create.create(image_ref, ereq, cfg.state_dir, inv.flags)
         else:
+            # Imported here, not at the top: the writer's ~25 ms load while runc dumps (metadata.hostfacts,
+            # test_layering LAZY), where the flow only waits.
+            from runc_ckpt.archive import export as exporter
             warnings = exporter.write_archive(ereq).warnings
     except RuncCkptError as e:
         raise RuncCkptError(f"{e}; the checkpoint images are kept in {plan.final_dir}") from None
@@ -453,6 +457,8 @@ def export_request(runc: str, inv: Invocation, req: CheckpointRequest, t: Target
                    with_parent: bool = False, facts: hostfacts.HostFacts | None = None) -> exporter.ExportRequest:
     """What an export of this container writes (to a file, an image, or a stream: runc_ckpt.migrate);
     facts: this host's tool versions and cpuinfo.img, gathered while runc dumped (None: asked now)."""
+    # Imported here, not at the top: loaded while runc dumps (metadata.hostfacts; test_layering LAZY).
+    from runc_ckpt.archive import export as exporter
     plan = t.plan
     pol = t.policy
     roots = configdump.volume_roots(t.state, list(pol.volume_roots))

@@ -16,13 +16,14 @@ podman_restorable() says so.
 
 from __future__ import annotations
 
+import os
 import subprocess
 from datetime import datetime
 
 from runc_ckpt import __version__
 from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.base.jsondoc import JSONObject
-from runc_ckpt.runtime import hostinfo, ocispec, podmanstore, volumes
+from runc_ckpt.runtime import hostcache, hostinfo, ocispec, podmanstore, volumes
 from runc_ckpt.runtime.containerstate import ContainerState
 from runc_ckpt.runtime.criu import features
 
@@ -98,26 +99,35 @@ def podman_restorable(dump: JSONObject | None) -> bool:
     return bool(dump and dump.get("rootfsImageID") and dump.get("rootfsImageName"))
 
 
-def _first_line_version(argv: list[str], prefix: str) -> str:
+def _first_line_version(argv: list[str], prefix: str) -> str | None:
     try:
         out = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL,
                              check=False, timeout=30).stdout
     except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
+        return None
     for line in out.splitlines():
         if line.lower().startswith(prefix):
             return line[len(prefix):].strip()
-    return "unknown"
+    return None
 
 
-def versions(runc: str, criu: str) -> dict[str, str]:
+def versions(runc: str, criu: str, cache_dir: str | None = None) -> dict[str, str]:
+    """runc-ckpt's, runc's and CRIU's versions, for the manifest and the restore's comparison;
+    cached per binary in cache_dir (runtime.hostcache; None: asked every time)."""
     try:
         criu_path = features.resolve(criu)
     except RuncCkptError:
         criu_path = criu
     return {"runc-ckpt": __version__,
-            "runc": _first_line_version([runc, "--version"], "runc version"),
-            "criu": _first_line_version([criu_path, "--version"], "version:")}
+            "runc": _tool_version(runc, "runc version", cache_dir),
+            "criu": _tool_version(criu_path, "version:", cache_dir)}
+
+
+def _tool_version(binary: str, prefix: str, cache_dir: str | None) -> str:
+    """The version `binary --version` prints after prefix; "unknown" (never cached) when it prints none."""
+    found = hostcache.remember(cache_dir, "version-" + os.path.basename(binary), binary, {},
+                               lambda: _first_line_version([binary, "--version"], prefix))
+    return found if isinstance(found, str) else "unknown"
 
 
 def host() -> dict[str, str]:

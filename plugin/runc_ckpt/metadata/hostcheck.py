@@ -50,6 +50,7 @@ class Target:
     base_image: dict[str, str] = field(default_factory=dict)
     ignore_binds: frozenset[str] = frozenset()  # destinations the restore recreates itself (podman's files)
     check_cgroup: bool = True                 # runc's own restore judges its cgroup first: leave it to runc
+    cache_dir: str | None = None              # the state dir: its cached cpuinfo.img (runtime.criu.cpuinfo)
 
 
 def run(needs: Needs, target: Target) -> list[Check]:
@@ -58,7 +59,7 @@ def run(needs: Needs, target: Target) -> list[Check]:
     if target.id_in_use:
         checks.append(Check("container ID", False, target.id_in_use))
     if needs.cpuinfo:
-        checks.append(_cpu(needs.cpuinfo, target.criu))
+        checks.append(_cpu(needs.cpuinfo, target.criu, target.cache_dir))
     checks += _cgroup(needs, target)
     if needs.base_image.get("id") and target.base_image.get("id") \
             and needs.base_image["id"] != target.base_image["id"]:
@@ -90,8 +91,8 @@ def table(checks: list[Check]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _cpu(image: bytes, criu: str) -> Check:
-    verdict = cpuinfo.check(criu, image)
+def _cpu(image: bytes, criu: str, cache_dir: str | None) -> Check:
+    verdict = cpuinfo.check(criu, image, cache_dir)
     if verdict.ok:
         return Check("cpu", True, "criu cpuinfo check passes")
     return Check("cpu", False, f"this CPU lacks features of the checkpointing CPU (criu cpuinfo check: "

@@ -7,7 +7,10 @@ None of it depends on the dump, and together it was ~0.1 s of a tiny
 checkpoint's ~0.25 s of our own work, spent after runc had finished while
 our process only waited on runc before. So a checkpoint that exports starts
 HostFacts just before runc and asks it for its results afterwards: they
-come for (nearly) free, the same values as computed inline.
+come for (nearly) free, the same values as computed inline. The versions and
+the cpuinfo.img are cached per binary and boot (runtime.hostcache), and the
+thread also loads the export's writer (archive.export, ~25 ms of imports),
+which the flow imports only after the dump.
 
 A failure in the thread is not lost: that value is then computed again in
 the caller's thread, where any error surfaces as it always did.
@@ -15,19 +18,21 @@ the caller's thread, where any error surfaces as it always did.
 
 from __future__ import annotations
 
+import importlib
 import threading
 
 from runc_ckpt.metadata import configdump
 from runc_ckpt.runtime.criu import cpuinfo, images
 
 _MISSING = object()
+EXPORT_WRITER = "runc_ckpt.archive.export"   # what checkpoint.flow imports after the dump
 
 
 class HostFacts:
     """Tool versions and cpuinfo.img for runc and criu, fetched in a daemon thread started at construction."""
 
-    def __init__(self, runc: str, criu: str, read_images: bool) -> None:
-        self._runc, self._criu = runc, criu
+    def __init__(self, runc: str, criu: str, read_images: bool, cache_dir: str) -> None:
+        self._runc, self._criu, self._cache_dir = runc, criu, cache_dir
         self._read_images = read_images
         self._versions: object = _MISSING
         self._cpuinfo: object = _MISSING
@@ -36,9 +41,12 @@ class HostFacts:
 
     def _gather(self) -> None:
         try:
-            self._versions = configdump.versions(self._runc, self._criu)
+            self._versions = configdump.versions(self._runc, self._criu, self._cache_dir)
             if self._read_images:
-                self._cpuinfo = cpuinfo.dump(self._criu)
+                self._cpuinfo = cpuinfo.dump(self._criu, self._cache_dir)
+            # By name: a top-level import would load the writer before the dump, in the flow's own time.
+            importlib.import_module(EXPORT_WRITER)
+            if self._read_images:
                 images.available()          # loads CRIU's image decoder once, for needs.record
         except Exception:  # noqa: BLE001  # recomputed (and reported) in the caller's thread
             return
@@ -51,12 +59,12 @@ class HostFacts:
         """configdump.versions(runc, criu), from the thread when it asked the same tools."""
         self.wait()
         if self._versions is _MISSING or (runc, criu) != (self._runc, self._criu):
-            return configdump.versions(runc, criu)
+            return configdump.versions(runc, criu, self._cache_dir)
         return self._versions  # type: ignore[return-value]
 
     def cpuinfo(self, criu: str) -> bytes | None:
         """cpuinfo.dump(criu), from the thread when it asked the same CRIU."""
         self.wait()
         if self._cpuinfo is _MISSING or criu != self._criu:
-            return cpuinfo.dump(criu)
+            return cpuinfo.dump(criu, self._cache_dir)
         return self._cpuinfo  # type: ignore[return-value]

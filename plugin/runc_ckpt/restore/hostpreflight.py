@@ -86,11 +86,12 @@ def bundle_image(spec: dict | None) -> dict[str, str]:
 
 
 def for_import(staged: reader.Staged, import_dir: str, rootfs: str, spec: dict, runc_flags: Iterable[str],
-               criu: str, skip: bool, check_only: bool, warn: Callable[[str], None]) -> None:
-    """`restore --import`: the staged archive's needs against this host, the diff laid over the rootfs."""
+               criu: str, cache_dir: str, skip: bool, check_only: bool, warn: Callable[[str], None]) -> None:
+    """`restore --import`: the staged archive's needs against this host, the diff laid over the rootfs;
+    cache_dir: the state dir, whose cached host facts spare CRIU's CPU check of this host's own checkpoint."""
     image_dir = os.path.join(import_dir, layout.CHECKPOINT_DIR)
     target = hostcheck.Target(
-        rootfs=rootfs, spec=spec, flags=flag_names(runc_flags), criu=criu,
+        rootfs=rootfs, spec=spec, flags=flag_names(runc_flags), criu=criu, cache_dir=cache_dir,
         diff_root=staged.rootfs.staging.path if staged.rootfs is not None else None,
         deleted=frozenset(staged.deleted), base_image=bundle_image(spec),
         ignore_binds=frozenset(podmanspec.PODMAN_FILES))

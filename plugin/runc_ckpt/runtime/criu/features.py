@@ -4,23 +4,22 @@ A pre-dump, and a dump on top of one, need it. runc 1.1.5 finds out only
 after it has started talking to CRIU and then says just "CRIU is missing
 features"; we ask first (`criu check --feature mem_dirty_track`), before the
 container is touched, and can say what is missing. The answer depends only
-on the CRIU binary and the kernel, so it is cached in the state dir keyed by
-CRIU's path and mtime and the kernel release; a new CRIU or kernel re-asks.
+on the CRIU binary and the kernel, so it is cached in the state dir
+(runtime.hostcache); a new CRIU, kernel or boot re-asks.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
 from dataclasses import dataclass
 
 from runc_ckpt.base.errors import RuncCkptError
-from runc_ckpt.runtime import atomicfile
+from runc_ckpt.runtime import hostcache
 
 FEATURE = "mem_dirty_track"
-CACHE_NAME = "criu-features.json"
+CACHE_NAME = "criu-features"
 
 
 @dataclass(frozen=True)
@@ -37,10 +36,6 @@ def resolve(criu: str) -> str:
     return os.path.realpath(path)
 
 
-def _key(criu_path: str) -> dict[str, object]:
-    return {"criu": criu_path, "mtime_ns": os.stat(criu_path).st_mtime_ns, "kernel": os.uname().release}
-
-
 def ask(criu_path: str, feature: str = FEATURE) -> Answer:
     """CRIU's own answer for one feature (`criu check --feature NAME`), uncached."""
     try:
@@ -52,38 +47,18 @@ def ask(criu_path: str, feature: str = FEATURE) -> Answer:
     return Answer(out.returncode == 0, lines[-1] if lines else f"criu check exited {out.returncode}")
 
 
-def _read_cache(path: str, key: dict[str, object]) -> Answer | None:
-    try:
-        with open(path, encoding="utf-8") as f:
-            doc = json.load(f)
-        entry = doc[FEATURE]
-        if entry["key"] == key:
-            return Answer(bool(entry["supported"]), str(entry["detail"]))
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    return None
-
-
-def _write_cache(path: str, key: dict[str, object], answer: Answer) -> None:
-    """Best effort and atomic: a cache that cannot be written only costs a re-check."""
-    doc = {FEATURE: {"key": key, "supported": answer.supported, "detail": answer.detail}}
-    try:
-        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-        atomicfile.write_json(path, doc, mode=0o600, indent=None)
-    except OSError:
-        pass
-
-
 def memory_tracking(criu: str, cache_dir: str) -> Answer:
     """Whether CRIU can track memory changes; cached in cache_dir."""
     criu_path = resolve(criu)
-    key = _key(criu_path)
-    cache = os.path.join(cache_dir, CACHE_NAME)
-    answer = _read_cache(cache, key)
-    if answer is None:
-        answer = ask(criu_path)
-        _write_cache(cache, key, answer)
-    return answer
+    doc = hostcache.remember(cache_dir, CACHE_NAME, criu_path, {"feature": FEATURE},
+                             lambda: _as_json(ask(criu_path)))
+    if isinstance(doc, dict):
+        return Answer(bool(doc.get("supported")), str(doc.get("detail", "")))
+    return ask(criu_path)
+
+
+def _as_json(answer: Answer) -> dict[str, object]:
+    return {"supported": answer.supported, "detail": answer.detail}
 
 
 PRE_DUMP = "pre-dump"            # CRIU's own: soft-dirty tracked pre-dumps, then a dump on top
