@@ -24,7 +24,16 @@ from runc_ckpt.runtime.criu import images
 from tests.integration.conftest import wait_for
 from tests.integration.migrate_helpers import make_host, pipe, target_bundle
 from tests.integration.test_incremental_real import EVERY, MIB, _verify, toucher  # noqa: F401 (a fixture)
+from tests.integration.test_tree_kill_real import start
 from tests.integration.test_trust_real import _rewrite
+from tests.integration.treekill_helpers import (
+    assert_nothing_left,
+    assert_runs_once_and_counts_on,
+    counter,
+    make_tree_host,
+    migrate,
+    settle_time,
+)
 
 SENT = re.compile(r"(\d+) bytes sent, (\d+) of them in [0-9.]+ s after the freeze, phase-0 pause ([0-9.]+) s")
 
@@ -137,3 +146,36 @@ def test_a_tampered_or_mismatched_phase_0_is_refused_with_nothing_applied(
     assert _status(b.root, cid) is None
     assert (sorted(p.name for p in dst.rootfs.iterdir()), sorted(os.listdir(dst.path))) == before
     assert not (dst.rootfs / "toucher").exists()
+
+
+# Right after phase 0's `runc checkpoint --leave-running` started; inside its CRIU dump (action scripts: the
+# first CRIU of a --pre-copy stream is phase 0's); between the phases (phase 0 sent, before the freeze).
+PHASE0_FAULTS = ["memory-dump:killtree", "criu:pre-dump", "criu:network-lock", "criu:post-dump",
+                 "phase1-sent:killtree"]
+
+
+@pytest.mark.parametrize("fault", PHASE0_FAULTS)
+def test_a_tree_kill_in_phase_0_leaves_the_container_running_and_no_dump_in_memory(
+        make_bundle, containers, tmp_path, runc_ckpt_bin, fault):
+    a, b = make_tree_host(tmp_path, "a", runc_ckpt_bin), make_tree_host(tmp_path, "b", runc_ckpt_bin)
+    src, dst = make_bundle(name="src"), make_bundle(name="dst")
+    cid = start(a, src)
+    hosts = [(a, src), (b, dst)]
+    try:
+        seen = counter(src)
+        sent, got = migrate(a, b, cid, dst, send_fault=fault, send_args=("--pre-copy",))
+        assert sent.returncode == -9, sent.stderr
+        assert got.returncode != 0 and _status(b.root, cid) is None
+        settle_time()
+        assert a.status(cid) in ("running", "paused")         # CRIU may have left it frozen: ours to thaw
+        assert _tmpfs_left(cid), "the kill came before phase 0's tmpfs dir existed"
+        # The engine's retry: the next call on the container thaws it and removes the dump, then migrates.
+        sent, got = migrate(a, b, cid, dst, send_args=("--pre-copy",))
+        assert sent.returncode == 0 and got.returncode == 0, sent.stderr + got.stderr
+        assert_runs_once_and_counts_on(hosts, cid, seen)
+        assert not _tmpfs_left(cid)
+        assert_nothing_left(hosts, cid, tmp_path)
+    finally:
+        for h, _ in hosts:
+            h.runc("kill", cid, "KILL")
+            h.runc("delete", "--force", cid)
