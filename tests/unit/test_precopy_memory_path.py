@@ -98,7 +98,7 @@ def test_real_pre_dump_where_criu_tracks_memory_the_content_hash_elsewhere(
     memory_in_use(256 << 20)
     choice = memory.choose(criu, state_dir, _target(tmp_path, state_dir), None)
     assert choice.method == method
-    assert "estimated phase-0 pause 0.50 s for 256 MiB" in choice.reason     # at DUMP_RATE, no rate learnt yet
+    assert "estimated phase-0 pause 0.33 s for 256 MiB" in choice.reason     # at DUMP_RATE, no rate learnt yet
     assert ("soft-dirty" if supported else "content hash") in memory.describe(choice)
 
 
@@ -107,7 +107,7 @@ def test_a_pause_over_the_bound_skips_the_memory_pre_copy_before_criu_is_asked(f
     memory_in_use(2 << 30)
     choice = memory.choose(criu, state_dir, _target(tmp_path, state_dir), 1.0)
     assert choice.method == memory.SKIPPED
-    assert "estimated phase-0 pause 4.00 s (2048 MiB at 512 MiB/s) exceeds --pre-copy-max-pause 1 s" \
+    assert "estimated phase-0 pause 2.67 s (2048 MiB at 768 MiB/s) exceeds --pre-copy-max-pause 1 s" \
         in choice.reason
     assert "skipped" in memory.describe(choice)
     assert len(fp.calls) == 0

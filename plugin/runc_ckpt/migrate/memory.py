@@ -52,8 +52,9 @@ from runc_ckpt.runtime.criu import features, incremental, stats
 from runc_ckpt.state import intent, predump, settle
 
 # CRIU 4.2.1 dumping a half-random idle workload to tmpfs on this project's 2-core test VM (a busy,
-# shared machine): 256 MiB frozen for ~0.5 s. Replaced by what the last phase-0 dump here measured.
-DUMP_RATE = 512 << 20            # bytes per second of frozen time
+# shared machine): 256 MiB of pages frozen for 0.26-0.30 s (CRIU's frozen_time), 850-1000 MiB/s; taken
+# a little lower, so the estimate errs long. Replaced by what the last phase-0 dump here measured.
+DUMP_RATE = 768 << 20            # bytes per second of frozen time
 RATE_FILE = "memory-dump-rate.json"
 SKIPPED = "skipped"
 P0, P0_WORK, P1_INCREMENTAL = "p0", "p0-work", "p1"
