@@ -114,7 +114,7 @@ def test_a_tampered_or_mismatched_phase_0_is_refused_with_nothing_applied(
     a, b, src, dst, cid = _toucher_pair(make_bundle, containers, tmp_path, busybox_lower, toucher)
     saved = tmp_path / "stream.tar.zst"
     with open(saved, "wb") as out:
-        s = subprocess.run(a.runc_ckpt(runc_ckpt_bin, "checkpoint", "--export", "-", "--pre-copy", cid),
+        s = subprocess.run(a.runc_ckpt(runc_ckpt_bin, "--debug", "checkpoint", "--export", "-", "--pre-copy", cid),
                            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.PIPE, text=True, env=a.env,
                            check=False, timeout=180)
     assert s.returncode == 0, s.stderr

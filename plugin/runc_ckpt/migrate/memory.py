@@ -11,7 +11,7 @@ the link's speed decides the downtime. With it:
             unchanged page into the parent, as a dump on top of a pre-dump
             does; checkpoint/parent -> ../pre-checkpoint links the two.
 
-How P0 and P1' are made depends on the host (choose(), said in one log line):
+How P0 and P1' are made depends on the host (choose(), said in a debug line):
 where CRIU tracks memory (soft-dirty) P0 is a real `runc checkpoint
 --pre-dump` into the state dir's pre-checkpoint chain and P1 is dumped
 with --parent-path on top of it (CRIU writes only the dirty pages). Where it

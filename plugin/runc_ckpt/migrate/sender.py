@@ -109,7 +109,8 @@ def _send(runc: str, inv: Invocation, cfg: config.Config, m: MigrateSend, runc_f
                 scratch = None
                 if first is not None:
                     choice = memory.choose(inv.flags.criu, cfg.state_dir, t, m.max_pause)
-                    runclog.log(inv.flags, "info", memory.describe(choice))
+                    # debug: a failed call's stderr stays its one error line (engines parse it)
+                    runclog.debug(inv.flags, memory.describe(choice))
                     if choice.method == features.CONTENT_DIFF:
                         # P0 and P1' pass through memory; removed however this call ends (runtime/memscratch)
                         scratch = scratch_dirs.enter_context(memscratch.scratch(cfg.state_dir, t.state.id))
