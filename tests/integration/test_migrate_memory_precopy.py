@@ -119,6 +119,10 @@ def test_a_tampered_or_mismatched_phase_0_is_refused_with_nothing_applied(
                            check=False, timeout=180)
     assert s.returncode == 0, s.stderr
     assert "memory pre-copy by content hash" in s.stderr
+    # a stream saved to a file is an archive like any other: inspect reads it, phase 0 included
+    shown = subprocess.run([runc_ckpt_bin, "inspect", str(saved)], capture_output=True, text=True, env=b.env,
+                           check=False)
+    assert shown.returncode == 0, shown.stderr
     digests: dict[str, dict] = {}
 
     def tamper(name: str, data: bytes) -> bytes | None:
