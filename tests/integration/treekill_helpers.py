@@ -244,10 +244,12 @@ def finish(p: subprocess.Popen) -> subprocess.CompletedProcess[str]:
 
 
 def migrate(src: TreeHost, dst: TreeHost, cid: str, dst_bundle: Bundle, send_fault: str | None = None,
-            recv_fault: str | None = None) -> tuple[subprocess.CompletedProcess, subprocess.CompletedProcess]:
-    """src `checkpoint --export - cid` | dst `restore --import - --bundle B -d cid`, each in its own session."""
+            recv_fault: str | None = None, send_args: tuple[str, ...] = ()
+            ) -> tuple[subprocess.CompletedProcess, subprocess.CompletedProcess]:
+    """src `checkpoint --export - [send_args] cid` | dst `restore --import - --bundle B -d cid`, each in its
+    own session."""
     r, w = os.pipe()
-    ps = src.spawn("checkpoint", "--export", "-", cid, fault=send_fault, stdout=w)
+    ps = src.spawn("checkpoint", "--export", "-", *send_args, cid, fault=send_fault, stdout=w)
     os.close(w)
     pr = dst.spawn("restore", "--import", "-", "--bundle", str(dst_bundle.path), "-d", cid, fault=recv_fault,
                    stdin=r, stdout=subprocess.DEVNULL)

@@ -41,7 +41,8 @@ def run(inv: Invocation) -> int:
         from runc_ckpt.migrate.request import MigrateSend
         return sender.send(inv, cfg, MigrateSend(req, pre_copy=parsed.flag("pre_copy"),
                                                  handshake=parsed.flag("handshake"),
-                                                 stream_timeout=stream_timeout(parsed)), started)
+                                                 stream_timeout=stream_timeout(parsed),
+                                                 max_pause=max_pause(parsed, cfg)), started)
     # Imported here, not at the top: --help and runc's usage errors (exec'd runc) skip the flow's ~100 ms
     # of imports (test_layering LAZY).
     from runc_ckpt.checkpoint import flow
@@ -67,7 +68,7 @@ def check_flags(p: cmdflags.Parsed) -> None:
         check_stream_flags(p)
     else:
         for key, flag in (("pre_copy", "--pre-copy"), ("handshake", "--handshake"),
-                          ("stream_timeout", "--stream-timeout")):
+                          ("stream_timeout", "--stream-timeout"), ("pre_copy_max_pause", "--pre-copy-max-pause")):
             if key in p.given:
                 raise RuncCkptError(f"{flag} only works with --export - (a stream on stdout)")
     if p.flag("with_previous") and (p.flag("pre_checkpoint") or p.flag("pre_dump")):
@@ -89,18 +90,34 @@ def check_stream_flags(p: cmdflags.Parsed) -> None:
         if p.flag(key):
             raise RuncCkptError(f"{flag} cannot be used with --export -: a stream carries one full checkpoint")
     stream_timeout(p)
+    if "pre_copy_max_pause" in p.given:
+        if not p.flag("pre_copy"):
+            raise RuncCkptError("--pre-copy-max-pause only works with --pre-copy")
+        max_pause(p, None)
+
+
+def max_pause(p: cmdflags.Parsed, cfg: config.Config | None) -> float | None:
+    """--pre-copy-max-pause, else runc-ckpt.yaml's pre_copy_max_pause; None: no bound."""
+    if "pre_copy_max_pause" in p.given:
+        return _seconds(p, "pre_copy_max_pause", "--pre-copy-max-pause", "0: no memory pre-copy")
+    return cfg.pre_copy_max_pause if cfg is not None else None
+
+
+def _seconds(p: cmdflags.Parsed, key: str, flag: str, zero: str) -> float:
+    """A flag's number of seconds; a usage error unless a number >= 0."""
+    text = p.text(key)
+    try:
+        value = float(str(text))
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise RuncCkptError(f"{flag} {text!r}: not a number of seconds ({zero})")
+    return value
 
 
 def stream_timeout(p: cmdflags.Parsed) -> float:
     """--stream-timeout in seconds (0: no limit); a usage error unless a number >= 0."""
-    text = p.text("stream_timeout")
-    try:
-        timeout = float(str(text))
-    except ValueError:
-        timeout = -1.0
-    if not timeout >= 0:
-        raise RuncCkptError(f"--stream-timeout {text!r}: not a number of seconds (0: no limit)")
-    return timeout
+    return _seconds(p, "stream_timeout", "--stream-timeout", "0: no limit")
 
 
 def checkpoint_request(p: cmdflags.Parsed) -> CheckpointRequest:

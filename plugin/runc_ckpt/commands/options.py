@@ -45,8 +45,11 @@ CHECKPOINT: list[Option] = [
            runc=True),
     Option(("pre-checkpoint", "P"), B, "dump memory only, leaving the container running; "
            "repeat to chain pre-dumps (needs CRIU memory tracking)"),
-    Option(("pre-copy",), B, "with --export -: send the rootfs diff and volumes while the container runs, "
-           "then freeze and send the memory and what changed since"),
+    Option(("pre-copy",), B, "with --export -: send the rootfs diff, volumes and memory while the container runs, "
+           "then freeze and send only what changed since"),
+    Option(("pre-copy-max-pause",), V, "with --pre-copy: the longest phase-0 pause (seconds) the memory pre-copy "
+           "may freeze the container for; skip it when the estimate exceeds this (0: never; runc-ckpt.yaml: "
+           "pre_copy_max_pause; default: no bound)"),
     Option(("pre-dump",), B, "dump container's memory information only, leave the container running after this",
            runc=True),
     Option(("print-stats",), B, "print checkpoint statistics as JSON on stdout (microseconds)"),

@@ -15,12 +15,13 @@ from runc_ckpt.restore.request import ImportRequest
 
 @dataclass(frozen=True)
 class MigrateSend:
-    """`checkpoint --export - [--pre-copy] [--handshake] [--stream-timeout S]`."""
+    """`checkpoint --export - [--pre-copy [--pre-copy-max-pause S]] [--handshake] [--stream-timeout S]`."""
 
     checkpoint: CheckpointRequest
     pre_copy: bool = False
     handshake: bool = False
     stream_timeout: float = 60.0        # seconds the receiver may read nothing; 0: no limit
+    max_pause: float | None = None      # the phase-0 pause allowed (migrate.memory); None: any, 0: no memory pre-copy
 
 
 @dataclass(frozen=True)

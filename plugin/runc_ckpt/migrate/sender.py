@@ -9,13 +9,16 @@ tampered anywhere applies nothing):
                  config.dump, network.status, stats-dump, rootfs-diff.tar,
                  deleted.files, volumes/<v>.tar, manifest
   --pre-copy:    migrate/hello.json, spec.dump, config.dump, rootfs-diff.tar,
-                 volumes/<v>.tar, migrate/phase1-end.json | freeze+dump | checkpoint/..., network.status,
+                 volumes/<v>.tar, [pre-checkpoint/... (phase 0's memory)],
+                 migrate/phase1-end.json | freeze+dump | checkpoint/... (with a phase 0:
+                 only the changed pages, parent -> ../pre-checkpoint), network.status,
                  stats-dump, migrate/rootfs-removed.json, migrate/rootfs-delta.tar,
                  deleted.files, migrate/volumes/<v>.removed.json,
                  migrate/volumes/<v>.tar, manifest
 
 Phase 1 of --pre-copy runs while the container runs, so only what changed
-after it (migrate.delta) is read while the container is frozen. The hello
+after it (migrate.delta) is read while the container is frozen; its memory
+crosses there too, after a short pause for the dump (migrate.memory). The hello
 goes first so that the receiver's pre-flight check (migrate.hello) runs
 before the freeze; with --handshake the sender waits for its go
 (migrate.handshake).
@@ -31,6 +34,7 @@ whether the target restored, so the images are kept and the log says where.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -45,10 +49,11 @@ from runc_ckpt.base.globalflags import Invocation
 from runc_ckpt.checkpoint import flow
 from runc_ckpt.checkpoint.request import CheckpointRequest
 from runc_ckpt.metadata import needs
-from runc_ckpt.migrate import delta, handshake, hello, lazypages, stream
+from runc_ckpt.migrate import delta, handshake, hello, lazypages, memory, stream
 from runc_ckpt.migrate.request import MigrateSend
 from runc_ckpt.rootfs import diff
-from runc_ckpt.runtime import containerstate, faults
+from runc_ckpt.runtime import containerstate, faults, memscratch
+from runc_ckpt.runtime.criu import features
 from runc_ckpt.settings import config
 from runc_ckpt.state import intent, predump, settle
 from runc_ckpt.trust import seal
@@ -85,8 +90,9 @@ def _send(runc: str, inv: Invocation, cfg: config.Config, m: MigrateSend, runc_f
     tw = TarWriter(sink, on_change=warnings.append)
     dumped = False
     began = time.monotonic()
+    first0: memory.Phase0 | None = None
     try:
-        with signals.deferred(interrupt=True):
+        with signals.deferred(interrupt=True), contextlib.ExitStack() as scratch_dirs:
             try:
                 now = time.time()
                 # issue 21: the hello carries the needs known before the freeze (CPU, bind sources, cgroups)
@@ -100,18 +106,31 @@ def _send(runc: str, inv: Invocation, cfg: config.Config, m: MigrateSend, runc_f
                 if replies is not None:
                     handshake.require_go(replies, timeout or None)
                 first = _phase1(tw, req, now) if m.pre_copy else None
+                scratch = None
+                if first is not None:
+                    choice = memory.choose(inv.flags.criu, cfg.state_dir, t, m.max_pause)
+                    # debug: a failed call's stderr stays its one error line (engines parse it)
+                    runclog.debug(inv.flags, memory.describe(choice))
+                    if choice.method == features.CONTENT_DIFF:
+                        # P0 and P1' pass through memory; removed however this call ends (runtime/memscratch)
+                        scratch = scratch_dirs.enter_context(memscratch.scratch(cfg.state_dir, t.state.id))
+                    if choice.method != memory.SKIPPED:
+                        first0 = memory.phase0(runc, inv, cfg.state_dir, p, runc_flags, t, choice, scratch, tw,
+                                               int(now))
+                    tw.add_bytes(layout.PHASE1_END, b"{}", mtime=int(now))
                 tw.flush()
                 if first is not None and replies is not None:
                     _wait_phase1(replies)
                 faults.point("phase1-sent")
-                runclog.debug(inv.flags, f"--export -: {mode}, {out.written} bytes sent before the freeze")
+                before_freeze = out.written
+                runclog.debug(inv.flags, f"--export -: {mode}, {before_freeze} bytes sent before the freeze")
                 frozen = time.monotonic()
                 # Until the stream ends, the images here may be the container's only copy (issue 19).
                 intent.begin(str(t.plan.container_dir), intent.STREAM, t.state.bundle, inv.flags.root)
                 flow.checkpoint_one(runc, inv, cfg, p, runc_flags, t, None)
                 dumped = not p.leave_running
                 faults.point("dumped")
-                _phase2(tw, req, first, now)
+                _phase2(tw, memory.freeze_images(first0, req, scratch, inv), first, now)
                 tw.close()
                 sink.close()
                 if sealer is not None:
@@ -132,8 +151,10 @@ def _send(runc: str, inv: Invocation, cfg: config.Config, m: MigrateSend, runc_f
         raise RuncCkptError(f"--export -: {why}; {after}") from None
     for w in warnings:
         runclog.warn(inv.flags, f"export: {w}")
-    runclog.debug(inv.flags, f"--export -: {out.written} bytes sent, {time.monotonic() - frozen:.3f} s after "
-                             f"the freeze, {time.monotonic() - began:.3f} s in all")
+    pause = f", phase-0 pause {first0.pause:.3f} s" if first0 is not None else ""
+    runclog.debug(inv.flags, f"--export -: {out.written} bytes sent, {out.written - before_freeze} of them in "
+                             f"{time.monotonic() - frozen:.3f} s after the freeze{pause}, "
+                             f"{time.monotonic() - began:.3f} s in all")
     if replies is None:
         if dumped:
             # Recorded, so that a later call here still names the images and the call that restores them.
@@ -159,7 +180,8 @@ def _send(runc: str, inv: Invocation, cfg: config.Config, m: MigrateSend, runc_f
 
 
 def _phase1(tw: TarWriter, req: export.ExportRequest, now: float) -> _Phase1:
-    """While the container runs: spec.dump and config.dump (the receiver places volumes by them), trees."""
+    """While the container runs: spec.dump and config.dump (the receiver places volumes by them), trees;
+    the memory (migrate.memory) and the end of phase 1 follow."""
     plan = export.plan(req)              # its images are not dumped yet: only the trees are used
     first = _Phase1(plan)
     mtime = int(now)
@@ -173,7 +195,6 @@ def _phase1(tw: TarWriter, req: export.ExportRequest, now: float) -> _Phase1:
     for name, tree in plan.volumes.items():
         first.snapshots[name] = delta.snapshot(tree)
         tw.add_tree(layout.volume_member(name), tree, mtime)
-    tw.add_bytes(layout.PHASE1_END, b"{}", mtime=mtime)
     return first
 
 

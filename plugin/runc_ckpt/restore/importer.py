@@ -16,8 +16,8 @@ kill -9 at any point leaves the bundle as it was (or the restore finished):
      them, else in a staging dir inside the target that is gone before
      runc restore starts;
   5. verify: manifest, an image's annotations against its layer, the
-     pre-flight host check (restore.preflight), inventory, merge plan, bind
-     sources, and -- when the
+     pre-flight host check (restore.preflight), inventory, a dump's parent
+     (its pages there), merge plan, bind sources, and -- when the
      archive's spec.dump becomes the spec -- what it asks of the host
      (restore.untrusted);
   6. apply, journaled: replaced and deleted entries move aside, so a failure
@@ -48,7 +48,7 @@ from runc_ckpt.metadata import configdump, preflight
 from runc_ckpt.restore import hostpreflight, podmanspec, untrusted
 from runc_ckpt.restore.request import ImportRequest, StreamSession
 from runc_ckpt.runtime import atomicfile, containerid, containerstate, criuconf, faults, lock, ocispec, safe_remove
-from runc_ckpt.runtime.criu import rootmode, stats
+from runc_ckpt.runtime.criu import incremental, rootmode, stats
 from runc_ckpt.settings import config, hooks, policy
 from runc_ckpt.state import intent, recovery, settle, transaction
 from runc_ckpt.trust import policy as trustpolicy
@@ -208,6 +208,7 @@ class _Restore:
         staged, src, host_versions = self._stage(import_dir, volumes)
         faults.point("staging")
         self._verify(staged, src, host_versions, volumes)
+        _check_parent(import_dir)
         cid = self._settle_id(staged)
         settled = self._settle(staged, cid, volumes, import_dir)
         if self.session is not None:
@@ -454,6 +455,15 @@ class _Restore:
                     }],
                 }))
         return rc
+
+
+def _check_parent(import_dir: str) -> None:
+    """A dump on top of a pre-dump (--import-previous, a --pre-copy stream's phase 0): every page its
+    pagemaps say is in the parent must be there, or CRIU would fail half-way; refused before anything
+    is applied (runtime/criu/incremental.check_parent)."""
+    image_dir = os.path.join(import_dir, layout.CHECKPOINT_DIR)
+    if os.path.islink(os.path.join(image_dir, incremental.PARENT_LINK)):
+        incremental.check_parent(image_dir)
 
 
 def _own_work_dir(state_dir: str, cid: str) -> str:

@@ -11,6 +11,7 @@ SIGCONT) or `fail` (an error line there, as a failing step would give).
 Phases, in the order a flow passes them:
 
   dump          runc checkpoint has started (runc runs on without us)
+  memory-dump   --pre-copy's phase-0 memory dump (runc checkpoint --leave-running) has started
   export-write  the archive's temp file holds its first members
   rename        the archive is complete, just before its rename
   staging       restore --import has staged the archive (rootfs diff, volumes, images)
@@ -38,7 +39,7 @@ import threading
 from runc_ckpt.base.errors import RuncCkptError
 
 ENV_VAR = "RUNC_CKPT_FAULT"
-PHASES = ("dump", "export-write", "rename", "staging", "apply", "runc-restore",
+PHASES = ("dump", "memory-dump", "export-write", "rename", "staging", "apply", "runc-restore",
           "hello-sent", "phase1-sent", "dumped", "stream-sent", "hello-read", "phase1-staged", "staged", "applied")
 _fired: set[str] = set()
 

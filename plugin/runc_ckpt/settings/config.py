@@ -42,6 +42,8 @@ class Config:
     log_level: str = "warning"
     # Seconds a checkpoint/restore waits for another runc-ckpt call on the same container.
     lock_timeout: float = 60.0
+    # The longest phase-0 pause a --pre-copy stream's memory pre-copy may cause (migrate.memory); None: any.
+    pre_copy_max_pause: float | None = None
     # The node's keys (trust.sealkeys): every export is encrypted for encryption_key ("jwe:PUB.pem")
     # when no --encryption-key is given; decryption_key adds to any --decryption-key.
     encryption_key: str | None = None

@@ -15,7 +15,8 @@ container's lock, before it reads the container's state. In order:
   4. a stranded dump is recovered: a complete one replaces older images, an
      incomplete one goes (state/predump.recover). This runs for a plain
      `restore ID` too, so it never restores images older than a dump that
-     completed after them.
+     completed after them. A killed migration's memory dump in tmpfs goes
+     (runtime/memscratch).
 
 What cannot be repaired raises one line naming the leftover and the command
 that clears it. gone_hint() says how to bring back a container that a killed
@@ -29,7 +30,7 @@ import os
 import subprocess
 
 from runc_ckpt.base.errors import RuncCkptError
-from runc_ckpt.runtime import containerid, leftovers
+from runc_ckpt.runtime import containerid, leftovers, memscratch
 from runc_ckpt.state import intent, predump, recovery, transaction
 
 RESTORE_WORK = "restore-work"
@@ -110,6 +111,7 @@ def settle(runc: str, root: str, state_dir: str, cid: str, bundle: str | None, t
     if intent.CHECKPOINT in killed and exists:
         done += _unfreeze(runc, root, cid, cgroup_of(bundle, cid) if bundle else None)
     done += predump.recover(cdir)
+    done += memscratch.sweep(state_dir, cid)
     dumped = _dumped_since(cdir, killed.get(intent.CHECKPOINT))
     if dumped and exists and _status(runc, root, cid) == "stopped":
         # The killed run's dump completed and CRIU ended the tasks; runc would have deleted the container

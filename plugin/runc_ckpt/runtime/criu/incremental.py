@@ -373,6 +373,40 @@ def build_from_index(parent: ParentIndex, dump: str, out: str) -> Result:
     return Result(pages, kept, read)
 
 
+def check_parent(dump: str) -> None:
+    """Refuse a dump whose `parent` does not hold every page its pagemaps say is there (PE_PARENT).
+
+    CRIU finds out only while it restores (read_parent_page: "Missing ... in
+    parent pagemap"), with the tasks half made; a restore calls this first, so
+    a missing, corrupt or mismatched parent (another container's, an older
+    dump's) is refused before CRIU runs. Both dumps get read_pagemap's checks;
+    the parent must hold its pages itself (an archive carries one parent).
+    """
+    parent = os.path.join(dump, PARENT_LINK)
+    if not os.path.islink(parent):
+        raise _bad(dump, "no parent link")
+    maps = _pagemaps(dump, _dump_files(dump))
+    if not os.path.isdir(parent):
+        raise _bad(dump, f"its parent {os.readlink(parent)!r} is missing")
+    parent_maps = _pagemaps(parent, _dump_files(parent))
+    for name, pagemap in maps.items():
+        wanted = [e for e in pagemap.entries if e.flags & PE_PARENT]
+        if not wanted:
+            continue
+        theirs = parent_maps.get(name)
+        held = [e for e in theirs.entries if e.present] if theirs is not None else []
+        starts = [e.vaddr for e in held]
+        for e in wanted:
+            vaddr = e.vaddr
+            i = bisect.bisect_right(starts, vaddr) - 1
+            while vaddr < e.end and 0 <= i < len(held) and held[i].vaddr <= vaddr < held[i].end:
+                vaddr = held[i].end
+                i += 1
+            if vaddr < e.end:
+                raise _bad(os.path.join(dump, name), f"the page at {vaddr:#x} is in the parent, which does not "
+                                                     f"hold it: a missing or mismatched parent")
+
+
 def build(parent: str, dump: str, out: str) -> Result:
     """P1' at `out` from the parent dump P0 and the later full dump P1 (see the module docstring)."""
     return build_from_index(index_parent(parent), dump, out)

@@ -1,0 +1,226 @@
+"""Memory pre-copy of a `--pre-copy` stream: most pages cross before the freeze, not after it.
+
+Without it every page crosses the link while the container is frozen, so
+the link's speed decides the downtime. With it:
+
+  phase 0   (the container runs, but for a short pause) CRIU dumps the
+            memory once, P0, and P0 streams as the stream's pre-checkpoint/
+            members while the container runs on;
+  freeze    the usual dump, P1, and only what changed since P0 crosses:
+            P1' (runtime/criu/incremental), whose pagemaps point every
+            unchanged page into the parent, as a dump on top of a pre-dump
+            does; checkpoint/parent -> ../pre-checkpoint links the two.
+
+How P0 and P1' are made depends on the host (choose(), said in a debug line):
+where CRIU tracks memory (soft-dirty) P0 is a real `runc checkpoint
+--pre-dump` into the state dir's pre-checkpoint chain and P1 is dumped
+with --parent-path on top of it (CRIU writes only the dirty pages). Where it
+does not (these hosts, arm64, many distribution kernels: criu#1859) P0 is a
+full `runc checkpoint --leave-running` into a private tmpfs dir
+(runtime/memscratch), hashed (16 bytes a page) and deleted once sent; P1 is
+the full dump into the state dir as without pre-copy (until the receiver
+confirms it is the container's only copy: issue 19) and P1' is built from
+it by content comparison into tmpfs. A pre-copy that cannot be done (the
+caller named the image paths, no cgroup figure under a bound) or whose
+pause would exceed --pre-copy-max-pause is skipped: the stream then
+carries the memory after the freeze, as before.
+
+The phase-0 pause is CRIU's own `frozen_time` of the P0 dump (stats-dump),
+reported apart from the downtime; it is estimated before anything is
+frozen from the memory the container's cgroup holds (runtime/cgroupmem) at
+the dump rate last seen on this host (RATE_FILE in the state dir), else at
+DUMP_RATE.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from dataclasses import dataclass
+
+from runc_ckpt.archive import export, layout
+from runc_ckpt.archive.writer import DIR, Entry, TarWriter
+from runc_ckpt.base import runclog
+from runc_ckpt.base.errors import RuncCkptError
+from runc_ckpt.base.globalflags import Invocation
+from runc_ckpt.checkpoint import flow
+from runc_ckpt.checkpoint.request import CheckpointRequest
+from runc_ckpt.runtime import atomicfile, cgroupmem, containerstate, logrelay, safe_remove
+from runc_ckpt.runtime.criu import features, incremental, stats
+from runc_ckpt.state import intent, predump, settle
+
+# CRIU 4.2.1 dumping a half-random idle workload to tmpfs on this project's 2-core test VM (a busy,
+# shared machine): 256 MiB of pages frozen for 0.26-0.30 s (CRIU's frozen_time), 850-1000 MiB/s; taken
+# a little lower, so the estimate errs long. Replaced by what the last phase-0 dump here measured.
+DUMP_RATE = 768 << 20            # bytes per second of frozen time
+RATE_FILE = "memory-dump-rate.json"
+SKIPPED = "skipped"
+P0, P0_WORK, P1_INCREMENTAL = "p0", "p0-work", "p1"
+
+
+@dataclass(frozen=True)
+class Choice:
+    """How this stream moves memory: features.CONTENT_DIFF, features.PRE_DUMP or SKIPPED, and why."""
+
+    method: str
+    reason: str
+
+
+@dataclass
+class Phase0:
+    """What phase 0 sent: its pause, its pages, and what the freeze builds on."""
+
+    method: str
+    pause: float            # seconds the container was frozen (CRIU's frozen_time, else runc's wall clock)
+    runc_seconds: float     # the whole `runc checkpoint` call
+    pages_bytes: int
+    index: incremental.ParentIndex | None = None   # CONTENT_DIFF: P0's page digests
+
+
+def rate(state_dir: str) -> float:
+    """Bytes per second of frozen time of the last phase-0 dump here, else DUMP_RATE."""
+    try:
+        with open(os.path.join(state_dir, RATE_FILE), encoding="utf-8") as f:
+            doc = json.load(f)
+        value = float(doc["bytes_per_second"])
+        return value if value > 0 else DUMP_RATE
+    except (OSError, ValueError, KeyError, TypeError):
+        return DUMP_RATE
+
+
+def _record_rate(state_dir: str, pages_bytes: int, pause: float) -> None:
+    """Best effort: a rate that cannot be written only leaves the next estimate at the last one."""
+    if pages_bytes < 16 << 20 or pause <= 0:
+        return                   # too small to say anything about the rate
+    try:
+        atomicfile.write_json(os.path.join(state_dir, RATE_FILE),
+                              {"bytes_per_second": pages_bytes / pause, "bytes": pages_bytes, "seconds": pause},
+                              mode=0o600, indent=None)
+    except OSError:
+        pass
+
+
+def choose(criu: str, state_dir: str, t: flow.Target, max_pause: float | None) -> Choice:
+    """Decide before anything is frozen; max_pause None: no bound, 0: never pre-copy memory."""
+    if not t.plan.ours or t.plan.parent_path is not None:
+        return Choice(SKIPPED, "the caller named the image paths (--image-path/--parent-path): the memory "
+                               "crosses after the freeze")
+    if max_pause == 0:
+        return Choice(SKIPPED, "--pre-copy-max-pause is 0")
+    cgroup = settle.cgroup_of(t.state.bundle, t.state.id)
+    in_use = cgroupmem.dumpable_bytes(cgroup) if cgroup is not None else None
+    if in_use is None:
+        estimate = ""
+        if max_pause is not None:
+            return Choice(SKIPPED, f"the container's memory in use is unknown (cgroup {cgroup}), so the "
+                                   f"phase-0 pause cannot be bounded by --pre-copy-max-pause {max_pause:g} s")
+    else:
+        pause = in_use / rate(state_dir)
+        estimate = f"; estimated phase-0 pause {pause:.2f} s for {in_use >> 20} MiB"
+        if max_pause is not None and pause > max_pause:
+            return Choice(SKIPPED, f"the estimated phase-0 pause {pause:.2f} s ({in_use >> 20} MiB at "
+                                   f"{rate(state_dir) / (1 << 20):.0f} MiB/s) exceeds --pre-copy-max-pause "
+                                   f"{max_pause:g} s")
+    how = features.memory_precopy(criu, state_dir)
+    return Choice(how.method, how.reason + estimate)
+
+
+def describe(choice: Choice) -> str:
+    """The log line that says which path was taken."""
+    what = {features.PRE_DUMP: "by CRIU pre-dump (soft-dirty tracking)",
+            features.CONTENT_DIFF: "by content hash of two full dumps", SKIPPED: "skipped"}[choice.method]
+    return f"--pre-copy: memory pre-copy {what}: {choice.reason}"
+
+
+def p0_args(choice: Choice, t: flow.Target, p: CheckpointRequest, runc_flags: list[str], scratch: str | None,
+            pre_plan: predump.Plan | None) -> list[str]:
+    """`runc checkpoint` arguments of the phase-0 dump: the policy's and caller's flags, our paths."""
+    if choice.method == features.CONTENT_DIFF:
+        assert scratch is not None
+        ours = ["--leave-running", "--image-path", os.path.join(scratch, P0),
+                "--work-path", os.path.join(scratch, P0_WORK)]
+    else:
+        assert pre_plan is not None
+        ours = pre_plan.add_flags
+    return ["checkpoint", *t.policy.runc_flags(p.policy.keys()), *ours, *runc_flags]
+
+
+def phase0(runc: str, inv: Invocation, state_dir: str, p: CheckpointRequest, runc_flags: list[str],
+           t: flow.Target, choice: Choice, scratch: str | None, tw: TarWriter, mtime: int) -> Phase0 | None:
+    """Dump P0 (a short pause), stream it as pre-checkpoint/; None: the dump failed, memory goes after the freeze.
+
+    PRE_DUMP moves t.plan onto the new pre-dump (--parent-path), so that the freeze dumps on top of it.
+    """
+    pre_plan = None
+    if choice.method == features.PRE_DUMP:
+        pre_plan = predump.plan(state_dir, t.state.id, predump.CallerPaths(), True, False)
+        predump.prepare(pre_plan)
+        directory, work = pre_plan.final_dir, pre_plan.work_dir
+    else:
+        assert scratch is not None
+        directory, work = os.path.join(scratch, P0), os.path.join(scratch, P0_WORK)
+    args = p0_args(choice, t, p, runc_flags, scratch, pre_plan)
+    runclog.debug(inv.flags, f"--pre-copy: phase 0: running {' '.join([runc, *inv.runc_globals, *args])}")
+    began = time.monotonic()
+    # Recorded like any checkpoint: if the whole tree is killed while CRIU holds the container frozen,
+    # the next call on it thaws it (state/settle), and removes our tmpfs dir (runtime/memscratch).
+    with intent.recorded(str(t.plan.container_dir), intent.CHECKPOINT, t.state.bundle, inv.flags.root):
+        result = logrelay.run(runc, inv.runc_globals, args, inv.flags, phase="memory-dump")
+    runc_seconds = time.monotonic() - began
+    if result.returncode != 0 or result.signum is not None:
+        if pre_plan is not None:
+            predump.abandon(pre_plan)
+        if containerstate.state(runc, inv, t.state.id).status != "running":
+            raise RuncCkptError(f"the phase-0 memory dump of {t.state.id} failed (runc exit status "
+                                f"{result.returncode}) and the container no longer runs")
+        runclog.warn(inv.flags, f"--pre-copy: the phase-0 memory dump failed (runc exit status "
+                                f"{result.returncode}): the memory crosses after the freeze")
+        return None
+    if pre_plan is not None:
+        predump.finish(pre_plan)
+        t.plan = predump.plan(state_dir, t.state.id, predump.CallerPaths(), False, True)
+    try:
+        frozen_us = stats.read(os.path.join(work, layout.STATS_DUMP)).get("dump", {}).get("frozen_time")
+    except RuncCkptError:
+        frozen_us = None
+    pause = frozen_us / 1e6 if frozen_us else runc_seconds
+    pages_bytes = send_p0(tw, directory, mtime)
+    done = Phase0(choice.method, pause, runc_seconds, pages_bytes)
+    if choice.method == features.CONTENT_DIFF:
+        done.index = incremental.index_parent(directory)
+        safe_remove.remove_tree(directory)          # 16 bytes a page are kept, not the pages
+        _record_rate(state_dir, pages_bytes, pause)
+    runclog.debug(inv.flags, f"--pre-copy: phase-0 pause {pause:.3f} s (the container frozen; runc checkpoint "
+                             f"took {runc_seconds:.3f} s), {pages_bytes} bytes of pages sent while it ran")
+    return done
+
+
+def send_p0(tw: TarWriter, directory: str, mtime: int) -> int:
+    """P0's files as pre-checkpoint/<name> (only regular files: a dump has nothing else); its pages' bytes."""
+    tw.add_entry(Entry(layout.PRE_CHECKPOINT_DIR, DIR, 0o700, mtime=mtime))
+    pages = 0
+    for name in sorted(os.listdir(directory)):
+        path = os.path.join(directory, name)
+        if name == incremental.PARENT_LINK or not os.path.isfile(path) or os.path.islink(path):
+            raise RuncCkptError(f"phase-0 dump {directory}: {name} is not a regular file")
+        if name.startswith("pages-"):
+            pages += os.path.getsize(path)
+        tw.add_file(f"{layout.PRE_CHECKPOINT_DIR}/{name}", path)
+    return pages
+
+
+def freeze_images(first: Phase0 | None, req: export.ExportRequest, scratch: str | None,
+                  inv: Invocation) -> export.ExportRequest:
+    """What the freeze sends as checkpoint/: P1' built on P0's digests (CONTENT_DIFF), else P1 as dumped."""
+    if first is None or first.index is None:
+        return req
+    assert scratch is not None
+    out = os.path.join(scratch, P1_INCREMENTAL)
+    began = time.monotonic()
+    built = incremental.build_from_index(first.index, req.image_dir, out)
+    runclog.debug(inv.flags, f"--pre-copy: {built.kept} of {built.pages} pages changed since phase 0 "
+                             f"({built.kept * incremental.PAGE} bytes to send; built in "
+                             f"{time.monotonic() - began:.3f} s)")
+    return dataclasses.replace(req, image_dir=out)

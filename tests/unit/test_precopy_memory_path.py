@@ -1,0 +1,164 @@
+"""--pre-copy's memory path (migrate.memory): the flags, the choice before anything is frozen, and the
+phase-0 dump each path runs, with runc and CRIU faked (real pre-dump cannot run on these hosts)."""
+
+from __future__ import annotations
+
+import io
+import os
+
+import pytest
+
+from runc_ckpt.archive.writer import TarWriter
+from runc_ckpt.base.errors import RuncCkptError
+from runc_ckpt.base.globalflags import GlobalFlags, Invocation
+from runc_ckpt.checkpoint import flow
+from runc_ckpt.checkpoint.request import CheckpointRequest
+from runc_ckpt.commands import checkpoint as checkpoint_cmd
+from runc_ckpt.commands import cmdflags, options
+from runc_ckpt.migrate import memory
+from runc_ckpt.runtime import cgroupmem
+from runc_ckpt.runtime.containerstate import ContainerState
+from runc_ckpt.runtime.criu import features
+from runc_ckpt.settings import config
+from runc_ckpt.settings.policy import Policy
+from runc_ckpt.state import predump
+
+CID = "web"
+OFF = "Warn  (criu/cr-check.c:824): Dirty tracking is OFF. Memory snapshot will not work.\n"
+
+
+def _parsed(*argv: str) -> cmdflags.Parsed:
+    return cmdflags.parse(options.CHECKPOINT, list(argv), "checkpoint")
+
+
+@pytest.mark.parametrize(("argv", "error"), [
+    (["--export", "-", "--pre-copy-max-pause", "1", CID], "--pre-copy-max-pause only works with --pre-copy"),
+    (["--export", "f.tar", "--pre-copy-max-pause", "1", CID], "only works with --export -"),
+    (["--export", "-", "--pre-copy", "--pre-copy-max-pause", "-1", CID], "not a number of seconds"),
+    (["--export", "-", "--pre-copy", "--pre-copy-max-pause", "soon", CID], "not a number of seconds"),
+])
+def test_bad_max_pause_flags_are_refused_before_anything(argv, error):
+    with pytest.raises(RuncCkptError, match=error):
+        checkpoint_cmd.check_flags(_parsed(*argv))
+
+
+def test_the_flag_beats_the_config_key_and_no_bound_is_the_default():
+    cfg = config.Config(pre_copy_max_pause=2.5)
+    assert checkpoint_cmd.max_pause(_parsed("--export", "-", "--pre-copy", CID), cfg) == 2.5
+    assert checkpoint_cmd.max_pause(_parsed("--export", "-", "--pre-copy", "--pre-copy-max-pause", "0.5", CID),
+                                    cfg) == 0.5
+    assert checkpoint_cmd.max_pause(_parsed("--export", "-", "--pre-copy", CID), config.Config()) is None
+
+
+@pytest.fixture
+def criu(tmp_path) -> str:
+    path = tmp_path / "criu"
+    path.write_text("#!/bin/sh\nexit 0\n")
+    path.chmod(0o755)
+    return str(path)
+
+
+@pytest.fixture
+def state_dir(tmp_path) -> str:
+    d = tmp_path / "state"
+    d.mkdir()
+    return str(d)
+
+
+@pytest.fixture
+def memory_in_use(tmp_path, monkeypatch):
+    """The container's cgroup v1 memory.stat, in a fake /sys/fs/cgroup: set(bytes) writes it."""
+    monkeypatch.setattr(cgroupmem, "ROOT", str(tmp_path / "cgroup"))
+    monkeypatch.setattr(cgroupmem.hostinfo, "cgroups_version", lambda: "v1")
+
+    def put(n: int) -> None:
+        d = tmp_path / "cgroup" / "memory" / CID
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "memory.stat").write_text(f"cache 999999999\nrss 1\ntotal_rss {n - 4096}\ntotal_shmem 4096\n")
+    return put
+
+
+def _target(tmp_path, state_dir: str, image_path: str | None = None) -> flow.Target:
+    bundle = tmp_path / "bundle"
+    bundle.mkdir(exist_ok=True)
+    st = ContainerState(CID, "running", str(bundle), str(bundle / "rootfs"), "2026-12-01T00:00:00Z", 1, {})
+    plan = predump.plan(state_dir, CID, predump.CallerPaths(image_path=image_path), False, False, True)
+    return flow.Target(CID, st, {}, plan, Policy(), [], [])
+
+
+def _tracking(fp, criu: str, supported: bool) -> None:
+    fp.register([os.path.realpath(criu), "check", "--feature", "mem_dirty_track"],
+                returncode=0 if supported else 1, stderr="Looks good.\n" if supported else OFF)
+
+
+@pytest.mark.parametrize(("supported", "method"), [(True, features.PRE_DUMP), (False, features.CONTENT_DIFF)])
+def test_real_pre_dump_where_criu_tracks_memory_the_content_hash_elsewhere(
+        fp, criu, state_dir, tmp_path, memory_in_use, supported, method):
+    _tracking(fp, criu, supported)
+    memory_in_use(256 << 20)
+    choice = memory.choose(criu, state_dir, _target(tmp_path, state_dir), None)
+    assert choice.method == method
+    assert "estimated phase-0 pause 0.33 s for 256 MiB" in choice.reason     # at DUMP_RATE, no rate learnt yet
+    assert ("soft-dirty" if supported else "content hash") in memory.describe(choice)
+
+
+def test_a_pause_over_the_bound_skips_the_memory_pre_copy_before_criu_is_asked(fp, criu, state_dir, tmp_path,
+                                                                               memory_in_use):
+    memory_in_use(2 << 30)
+    choice = memory.choose(criu, state_dir, _target(tmp_path, state_dir), 1.0)
+    assert choice.method == memory.SKIPPED
+    assert "estimated phase-0 pause 2.67 s (2048 MiB at 768 MiB/s) exceeds --pre-copy-max-pause 1 s" \
+        in choice.reason
+    assert "skipped" in memory.describe(choice)
+    assert len(fp.calls) == 0
+
+
+def test_the_rate_of_the_last_phase_0_dump_here_replaces_the_constant(fp, criu, state_dir, tmp_path, memory_in_use):
+    _tracking(fp, criu, False)
+    memory_in_use(2 << 30)
+    memory._record_rate(state_dir, 1 << 30, 0.25)                 # 4 GiB/s measured here
+    choice = memory.choose(criu, state_dir, _target(tmp_path, state_dir), 1.0)
+    assert choice.method == features.CONTENT_DIFF
+    assert "estimated phase-0 pause 0.50 s" in choice.reason
+
+
+@pytest.mark.parametrize(("max_pause", "image_path", "why"), [
+    (0.0, None, "--pre-copy-max-pause is 0"),
+    (1.0, None, "memory in use is unknown"),           # no cgroup figure: a bound cannot be kept
+    (None, "/caller/images", "the caller named the image paths"),
+])
+def test_skipped_and_why(fp, criu, state_dir, tmp_path, max_pause, image_path, why):
+    choice = memory.choose(criu, state_dir, _target(tmp_path, state_dir, image_path), max_pause)
+    assert choice.method == memory.SKIPPED and why in choice.reason
+    assert len(fp.calls) == 0
+
+
+def test_content_hash_phase_0_is_a_full_dump_that_leaves_the_container_running(tmp_path, state_dir):
+    t = _target(tmp_path, state_dir)
+    args = memory.p0_args(memory.Choice(features.CONTENT_DIFF, ""), t, CheckpointRequest(), [CID], "/dev/shm/x", None)
+    assert args == ["checkpoint", "--leave-running", "--image-path", "/dev/shm/x/p0",
+                    "--work-path", "/dev/shm/x/p0-work", CID]
+
+
+def test_pre_dump_phase_0_is_a_real_pre_dump_and_the_freeze_dumps_on_top_of_it(fp, tmp_path, state_dir):
+    """The pre-dump goes into the state dir's chain (the freeze's images need it until the target
+    confirms); the freeze's runc gets --parent-path to it; its images stream as pre-checkpoint/."""
+    t = _target(tmp_path, state_dir)
+    pre = os.path.join(state_dir, CID, "pre-checkpoint.1")
+
+    def dumped(process) -> None:
+        for name, size in (("inventory.img", 10), ("pagemap-1.img", 20), ("pages-1.img", 8192)):
+            with open(os.path.join(pre, name), "wb") as f:
+                f.write(b"\0" * size)
+    fp.register(["runc", "checkpoint", "--image-path", pre, "--work-path", os.path.join(state_dir, CID, "work"),
+                 "--pre-dump", CID], callback=dumped)
+    buf = io.BytesIO()
+    tw = TarWriter(buf)
+    done = memory.phase0("runc", Invocation(GlobalFlags(), [], "checkpoint", []), state_dir, CheckpointRequest(),
+                         [CID], t, memory.Choice(features.PRE_DUMP, ""), None, tw, 0)
+    assert done is not None and done.index is None and done.pages_bytes == 8192
+    assert set(tw.members) == {"pre-checkpoint/inventory.img", "pre-checkpoint/pagemap-1.img",
+                               "pre-checkpoint/pages-1.img"}
+    assert t.plan.parent_path == "../pre-checkpoint.1"
+    assert t.plan.add_flags[-2:] == ["--parent-path", "../pre-checkpoint.1"]
+    assert os.readlink(os.path.join(state_dir, CID, "pre-checkpoint")) == "pre-checkpoint.1"
