@@ -32,7 +32,7 @@ from runc_ckpt.archive import layout
 from runc_ckpt.base import realrunc, runclog, signals
 from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.base.globalflags import Invocation
-from runc_ckpt.checkpoint import autoexport, stats_report
+from runc_ckpt.checkpoint import autoexport, incremental_export, stats_report
 from runc_ckpt.checkpoint.request import CheckpointRequest
 from runc_ckpt.image import reference
 from runc_ckpt.image.reference import Reference
@@ -44,6 +44,7 @@ from runc_ckpt.runtime.criu import cpuinfo, features
 from runc_ckpt.settings import config, hooks, policy
 from runc_ckpt.state import intent, predump, recovery, settle
 from runc_ckpt.trust import imagesdir, keys, sealkeys
+from runc_ckpt.trust import policy as trustpolicy
 from runc_ckpt.trust.sealkeys import SealKey
 
 if TYPE_CHECKING:
@@ -72,6 +73,7 @@ class Target:
     rootfs_source: diff.RootfsSource | None = None  # found before the dump when an archive needs the rootfs
     seal_for: tuple[SealKey, ...] = ()      # the archive's recipients (--encryption-key, else the node key)
     sign_key: ec.EllipticCurvePrivateKey | None = None  # signs the manifest (--sign-by-..., else the node key)
+    base: incremental_export.Base | None = None  # --incremental-from: the parent chain, indexed before the dump
 
 
 # A caller that writes the archive itself (runc_ckpt.migrate.sender, --export -): it gets the one
@@ -191,10 +193,19 @@ def _locked(runc: str, inv: Invocation, cfg: config.Config, req: CheckpointReque
     try:
         if stream is not None:
             return stream(runc, targets[0], _runc_args(req, targets[0], 1))
-        with signals.deferred() as deferral:
-            for t in targets:
-                results.append(checkpoint_one(runc, inv, cfg, req, _runc_args(req, t, len(targets)),
-                                              t, archive, image_ref, deferral))
+        with contextlib.ExitStack() as bases:
+            if req.incremental_from is not None and archive is not None and targets:
+                # The parent chain is read, verified and indexed before the container is touched.
+                t = targets[0]
+                assert t.plan.container_dir is not None     # an --export's images are in the state dir
+                t.base = incremental_export.prepare(req.incremental_from, archive, t.plan.container_dir,
+                                                    trustpolicy.load(cfg.signature_policy),
+                                                    (*req.decryption_keys, *cfg.decryption_key), inv.flags)
+                bases.callback(t.base.close)
+            with signals.deferred() as deferral:
+                for t in targets:
+                    results.append(checkpoint_one(runc, inv, cfg, req, _runc_args(req, t, len(targets)),
+                                                  t, archive, image_ref, deferral))
     except RuncFailed as e:
         return e.code
     if req.print_stats:
@@ -348,7 +359,7 @@ def _dump_and_export(runc: str, inv: Invocation, cfg: config.Config, req: Checkp
         _auto_export(runc, inv, cfg, req, t, facts)
     if archive is not None or image_ref is not None:
         export(runc, inv, cfg, req, t, archive or "", image_ref=image_ref, target_checked=archive is not None,
-               facts=facts)
+               facts=facts, base=t.base)
     hooks.run_stage("postcheckpoint", t.post_hooks, hook_state, inv.flags, t.policy.hook_timeout)
     return stats_report.ContainerStats(t.state.id, t.raw_input, runtime_us, criu)
 
@@ -421,7 +432,8 @@ def _criu_stats(inv: Invocation, plan: predump.Plan) -> dict[str, int]:
 
 def export(runc: str, inv: Invocation, cfg: config.Config, req: CheckpointRequest, t: Target,
            archive: str, tidy: bool = True, image_ref: Reference | None = None, with_parent: bool = False,
-           target_checked: bool = False, facts: hostfacts.HostFacts | None = None) -> None:
+           target_checked: bool = False, facts: hostfacts.HostFacts | None = None,
+           base: incremental_export.Base | None = None) -> None:
     """Write the archive (or, with image_ref, the image); on failure the images stay and the error says where.
 
     with_parent: a dump taken --with-previous also stores its pre-dump as
@@ -429,12 +441,18 @@ def export(runc: str, inv: Invocation, cfg: config.Config, req: CheckpointReques
     archive holds that pre-dump). An explicit --export keeps podman's layout:
     the pre-checkpoint travels in its own archive (--import-previous). target_checked: checkpoint()
     ran exporter.check_target on `archive` before the dump, so the write does not probe it again.
-    facts: the host's facts gathered while runc dumped (None: gathered now).
+    facts: the host's facts gathered while runc dumped (None: gathered now). base: the parent chain of
+    --incremental-from; the archive then holds only the pages changed since it (P1', built here).
     """
     plan = t.plan
     ereq = export_request(runc, inv, req, t, archive, with_parent, facts)
     ereq.target_checked = target_checked
     try:
+        if base is not None:
+            ereq.image_dir, built = base.build(plan.final_dir)
+            ereq.parent = base.link.to_json()
+            runclog.debug(inv.flags, f"export: {built.kept} of {built.pages} pages changed since "
+                                     f"{base.link.archive} (chain depth {base.link.depth})")
         if image_ref is not None:
             # Imported here, not at the top: image/'s writers cost ~14 ms only --create-image needs (test_layering LAZY).
             from runc_ckpt.image import create
