@@ -15,10 +15,12 @@ Every parent is untrusted input like the archive itself: it is looked up
 by the recorded name (or in a directory the caller names), read and
 verified against its own manifest, judged by the trust policy as
 `--import-previous` is, and its manifest's digest must be the pin before
-anything of it is used. A chain is at most MAX_DEPTH links long, each link's
-depth must be one less than its child's, and a manifest seen twice is a
-cycle. CRIU follows a chain through `parent` links between image dirs;
-stage() lays the ancestors' images out so (relative links).
+anything of it is used. Each parent's depth must be one less than its
+child's, and a depth is at most MAX_DEPTH: so a chain ends within MAX_DEPTH
+links and cannot loop (names that lead back to an archive of the chain meet
+a depth or a pin that does not fit). CRIU follows a chain through `parent`
+links between image dirs; stage() lays the ancestors' images out so
+(relative links).
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 class ChainError(RuncCkptError):
-    """A parent that cannot be used; status says how inspect shows it (missing, mismatch, cycle, too-deep, bad)."""
+    """A parent that cannot be used; status says how inspect shows it (missing, mismatch, too-deep, bad)."""
 
     def __init__(self, message: str, status: str) -> None:
         super().__init__(message)
@@ -129,8 +131,9 @@ Read = Callable[[str, int], reader.Staged]    # (path, n-th ancestor) -> the arc
 
 def walk(first: str, link: Link | None, search_dir: str | None, read: Read) -> Iterator[Ancestor]:
     """Each ancestor from `first` (named by `link`, None: given by the caller) down to a full checkpoint."""
-    path, seen = first, set()
-    for n in range(1, MAX_DEPTH + 2):
+    path, n = first, 0
+    while True:         # ends: depths fall by one a link from at most MAX_DEPTH (module docstring)
+        n += 1
         if not os.path.isfile(path):
             named = f", named by {link.archive!r}" if link else ""
             raise ChainError(f"parent archive {path}{named} is missing"
@@ -140,9 +143,6 @@ def walk(first: str, link: Link | None, search_dir: str | None, read: Read) -> I
         if link is not None and digest != link.manifest_sha256:
             raise ChainError(f"parent archive {path} is not the one its child was made on: its manifest's SHA-256 "
                              f"is {digest}, the child recorded {link.manifest_sha256}", "mismatch")
-        if digest in seen:
-            raise ChainError(f"parent archive {path} appears twice in its chain", "cycle")
-        seen.add(digest)
         below = parse(staged)
         depth = below.depth if below else 0
         if link is not None and depth != link.depth - 1:
@@ -152,7 +152,6 @@ def walk(first: str, link: Link | None, search_dir: str | None, read: Read) -> I
         if below is None:
             return
         path, link = locate(below, path, search_dir), below
-    raise ChainError(f"parent archive {first}: a chain longer than {MAX_DEPTH}", "too-deep")
 
 
 def judge(trust: trustpolicy.Policy, path: str, staged: reader.Staged) -> None:

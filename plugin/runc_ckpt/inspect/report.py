@@ -74,7 +74,7 @@ def _chain(staged: reader.Staged, src: importsource.Source, decryption_keys: tup
     """An incremental archive's parents, as restore would follow them: one row each, and the problem if any.
 
     Each row: the recorded name, where it was looked for, the pinned digest, the child's depth, and
-    digest "ok", or how the chain breaks there (missing, mismatch, cycle, too-deep, bad)."""
+    digest "ok", or how the chain breaks there (missing, mismatch, too-deep, bad)."""
     def read(path: str, n: int) -> reader.Staged:
         parent = reader.stage(path, reader.Targets(None, None, None), decryption_keys=decryption_keys)
         parent.verify()
