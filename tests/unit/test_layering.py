@@ -102,7 +102,8 @@ LAZY = [
     # no TOML parser (podmanstore.storage_graphroot: only for a bundle that names its image; ~12 ms)
     (["checkpoint", "--export", "{tmp}/out.tar", "web"], "runc_ckpt.checkpoint.flow",
      ["runc_ckpt.migrate.sender", "runc_ckpt.migrate.stream", "runc_ckpt.image.transport",
-      "runc_ckpt.image.create", "tomllib"]),
+      "runc_ckpt.image.create", "tomllib", "runc_ckpt.checkpoint.incremental_export",
+      "runc_ckpt.runtime.criu.incremental", "xxhash"]),
 ]
 
 
@@ -121,7 +122,9 @@ def test_kept_lazy_imports_keep_their_modules_off_the_path(args, loaded, absent,
     (["checkpoint", "--create-image", "oci:{tmp}/img", "web"], "runc_ckpt.image.transport"),
     (["checkpoint", "web"], "runc_ckpt.checkpoint.flow"),
     (["restore", "--bundle", "{tmp}", "web"], "runc_ckpt.restore.runc_restore"),
-], ids=["import", "import-stream", "export-stream", "create-image", "checkpoint", "runc-restore"])
+    (["checkpoint", "--export", "{tmp}/b.tar", "--incremental-from", "{tmp}/a.tar", "web"],
+     "runc_ckpt.checkpoint.incremental_export"),
+], ids=["import", "import-stream", "export-stream", "create-image", "checkpoint", "runc-restore", "incremental"])
 def test_the_lazy_imports_load_where_they_are_needed(args, module, tmp_path):
     """The other side of LAZY: the probe sees each module once its feature is asked for."""
     assert module in _loaded([a.format(tmp=tmp_path) for a in args], tmp_path)

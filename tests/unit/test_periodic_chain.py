@@ -218,4 +218,4 @@ def test_a_bad_parent_refuses_the_checkpoint_before_runc_runs(env, capfd, parent
     assert "--incremental-from" in err and len(err.strip().splitlines()) == 1, err
     assert not env.checkpoint_calls()
     assert not (env.tmp / "next.tar.zst").exists()
-    assert not [n for n in os.listdir(env.state_dir / "ctr") if n.startswith(".incremental-")]
+    assert not list((env.state_dir / "ctr").glob(".incremental-*"))

@@ -32,7 +32,7 @@ from runc_ckpt.archive import layout
 from runc_ckpt.base import realrunc, runclog, signals
 from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.base.globalflags import Invocation
-from runc_ckpt.checkpoint import autoexport, incremental_export, stats_report
+from runc_ckpt.checkpoint import autoexport, stats_report
 from runc_ckpt.checkpoint.request import CheckpointRequest
 from runc_ckpt.image import reference
 from runc_ckpt.image.reference import Reference
@@ -49,6 +49,8 @@ from runc_ckpt.trust.sealkeys import SealKey
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric import ec
+
+    from runc_ckpt.checkpoint.incremental_export import Base
 
 
 class RuncFailed(Exception):
@@ -73,7 +75,7 @@ class Target:
     rootfs_source: diff.RootfsSource | None = None  # found before the dump when an archive needs the rootfs
     seal_for: tuple[SealKey, ...] = ()      # the archive's recipients (--encryption-key, else the node key)
     sign_key: ec.EllipticCurvePrivateKey | None = None  # signs the manifest (--sign-by-..., else the node key)
-    base: incremental_export.Base | None = None  # --incremental-from: the parent chain, indexed before the dump
+    base: Base | None = None  # --incremental-from: the parent chain, indexed before the dump
 
 
 # A caller that writes the archive itself (runc_ckpt.migrate.sender, --export -): it gets the one
@@ -94,6 +96,11 @@ def checkpoint(inv: Invocation, cfg: config.Config, req: CheckpointRequest, star
     archive = None
     if req.export and not req.streaming:
         archive = exporter.check_target(req.export)
+        if req.incremental_from is not None:
+            # Imported here, not at the top: the chain reader and page hashing (~16 ms) only --incremental-from
+            # needs (test_layering LAZY).
+            from runc_ckpt.checkpoint import incremental_export
+            incremental_export.check_parent(req.incremental_from, archive)
     image_ref = check_image_target(req.create_image) if req.create_image else None
     runc = realrunc.find(cfg.runc)
     # What a killed run (runc and CRIU included) left for a named container is repaired before its state
@@ -195,12 +202,8 @@ def _locked(runc: str, inv: Invocation, cfg: config.Config, req: CheckpointReque
             return stream(runc, targets[0], _runc_args(req, targets[0], 1))
         with contextlib.ExitStack() as bases:
             if req.incremental_from is not None and archive is not None and targets:
-                # The parent chain is read, verified and indexed before the container is touched.
                 t = targets[0]
-                assert t.plan.container_dir is not None     # an --export's images are in the state dir
-                t.base = incremental_export.prepare(req.incremental_from, archive, t.plan.container_dir,
-                                                    trustpolicy.load(cfg.signature_policy),
-                                                    (*req.decryption_keys, *cfg.decryption_key), inv.flags)
+                t.base = _incremental_base(inv, cfg, req, t, req.incremental_from, archive)
                 bases.callback(t.base.close)
             with signals.deferred() as deferral:
                 for t in targets:
@@ -211,6 +214,16 @@ def _locked(runc: str, inv: Invocation, cfg: config.Config, req: CheckpointReque
     if req.print_stats:
         sys.stdout.write(stats_report.render(time.monotonic() - started, results))
     return 0
+
+
+def _incremental_base(inv: Invocation, cfg: config.Config, req: CheckpointRequest, t: Target, parent: str,
+                      archive: str) -> Base:
+    """--incremental-from: the parent chain read, verified, judged and indexed before the container is touched."""
+    # Imported here, not at the top: only --incremental-from needs it (~16 ms, test_layering LAZY).
+    from runc_ckpt.checkpoint import incremental_export
+    assert t.plan.container_dir is not None     # an --export's images are in the state dir
+    return incremental_export.prepare(parent, archive, t.plan.container_dir, trustpolicy.load(cfg.signature_policy),
+                                      (*req.decryption_keys, *cfg.decryption_key), inv.flags)
 
 
 def check_image_target(text: str) -> Reference:
@@ -433,7 +446,7 @@ def _criu_stats(inv: Invocation, plan: predump.Plan) -> dict[str, int]:
 def export(runc: str, inv: Invocation, cfg: config.Config, req: CheckpointRequest, t: Target,
            archive: str, tidy: bool = True, image_ref: Reference | None = None, with_parent: bool = False,
            target_checked: bool = False, facts: hostfacts.HostFacts | None = None,
-           base: incremental_export.Base | None = None) -> None:
+           base: Base | None = None) -> None:
     """Write the archive (or, with image_ref, the image); on failure the images stay and the error says where.
 
     with_parent: a dump taken --with-previous also stores its pre-dump as

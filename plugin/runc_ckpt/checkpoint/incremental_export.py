@@ -49,12 +49,18 @@ class Base:
         os.close(self.fd)
 
 
+def check_parent(parent: str, archive: str) -> None:
+    """What can be told of the parent before any container is chosen: a file, and not the target."""
+    if not os.path.isfile(parent):
+        raise RuncCkptError(f"--incremental-from {parent}: no such archive file")
+    if os.path.realpath(parent) == os.path.realpath(archive):
+        raise RuncCkptError(f"--incremental-from {parent}: that is the --export target itself")
+
+
 def prepare(parent: str, archive: str, container_dir: str, trust: trustpolicy.Policy,
             decryption_keys: tuple[str, ...], flags: GlobalFlags | None) -> Base:
     """Read, verify, judge and index the chain ending in `parent`, for a child written to `archive`."""
     parent = os.path.abspath(parent)
-    if os.path.realpath(parent) == os.path.realpath(archive):
-        raise RuncCkptError(f"--incremental-from {parent}: that is the --export target itself")
     os.makedirs(container_dir, mode=0o700, exist_ok=True)
     atomicfile.sweep(container_dir, lambda name: name.startswith(SCRATCH_PREFIX))   # left by a killed call
     fd, scratch = atomicfile.locked_dir(container_dir, SCRATCH_PREFIX)
