@@ -78,14 +78,22 @@ def test_incremental_exports_restore_through_their_chain(make_bundle, containers
 
     _fresh_rootfs(b, busybox_lower)
     before = _bundle_state(b)
-    # a tampered chain: job-1 replaced by another valid archive; a broken one: job-1 missing
-    bad, missing = tmp_path / "bad", tmp_path / "missing"
-    for d in (bad, missing):
+    # job-1 replaced by another valid archive, job-1 missing, a byte of job-1 changed
+    bad, missing, tampered = tmp_path / "bad", tmp_path / "missing", tmp_path / "tampered"
+    for d in (bad, missing, tampered):
         d.mkdir()
         shutil.copy(grandchild, d / grandchild.name)
         shutil.copy(full, d / full.name)
     shutil.copy(full, bad / child.name)
-    for d, why in ((bad, "is not the one its child was made on"), (missing, "is missing")):
+    data = bytearray(child.read_bytes())
+    data[len(data) // 2] ^= 0x40
+    (tampered / child.name).write_bytes(bytes(data))
+    for d, why, status in ((bad, "is not the one its child was made on", "mismatch"),
+                           (missing, "is missing", "missing"), (tampered, "job-1.tar.zst", "bad")):
+        info = subprocess.run([runc_ckpt_bin, "inspect", "--format", "json", str(d / grandchild.name)],
+                              capture_output=True, text=True, env=env, check=False)
+        assert info.returncode != 0 and why in info.stderr
+        assert [link["digest"] for link in json.loads(info.stdout)["chain"]] == [status]
         out, _ = _ckpt(runc_ckpt_bin, containers.root, env, "restore", "--import", str(d / grandchild.name),
                        "--bundle", str(b.path), "-d")
         assert out.returncode != 0

@@ -16,6 +16,7 @@ from runc_ckpt.commands import checkpoint as checkpoint_cmd
 from runc_ckpt.commands import cmdflags, options
 from runc_ckpt.commands import restore as restore_cmd
 from runc_ckpt.trust import policy as trustpolicy
+from runc_ckpt.trust import sealkeys
 from tests.export_helpers import read_members, request
 from tests.unit.test_checkpoint_flows import env  # noqa: F401  # the fake runc + criu fixture
 
@@ -64,7 +65,7 @@ def test_incremental_dir_reaches_the_import_request_and_not_a_stream():
 # ---- chains of real (small, fake-image) archives
 
 
-def _archive(tmp: Path, name: str, parent: Path | None = None, pages: bytes = b"") -> Path:
+def _archive(tmp: Path, name: str, parent: Path | None = None, pages: bytes = b"", **kw: object) -> Path:
     """An archive with a checkpoint/ dir; with parent: an incremental one naming it, as checkpoint writes it."""
     work = tmp / f"work-{name}"
     images = work / "images"
@@ -76,7 +77,8 @@ def _archive(tmp: Path, name: str, parent: Path | None = None, pages: bytes = b"
         staged = reader.stage(str(parent), reader.Targets(None, None, None))
         staged.verify()
         link = chain.link_to(str(parent), staged, str(tmp / name)).to_json()
-    req = request(work, work, image_dir=str(images), archive=str(tmp / name), include_rootfs=False, parent=link)
+    req = request(work, work, image_dir=str(images), archive=str(tmp / name), include_rootfs=False, parent=link,
+                  **kw)
     export.write_archive(req)
     return tmp / name
 
@@ -98,12 +100,12 @@ def _link(path: Path) -> chain.Link:
 
 
 def _stage(child: Path, into: Path, search_dir: str | None = None,
-           trust: trustpolicy.Policy = NO_POLICY) -> list[chain.Ancestor]:
+           trust: trustpolicy.Policy = NO_POLICY, keys: tuple[str, ...] = ()) -> list[chain.Ancestor]:
     link = _link(child)
     images = into / "checkpoint"
     images.mkdir(parents=True, exist_ok=True)
     return chain.stage(chain.locate(link, str(child), search_dir), link, search_dir, str(into), str(images),
-                       trust, (), None)
+                       trust, keys, None)
 
 
 def test_the_member_names_the_parent_by_relative_name_digest_and_depth(three):
@@ -219,3 +221,19 @@ def test_a_bad_parent_refuses_the_checkpoint_before_runc_runs(env, capfd, parent
     assert not env.checkpoint_calls()
     assert not (env.tmp / "next.tar.zst").exists()
     assert not list((env.state_dir / "ctr").glob(".incremental-*"))
+
+
+def test_an_encrypted_parent_needs_its_key(tmp_path, seal_keys):
+    private, public = seal_keys["ec"]
+    a = _archive(tmp_path, "a.tar.zst", seal_for=sealkeys.recipients([f"jwe:{public}"], None))
+    b = tmp_path / "b.tar.zst"
+    staged = reader.stage(str(a), reader.Targets(None, None, None), decryption_keys=(private,))
+    staged.verify()
+    work = tmp_path / "work-b" / "images"
+    work.mkdir(parents=True)
+    (work / "inventory.img").write_bytes(b"inventory b")
+    export.write_archive(request(work.parent, work.parent, image_dir=str(work), archive=str(b), include_rootfs=False,
+                                 parent=chain.link_to(str(a), staged, str(b)).to_json()))
+    with pytest.raises(RuncCkptError, match="encrypted"):
+        _stage(b, tmp_path / "import")
+    assert len(_stage(b, tmp_path / "import2", keys=(private,))) == 1
