@@ -4,7 +4,7 @@
 # Completes commands, global flags, each command's flags and the values of
 # some (directories, files, choices), the IDs of running containers (from
 # `runc list -q` under the --root given earlier on the line) and checkpoint
-# archive names for --import, --import-previous, inspect and image build.
+# archive names for --import, --import-previous, --incremental-from, inspect and image build.
 #
 # The flag lists below are data: checkpoint, restore, inspect and image (build) must match
 # plugin/runc_ckpt/options.py, the others runc 1.1.5's own --help.
@@ -19,10 +19,10 @@ _runc_ckpt_opts_global="--config --criu --debug --help -h --log --log-format --r
 _runc_ckpt_vals_global="--config --criu --log --log-format --root --rootless"
 
 # BEGIN options.py
-_runc_ckpt_opts_checkpoint="--all -a --auto-dedup --compress -c --create-image --empty-ns --encryption-key --export -e --ext-unix-sk --file-locks --handshake --ignore-rootfs --ignore-volumes --image-path --keep -k --latest -l --lazy-pages --leave-running -R --manage-cgroups-mode --page-server --parent-path --pre-checkpoint -P --pre-copy --pre-copy-max-pause --pre-dump --print-stats --shell-job --sign-by-sigstore-private-key --sign-passphrase-file --status-fd --stream-timeout --tcp-established --with-previous --work-path"
-_runc_ckpt_vals_checkpoint="--compress -c --create-image --empty-ns --encryption-key --export -e --image-path --manage-cgroups-mode --page-server --parent-path --pre-copy-max-pause --sign-by-sigstore-private-key --sign-passphrase-file --status-fd --stream-timeout --work-path"
-_runc_ckpt_opts_restore="--auto-dedup --bundle -b --check --console-socket --decryption-key --detach -d --empty-ns --ext-unix-sk --file-locks --handshake --ignore-rootfs --ignore-volumes --image-path --import -i --import-previous --keep -k --lazy-pages --lsm-mount-context --lsm-profile --manage-cgroups-mode --name -n --no-new-keyring --no-pivot --no-subreaper --parent-path --pid-file --print-stats --shell-job --signature-policy --skip-preflight --tcp-close --tcp-established --trust-archive-spec --work-path"
-_runc_ckpt_vals_restore="--bundle -b --console-socket --decryption-key --empty-ns --image-path --import -i --import-previous --lsm-mount-context --lsm-profile --manage-cgroups-mode --name -n --parent-path --pid-file --signature-policy --work-path"
+_runc_ckpt_opts_checkpoint="--all -a --auto-dedup --compress -c --create-image --decryption-key --empty-ns --encryption-key --export -e --ext-unix-sk --file-locks --handshake --ignore-rootfs --ignore-volumes --image-path --incremental-from --keep -k --latest -l --lazy-pages --leave-running -R --manage-cgroups-mode --page-server --parent-path --pre-checkpoint -P --pre-copy --pre-copy-max-pause --pre-dump --print-stats --shell-job --sign-by-sigstore-private-key --sign-passphrase-file --status-fd --stream-timeout --tcp-established --with-previous --work-path"
+_runc_ckpt_vals_checkpoint="--compress -c --create-image --decryption-key --empty-ns --encryption-key --export -e --image-path --incremental-from --manage-cgroups-mode --page-server --parent-path --pre-copy-max-pause --sign-by-sigstore-private-key --sign-passphrase-file --status-fd --stream-timeout --work-path"
+_runc_ckpt_opts_restore="--auto-dedup --bundle -b --check --console-socket --decryption-key --detach -d --empty-ns --ext-unix-sk --file-locks --handshake --ignore-rootfs --ignore-volumes --image-path --import -i --import-previous --incremental-dir --keep -k --lazy-pages --lsm-mount-context --lsm-profile --manage-cgroups-mode --name -n --no-new-keyring --no-pivot --no-subreaper --parent-path --pid-file --print-stats --shell-job --signature-policy --skip-preflight --tcp-close --tcp-established --trust-archive-spec --work-path"
+_runc_ckpt_vals_restore="--bundle -b --console-socket --decryption-key --empty-ns --image-path --import -i --import-previous --incremental-dir --lsm-mount-context --lsm-profile --manage-cgroups-mode --name -n --parent-path --pid-file --signature-policy --work-path"
 _runc_ckpt_opts_inspect="--decryption-key --format -f --log --signature-policy"
 _runc_ckpt_vals_inspect="--decryption-key --format -f --signature-policy"
 _runc_ckpt_opts_image="--compress -c"
@@ -114,7 +114,7 @@ _runc_ckpt_files() {
 _runc_ckpt_value() {
     local cmd=$1 flag=$2 cur=$3 root=$4
     case "$cmd $flag" in
-        *" --root"|*" --image-path"|*" --work-path"|*" --bundle"|*" -b"|*" --parent-path"|"exec --cwd")
+        *" --root"|*" --image-path"|*" --work-path"|*" --bundle"|*" -b"|*" --parent-path"|"restore --incremental-dir"|"exec --cwd")
             compopt -o filenames 2>/dev/null
             local IFS=$'\n'
             COMPREPLY=($(compgen -d -- "$cur")) ;;
@@ -130,7 +130,7 @@ _runc_ckpt_value() {
             COMPREPLY=($(compgen -W "soft full strict" -- "$cur")) ;;
         *" --empty-ns")
             COMPREPLY=($(compgen -W "network" -- "$cur")) ;;
-        "restore --import"|"restore -i"|"restore --import-previous")
+        "restore --import"|"restore -i"|"restore --import-previous"|"checkpoint --incremental-from")
             _runc_ckpt_files "$cur" archives ;;
         " --config"|" --criu"|" --log"|"checkpoint --export"|"checkpoint -e"|*" --pid-file"|*" --console-socket"|\
         "checkpoint --encryption-key"|*" --decryption-key"|\

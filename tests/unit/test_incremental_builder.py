@@ -229,3 +229,27 @@ def test_a_pages_file_that_shrinks_while_read_leaves_nothing(dumps, monkeypatch)
     with pytest.raises(RuncCkptError, match="shorter than its pagemap"):
         incremental.build(str(p0), str(p1), str(out))
     assert sorted(os.listdir(out.parent)) == ["p0", "p1"]
+
+
+def test_a_chain_matches_the_pages_its_parents_hold(tmp_path):
+    """P2 on top of P1' (incremental on P0): pages P1' left in P0 are matched too, or every link would grow."""
+    p0, p1, p2 = tmp_path / "p0", tmp_path / "p1", tmp_path / "p2"
+    write_dump(p0, {"pagemap-1.img": (1, [(A, [page("a0"), page("a1"), page("a2")], PE_PRESENT)])})
+    write_dump(p1, {"pagemap-1.img": (1, [(A, [page("a0"), page("A1"), page("a2")], PE_PRESENT)])})
+    write_dump(p2, {"pagemap-1.img": (1, [(A, [page("a0"), page("A1"), page("b2")], PE_PRESENT)])})
+    incremental.build(str(p0), str(p1), str(tmp_path / "p1x"))
+
+    result = incremental.build(str(tmp_path / "p1x"), str(p2), str(tmp_path / "p2x"))
+
+    assert (result.pages, result.kept) == (3, 1)            # a0 lies in p0, A1 in p1x: only b2 is new
+    assert restored(tmp_path / "p2x", "pagemap-1.img") == restored(p2, "pagemap-1.img")
+
+
+def test_a_chain_longer_than_the_bound_is_refused(tmp_path, monkeypatch):
+    p0, p1, p2 = tmp_path / "p0", tmp_path / "p1", tmp_path / "p2"
+    for d, tag in ((p0, "a"), (p1, "b"), (p2, "c")):
+        write_dump(d, {"pagemap-1.img": (1, [(A, [page("x"), page(tag)], PE_PRESENT)])})
+    incremental.build(str(p0), str(p1), str(tmp_path / "p1x"))
+    monkeypatch.setattr(incremental, "MAX_CHAIN", 0)
+    with pytest.raises(RuncCkptError, match="chain of more than 0"):
+        incremental.build(str(tmp_path / "p1x"), str(p2), str(tmp_path / "p2x"))

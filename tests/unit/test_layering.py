@@ -104,7 +104,8 @@ LAZY = [
     # before the dump (archive.export, ~25 ms: loaded by metadata.hostfacts while runc dumps)
     (["checkpoint", "--export", "{tmp}/out.tar", "web"], "runc_ckpt.checkpoint.flow",
      ["runc_ckpt.migrate.sender", "runc_ckpt.migrate.stream", "runc_ckpt.image.transport",
-      "runc_ckpt.image.create", "tomllib", "yaml", "runc_ckpt.archive.export"]),
+      "runc_ckpt.image.create", "tomllib", "yaml", "runc_ckpt.archive.export",
+      "runc_ckpt.checkpoint.incremental_export", "runc_ckpt.runtime.criu.incremental", "xxhash"]),
     # restore --import FILE with a plain config file: no PyYAML either
     (["restore", "--import", "{tmp}/a.tar", "--bundle", "{tmp}", "web"], "runc_ckpt.restore.importer", ["yaml"]),
 ]
@@ -126,7 +127,9 @@ def test_kept_lazy_imports_keep_their_modules_off_the_path(args, loaded, absent,
     (["checkpoint", "--create-image", "oci:{tmp}/img", "web"], "runc_ckpt.image.transport"),
     (["checkpoint", "web"], "runc_ckpt.checkpoint.flow"),
     (["restore", "--bundle", "{tmp}", "web"], "runc_ckpt.restore.runc_restore"),
-], ids=["import", "import-stream", "export-stream", "create-image", "checkpoint", "runc-restore"])
+    (["checkpoint", "--export", "{tmp}/b.tar", "--incremental-from", "{tmp}/a.tar", "web"],
+     "runc_ckpt.checkpoint.incremental_export"),
+], ids=["import", "import-stream", "export-stream", "create-image", "checkpoint", "runc-restore", "incremental"])
 def test_the_lazy_imports_load_where_they_are_needed(args, module, tmp_path):
     """The other side of LAZY: the probe sees each module once its feature is asked for."""
     assert module in _loaded([a.format(tmp=tmp_path) for a in args], tmp_path)

@@ -76,6 +76,7 @@ class ExportRequest:
     target_checked: bool = False  # check_target(archive) ran before the dump: the write does not probe again
     seal_for: tuple[SealKey, ...] = ()  # encrypt the whole file for these keys (trust.seal); (): plain
     sign_key: ec.EllipticCurvePrivateKey | None = None  # sign the manifest (trust.signature); None: unsigned
+    parent: bytes | None = None  # an incremental checkpoint's layout.PARENT (archive.chain.Link); None: full
 
 
 @dataclass
@@ -181,6 +182,8 @@ def write_members(tw: TarWriter, req: ExportRequest, plan: Plan, now: float) -> 
     returns (the manifest's "rootfs" entry, the volumes archived) for add_manifest()."""
     mtime = int(now)
     add_images(tw, req, plan.images, mtime)
+    if req.parent is not None:
+        tw.add_bytes(layout.PARENT, req.parent, mtime=mtime)
     tw.add_bytes(layout.SPEC_DUMP, json_member(req.spec), mtime=mtime)
     tw.add_bytes(layout.CONFIG_DUMP, json_member(req.config_dump), mtime=mtime)
     tw.add_bytes(layout.NETWORK_STATUS, b"null", mtime=mtime)

@@ -19,6 +19,7 @@ DEVSHM = "devshm-checkpoint.tar"
 CTR_LOG = "ctr.log"
 MANIFEST = "runc-ckpt.manifest.json"   # ours: written last, lists every other member
 MANIFEST_SIG = "runc-ckpt.manifest.sig"  # ours: the manifest's signature (trust.signature), right after it
+PARENT = "runc-ckpt.parent.json"       # ours: an incremental archive's parent (archive.chain), after the images
 # Stream-only members (checkpoint --export -; the order is in runc_ckpt.migrate.sender).
 MIGRATE_DIR = "migrate"
 HELLO = "migrate/hello.json"           # first member of a stream: who sends, for the receiver's pre-flight

@@ -39,7 +39,7 @@ MAX_SMALL_MEMBER = 16 << 20
 TAR_BUFSIZE = 1 << 20  # largest view handed out at once
 SMALL_MEMBERS = {layout.SPEC_DUMP, layout.CONFIG_DUMP, layout.NETWORK_STATUS, layout.DELETED_FILES,
                  layout.MANIFEST, layout.MANIFEST_SIG, layout.STATS_DUMP, layout.HELLO, layout.ROOTFS_REMOVED,
-                 layout.PHASE1_END}
+                 layout.PHASE1_END, layout.PARENT}
 FILE_MEMBERS = {layout.DEVSHM, layout.CTR_LOG}
 ROOTFS_STAGING_PREFIX = ".runc-ckpt-staging-"
 
@@ -263,6 +263,7 @@ class Staged:
     manifest_raw: bytes | None = None
     manifest_sig: bytes | None = None                           # its signature member, checked by trust.verdict
     manifest: JSONObject | None = None
+    parent_raw: bytes | None = None                             # an incremental archive's parent (archive.chain)
     members: dict[str, MemberDigest] = field(default_factory=dict)
     checkpoint_dirs: set[str] = field(default_factory=set)
     rootfs: StagedTree | None = None
@@ -533,6 +534,8 @@ def _keep_small(staged: Staged, name: str, data: bytes) -> None:
         staged.manifest_sig = data
     elif name == layout.STATS_DUMP:
         staged.stats_dump = data
+    elif name == layout.PARENT:
+        staged.parent_raw = data
     else:
         try:
             value = json.loads(data) if data.strip() else None

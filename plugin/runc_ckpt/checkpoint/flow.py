@@ -43,12 +43,14 @@ from runc_ckpt.runtime.criu import cpuinfo, features
 from runc_ckpt.settings import config, hooks, policy
 from runc_ckpt.state import intent, predump, recovery, settle
 from runc_ckpt.trust import imagesdir, keys, sealkeys
+from runc_ckpt.trust import policy as trustpolicy
 from runc_ckpt.trust.sealkeys import SealKey
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric import ec
 
     from runc_ckpt.archive import export as exporter
+    from runc_ckpt.checkpoint.incremental_export import Base
 
 
 class RuncFailed(Exception):
@@ -73,6 +75,7 @@ class Target:
     rootfs_source: diff.RootfsSource | None = None  # found before the dump when an archive needs the rootfs
     seal_for: tuple[SealKey, ...] = ()      # the archive's recipients (--encryption-key, else the node key)
     sign_key: ec.EllipticCurvePrivateKey | None = None  # signs the manifest (--sign-by-..., else the node key)
+    base: Base | None = None  # --incremental-from: the parent chain, indexed before the dump
 
 
 # A caller that writes the archive itself (runc_ckpt.migrate.sender, --export -): it gets the one
@@ -93,6 +96,11 @@ def checkpoint(inv: Invocation, cfg: config.Config, req: CheckpointRequest, star
     archive = None
     if req.export and not req.streaming:
         archive = exporttarget.check_target(req.export)
+        if req.incremental_from is not None:
+            # Imported here, not at the top: the chain reader and page hashing (~16 ms) only --incremental-from
+            # needs (test_layering LAZY).
+            from runc_ckpt.checkpoint import incremental_export
+            incremental_export.check_parent(req.incremental_from, archive)
     image_ref = check_image_target(req.create_image) if req.create_image else None
     runc = realrunc.find(cfg.runc)
     # What a killed run (runc and CRIU included) left for a named container is repaired before its state
@@ -192,15 +200,30 @@ def _locked(runc: str, inv: Invocation, cfg: config.Config, req: CheckpointReque
     try:
         if stream is not None:
             return stream(runc, targets[0], _runc_args(req, targets[0], 1))
-        with signals.deferred() as deferral:
-            for t in targets:
-                results.append(checkpoint_one(runc, inv, cfg, req, _runc_args(req, t, len(targets)),
-                                              t, archive, image_ref, deferral))
+        with contextlib.ExitStack() as bases:
+            if req.incremental_from is not None and archive is not None and targets:
+                t = targets[0]
+                t.base = _incremental_base(inv, cfg, req, t, req.incremental_from, archive)
+                bases.callback(t.base.close)
+            with signals.deferred() as deferral:
+                for t in targets:
+                    results.append(checkpoint_one(runc, inv, cfg, req, _runc_args(req, t, len(targets)),
+                                                  t, archive, image_ref, deferral))
     except RuncFailed as e:
         return e.code
     if req.print_stats:
         sys.stdout.write(stats_report.render(time.monotonic() - started, results))
     return 0
+
+
+def _incremental_base(inv: Invocation, cfg: config.Config, req: CheckpointRequest, t: Target, parent: str,
+                      archive: str) -> Base:
+    """--incremental-from: the parent chain read, verified, judged and indexed before the container is touched."""
+    # Imported here, not at the top: only --incremental-from needs it (~16 ms, test_layering LAZY).
+    from runc_ckpt.checkpoint import incremental_export
+    assert t.plan.container_dir is not None     # an --export's images are in the state dir
+    return incremental_export.prepare(parent, archive, t.plan.container_dir, trustpolicy.load(cfg.signature_policy),
+                                      (*req.decryption_keys, *cfg.decryption_key), inv.flags)
 
 
 def check_image_target(text: str) -> Reference:
@@ -349,7 +372,7 @@ def _dump_and_export(runc: str, inv: Invocation, cfg: config.Config, req: Checkp
         _auto_export(runc, inv, cfg, req, t, facts)
     if archive is not None or image_ref is not None:
         export(runc, inv, cfg, req, t, archive or "", image_ref=image_ref, target_checked=archive is not None,
-               facts=facts)
+               facts=facts, base=t.base)
     hooks.run_stage("postcheckpoint", t.post_hooks, hook_state, inv.flags, t.policy.hook_timeout)
     return stats_report.ContainerStats(t.state.id, t.raw_input, runtime_us, criu)
 
@@ -422,7 +445,8 @@ def _criu_stats(inv: Invocation, plan: predump.Plan) -> dict[str, int]:
 
 def export(runc: str, inv: Invocation, cfg: config.Config, req: CheckpointRequest, t: Target,
            archive: str, tidy: bool = True, image_ref: Reference | None = None, with_parent: bool = False,
-           target_checked: bool = False, facts: hostfacts.HostFacts | None = None) -> None:
+           target_checked: bool = False, facts: hostfacts.HostFacts | None = None,
+           base: Base | None = None) -> None:
     """Write the archive (or, with image_ref, the image); on failure the images stay and the error says where.
 
     with_parent: a dump taken --with-previous also stores its pre-dump as
@@ -430,12 +454,18 @@ def export(runc: str, inv: Invocation, cfg: config.Config, req: CheckpointReques
     archive holds that pre-dump). An explicit --export keeps podman's layout:
     the pre-checkpoint travels in its own archive (--import-previous). target_checked: checkpoint()
     ran exporttarget.check_target on `archive` before the dump, so the write does not probe it again.
-    facts: the host's facts gathered while runc dumped (None: gathered now).
+    facts: the host's facts gathered while runc dumped (None: gathered now). base: the parent chain of
+    --incremental-from; the archive then holds only the pages changed since it (P1', built here).
     """
     plan = t.plan
     ereq = export_request(runc, inv, req, t, archive, with_parent, facts)
     ereq.target_checked = target_checked
     try:
+        if base is not None:
+            ereq.image_dir, built = base.build(plan.final_dir)
+            ereq.parent = base.link.to_json()
+            runclog.debug(inv.flags, f"export: {built.kept} of {built.pages} pages changed since "
+                                     f"{base.link.archive} (chain depth {base.link.depth})")
         if image_ref is not None:
             # Imported here, not at the top: image/'s writers cost ~14 ms only --create-image needs (test_layering LAZY).
             from runc_ckpt.image import create

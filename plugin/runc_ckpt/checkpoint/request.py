@@ -50,6 +50,8 @@ class CheckpointRequest:
     encryption_keys: tuple[str, ...] = ()  # jwe:PUB.pem recipients of the archive (flags, else the node key)
     sign_key: str | None = None         # --sign-by-sigstore-private-key (else the node key of runc-ckpt.yaml)
     sign_passphrase_file: str | None = None
+    incremental_from: str | None = None  # --incremental-from: the archive whose pages the export leaves out
+    decryption_keys: tuple[str, ...] = ()  # open an encrypted --incremental-from archive (flags, then config)
     policy: PolicyFlags = field(default_factory=PolicyFlags)
     runc_argv: tuple[str, ...] = ()
     runc_flags: tuple[str, ...] = ()

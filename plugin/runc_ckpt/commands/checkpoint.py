@@ -71,6 +71,7 @@ def check_flags(p: cmdflags.Parsed) -> None:
                           ("stream_timeout", "--stream-timeout"), ("pre_copy_max_pause", "--pre-copy-max-pause")):
             if key in p.given:
                 raise RuncCkptError(f"{flag} only works with --export - (a stream on stdout)")
+    check_incremental_flags(p)
     if p.flag("with_previous") and (p.flag("pre_checkpoint") or p.flag("pre_dump")):
         raise RuncCkptError("--with-previous cannot be used with --pre-checkpoint (or --pre-dump)")
     if p.flag("all") and p.flag("latest"):
@@ -79,6 +80,24 @@ def check_flags(p: cmdflags.Parsed) -> None:
         raise RuncCkptError("--all and --latest take no container names")
     if not (p.flag("all") or p.flag("latest") or p.positionals):
         raise RuncCkptError('checkpoint: "checkpoint" requires at least 1 container id (or --all, --latest)')
+
+
+def check_incremental_flags(p: cmdflags.Parsed) -> None:
+    """--incremental-from writes one archive file on top of another, from a full dump."""
+    if p.texts("decryption_key") and not p.text("incremental_from"):
+        raise RuncCkptError("--decryption-key only works with --incremental-from (it opens the parent archive)")
+    if p.text("incremental_from") is None:
+        return
+    if not p.text("incremental_from"):
+        raise RuncCkptError("--incremental-from needs the file name of an earlier --export archive")
+    export = p.text("export")
+    if not export or export == STREAM:
+        raise RuncCkptError("--incremental-from only works with --export FILE (an archive file)")
+    for key, flag in (("pre_checkpoint", "--pre-checkpoint"), ("with_previous", "--with-previous"),
+                      ("pre_dump", "--pre-dump"), ("parent_path", "--parent-path")):
+        if key in p.given:
+            raise RuncCkptError(f"--incremental-from cannot be used with {flag}: it builds on an archive, "
+                                "from a full dump")
 
 
 def check_stream_flags(p: cmdflags.Parsed) -> None:
@@ -133,6 +152,7 @@ def checkpoint_request(p: cmdflags.Parsed) -> CheckpointRequest:
         keep=p.flag("keep"), print_stats=p.flag("print_stats"), status_fd=-1 if fd is None else fd,
         encryption_keys=p.texts("encryption_key"),
         sign_key=p.text("sign_by_sigstore_private_key"), sign_passphrase_file=p.text("sign_passphrase_file"),
+        incremental_from=p.text("incremental_from"), decryption_keys=p.texts("decryption_key"),
         policy=PolicyFlags(compress=_compression(p.text("compress")) if "compress" in p.given else None,
                            tcp_established=p.given_flag("tcp_established"), file_locks=p.given_flag("file_locks"),
                            ignore_rootfs=p.given_flag("ignore_rootfs"), ignore_volumes=p.given_flag("ignore_volumes")),

@@ -19,6 +19,8 @@ CHECKPOINT: list[Option] = [
     Option(("create-image",), V, "write the checkpoint as an OCI image to this reference: oci:DIR[:TAG], "
            "oci-archive:FILE[:TAG], docker://HOST/REPO:TAG, containers-storage:NAME or a bare NAME "
            "(one container only)"),
+    Option(("decryption-key",), L, "with --incremental-from: a private key (PEM) that opens an encrypted "
+           "parent archive (repeatable; runc-ckpt.yaml's decryption_key adds to them)"),
     Option(("empty-ns",), L, "create a namespace, but don't restore its properties", runc=True),
     Option(("encryption-key",), L, "with --export FILE or - or --create-image: encrypt the archive, stream or "
            "image layer (ocicrypt, through skopeo) for this public key, "
@@ -34,6 +36,8 @@ CHECKPOINT: list[Option] = [
     Option(("image-path",), V, "path for saving criu image files (default: ./checkpoint, as runc; "
            "<state_dir>/<container-id>/checkpoint with --export, --create-image, --pre-checkpoint or "
            "--with-previous)", runc=True),
+    Option(("incremental-from",), V, "with --export FILE: store only the memory pages changed since this "
+           "earlier archive of the container (compared by content); restore finds it beside the new archive"),
     Option(("keep", "k"), B, "keep CRIU's logs, stats-dump and the state-dir images after --export"),
     Option(("latest", "l"), B, "checkpoint the most recently created container under --root"),
     Option(("lazy-pages",), B, "use userfaultfd to lazily restore memory pages", runc=True),
@@ -91,6 +95,8 @@ RESTORE: list[Option] = [
            "checkpoint image (oci:DIR[:TAG], oci-archive:FILE[:TAG], docker://REF, containers-storage:NAME), "
            "or - for a stream on stdin"),
     Option(("import-previous",), V, "lay this pre-checkpoint archive in place first"),
+    Option(("incremental-dir",), V, "with --import of an incremental archive: find the archives it builds on "
+           "in this directory (default: where the archive that names each one lies)"),
     Option(("keep", "k"), B, "keep the staging directory and CRIU's logs"),
     Option(("lazy-pages",), B, "use userfaultfd to lazily restore memory pages", runc=True),
     Option(("lsm-mount-context",), V, "Specify an LSM mount context to be used during restore.", runc=True),

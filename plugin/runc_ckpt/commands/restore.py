@@ -62,7 +62,8 @@ def import_request(p: cmdflags.Parsed) -> ImportRequest:
     source = p.text("import")
     assert source is not None
     return ImportRequest(
-        source=source, previous=p.text("import_previous") or None, containers=tuple(p.positionals),
+        source=source, previous=p.text("import_previous") or None, incremental_dir=p.text("incremental_dir"),
+        containers=tuple(p.positionals),
         name=p.text("name"), bundle=p.text("bundle"), image_path=p.text("image_path"),
         work_path=p.text("work_path"), pid_file=p.text("pid_file"), detach=p.flag("detach"), keep=p.flag("keep"),
         print_stats=p.flag("print_stats"), skip_preflight=p.flag("skip_preflight"), check=p.flag("check"),
@@ -82,6 +83,8 @@ def check_stream_flags(p: cmdflags.Parsed) -> None:
         raise RuncCkptError("--print-stats writes to stdout, which carries the replies with --handshake")
     if p.text("import_previous"):
         raise RuncCkptError("--import-previous cannot be used with --import -: a stream carries one full checkpoint")
+    if p.text("incremental_dir") is not None:
+        raise RuncCkptError("--incremental-dir cannot be used with --import -: a stream carries one full checkpoint")
 
 
 def _forwarded_flags(p: cmdflags.Parsed) -> list[str]:

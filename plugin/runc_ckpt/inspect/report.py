@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import tempfile
 
-from runc_ckpt.archive import summary
+from runc_ckpt.archive import chain, reader, summary
 from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.base.globalflags import GlobalFlags
 from runc_ckpt.image import annotations as image_annotations
@@ -45,7 +45,10 @@ def inspect(text: str, runc: str, criu: str, flags: GlobalFlags, decryption_keys
             judged = verdict.decide(trust, transport, scope, staged.manifest_raw, staged.manifest_sig, src.what)
             if not judged.accepted:
                 problem = f"restore would be refused by the signature policy: {judged.reason}"
+        links, chain_problem = _chain(staged, src, decryption_keys, trust) if problem is None else ([], None)
+        problem = problem or chain_problem
         info = summary.describe(staged, src.path, problem)
+        info["chain"] = links
         info["trust"] = None if judged is None else {
             "signer": judged.signer, "signature_key": judged.claimed, "policy": judged.policy,
             "scope": judged.scope, "accepted": judged.accepted, "reason": judged.reason}
@@ -66,6 +69,48 @@ def inspect(text: str, runc: str, criu: str, flags: GlobalFlags, decryption_keys
     return info, problem, staged.dump_log
 
 
+def _chain(staged: reader.Staged, src: importsource.Source, decryption_keys: tuple[str, ...],
+           trust: trustpolicy.Policy) -> tuple[list[dict], str | None]:
+    """An incremental archive's parents, as restore would follow them: one row each, and the problem if any.
+
+    Each row: the recorded name, where it was looked for, the pinned digest, the child's depth, and
+    digest "ok", or how the chain breaks there (missing, mismatch, too-deep, bad)."""
+    def read(path: str, n: int) -> reader.Staged:
+        parent = reader.stage(path, reader.Targets(None, None, None), decryption_keys=decryption_keys)
+        parent.verify()
+        chain.judge(trust, path, parent)
+        return parent
+
+    rows: list[dict] = []
+    link: chain.Link | None = None
+    path = ""
+    try:
+        link = chain.parse(staged)
+        if link is None:
+            return rows, None
+        if src.reference is not None:
+            raise chain.ChainError(f"{src.what} is an incremental checkpoint on top of {link.archive}: "
+                                   "only its archive file restores, beside the archives it builds on", "bad")
+        path = chain.locate(link, src.path, None)
+        for ancestor in chain.walk(path, link, None, read):
+            rows.append(_row(link, ancestor.path, "ok"))
+            below = chain.parse(ancestor.staged)
+            if below is not None:       # walk() goes on to it
+                link, path = below, chain.locate(below, ancestor.path, None)
+    except chain.ChainError as e:
+        rows.append(_row(link, path, e.status) if link is not None else {"digest": e.status})
+        return rows, str(e)
+    except RuncCkptError as e:      # a parent that does not read or verify
+        rows.append(_row(link, path, "bad") if link is not None else {"digest": "bad"})
+        return rows, str(e)
+    return rows, None
+
+
+def _row(link: chain.Link, path: str, status: str) -> dict:
+    return {"archive": link.archive, "path": path, "manifest_sha256": link.manifest_sha256,
+            "depth": link.depth, "digest": status}
+
+
 def render_text(info: dict) -> str:
     """summary's rows, then the image, restorability and the host comparison."""
     rows = []
@@ -76,6 +121,9 @@ def render_text(info: dict) -> str:
         rows.append(("Trust policy", f"{'accept' if trust['accepted'] else 'REFUSE'}: {trust['reason']}"))
     if "image" in info:
         rows.append(("Image manifest", info["image"]["manifest_digest"]))
+    for link in info["chain"]:
+        where = f"{link.get('path', '-')} (depth {link.get('depth', '-')}, digest {link['digest']})"
+        rows.append(("Incremental on", where))
     rows.append(("Restorable by", ", ".join(info["restorable_by"])
                  + ("" if "restore_note" not in info else f" ({info['restore_note']})")))
     for r in info["compatibility"]:

@@ -38,7 +38,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 
-from runc_ckpt.archive import layout, reader, safeextract
+from runc_ckpt.archive import chain, layout, reader, safeextract
 from runc_ckpt.archive.tarstream import FileSource, TarStream
 from runc_ckpt.base import realrunc, runclog, signals
 from runc_ckpt.base.errors import RuncCkptError
@@ -208,6 +208,7 @@ class _Restore:
         staged, src, host_versions = self._stage(import_dir, volumes)
         faults.point("staging")
         self._verify(staged, src, host_versions, volumes)
+        self._stage_chain(staged, src, import_dir)
         _check_parent(import_dir)
         cid = self._settle_id(staged)
         settled = self._settle(staged, cid, volumes, import_dir)
@@ -235,6 +236,27 @@ class _Restore:
                                        f"archive {previous}"))
         if layout.PRE_CHECKPOINT_DIR not in prev.checkpoint_dirs:
             raise RuncCkptError(f"archive {previous} has no {layout.PRE_CHECKPOINT_DIR}/ images")
+
+    def _stage_chain(self, staged: reader.Staged, src: importsource.Source, import_dir: str) -> None:
+        """An incremental archive's parents (archive.chain): each found, verified, pinned by its digest and
+        judged, its images staged as the `parent` of the images above it, before CRIU reads any of them."""
+        link = chain.parse(staged)
+        if link is None:
+            return
+        if self.session is not None or src.reference is not None:
+            raise RuncCkptError(f"{src.what} is an incremental checkpoint on top of {link.archive}: "
+                                "restore it from its archive file, beside the archives it builds on")
+        if self.req.previous is not None:
+            raise RuncCkptError(f"archive {self.archive} builds on {link.archive}: --import-previous cannot "
+                                "be used with an incremental archive")
+        images = os.path.join(import_dir, layout.CHECKPOINT_DIR)
+        if os.path.lexists(os.path.join(images, "parent")):
+            raise RuncCkptError(f"archive {self.archive} names a parent and holds a pre-checkpoint: "
+                                "its images cannot build on both")
+        ancestors = chain.stage(chain.locate(link, self.archive, self.req.incremental_dir), link,
+                                self.req.incremental_dir, import_dir, images, self.trust, self.decryption_keys,
+                                self.inv.flags)
+        runclog.debug(self.inv.flags, "restore --import: on top of " + " <- ".join(a.path for a in ancestors))
 
     def _stage(self, import_dir: str, volumes: _VolumeTargets
                ) -> tuple[reader.Staged, importsource.Source, dict[str, str]]:

@@ -53,6 +53,7 @@ class ImportRequest:
 
     source: str
     previous: str | None = None         # --import-previous
+    incremental_dir: str | None = None  # --incremental-dir: where an incremental archive's chain lies
     containers: tuple[str, ...] = ()
     name: str | None = None
     bundle: str | None = None

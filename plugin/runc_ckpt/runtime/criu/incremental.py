@@ -52,6 +52,7 @@ PARENT_LINK = "parent"              # criu/include/image.h CR_PARENT_LINK
 PAGEMAP_MAGIC = "PAGEMAP"
 MAX_PAGEMAP_BYTES = 64 << 20        # ~5M entries; a real pagemap is one entry per dumped range
 VADDR_END = 1 << 64
+MAX_CHAIN = 64                      # parent links index_parent follows (archive.chain bounds its chains lower)
 
 
 def _pagemap_name(name: str) -> bool:
@@ -246,25 +247,47 @@ def _digest(view: memoryview) -> bytes:
 
 
 def index_parent(parent: str) -> ParentIndex:
-    """Hash every page the parent dump holds itself (its own PE_PARENT pages are never matched)."""
-    files = _dump_files(parent)
+    """Hash every page the parent dump holds, as CRIU's restore would read it.
+
+    Its own pages, and those its PE_PARENT entries find through its own `parent` link (a chain of
+    incremental images: a periodic checkpoint on top of the last one must match the pages the last
+    one left in its parents, or it would store them again); without a link they are never matched.
+    """
+    return ParentIndex(os.path.realpath(parent), _index(parent, MAX_CHAIN))
+
+
+def _index(directory: str, links_left: int) -> dict[str, PagemapDigests]:
+    files = _dump_files(directory)
+    link = os.path.join(directory, PARENT_LINK)
+    below: dict[str, PagemapDigests] | None = None
     buf = memoryview(bytearray(CHUNK_PAGES * PAGE))
     index: dict[str, PagemapDigests] = {}
-    for name, pagemap in _pagemaps(parent, files).items():
+    for name, pagemap in _pagemaps(directory, files).items():
         digests = PagemapDigests()
-        if pagemap.present_pages():
-            where = os.path.join(parent, _pages_name(pagemap.pages_id))
-            with open(where, "rb") as f:
-                for e in pagemap.entries:
-                    if not e.present:
-                        continue
+        with contextlib.ExitStack() as stack:
+            where = os.path.join(directory, _pages_name(pagemap.pages_id))
+            f = stack.enter_context(open(where, "rb")) if pagemap.present_pages() else None
+            for e in pagemap.entries:
+                if e.present:
+                    assert f is not None
                     digests.starts.append(e.vaddr)
                     digests.ends.append(e.end)
                     digests.firsts.append(len(digests.digests) // DIGEST)
                     for _, view in _chunks(f, e, buf, where):
                         digests.digests += _digest(view)
+                elif e.flags & PE_PARENT and os.path.lexists(link):
+                    if below is None:
+                        if not links_left:
+                            raise _bad(directory, f"a chain of more than {MAX_CHAIN} parent images")
+                        below = _index(link, links_left - 1)
+                    theirs = below.get(name) or PagemapDigests()
+                    for lo, hi, first in theirs.covered(e.vaddr, e.end):
+                        digests.starts.append(lo)
+                        digests.ends.append(hi)
+                        digests.firsts.append(len(digests.digests) // DIGEST)
+                        digests.digests += theirs.digests[first * DIGEST:(first + (hi - lo) // PAGE) * DIGEST]
         index[name] = digests
-    return ParentIndex(os.path.realpath(parent), index)
+    return index
 
 
 def _same(digests: PagemapDigests | None, vaddr: int, current: bytes) -> list[bool]:
