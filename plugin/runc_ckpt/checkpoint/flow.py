@@ -42,7 +42,7 @@ from runc_ckpt.runtime import containerstate, lock, logrelay, ocispec, volumes
 from runc_ckpt.runtime.containerstate import ContainerState
 from runc_ckpt.runtime.criu import cpuinfo, features
 from runc_ckpt.settings import config, hooks, policy
-from runc_ckpt.state import intent, predump, recovery, settle
+from runc_ckpt.state import intent, predump, recovery, settle, tmpfsimages
 from runc_ckpt.trust import imagesdir, keys, sealkeys
 from runc_ckpt.trust.sealkeys import SealKey
 
@@ -165,6 +165,10 @@ def _locked(runc: str, inv: Invocation, cfg: config.Config, req: CheckpointReque
     # should be encrypted is never written in the clear.
     seal_for = sealkeys.recipients(req.encryption_keys, cfg.encryption_key)
     sign_key = _signing_key(req, cfg)
+    # An encrypted export's images are dumped into tmpfs, never to disk (state/tmpfsimages).
+    on_tmpfs = bool(seal_for and (archive or req.streaming or image_ref))
+    if on_tmpfs:
+        check_plaintext_stays_off_disk(req, caller)
     # Policy and hooks of every container are settled before any is touched:
     # a bad annotation or hook definition refuses the whole call.
     hook_defs = hooks.load(cfg.hooks_dir)
@@ -177,7 +181,8 @@ def _locked(runc: str, inv: Invocation, cfg: config.Config, req: CheckpointReque
         volumes.check_listed(spec, pol.volume_roots, pol.extra_volumes)
         targets.append(Target(raw, st, spec,
                               predump.plan(cfg.state_dir, st.id, caller, req.pre_checkpoint,
-                                           req.with_previous, in_state_dir),
+                                           req.with_previous, in_state_dir,
+                                           tmpfsimages.choose() if on_tmpfs else None),
                               pol,
                               hooks.select(hook_defs, "precheckpoint", annotations, pol.hooks),
                               hooks.select(hook_defs, "postcheckpoint", annotations, pol.hooks),
@@ -197,9 +202,35 @@ def _locked(runc: str, inv: Invocation, cfg: config.Config, req: CheckpointReque
                                               t, archive, image_ref, deferral))
     except RuncFailed as e:
         return e.code
+    finally:
+        for t in targets:
+            _drop_plaintext(runc, inv, t)
     if req.print_stats:
         sys.stdout.write(stats_report.render(time.monotonic() - started, results))
     return 0
+
+
+def check_plaintext_stays_off_disk(req: CheckpointRequest, caller: predump.CallerPaths) -> None:
+    """Refuse what would keep an encrypted checkpoint's memory on disk in the clear, before anything is touched."""
+    why = ("--keep" if req.keep else "--image-path" if caller.image_path else
+           "--pre-checkpoint" if req.pre_checkpoint or caller.pre_dump else
+           "--with-previous" if req.with_previous else "--parent-path" if caller.parent_path else None)
+    if why is not None:
+        raise RuncCkptError(f"{why} would keep the checkpoint's memory on disk in the clear, but this export is "
+                            "encrypted (its images live on tmpfs only until the export is written): leave it out")
+
+
+def _drop_plaintext(runc: str, inv: Invocation, t: Target) -> None:
+    """At the end of the call: wipe the tmpfs images, unless they are the container's only copy (issue 19)."""
+    plan = t.plan
+    if plan.memory_dir is None or plan.container_dir is None or not os.path.lexists(plan.memory_dir):
+        return
+    try:
+        containerstate.state(runc, inv, t.state.id)
+        exists = True
+    except RuncCkptError:
+        exists = False
+    tmpfsimages.sweep(plan.container_dir, exists, only=plan.memory_dir)
 
 
 def check_image_target(text: str) -> Reference:
@@ -438,7 +469,8 @@ def export(runc: str, inv: Invocation, cfg: config.Config, req: CheckpointReques
         if image_ref is not None:
             # Imported here, not at the top: image/'s writers cost ~14 ms only --create-image needs (test_layering LAZY).
             from runc_ckpt.image import create
-            warnings = create.create(image_ref, ereq, cfg.state_dir, inv.flags)
+            # Encrypted, the plain layer is written to tmpfs beside the images, then sealed by skopeo.
+            warnings = create.create(image_ref, ereq, plan.memory_dir or cfg.state_dir, inv.flags)
         else:
             warnings = exporter.write_archive(ereq).warnings
     except RuncCkptError as e:
