@@ -210,3 +210,83 @@ def test_a_tree_killed_while_plaintext_is_on_tmpfs_leaves_none_after_the_next_ca
     finally:
         host.runc("kill", cid, "KILL")
         host.runc("delete", "--force", cid)
+
+
+def _node_config(tmp_path: Path, keys: Path, name: str, decrypt: bool = True, policy: Path | None = None) -> dict:
+    """An environment whose runc-ckpt.yaml has the node keys: encryption (and decryption) and signing."""
+    cfg = tmp_path / f"{name}.yaml"
+    lines = [f"state_dir: {tmp_path / 'state'}", f"encryption_key: jwe:{keys / 'encryption.pub'}",
+             f"sign_by_sigstore_private_key: {keys / 'signing.key'}", f"sign_passphrase_file: {keys / 'pass'}"]
+    if decrypt:
+        lines.append(f"decryption_key: [{keys / 'encryption.key'}]")
+    if policy is not None:
+        lines.append(f"signature_policy: {policy}")
+    cfg.write_text("\n".join(lines) + "\n")
+    return dict(os.environ, RUNC_CKPT_CONFIG=str(cfg), TMPDIR=str(tmp_path / "tmpdir"))
+
+
+def test_node_encryption_seals_an_engines_images_dir_and_a_plain_restore_opens_it(make_bundle, containers,
+                                                                                  tmp_path, runc_ckpt_bin):
+    """With node keys, a plain `runc checkpoint --image-path DIR --work-path W` (as podman, CRI-O and containerd
+    call it) leaves DIR with sealed files only, signed; a plain `runc restore --image-path DIR` under a policy
+    that requires the signature restores it. Without the decryption key, or with one sealed byte flipped, the
+    restore is refused with one error line and nothing is touched."""
+    keys = _keys(runc_ckpt_bin, tmp_path / "keys")
+    (tmp_path / "tmpdir").mkdir()
+    policy = tmp_path / "policy.json"
+    policy.write_text('{"default": [{"type": "sigstoreSigned", "keyPath": "%s"}]}' % (keys / "signing.pub"))
+    env = _node_config(tmp_path, keys, "node", policy=policy)
+    b = marker_bundle(make_bundle)
+    cid = containers.run(b)
+    marker = read_marker(b)
+    wait_for(lambda: b.counter() > 2, what="counter to start")
+    images, work = b.path / "checkpoint", b.path / "work-dir"
+    before_shm = ours_on_tmpfs()
+
+    def runc_ckpt(*args: str, env=env) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([runc_ckpt_bin, "--root", str(containers.root), *args], stdin=subprocess.DEVNULL,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, timeout=180,
+                              check=False)
+
+    out = runc_ckpt("checkpoint", "--image-path", str(images), "--work-path", str(work), cid)
+    assert out.returncode == 0, out.stderr
+    assert containers.status(cid) is None
+    seen = b.counter()
+    names = sorted(os.listdir(images))
+    assert "runc-ckpt.sealed.json" in names and "runc-ckpt.images.sig" in names
+    assert {n for n in names if not n.startswith("runc-ckpt.")} >= {"pages-1.img.sealed", "inventory.img.sealed"}
+    assert all(n.endswith(".sealed") for n in names if not n.startswith("runc-ckpt."))
+    assert (images / "pages-1.img.sealed").read_bytes().startswith(b"runc-ckpt sealed\n")
+    assert files_holding(marker, tmp_path, SHM) == []
+    assert ours_on_tmpfs() <= before_shm
+
+    # Without the decryption key: one line, nothing restored, the dir as it was, nothing left on tmpfs.
+    listing = sorted((n, (images / n).stat().st_mtime_ns) for n in os.listdir(images))
+    blind = runc_ckpt("restore", "-d", "--image-path", str(images), "--work-path", str(work), "--bundle",
+                      str(b.path), cid, env=_node_config(tmp_path, keys, "blind", decrypt=False, policy=policy))
+    assert blind.returncode != 0 and len(blind.stderr.strip().splitlines()) == 1, blind.stderr
+    assert "is encrypted" in blind.stderr and "no decryption key" in blind.stderr
+    assert containers.status(cid) is None
+    assert sorted((n, (images / n).stat().st_mtime_ns) for n in os.listdir(images)) == listing
+    assert ours_on_tmpfs() <= before_shm
+
+    # A flipped byte in a sealed page file: the signature check refuses it before anything is decrypted.
+    page = images / "pages-1.img.sealed"
+    data = bytearray(page.read_bytes())
+    data[len(data) // 2] ^= 1
+    original = page.read_bytes()
+    page.write_bytes(bytes(data))
+    tampered = runc_ckpt("restore", "-d", "--image-path", str(images), "--work-path", str(work), "--bundle",
+                         str(b.path), cid)
+    assert tampered.returncode != 0 and "pages-1.img.sealed" in tampered.stderr, tampered.stderr
+    assert len(tampered.stderr.strip().splitlines()) == 1
+    assert containers.status(cid) is None
+    page.write_bytes(original)
+
+    ok = runc_ckpt("restore", "-d", "--image-path", str(images), "--work-path", str(work), "--bundle",
+                   str(b.path), cid)
+    assert ok.returncode == 0, ok.stderr
+    assert containers.status(cid) == "running"
+    wait_for(lambda: b.counter() > seen + 2, what="counter to continue after restore")
+    assert files_holding(marker, tmp_path, SHM) == []
+    assert ours_on_tmpfs() <= before_shm and not list((tmp_path / "state").rglob(".tmpfs-*"))

@@ -49,6 +49,7 @@ from dataclasses import dataclass, field
 from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.runtime import containerid, faults, safe_remove
 from runc_ckpt.state import tmpfsimages
+from runc_ckpt.trust import sealeddir
 
 PRE_PREFIX = "pre-checkpoint"        # numbered dirs pre-checkpoint.N and the pointer
 CHECKPOINT = "checkpoint"
@@ -83,7 +84,9 @@ class Plan:
     add_flags: list[str] = field(default_factory=list)  # runc flags we add to the caller's
     container_dir: str | None = None  # <state_dir>/<id> when the images are ours
     own_work: bool = False         # work_dir is ours (we may tidy it)
-    memory_dir: str | None = None  # the tmpfs dir holding image_dir (state/tmpfsimages): an encrypted export
+    memory_dir: str | None = None  # the tmpfs dir holding image_dir (state/tmpfsimages): an encrypted checkpoint
+    record_dir: str | None = None  # <state_dir>/<id>, where the tmpfs dir is recorded (set with memory_dir)
+    copy_at: str | None = None     # the caller's sealed images dir's listing (trust.sealeddir), once written
 
     @property
     def ours(self) -> bool:
@@ -148,8 +151,10 @@ def plan(state_dir: str, container_id: str, caller: CallerPaths, pre_checkpoint:
     Without --image-path the images go where runc puts them (./checkpoint,
     no flag added) unless in_state_dir: a feature of ours (--export, a
     pre-checkpoint chain, several containers) keeps them in the state dir.
-    memory_dir (a full dump in the state dir only): CRIU writes the images
-    into this tmpfs dir instead (state/tmpfsimages).
+    memory_dir (a full dump without a parent): CRIU writes the images into
+    this tmpfs dir instead (state/tmpfsimages); in the state dir they are
+    linked as checkpoint/, at the caller's --image-path they are sealed
+    into it (trust.sealeddir; the caller's argv names the tmpfs dir instead).
     """
     pre_dump = caller.pre_dump or pre_checkpoint
     if with_previous and pre_dump:
@@ -158,7 +163,16 @@ def plan(state_dir: str, container_id: str, caller: CallerPaths, pre_checkpoint:
         raise RuncCkptError("--with-previous and --parent-path both name the parent images: give one")
     extra = ["--pre-dump"] if pre_checkpoint and not caller.pre_dump else []
     if caller.image_path is not None:
-        return _plan_caller(caller, pre_dump, with_previous, extra)
+        p = _plan_caller(caller, pre_dump, with_previous, extra)
+        if memory_dir is None or p.pre_dump or p.parent_path is not None:
+            return p
+        containerid.check(container_id)
+        return Plan(image_dir=tmpfsimages.images_of(memory_dir), final_dir=p.final_dir,
+                    work_dir=os.path.abspath(caller.work_path) if caller.work_path
+                    else tmpfsimages.images_of(memory_dir),
+                    pre_dump=False, parent_path=None, add_flags=p.add_flags, memory_dir=memory_dir,
+                    record_dir=os.path.join(os.path.realpath(state_dir), container_id),
+                    copy_at=os.path.join(p.final_dir, sealeddir.LISTING))
     if not in_state_dir:
         return _plan_caller(caller, pre_dump, with_previous, extra, RUNC_DEFAULT_IMAGES)
     return _plan_ours(state_dir, container_id, caller, pre_dump, with_previous, extra, memory_dir)
@@ -215,17 +229,20 @@ def _plan_ours(state_dir: str, container_id: str, caller: CallerPaths, pre_dump:
         flags += ["--parent-path", parent]
     return Plan(image_dir=image_dir, final_dir=final_dir, work_dir=work_dir, pre_dump=pre_dump,
                 parent_path=parent, add_flags=flags, container_dir=container_dir, own_work=own_work,
-                memory_dir=memory_dir if not pre_dump else None)
+                memory_dir=memory_dir if not pre_dump else None,
+                record_dir=container_dir if memory_dir and not pre_dump else None)
 
 
 def prepare(p: Plan) -> None:
     """Create our directories (never the caller's: runc does that) and clear our stale logs."""
+    if p.memory_dir is not None and p.record_dir is not None:
+        if p.copy_at is not None:
+            # An older sealed dump's listing would say this dump is sealed already (state/tmpfsimages).
+            _unlink(p.copy_at)
+        tmpfsimages.make(p.record_dir, p.memory_dir, p.copy_at)
     if not p.ours:
         return
-    if p.memory_dir is not None:
-        assert p.container_dir is not None
-        tmpfsimages.make(p.container_dir, p.memory_dir)
-    elif not p.pre_dump:
+    if p.memory_dir is None and not p.pre_dump:
         # Named for our PID, so a leftover is from a dead run that reused it.
         safe_remove.remove_tree(p.image_dir, ignore_errors=True)
     try:
@@ -355,8 +372,8 @@ def recover(container_dir: str) -> list[str]:
 
 def abandon(p: Plan) -> None:
     """After runc failed: drop the images dir we made (useless); CRIU's dump.log stays in work_dir."""
-    if p.memory_dir is not None and p.container_dir is not None:
-        tmpfsimages.wipe(p.container_dir, p.memory_dir)
+    if p.memory_dir is not None and p.record_dir is not None:
+        tmpfsimages.wipe(p.record_dir, p.memory_dir)
     elif p.ours:
         safe_remove.remove_tree(p.image_dir, ignore_errors=True)
 
@@ -373,9 +390,9 @@ def tidy_after_export(p: Plan) -> list[str]:
             path = os.path.join(p.work_dir, name)
             if _unlink(path):
                 removed.append(path)
-    if p.memory_dir is not None and p.container_dir is not None:
+    if p.memory_dir is not None and p.record_dir is not None:
         faults.point("tmpfs-wipe")
-        tmpfsimages.wipe(p.container_dir, p.memory_dir)
+        tmpfsimages.wipe(p.record_dir, p.memory_dir)
         removed.append(p.memory_dir)
     elif p.ours and not p.pre_dump and os.path.isdir(p.final_dir):
         safe_remove.remove_tree(p.final_dir, ignore_errors=True)

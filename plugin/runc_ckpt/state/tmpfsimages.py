@@ -58,6 +58,7 @@ class Record:
     path: str                    # the record file in the container's state dir
     directory: str               # the tmpfs dir it names
     alive: bool
+    copy_at: str | None = None   # a file whose presence proves a durable (sealed) copy: the dir is never needed
 
 
 def choose() -> str:
@@ -82,13 +83,18 @@ def _record_path(container_dir: str, directory: str) -> str:
     return os.path.join(container_dir, f"{_RECORD}{os.path.basename(directory)}.json")
 
 
-def make(container_dir: str, directory: str) -> None:
-    """Record the tmpfs dir in the container's state dir, then create it (0700): a kill leaves the record."""
+def make(container_dir: str, directory: str, copy_at: str | None = None) -> None:
+    """Record the tmpfs dir in the container's state dir, then create it (0700): a kill leaves the record.
+
+    copy_at: a file that, once it exists, proves the images are also kept sealed (trust.sealeddir's
+    listing): a dead call's dir is then wiped whatever the container's state.
+    """
     pid, start = procscan.identity()
     try:
         os.makedirs(container_dir, mode=0o700, exist_ok=True)
         atomicfile.write_json(_record_path(container_dir, directory),
-                              {"dir": directory, "pid": pid, "start": start}, mode=0o600, indent=None)
+                              {"dir": directory, "pid": pid, "start": start, "copy_at": copy_at},
+                              mode=0o600, indent=None)
         os.mkdir(directory, 0o700)
     except OSError as e:
         raise RuncCkptError(f"encryption: cannot make the tmpfs dir for CRIU's images: {e.strerror}: "
@@ -140,15 +146,16 @@ def records(container_dir: str) -> list[Record]:
                 doc = json.load(f)
             directory, pid, start = str(doc["dir"]), int(doc["pid"]), doc.get("start")
             alive = procscan.alive(pid, start if isinstance(start, int) else None)
+            copy_at = doc.get("copy_at") if isinstance(doc.get("copy_at"), str) else None
         except (OSError, ValueError, KeyError, TypeError):
             # Torn (killed while writing it, before the dir existed): its name still says which dir.
-            directory, alive = os.path.join(TMPFS, name[len(_RECORD):-len(".json")]), False
+            directory, alive, copy_at = os.path.join(TMPFS, name[len(_RECORD):-len(".json")]), False, None
         if os.path.dirname(directory) != TMPFS or not os.path.basename(directory).startswith(PREFIX) \
                 or _record_path(container_dir, directory) != path:
             with contextlib.suppress(OSError):
                 os.unlink(path)
             continue
-        found.append(Record(path, directory, alive))
+        found.append(Record(path, directory, alive, copy_at))
     return found
 
 
@@ -163,7 +170,11 @@ def recover(container_dir: str) -> list[str]:
     for rec in records(container_dir):
         if rec.alive:
             continue
-        if not complete(rec.directory):
+        if rec.copy_at is not None and os.path.exists(rec.copy_at):
+            wipe(container_dir, rec.directory)
+            done.append(f"removed {rec.directory}: plaintext images of an interrupted call, kept sealed "
+                        f"in {os.path.dirname(rec.copy_at)}")
+        elif not complete(rec.directory):
             wipe(container_dir, rec.directory)
             done.append(f"removed {rec.directory}: CRIU's images of an interrupted encrypted checkpoint, "
                         "incomplete")
