@@ -183,6 +183,40 @@ def test_podman_shape_passes_through_exactly(env, capfd):
     assert capfd.readouterr().out == ""
 
 
+def test_with_a_node_key_an_engines_images_dir_gets_sealed_images_only(env, seal_keys, fake_tmpfs):
+    """Node-level encryption: runc is pointed at the tmpfs dir (the caller's argv otherwise as spelled), the
+    caller's dir receives every image sealed plus the listing, and the tmpfs dir and its record go."""
+    with open(os.environ["RUNC_CKPT_CONFIG"], "a") as f:
+        f.write(f"encryption_key: jwe:{seal_keys['ec'][1]}\n")
+    b = env.tmp / "bundle-ctr"
+    env.container("ctr")
+    env.register_state("ctr")
+    tail = ["--image-path", f"{b}/checkpoint", "--work-path", str(b), "--tcp-established", "ctr"]
+    env.register_checkpoint(["--image-path", fake_tmpfs.images, *tail[2:]])
+    assert env.main("checkpoint", *tail) == 0
+    assert env.checkpoint_calls() == [[env.runc, "checkpoint", "--image-path", fake_tmpfs.images, *tail[2:]]]
+    assert sorted(os.listdir(b / "checkpoint")) == ["inventory.img.sealed", "runc-ckpt.sealed.json"]
+    assert (b / "checkpoint" / "inventory.img.sealed").read_bytes().startswith(b"runc-ckpt sealed\n")
+    assert (b / "stats-dump").exists()          # the caller's work dir: logs and stats, no memory
+    assert os.listdir(fake_tmpfs.root) == []
+    assert not [n for n in os.listdir(ours(env, "ctr")) if n.startswith(".tmpfs-")]
+
+
+def test_with_a_node_key_a_pre_dump_into_an_engines_dir_is_not_sealed(env, seal_keys, fake_tmpfs):
+    """Not covered: a pre-dump chain (its parent link) is not sealed; the call passes through as before."""
+    with open(os.environ["RUNC_CKPT_CONFIG"], "a") as f:
+        f.write(f"encryption_key: jwe:{seal_keys['ec'][1]}\n")
+    b = env.tmp / "bundle-ctr"
+    env.container("ctr")
+    env.register_state("ctr")
+    env.register_criu_check(supported=True)
+    tail = ["--image-path", f"{b}/pre-checkpoint", "--work-path", str(b), "--leave-running", "--pre-dump", "ctr"]
+    env.register_checkpoint(tail)
+    assert env.main("checkpoint", *tail) == 0
+    assert env.checkpoint_calls() == [[env.runc, "checkpoint", *tail]]
+    assert os.listdir(fake_tmpfs.root) == []
+
+
 def test_podman_pre_dump_shape_checks_memory_tracking_first(env, capfd):
     b = env.tmp / "bundle-ctr"
     env.container("ctr")
