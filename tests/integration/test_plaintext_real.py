@@ -290,3 +290,40 @@ def test_node_encryption_seals_an_engines_images_dir_and_a_plain_restore_opens_i
     wait_for(lambda: b.counter() > seen + 2, what="counter to continue after restore")
     assert files_holding(marker, tmp_path, SHM) == []
     assert ours_on_tmpfs() <= before_shm and not list((tmp_path / "state").rglob(".tmpfs-*"))
+
+
+@pytest.mark.parametrize("fault", ["tmpfs-made:killtree", "runc-restore:killtree"])
+def test_a_plain_restore_killed_with_plaintext_on_tmpfs_leaves_none_after_the_retry(make_bundle, containers,
+                                                                                   tmp_path, runc_ckpt_bin, fault):
+    """Node-level encryption: a plain restore killed (whole tree) once its tmpfs dir exists, or with the
+    complete decrypted copy in it just before runc; the retry's sweep wipes the copy -- complete or not: the
+    sealed dir is the durable one -- and restores."""
+    keys = _keys(runc_ckpt_bin, tmp_path / "keys")
+    (tmp_path / "tmpdir").mkdir()
+    env = _node_config(tmp_path, keys, "node")
+    b = marker_bundle(make_bundle)
+    cid = containers.run(b)
+    marker = read_marker(b)
+    wait_for(lambda: b.counter() > 2, what="counter to start")
+    images, work = b.path / "checkpoint", b.path / "work-dir"
+    before_shm = ours_on_tmpfs()
+    base = [runc_ckpt_bin, "--root", str(containers.root)]
+    out = subprocess.run([*base, "checkpoint", "--image-path", str(images), "--work-path", str(work), cid],
+                         stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env, timeout=180, check=False)
+    assert out.returncode == 0, out.stderr
+    seen = b.counter()
+    restore = [*base, "restore", "-d", "--image-path", str(images), "--work-path", str(work), "--bundle",
+               str(b.path), cid]
+    killed = subprocess.run(restore, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=dict(env, RUNC_CKPT_FAULT=fault), start_new_session=True, timeout=180, check=False)
+    assert killed.returncode == -9
+    settle_time()
+    assert containers.status(cid) is None
+    assert len(ours_on_tmpfs() - before_shm) >= 1          # the killed call's copy, left for the sweep
+    retry = subprocess.run(restore, stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env,
+                           timeout=180, check=False)
+    assert retry.returncode == 0, retry.stderr
+    assert containers.status(cid) == "running"
+    wait_for(lambda: b.counter() > seen, what="counter to continue after restore")
+    assert files_holding(marker, tmp_path, SHM) == []
+    assert ours_on_tmpfs() <= before_shm and not list((tmp_path / "state").rglob(".tmpfs-*"))

@@ -21,7 +21,7 @@ from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.base.globalflags import Invocation
 from runc_ckpt.restore import hostpreflight
 from runc_ckpt.restore.request import RestoreRequest
-from runc_ckpt.runtime import containerid, lock
+from runc_ckpt.runtime import containerid, faults, lock
 from runc_ckpt.settings import config, hooks, policy
 from runc_ckpt.state import predump, settle, tmpfsimages
 from runc_ckpt.trust import imagesdir, sealeddir, sealkeys, verdict
@@ -178,6 +178,7 @@ def _run(runc: str, inv: Invocation, req: RestoreRequest, cfg: config.Config, ke
     hooks.run_stage("prerestore", pre, hooks.state_json(cid, "creating", 0, bundle, annotations),
                     inv.flags, pol.hook_timeout)
     # Hooks after runc: run it as a child (same stdio, fds and environment) instead of exec.
+    faults.point("runc-restore")
     code = subprocess.run([runc, *argv], close_fds=False, check=False).returncode
     if code == 0 and post:
         # Imported here, not at the top: only postrestore hooks need it (~3 ms; test_layering LAZY).
