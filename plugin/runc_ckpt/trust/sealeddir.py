@@ -3,7 +3,9 @@
 With a node encryption key, a plain `runc checkpoint --image-path DIR` (as
 podman, CRI-O and containerd call it) has CRIU dump into tmpfs
 (state/tmpfsimages) and DIR receives every image file sealed (trust.seal:
-NAME.sealed), then this dir's listing, written last:
+NAME.sealed) but CRIU's inventory.img, which podman checks for before a
+restore and which holds no memory (image version, root IDs, flags); then
+this dir's listing, written last:
 
   runc-ckpt.sealed.json  {"format": "runc-ckpt-sealed-images", "version": 1, "files": [NAME, ...]}
 
@@ -37,6 +39,8 @@ LISTING = "runc-ckpt.sealed.json"
 FORMAT = "runc-ckpt-sealed-images"
 VERSION = 1
 SUFFIX = ".sealed"
+# Kept in the clear: podman's restore stats checkpoint/inventory.img first; it holds no process data.
+PLAIN = frozenset({"inventory.img"})
 MAX_FILES = 100_000
 _MAX_LISTING = 16 << 20
 _COPY = 1 << 20
@@ -63,7 +67,10 @@ def seal_into(source: str, target: str, recipients: Sequence[SealKey]) -> None:
     try:
         os.makedirs(target, mode=0o700, exist_ok=True)
         for name in names:
-            _seal_file(os.path.join(source, name), os.path.join(target, name + SUFFIX), recipients)
+            if name in PLAIN:
+                _copy(os.path.join(source, name), os.path.join(target, name))
+            else:
+                _seal_file(os.path.join(source, name), os.path.join(target, name + SUFFIX), recipients)
     except OSError as e:
         raise RuncCkptError(f"sealing the images into {target}: {e.strerror}: {e.filename}") from None
     doc = {"format": FORMAT, "version": VERSION, "files": names}
@@ -79,6 +86,11 @@ def _seal_file(src: str, dst: str, recipients: Sequence[SealKey]) -> None:
         sealer.close()
         out.flush()
         out.detach()                               # raw is atomicfile's to commit and close
+
+
+def _copy(src: str, dst: str) -> None:
+    with open(src, "rb") as f:
+        atomicfile.write_bytes(dst, f.read(), 0o600)
 
 
 def listed(directory: str) -> list[str]:
@@ -108,12 +120,12 @@ def open_into(directory: str, target: str, keys: Sequence[SealKey]) -> None:
     Each file is authenticated record by record; any failure raises one line naming the file.
     """
     for name in listed(directory):
-        src = os.path.join(directory, name + SUFFIX)
+        src = os.path.join(directory, name if name in PLAIN else name + SUFFIX)
         try:
             fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except OSError as e:
             raise RuncCkptError(f"sealed images dir {directory}: {name}{SUFFIX}: {e.strerror}") from None
         with os.fdopen(fd, "rb") as f, open(os.path.join(target, name), "xb") as out:
-            reader = seal.SealReader(f, keys, src)
+            reader = seal.SealReader(f, keys, src) if name not in PLAIN else f
             while chunk := reader.read(_COPY):
                 out.write(chunk)
