@@ -327,3 +327,49 @@ def test_a_plain_restore_killed_with_plaintext_on_tmpfs_leaves_none_after_the_re
     wait_for(lambda: b.counter() > seen, what="counter to continue after restore")
     assert files_holding(marker, tmp_path, SHM) == []
     assert ours_on_tmpfs() <= before_shm and not list((tmp_path / "state").rglob(".tmpfs-*"))
+
+
+@pytest.mark.parametrize("fault", ["tmpfs-made:killtree", "tmpfs-seal:killtree"])
+def test_a_node_sealed_checkpoint_killed_with_plaintext_on_tmpfs_leaves_none_after_the_next_calls(
+        make_bundle, containers, tmp_path, runc_ckpt_bin, fault):
+    """An engine's plain checkpoint under node encryption, killed (whole tree) before runc, or after the dump
+    and before the sealing (the container gone: the tmpfs dump is its only copy). The retry checkpoints it,
+    or names the restore that brings it back from tmpfs; the next call wipes what is left."""
+    keys = _keys(runc_ckpt_bin, tmp_path / "keys")
+    (tmp_path / "tmpdir").mkdir()
+    env = _node_config(tmp_path, keys, "node")
+    b = marker_bundle(make_bundle)
+    cid = containers.run(b)
+    marker = read_marker(b)
+    wait_for(lambda: b.counter() > 2, what="counter to start")
+    seen = b.counter()
+    images, work = b.path / "checkpoint", b.path / "work-dir"
+    before_shm = ours_on_tmpfs()
+    base = [runc_ckpt_bin, "--root", str(containers.root)]
+    checkpoint = [*base, "checkpoint", "--image-path", str(images), "--work-path", str(work), cid]
+
+    def run(argv: list[str], **kw) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              text=True, timeout=180, check=False, **kw)
+
+    killed = run(checkpoint, env=dict(env, RUNC_CKPT_FAULT=fault), start_new_session=True)
+    assert killed.returncode == -9, killed.stderr
+    settle_time()
+    retry = run(checkpoint, env=env)
+    assert (retry.returncode != 0) == (fault == "tmpfs-seal:killtree"), retry.stderr
+    if retry.returncode != 0:
+        assert names_command(retry.stderr), retry.stderr
+        assert files_holding(marker, tmp_path) == []                   # on tmpfs only
+        named = retry.stderr[retry.stderr.index("`runc-ckpt ") + len("`runc-ckpt "):].split("`")[0].split()
+        assert run([runc_ckpt_bin, *named], env=env).returncode == 0
+        assert containers.status(cid) == "running"
+        retry = run(checkpoint, env=env)                                # its sweep wipes the kept dump
+        assert retry.returncode == 0, retry.stderr
+    assert containers.status(cid) is None
+    ok = run([*base, "restore", "-d", "--image-path", str(images), "--work-path", str(work), "--bundle",
+              str(b.path), cid], env=env)
+    assert ok.returncode == 0, ok.stderr
+    assert containers.status(cid) == "running"
+    wait_for(lambda: b.counter() > seen, what="counter to continue after restore")
+    assert files_holding(marker, tmp_path, SHM) == []
+    assert ours_on_tmpfs() <= before_shm and not list((tmp_path / "state").rglob(".tmpfs-*"))

@@ -38,7 +38,7 @@ from runc_ckpt.image import reference
 from runc_ckpt.image.reference import Reference
 from runc_ckpt.metadata import configdump, hostfacts, needs
 from runc_ckpt.rootfs import diff
-from runc_ckpt.runtime import containerstate, lock, logrelay, ocispec, volumes
+from runc_ckpt.runtime import containerstate, faults, lock, logrelay, ocispec, volumes
 from runc_ckpt.runtime.containerstate import ContainerState
 from runc_ckpt.runtime.criu import cpuinfo, features
 from runc_ckpt.settings import config, hooks, policy
@@ -247,6 +247,7 @@ def _seal_caller_images(t: Target) -> None:
     """
     plan = t.plan
     assert plan.memory_dir is not None and plan.record_dir is not None
+    faults.point("tmpfs-seal")
     try:
         sealeddir.seal_into(plan.image_dir, plan.final_dir, t.seal_for)
     except RuncCkptError as e:
@@ -321,8 +322,10 @@ def checkpoint_one(runc: str, inv: Invocation, cfg: config.Config, req: Checkpoi
     """One container's checkpoint, recorded as our intent (state/intent) from before runc freezes the
     container until its images are exported: if the whole tree is killed meanwhile, the next call knows
     that a frozen container is ours to thaw, and a stopped one whose images to name."""
-    with intent.recorded(t.plan.container_dir, intent.CHECKPOINT, t.state.bundle, inv.flags.root) \
-            if t.plan.container_dir else contextlib.nullcontext():
+    # (record_dir: an engine's call under node encryption, whose dump is on tmpfs until it is sealed)
+    records = t.plan.container_dir or t.plan.record_dir
+    with intent.recorded(records, intent.CHECKPOINT, t.state.bundle, inv.flags.root) \
+            if records else contextlib.nullcontext():
         return _checkpoint_one(runc, inv, cfg, req, runc_flags, t, archive, image_ref, deferral)
 
 

@@ -15,6 +15,7 @@ Phases, in the order a flow passes them:
   export-write  the archive's temp file holds its first members
   rename        the archive is complete, just before its rename
   tmpfs-wipe    the encrypted export is complete, its plaintext images on tmpfs not yet wiped
+  tmpfs-seal    node-level encryption: the dump is on tmpfs, not yet sealed into the caller's images dir
   staging       restore --import has staged the archive (rootfs diff, volumes, images)
   apply         restore --import has applied part of the archive
   runc-restore  runc restore has started
@@ -40,7 +41,7 @@ import threading
 from runc_ckpt.base.errors import RuncCkptError
 
 ENV_VAR = "RUNC_CKPT_FAULT"
-PHASES = ("tmpfs-made", "dump", "export-write", "rename", "tmpfs-wipe", "staging", "apply", "runc-restore",
+PHASES = ("tmpfs-made", "dump", "export-write", "rename", "tmpfs-wipe", "tmpfs-seal", "staging", "apply", "runc-restore",
           "hello-sent", "phase1-sent", "dumped", "stream-sent", "hello-read", "phase1-staged", "staged", "applied")
 _fired: set[str] = set()
 
