@@ -10,11 +10,15 @@ import os
 import shutil
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from runc_ckpt.rootfs import mountinfo
+from runc_ckpt.state import tmpfsimages
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -91,3 +95,24 @@ def seal_keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[str, 
                                                       serialization.PublicFormat.SubjectPublicKeyInfo))
         pairs[kind] = (str(priv), str(pub))
     return pairs
+
+
+@dataclass(frozen=True)
+class FakeTmpfs:
+    """A directory standing for /dev/shm (state.tmpfsimages), so unit tests leave the host's tmpfs alone."""
+
+    root: Path        # stands for /dev/shm
+    directory: str    # the tmpfs dir the next encrypted export makes
+    images: str       # CRIU's --image-path inside it
+
+
+@pytest.fixture
+def fake_tmpfs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeTmpfs:
+    root = tmp_path / "shm"
+    root.mkdir()
+    monkeypatch.setattr(tmpfsimages, "TMPFS", str(root))
+    monkeypatch.setattr(mountinfo, "find_mount",
+                        lambda path, mountinfo_path=None: mountinfo.Mount(str(path), "tmpfs", "shm"))
+    monkeypatch.setattr(tmpfsimages.secrets, "token_hex", lambda n: "unit")
+    directory = str(root / f"{tmpfsimages.PREFIX}unit")
+    return FakeTmpfs(root, directory, tmpfsimages.images_of(directory))

@@ -74,3 +74,46 @@ def test_podman_export_signed_by_the_node_restores_where_trusted_and_not_when_ta
         if b is not None:
             b.teardown()
     assert not os.path.exists(a.dir)
+
+
+def test_podman_export_under_node_encryption_carries_sealed_pages_and_restores_with_the_key(
+        tmp_path_factory, tmp_path, runc_ckpt_bin):
+    """Node-level encryption through an unmodified podman: its own archive's checkpoint/ holds only sealed
+    images (signed by the node key), and host b, with the decryption key and a policy trusting the signer,
+    restores it through podman's plain `runc restore --image-path`; host c without the key is refused."""
+    for tool in ("conmon", "runc", "criu"):
+        require_tool(tool)
+    image_tar = busybox_image_tar(tmp_path_factory)
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    subprocess.run([runc_ckpt_bin, "key", "generate", "--output-dir", str(keys)], check=True, capture_output=True)
+    policy = tmp_path / "policy.json"
+    policy.write_text(json.dumps({"default": [{"type": "sigstoreSigned", "keyPath": str(keys / "signing.pub")}]}))
+    a = _host("a", runc_ckpt_bin, image_tar, f"sign_by_sigstore_private_key: {keys / 'signing.key'}\n"
+                                             f"encryption_key: jwe:{keys / 'encryption.pub'}\n")
+    b = c = None
+    try:
+        b = _host("b", runc_ckpt_bin, image_tar, f"signature_policy: {policy}\n"
+                                                 f"decryption_key: [{keys / 'encryption.key'}]\n")
+        c = _host("c", runc_ckpt_bin, image_tar, f"signature_policy: {policy}\n")
+        name = a.run_counter(name="sealed")
+        wait_for(lambda: a.counter(name) > 3, what="counter to start")
+        archive = tmp_path / "sealed.tar.zst"
+        a.podman("container", "checkpoint", "--export", str(archive), "--compress", "zstd", name)
+        members = [m.lstrip("./") for m in tarfile.open(fileobj=io.BytesIO(
+            zstandard.ZstdDecompressor().stream_reader(archive.read_bytes()).read())).getnames()]
+        images = [m for m in members if m.startswith("checkpoint/") and not m.startswith("checkpoint/runc-ckpt.")]
+        assert "checkpoint/pages-1.img.sealed" in images and "checkpoint/runc-ckpt.images.sig" in members
+        assert all(m.endswith(".sealed") for m in images if m != "checkpoint/inventory.img"), images
+
+        blind = c.podman("container", "restore", "--import", str(archive), "--name", "blind", check=False)
+        assert blind.returncode != 0 and "is encrypted" in blind.stderr, blind.stderr
+
+        b.podman("container", "restore", "--import", str(archive), "--name", "copy")
+        assert b.inspect("copy")["State"]["Status"] == "running"
+        before = b.counter("copy")
+        wait_for(lambda: b.counter("copy") > before + 2, what="counter to go on on host b")
+    finally:
+        for h in (a, b, c):
+            if h is not None:
+                h.teardown()

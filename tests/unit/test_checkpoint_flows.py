@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from runc_ckpt import cli
+from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.runtime.criu import stats
 from tests.criu_wire import field
 
@@ -180,6 +181,42 @@ def test_podman_shape_passes_through_exactly(env, capfd):
     assert (b / "stats-dump").exists()          # podman reads it after we return
     assert not env.state_dir.joinpath("ctr").exists()
     assert capfd.readouterr().out == ""
+
+
+def test_with_a_node_key_an_engines_images_dir_gets_sealed_images_only(env, seal_keys, fake_tmpfs):
+    """Node-level encryption: runc is pointed at the tmpfs dir (the caller's argv otherwise as spelled), the
+    caller's dir receives every image sealed plus the listing, and the tmpfs dir and its record go."""
+    with open(os.environ["RUNC_CKPT_CONFIG"], "a") as f:
+        f.write(f"encryption_key: jwe:{seal_keys['ec'][1]}\n")
+    b = env.tmp / "bundle-ctr"
+    env.container("ctr")
+    env.register_state("ctr")
+    tail = ["--image-path", f"{b}/checkpoint", "--work-path", str(b), "--tcp-established", "ctr"]
+    env.register_checkpoint(["--image-path", fake_tmpfs.images, *tail[2:]])
+    assert env.main("checkpoint", *tail) == 0
+    assert env.checkpoint_calls() == [[env.runc, "checkpoint", "--image-path", fake_tmpfs.images, *tail[2:]]]
+    # The fake CRIU writes only inventory.img, kept in the clear (podman checks for it); what is sealed and
+    # how: tests/unit/test_sealed_images_dir.py.
+    assert sorted(os.listdir(b / "checkpoint")) == ["inventory.img", "runc-ckpt.sealed.json"]
+    assert json.loads((b / "checkpoint" / "runc-ckpt.sealed.json").read_text())["files"] == ["inventory.img"]
+    assert (b / "stats-dump").exists()          # the caller's work dir: logs and stats, no memory
+    assert os.listdir(fake_tmpfs.root) == []
+    assert not [n for n in os.listdir(ours(env, "ctr")) if n.startswith(".tmpfs-")]
+
+
+def test_with_a_node_key_a_pre_dump_into_an_engines_dir_is_not_sealed(env, seal_keys, fake_tmpfs):
+    """Not covered: a pre-dump chain (its parent link) is not sealed; the call passes through as before."""
+    with open(os.environ["RUNC_CKPT_CONFIG"], "a") as f:
+        f.write(f"encryption_key: jwe:{seal_keys['ec'][1]}\n")
+    b = env.tmp / "bundle-ctr"
+    env.container("ctr")
+    env.register_state("ctr")
+    env.register_criu_check(supported=True)
+    tail = ["--image-path", f"{b}/pre-checkpoint", "--work-path", str(b), "--leave-running", "--pre-dump", "ctr"]
+    env.register_checkpoint(tail)
+    assert env.main("checkpoint", *tail) == 0
+    assert env.checkpoint_calls() == [[env.runc, "checkpoint", *tail]]
+    assert os.listdir(fake_tmpfs.root) == []
 
 
 def test_podman_pre_dump_shape_checks_memory_tracking_first(env, capfd):
@@ -744,12 +781,13 @@ def test_export_request_carries_config_dump_and_manifest_fields(env, captured_ex
     assert req.manifest_fields["options"]["compress"] == "gzip"
 
 
-def _export_run(env, *extra: str) -> int:
+def _export_run(env, *extra: str, image: str | None = None) -> int:
+    """An --export of ctr; image: where CRIU is told to dump (default: our state dir's new images dir)."""
     env.container("ctr")
     env.register_state("ctr")
     env.fp.register([env.runc, "--version"], stdout="runc version 1.1.5\n")
     env.fp.register([env.criu, "--version"], stdout="Version: 4.2.1\n")
-    new = str(ours(env, "ctr", f".checkpoint.new-{PID}"))
+    new = image or str(ours(env, "ctr", f".checkpoint.new-{PID}"))
     env.register_checkpoint(["--image-path", new, "--work-path", str(ours(env, "ctr", "work")), "ctr"])
     return env.main("checkpoint", "-e", "out.tar", *extra, "ctr")
 
@@ -881,19 +919,96 @@ def test_export_with_previous_on_a_single_pre_checkpoint_is_fine(env, captured_e
 
 # ---- encryption (trust.seal): the keys reach the writer, or the call is refused before the dump -----
 
-def test_encryption_keys_reach_the_writer(env, captured_export, seal_keys):
+def test_encryption_keys_reach_the_writer(env, captured_export, seal_keys, fake_tmpfs):
     assert _export_run(env, "--encryption-key", f"jwe:{seal_keys['rsa'][1]}",
-                       "--encryption-key", f"jwe:{seal_keys['ec'][1]}") == 0
+                       "--encryption-key", f"jwe:{seal_keys['ec'][1]}", image=fake_tmpfs.images) == 0
     (req,) = captured_export
     assert [k.path for k in req.seal_for] == [seal_keys["rsa"][1], seal_keys["ec"][1]]
 
 
-def test_the_node_key_applies_without_the_flag(env, captured_export, seal_keys):
+def test_the_node_key_applies_without_the_flag(env, captured_export, seal_keys, fake_tmpfs):
     with open(os.environ["RUNC_CKPT_CONFIG"], "a") as f:
         f.write(f"encryption_key: jwe:{seal_keys['ec'][1]}\n")
-    assert _export_run(env) == 0
+    assert _export_run(env, image=fake_tmpfs.images) == 0
     (req,) = captured_export
     assert [k.path for k in req.seal_for] == [seal_keys["ec"][1]]
+
+
+def test_an_encrypted_export_dumps_into_tmpfs_and_wipes_it(env, seal_keys, fake_tmpfs, monkeypatch):
+    """CRIU is told to dump into the tmpfs dir, the state dir only links to it while the export reads it, and
+    afterwards neither the images, nor the link, nor the record naming the tmpfs dir is left."""
+    from runc_ckpt.archive import export
+    seen = []
+
+    def fake(req):
+        seen.append((os.readlink(req.image_dir), sorted(os.listdir(req.image_dir)),
+                     [n for n in os.listdir(ours(env, "ctr")) if n.startswith(".tmpfs-")]))
+        return export.ExportResult(req.archive, 1, {}, "none", [])
+
+    monkeypatch.setattr(export, "write_archive", fake)
+    assert _export_run(env, "--encryption-key", f"jwe:{seal_keys['ec'][1]}", image=fake_tmpfs.images) == 0
+    assert seen == [(fake_tmpfs.images, ["inventory.img"], [".tmpfs-runc-ckpt-images-unit.json"])]
+    assert os.listdir(fake_tmpfs.root) == []
+    assert not ours(env, "ctr").exists() or not [n for n in os.listdir(ours(env, "ctr")) if n != "work"]
+
+
+def test_a_failed_encrypted_dump_wipes_the_tmpfs_dir(env, seal_keys, fake_tmpfs):
+    env.container("ctr")
+    env.register_state("ctr")
+    env.register_checkpoint(["--image-path", fake_tmpfs.images, "--work-path", str(ours(env, "ctr", "work")), "ctr"],
+                            returncode=1)
+    assert env.main("checkpoint", "-e", "out.tar", "--encryption-key", f"jwe:{seal_keys['ec'][1]}", "ctr") != 0
+    assert os.listdir(fake_tmpfs.root) == []
+    assert not [n for n in os.listdir(ours(env, "ctr")) if n.startswith((".tmpfs-", "checkpoint"))]
+
+
+def test_images_an_encrypted_export_could_not_write_stay_on_tmpfs_while_they_are_the_only_copy(
+        env, seal_keys, fake_tmpfs, monkeypatch, capfd):
+    """Issue 19: the container is gone after the dump; a failed export keeps its images (on tmpfs, linked as
+    the state dir's checkpoint, so a plain `restore ID` finds them)."""
+    from runc_ckpt.archive import export
+
+    def broken(req):
+        raise RuncCkptError("disk full")
+
+    monkeypatch.setattr(export, "write_archive", broken)
+    env.container("ctr")
+    env.register_state("ctr")
+    env.fp.register([env.runc, "--version"], stdout="runc version 1.1.5\n")
+    env.fp.register([env.criu, "--version"], stdout="Version: 4.2.1\n")
+    env.register_checkpoint(["--image-path", fake_tmpfs.images, "--work-path", str(ours(env, "ctr", "work")), "ctr"])
+    env.register_missing("ctr")          # after the dump, runc has removed the container
+    assert env.main("checkpoint", "-e", "out.tar", "--encryption-key", f"jwe:{seal_keys['ec'][1]}", "ctr") == 1
+    assert f"the checkpoint images are kept in {ours(env, 'ctr', 'checkpoint')}" in capfd.readouterr().err
+    assert os.readlink(ours(env, "ctr", "checkpoint")) == fake_tmpfs.images
+    assert os.path.isfile(os.path.join(fake_tmpfs.images, "inventory.img"))
+
+
+@pytest.mark.parametrize("extra, words", [
+    (["--keep"], "--keep would keep the checkpoint's memory on disk"),
+    (["--image-path", "imgs"], "--image-path would keep"),
+    (["--pre-checkpoint"], "--pre-checkpoint would keep"),
+])
+def test_what_would_keep_an_encrypted_checkpoint_on_disk_is_refused_first(env, capfd, seal_keys, fake_tmpfs,
+                                                                        extra, words):
+    env.container("ctr")
+    env.register_state("ctr")
+    assert env.main("checkpoint", "-e", "out.tar", "--encryption-key", f"jwe:{seal_keys['ec'][1]}", *extra,
+                    "ctr") == 1
+    err = capfd.readouterr().err
+    assert words in err and len(err.strip().splitlines()) == 1
+    assert not env.checkpoint_calls() and os.listdir(fake_tmpfs.root) == []
+
+
+def test_without_a_tmpfs_an_encrypted_export_is_refused_before_the_dump(env, capfd, seal_keys, fake_tmpfs,
+                                                                        monkeypatch):
+    from runc_ckpt.rootfs import mountinfo
+    monkeypatch.setattr(mountinfo, "find_mount", lambda path, mountinfo_path=None: mountinfo.Mount(path, "ext4", "/dev/sda1"))
+    env.container("ctr")
+    env.register_state("ctr")
+    assert env.main("checkpoint", "-e", "out.tar", "--encryption-key", f"jwe:{seal_keys['ec'][1]}", "ctr") == 1
+    assert "is not a tmpfs mount" in capfd.readouterr().err
+    assert not env.checkpoint_calls() and not os.path.exists("out.tar")
 
 
 @pytest.mark.parametrize("argv, words", [

@@ -48,6 +48,25 @@ def split_flag(arg: str) -> tuple[str, str | None] | None:
     return name, (value if eq else None)
 
 
+def with_value(argv: list[str], name: str, value: str) -> list[str]:
+    """argv with each value given to flag `name` (-name V, --name V, -name=V, --name=V) set to value, up to `--`.
+
+    Node-level encryption points runc's --image-path at tmpfs and keeps the caller's argv otherwise as spelled.
+    """
+    out = list(argv)
+    i = 0
+    while i < len(out) and out[i] != "--":
+        split = split_flag(out[i])
+        if split is not None and split[0] == name:
+            if split[1] is not None:
+                out[i] = out[i][:out[i].index("=") + 1] + value
+            elif i + 1 < len(out):
+                out[i + 1] = value
+                i += 1
+        i += 1
+    return out
+
+
 class Token:
     """One lexed item: argv[start:end] are its raw tokens, as the caller spelled them.
 

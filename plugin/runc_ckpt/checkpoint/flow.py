@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from runc_ckpt.archive import exporttarget, layout
-from runc_ckpt.base import realrunc, runclog, signals
+from runc_ckpt.base import goflags, realrunc, runclog, signals
 from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.base.globalflags import Invocation
 from runc_ckpt.checkpoint import autoexport, stats_report
@@ -37,12 +37,12 @@ from runc_ckpt.image import reference
 from runc_ckpt.image.reference import Reference
 from runc_ckpt.metadata import configdump, hostfacts, needs
 from runc_ckpt.rootfs import diff
-from runc_ckpt.runtime import containerstate, lock, logrelay, ocispec, volumes
+from runc_ckpt.runtime import containerstate, faults, lock, logrelay, ocispec, volumes
 from runc_ckpt.runtime.containerstate import ContainerState
 from runc_ckpt.runtime.criu import cpuinfo, features
 from runc_ckpt.settings import config, hooks, policy
-from runc_ckpt.state import intent, predump, recovery, settle
-from runc_ckpt.trust import imagesdir, keys, sealkeys
+from runc_ckpt.state import intent, predump, recovery, settle, tmpfsimages
+from runc_ckpt.trust import imagesdir, keys, sealeddir, sealkeys
 from runc_ckpt.trust import policy as trustpolicy
 from runc_ckpt.trust.sealkeys import SealKey
 
@@ -133,15 +133,20 @@ def checkpoint(inv: Invocation, cfg: config.Config, req: CheckpointRequest, star
                             "give one container, or leave them out to use the state dir")
     in_state_dir = bool(archive or req.streaming or image_ref or req.pre_checkpoint or req.with_previous
                         or req.all or req.latest or len(chosen) > 1)
+    # Node-level encryption (a node key, an engine's plain call into its images dir): CRIU dumps into tmpfs,
+    # the dir gets the images sealed (trust.sealeddir). A pre-dump chain is not sealed (not covered).
+    seal_dir = bool(cfg.encryption_key) and not in_state_dir and caller.image_path is not None \
+        and not caller.pre_dump and caller.parent_path is None
     # A call using none of our features is runc's own (images in ./checkpoint or the caller's paths):
     # like runc it takes no lock and writes nothing in our state dir.
     keys = {lock.container_key(inv.flags.root, st.id): f"container {st.id}" for _, st in chosen} \
-        if in_state_dir else {}
+        if in_state_dir or seal_dir else {}
     with lock.hold_all(cfg.state_dir, keys, req.operation(), cfg.lock_timeout):
-        for _, st in chosen if in_state_dir else []:
+        for _, st in chosen if in_state_dir or seal_dir else []:
             for message in recover(runc, cfg, st, inv.flags.root):
                 runclog.warn(inv.flags, message)
-        return _locked(runc, inv, cfg, req, chosen, caller, archive, image_ref, in_state_dir, started, stream)
+        return _locked(runc, inv, cfg, req, chosen, caller, archive, image_ref, in_state_dir, started, stream,
+                       seal_dir)
 
 
 def recover(runc: str, cfg: config.Config, st: ContainerState, root: str) -> list[str]:
@@ -168,12 +173,17 @@ def _signing_key(req: CheckpointRequest, cfg: config.Config) -> ec.EllipticCurve
 def _locked(runc: str, inv: Invocation, cfg: config.Config, req: CheckpointRequest,
             chosen: list[tuple[str, ContainerState]], caller: predump.CallerPaths, archive: str | None,
             image_ref: Reference | None, in_state_dir: bool, started: float,
-            stream: Stream | None) -> int:
+            stream: Stream | None, seal_dir: bool = False) -> int:
     """The rest of checkpoint(), under the containers' locks."""
     # Keys are read before anything is touched: a bad key refuses the call, and an archive that
     # should be encrypted is never written in the clear.
     seal_for = sealkeys.recipients(req.encryption_keys, cfg.encryption_key)
     sign_key = _signing_key(req, cfg)
+    # An encrypted export's images are dumped into tmpfs, never to disk (state/tmpfsimages).
+    on_tmpfs = bool(seal_for and (archive or req.streaming or image_ref))
+    if on_tmpfs:
+        check_plaintext_stays_off_disk(req, caller)
+    on_tmpfs = on_tmpfs or (seal_dir and bool(seal_for))
     # Policy and hooks of every container are settled before any is touched:
     # a bad annotation or hook definition refuses the whole call.
     hook_defs = hooks.load(cfg.hooks_dir)
@@ -186,7 +196,8 @@ def _locked(runc: str, inv: Invocation, cfg: config.Config, req: CheckpointReque
         volumes.check_listed(spec, pol.volume_roots, pol.extra_volumes)
         targets.append(Target(raw, st, spec,
                               predump.plan(cfg.state_dir, st.id, caller, req.pre_checkpoint,
-                                           req.with_previous, in_state_dir),
+                                           req.with_previous, in_state_dir,
+                                           tmpfsimages.choose() if on_tmpfs else None),
                               pol,
                               hooks.select(hook_defs, "precheckpoint", annotations, pol.hooks),
                               hooks.select(hook_defs, "postcheckpoint", annotations, pol.hooks),
@@ -211,6 +222,9 @@ def _locked(runc: str, inv: Invocation, cfg: config.Config, req: CheckpointReque
                                                   t, archive, image_ref, deferral))
     except RuncFailed as e:
         return e.code
+    finally:
+        for t in targets:
+            _drop_plaintext(runc, inv, t)
     if req.print_stats:
         sys.stdout.write(stats_report.render(time.monotonic() - started, results))
     return 0
@@ -224,6 +238,45 @@ def _incremental_base(inv: Invocation, cfg: config.Config, req: CheckpointReques
     assert t.plan.container_dir is not None     # an --export's images are in the state dir
     return incremental_export.prepare(parent, archive, t.plan.container_dir, trustpolicy.load(cfg.signature_policy),
                                       (*req.decryption_keys, *cfg.decryption_key), inv.flags)
+
+
+def check_plaintext_stays_off_disk(req: CheckpointRequest, caller: predump.CallerPaths) -> None:
+    """Refuse what would keep an encrypted checkpoint's memory on disk in the clear, before anything is touched."""
+    why = ("--keep" if req.keep else "--image-path" if caller.image_path else
+           "--pre-checkpoint" if req.pre_checkpoint or caller.pre_dump else
+           "--with-previous" if req.with_previous else "--parent-path" if caller.parent_path else None)
+    if why is not None:
+        raise RuncCkptError(f"{why} would keep the checkpoint's memory on disk in the clear, but this export is "
+                            "encrypted (its images live on tmpfs only until the export is written): leave it out")
+
+
+def _drop_plaintext(runc: str, inv: Invocation, t: Target) -> None:
+    """At the end of the call: wipe the tmpfs images, unless they are the container's only copy (issue 19)."""
+    plan = t.plan
+    if plan.memory_dir is None or plan.record_dir is None or not os.path.lexists(plan.memory_dir):
+        return
+    try:
+        containerstate.state(runc, inv, t.state.id)
+        exists = True
+    except RuncCkptError:
+        exists = False
+    tmpfsimages.sweep(plan.record_dir, exists, only=plan.memory_dir)
+
+
+def _seal_caller_images(t: Target) -> None:
+    """Node-level encryption: the tmpfs images sealed into the caller's images dir, then wiped.
+
+    If sealing fails, the tmpfs images stay (without --leave-running they are the container's only copy)
+    and the error says where.
+    """
+    plan = t.plan
+    assert plan.memory_dir is not None and plan.record_dir is not None
+    faults.point("tmpfs-seal")
+    try:
+        sealeddir.seal_into(plan.image_dir, plan.final_dir, t.seal_for)
+    except RuncCkptError as e:
+        raise RuncCkptError(f"{e}; the checkpoint's images are kept on tmpfs in {plan.image_dir}") from None
+    tmpfsimages.wipe(plan.record_dir, plan.memory_dir)
 
 
 def check_image_target(text: str) -> Reference:
@@ -293,8 +346,10 @@ def checkpoint_one(runc: str, inv: Invocation, cfg: config.Config, req: Checkpoi
     """One container's checkpoint, recorded as our intent (state/intent) from before runc freezes the
     container until its images are exported: if the whole tree is killed meanwhile, the next call knows
     that a frozen container is ours to thaw, and a stopped one whose images to name."""
-    with intent.recorded(t.plan.container_dir, intent.CHECKPOINT, t.state.bundle, inv.flags.root) \
-            if t.plan.container_dir else contextlib.nullcontext():
+    # (record_dir: an engine's call under node encryption, whose dump is on tmpfs until it is sealed)
+    records = t.plan.container_dir or t.plan.record_dir
+    with intent.recorded(records, intent.CHECKPOINT, t.state.bundle, inv.flags.root) \
+            if records else contextlib.nullcontext():
         return _checkpoint_one(runc, inv, cfg, req, runc_flags, t, archive, image_ref, deferral)
 
 
@@ -333,6 +388,8 @@ def _dump_and_export(runc: str, inv: Invocation, cfg: config.Config, req: Checkp
                      facts: hostfacts.HostFacts | None) -> stats_report.ContainerStats:
     """runc checkpoint, then the exports asked for and the postcheckpoint hooks."""
     plan = t.plan
+    if plan.memory_dir is not None and not plan.ours:
+        runc_flags = goflags.with_value(runc_flags, "image-path", plan.image_dir)
     args = ["checkpoint", *t.policy.runc_flags(req.policy.keys()), *plan.add_flags, *runc_flags]
     fd = req.status_fd
     runclog.debug(inv.flags, f"checkpoint: running {' '.join([runc, *inv.runc_globals, *args])}")
@@ -357,6 +414,8 @@ def _dump_and_export(runc: str, inv: Invocation, cfg: config.Config, req: Checkp
         context = _failure_context(runc, inv, t, result.dropped)
         raise RuncCkptError(f"runc checkpoint {t.state.id} failed (exit status {result.returncode}); {context}")
     predump.finish(plan)
+    if plan.memory_dir is not None and not plan.ours:
+        _seal_caller_images(t)
     signum = result.signum or deferral.signum
     if signum is not None:
         raise RuncCkptError(f"interrupted by {signal.Signals(signum).name}; the checkpoint of {t.state.id} "
@@ -469,7 +528,8 @@ def export(runc: str, inv: Invocation, cfg: config.Config, req: CheckpointReques
         if image_ref is not None:
             # Imported here, not at the top: image/'s writers cost ~14 ms only --create-image needs (test_layering LAZY).
             from runc_ckpt.image import create
-            warnings = create.create(image_ref, ereq, cfg.state_dir, inv.flags)
+            # Encrypted, the plain layer is written to tmpfs beside the images, then sealed by skopeo.
+            warnings = create.create(image_ref, ereq, plan.memory_dir or cfg.state_dir, inv.flags)
         else:
             # Imported here, not at the top: the writer's ~25 ms load while runc dumps (metadata.hostfacts,
             # test_layering LAZY), where the flow only waits.

@@ -81,7 +81,9 @@ def publish(ref: Reference, make_layer: Callable[[str], tuple[oci.Layer, dict[st
             if fresh:
                 safe_remove.remove_tree(layout, ignore_errors=True)
             raise
-    parent = os.path.dirname(os.path.abspath(ref.target)) if ref.transport == OCI_ARCHIVE else scratch_parent
+    # Encrypted, the plain layer is written only to scratch_parent (tmpfs: state/tmpfsimages), never beside the target.
+    parent = os.path.dirname(os.path.abspath(ref.target)) if ref.transport == OCI_ARCHIVE and not encrypt_for \
+        else scratch_parent
     with _scratch(parent) as scratch:
         layout = os.path.join(scratch, "layout")
         layer, annotations = make_layer(oci.layer_dir(layout))

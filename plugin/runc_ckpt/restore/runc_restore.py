@@ -16,15 +16,15 @@ import json
 import os
 import subprocess
 
-from runc_ckpt.base import realrunc, runclog
+from runc_ckpt.base import goflags, realrunc, runclog
 from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.base.globalflags import Invocation
 from runc_ckpt.restore import hostpreflight
 from runc_ckpt.restore.request import RestoreRequest
-from runc_ckpt.runtime import containerid, lock
+from runc_ckpt.runtime import containerid, faults, lock
 from runc_ckpt.settings import config, hooks, policy
-from runc_ckpt.state import predump, settle
-from runc_ckpt.trust import imagesdir, verdict
+from runc_ckpt.state import predump, settle, tmpfsimages
+from runc_ckpt.trust import imagesdir, sealeddir, sealkeys, verdict
 from runc_ckpt.trust import policy as trustpolicy
 
 # Flags runc 1.1.5 does not know, handled or dropped before runc sees the call.
@@ -115,9 +115,49 @@ def restore(inv: Invocation, req: RestoreRequest) -> int:
             settle.forget(cfg.state_dir, cid)
         if images is None and (images := state_dir_images(cfg.state_dir, req)) is not None:
             kept = ["--image-path", images, *kept]      # recovered just now
+    image_path = images if images is not None else req.image_path     # what runc will read
+    sealed = os.path.abspath(image_path) if image_path and sealeddir.is_sealed(image_path) else None
+    memory = None
+    if sealed is not None:
+        # Node-level encryption: the signature covers the sealed files, so it is judged before anything is
+        # opened; then the images are decrypted into tmpfs for CRIU, and wiped after runc.
+        _judge_images(req.signature_policy or cfg.signature_policy, sealed, inv)
+        memory = _open_sealed(cfg, cid, sealed, inv)
+        image_path = tmpfsimages.images_of(memory)
+        kept = goflags.with_value(kept, "image-path", image_path)
+    try:
+        return _run(runc, inv, req, cfg, kept, image_path, bundle, annotations, pol, pre, post,
+                    judge=sealed is None, wait=memory is not None)
+    finally:
+        if memory is not None:
+            tmpfsimages.wipe(settle.container_dir(cfg.state_dir, cid), memory)
+
+
+def _open_sealed(cfg: config.Config, cid: str, sealed: str, inv: Invocation) -> str:
+    """A node-sealed images dir decrypted into a fresh tmpfs dir (recorded for the next call's sweep); its path."""
+    containerid.check(cid)
+    memory = tmpfsimages.choose()
+    record_dir = settle.container_dir(cfg.state_dir, cid)
+    tmpfsimages.make(record_dir, memory, os.path.join(sealed, sealeddir.LISTING))
+    try:
+        os.mkdir(tmpfsimages.images_of(memory), 0o700)
+        sealeddir.open_into(sealed, tmpfsimages.images_of(memory), sealkeys.load_privates(cfg.decryption_key))
+    except BaseException as e:
+        tmpfsimages.wipe(record_dir, memory)
+        if isinstance(e, RuncCkptError):
+            hint = "" if cfg.decryption_key else " (runc-ckpt.yaml names no decryption_key)"
+            raise RuncCkptError(f"images dir {sealed} is encrypted: {e}{hint}") from None
+        raise
+    runclog.debug(inv.flags, f"restore: opened the sealed images of {sealed} into {memory}")
+    return memory
+
+
+def _run(runc: str, inv: Invocation, req: RestoreRequest, cfg: config.Config, kept: list[str],
+         image_path: str | None, bundle: str, annotations: dict, pol: policy.Policy, pre: list[hooks.Hook],
+         post: list[hooks.Hook], judge: bool, wait: bool) -> int:
+    """Pre-flight, trust, then runc: exec'd, unless hooks or a tmpfs dir to wipe need us after it."""
     argv = [*inv.runc_globals, "restore", *kept]
     # issue 21: what the CRIU images need of this host, before runc touches anything
-    image_path = images if images is not None else req.image_path     # what runc will read
     image_dir = hostpreflight.image_dir_for(image_path)
     if image_dir is not None:
         try:
@@ -129,14 +169,16 @@ def restore(inv: Invocation, req: RestoreRequest) -> int:
     elif req.check:
         raise RuncCkptError("restore --check: no checkpoint images in "
                             f"{os.path.abspath(image_path or 'checkpoint')}")
-    _judge_images(req.signature_policy or cfg.signature_policy, image_dir, inv)
-    if not pre and not post:
+    if judge:
+        _judge_images(req.signature_policy or cfg.signature_policy, image_dir, inv)
+    if not pre and not post and not wait:
         realrunc.exec_runc(runc, argv)
         return 1
     cid = req.containers[0] if req.containers else ""
     hooks.run_stage("prerestore", pre, hooks.state_json(cid, "creating", 0, bundle, annotations),
                     inv.flags, pol.hook_timeout)
     # Hooks after runc: run it as a child (same stdio, fds and environment) instead of exec.
+    faults.point("runc-restore")
     code = subprocess.run([runc, *argv], close_fds=False, check=False).returncode
     if code == 0 and post:
         # Imported here, not at the top: only postrestore hooks need it (~3 ms; test_layering LAZY).

@@ -10,10 +10,13 @@ ourselves, so a test can send SIGTERM/SIGKILL at exactly that point, then
 SIGCONT) or `fail` (an error line there, as a failing step would give).
 Phases, in the order a flow passes them:
 
+  tmpfs-made    an encrypted checkpoint's tmpfs dir for CRIU's images exists (state/tmpfsimages)
   dump          runc checkpoint has started (runc runs on without us)
   memory-dump   --pre-copy's phase-0 memory dump (runc checkpoint --leave-running) has started
   export-write  the archive's temp file holds its first members
   rename        the archive is complete, just before its rename
+  tmpfs-wipe    the encrypted export is complete, its plaintext images on tmpfs not yet wiped
+  tmpfs-seal    node-level encryption: the dump is on tmpfs, not yet sealed into the caller's images dir
   staging       restore --import has staged the archive (rootfs diff, volumes, images)
   apply         restore --import has applied part of the archive
   runc-restore  runc restore has started
@@ -39,7 +42,8 @@ import threading
 from runc_ckpt.base.errors import RuncCkptError
 
 ENV_VAR = "RUNC_CKPT_FAULT"
-PHASES = ("dump", "memory-dump", "export-write", "rename", "staging", "apply", "runc-restore",
+PHASES = ("tmpfs-made", "dump", "memory-dump", "export-write", "rename", "tmpfs-wipe", "tmpfs-seal", "staging",
+          "apply", "runc-restore",
           "hello-sent", "phase1-sent", "dumped", "stream-sent", "hello-read", "phase1-staged", "staged", "applied")
 _fired: set[str] = set()
 

@@ -29,6 +29,8 @@ pre-dumps chain (podman keeps only one pre-checkpoint; we keep the chain):
                                  (renameat2 RENAME_EXCHANGE) only once it succeeded, so
                                  checkpoint/ never goes missing; one a killed run left is
                                  recovered into place by the next call (recover())
+      checkpoint -> /dev/shm/... an encrypted export's dump: its images live on tmpfs
+                                 (state/tmpfsimages), only ever linked from here
 
 Parents are named by their numbered directory, never through the
 `pre-checkpoint` pointer, so a later pre-dump cannot change what an older
@@ -45,7 +47,9 @@ import re
 from dataclasses import dataclass, field
 
 from runc_ckpt.base.errors import RuncCkptError
-from runc_ckpt.runtime import containerid, safe_remove
+from runc_ckpt.runtime import containerid, faults, safe_remove
+from runc_ckpt.state import tmpfsimages
+from runc_ckpt.trust import sealeddir
 
 PRE_PREFIX = "pre-checkpoint"        # numbered dirs pre-checkpoint.N and the pointer
 CHECKPOINT = "checkpoint"
@@ -80,6 +84,9 @@ class Plan:
     add_flags: list[str] = field(default_factory=list)  # runc flags we add to the caller's
     container_dir: str | None = None  # <state_dir>/<id> when the images are ours
     own_work: bool = False         # work_dir is ours (we may tidy it)
+    memory_dir: str | None = None  # the tmpfs dir holding image_dir (state/tmpfsimages): an encrypted checkpoint
+    record_dir: str | None = None  # <state_dir>/<id>, where the tmpfs dir is recorded (set with memory_dir)
+    copy_at: str | None = None     # the caller's sealed images dir's listing (trust.sealeddir), once written
 
     @property
     def ours(self) -> bool:
@@ -138,12 +145,16 @@ def newest_pre(container_dir: str) -> str | None:
 
 
 def plan(state_dir: str, container_id: str, caller: CallerPaths, pre_checkpoint: bool,
-         with_previous: bool, in_state_dir: bool = True) -> Plan:
+         with_previous: bool, in_state_dir: bool = True, memory_dir: str | None = None) -> Plan:
     """Decide the image/work/parent paths of one checkpoint; touch nothing.
 
     Without --image-path the images go where runc puts them (./checkpoint,
     no flag added) unless in_state_dir: a feature of ours (--export, a
     pre-checkpoint chain, several containers) keeps them in the state dir.
+    memory_dir (a full dump without a parent): CRIU writes the images into
+    this tmpfs dir instead (state/tmpfsimages); in the state dir they are
+    linked as checkpoint/, at the caller's --image-path they are sealed
+    into it (trust.sealeddir; the caller's argv names the tmpfs dir instead).
     """
     pre_dump = caller.pre_dump or pre_checkpoint
     if with_previous and pre_dump:
@@ -152,10 +163,19 @@ def plan(state_dir: str, container_id: str, caller: CallerPaths, pre_checkpoint:
         raise RuncCkptError("--with-previous and --parent-path both name the parent images: give one")
     extra = ["--pre-dump"] if pre_checkpoint and not caller.pre_dump else []
     if caller.image_path is not None:
-        return _plan_caller(caller, pre_dump, with_previous, extra)
+        p = _plan_caller(caller, pre_dump, with_previous, extra)
+        if memory_dir is None or p.pre_dump or p.parent_path is not None:
+            return p
+        containerid.check(container_id)
+        return Plan(image_dir=tmpfsimages.images_of(memory_dir), final_dir=p.final_dir,
+                    work_dir=os.path.abspath(caller.work_path) if caller.work_path
+                    else tmpfsimages.images_of(memory_dir),
+                    pre_dump=False, parent_path=None, add_flags=p.add_flags, memory_dir=memory_dir,
+                    record_dir=os.path.join(os.path.realpath(state_dir), container_id),
+                    copy_at=os.path.join(p.final_dir, sealeddir.LISTING))
     if not in_state_dir:
         return _plan_caller(caller, pre_dump, with_previous, extra, RUNC_DEFAULT_IMAGES)
-    return _plan_ours(state_dir, container_id, caller, pre_dump, with_previous, extra)
+    return _plan_ours(state_dir, container_id, caller, pre_dump, with_previous, extra, memory_dir)
 
 
 def _plan_caller(caller: CallerPaths, pre_dump: bool, with_previous: bool, extra: list[str],
@@ -178,7 +198,7 @@ def _plan_caller(caller: CallerPaths, pre_dump: bool, with_previous: bool, extra
 
 
 def _plan_ours(state_dir: str, container_id: str, caller: CallerPaths, pre_dump: bool,
-               with_previous: bool, extra: list[str]) -> Plan:
+               with_previous: bool, extra: list[str], memory_dir: str | None = None) -> Plan:
     containerid.check(container_id)
     container_dir = os.path.join(os.path.realpath(state_dir), container_id)
     newest = newest_pre(container_dir)
@@ -189,7 +209,8 @@ def _plan_ours(state_dir: str, container_id: str, caller: CallerPaths, pre_dump:
         if parent is None and newest is not None:
             parent = os.path.join("..", newest)
     else:
-        image_dir = os.path.join(container_dir, f".{CHECKPOINT}.new-{os.getpid()}")
+        image_dir = tmpfsimages.images_of(memory_dir) if memory_dir else \
+            os.path.join(container_dir, f".{CHECKPOINT}.new-{os.getpid()}")
         final_dir = os.path.join(container_dir, CHECKPOINT)
         if with_previous:
             if newest is None:
@@ -207,14 +228,21 @@ def _plan_ours(state_dir: str, container_id: str, caller: CallerPaths, pre_dump:
     if parent is not None and caller.parent_path is None:
         flags += ["--parent-path", parent]
     return Plan(image_dir=image_dir, final_dir=final_dir, work_dir=work_dir, pre_dump=pre_dump,
-                parent_path=parent, add_flags=flags, container_dir=container_dir, own_work=own_work)
+                parent_path=parent, add_flags=flags, container_dir=container_dir, own_work=own_work,
+                memory_dir=memory_dir if not pre_dump else None,
+                record_dir=container_dir if memory_dir and not pre_dump else None)
 
 
 def prepare(p: Plan) -> None:
     """Create our directories (never the caller's: runc does that) and clear our stale logs."""
+    if p.memory_dir is not None and p.record_dir is not None:
+        if p.copy_at is not None:
+            # An older sealed dump's listing would say this dump is sealed already (state/tmpfsimages).
+            _unlink(p.copy_at)
+        tmpfsimages.make(p.record_dir, p.memory_dir, p.copy_at)
     if not p.ours:
         return
-    if not p.pre_dump:
+    if p.memory_dir is None and not p.pre_dump:
         # Named for our PID, so a leftover is from a dead run that reused it.
         safe_remove.remove_tree(p.image_dir, ignore_errors=True)
     try:
@@ -256,7 +284,10 @@ def finish(p: Plan) -> None:
         if p.pre_dump:
             _point(os.path.join(p.container_dir, PRE_PREFIX), os.path.basename(p.image_dir))
             return
-        _install(p.image_dir, p.final_dir)
+        if p.memory_dir is not None:
+            tmpfsimages.link(p.container_dir, p.memory_dir)
+        else:
+            _install(p.image_dir, p.final_dir)
         _unlink(os.path.join(p.container_dir, PRE_PREFIX))
     except OSError as e:
         raise RuncCkptError(f"checkpoint succeeded but its images stay in {p.image_dir}: "
@@ -329,7 +360,7 @@ def recover(container_dir: str) -> list[str]:
             else:
                 safe_remove.remove_tree(path, ignore_errors=True)
                 done.append(f"removed {path}: the images of an interrupted checkpoint, incomplete")
-        elif name.startswith((f"{CHECKPOINT}.old-", f".{CHECKPOINT}.old-", f"{PRE_PREFIX}.tmp-")):
+        elif name.startswith((f"{CHECKPOINT}.old-", f".{CHECKPOINT}.old-", f"{PRE_PREFIX}.tmp-", f"{CHECKPOINT}.tmp-")):
             if os.path.isdir(path) and not os.path.islink(path):
                 safe_remove.remove_tree(path, ignore_errors=True)
             else:
@@ -341,7 +372,9 @@ def recover(container_dir: str) -> list[str]:
 
 def abandon(p: Plan) -> None:
     """After runc failed: drop the images dir we made (useless); CRIU's dump.log stays in work_dir."""
-    if p.ours:
+    if p.memory_dir is not None and p.record_dir is not None:
+        tmpfsimages.wipe(p.record_dir, p.memory_dir)
+    elif p.ours:
         safe_remove.remove_tree(p.image_dir, ignore_errors=True)
 
 
@@ -357,7 +390,11 @@ def tidy_after_export(p: Plan) -> list[str]:
             path = os.path.join(p.work_dir, name)
             if _unlink(path):
                 removed.append(path)
-    if p.ours and not p.pre_dump and os.path.isdir(p.final_dir):
+    if p.memory_dir is not None and p.record_dir is not None:
+        faults.point("tmpfs-wipe")
+        tmpfsimages.wipe(p.record_dir, p.memory_dir)
+        removed.append(p.memory_dir)
+    elif p.ours and not p.pre_dump and os.path.isdir(p.final_dir):
         safe_remove.remove_tree(p.final_dir, ignore_errors=True)
         removed.append(p.final_dir)
     # Leave no empty per-container directories behind (kept pre-dumps keep theirs).

@@ -13,10 +13,12 @@ container's lock, before it reads the container's state. In order:
   3. a container a killed checkpoint froze is thawed -- only when our intent
      record says a checkpoint of ours was running, so a user's `pause` stays;
   4. a stranded dump is recovered: a complete one replaces older images, an
-     incomplete one goes (state/predump.recover). This runs for a plain
-     `restore ID` too, so it never restores images older than a dump that
-     completed after them. A killed migration's memory dump in tmpfs goes
-     (runtime/memscratch).
+     incomplete one goes (state/predump.recover; on tmpfs for an encrypted
+     export, state/tmpfsimages). This runs for a plain `restore ID` too, so
+     it never restores images older than a dump that completed after them.
+     A killed migration's memory dump in tmpfs goes (runtime/memscratch);
+  5. an encrypted checkpoint's plaintext images on tmpfs are wiped once the
+     container runs again (until then they are its only copy).
 
 What cannot be repaired raises one line naming the leftover and the command
 that clears it. gone_hint() says how to bring back a container that a killed
@@ -31,7 +33,7 @@ import subprocess
 
 from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.runtime import containerid, leftovers, memscratch
-from runc_ckpt.state import intent, predump, recovery, transaction
+from runc_ckpt.state import intent, predump, recovery, tmpfsimages, transaction
 
 RESTORE_WORK = "restore-work"
 DESCRIPTORS = "descriptors.json"
@@ -112,6 +114,7 @@ def settle(runc: str, root: str, state_dir: str, cid: str, bundle: str | None, t
         done += _unfreeze(runc, root, cid, cgroup_of(bundle, cid) if bundle else None)
     done += predump.recover(cdir)
     done += memscratch.sweep(state_dir, cid)
+    done += tmpfsimages.recover(cdir)
     dumped = _dumped_since(cdir, killed.get(intent.CHECKPOINT))
     if dumped and exists and _status(runc, root, cid) == "stopped":
         # The killed run's dump completed and CRIU ended the tasks; runc would have deleted the container
@@ -124,6 +127,8 @@ def settle(runc: str, root: str, state_dir: str, cid: str, bundle: str | None, t
         raise RuncCkptError(f"container {cid} died when its checkpoint was killed inside CRIU's dump, and no "
                             f"complete images exist: nothing can bring its processes back; clear it with "
                             f"`runc --root {root} delete -f {cid}` and start it again")
+    # An encrypted checkpoint's plaintext images on tmpfs: kept only while they are the container's only copy.
+    done += tmpfsimages.sweep(cdir, exists)
     for op in killed:
         if exists or op == intent.RESTORE:
             intent.end(cdir, op)      # kept while the container is gone: gone_hint() names its bundle
