@@ -101,7 +101,7 @@ CID = f"mig-{RUN}"
 HOST_MOUNTS = [("/usr", "/usr"), ("/usr/lib", "/lib"), ("/usr/lib64", "/lib64")]
 # The incremental archive's flag (`checkpoint --export FILE <PARENT_FLAG> PARENT_ARCHIVE`): issue 23
 # leaves its name open; the periodic row says "not available" until `checkpoint --help` lists it.
-PARENT_FLAG = "--parent"
+PARENT_FLAG = "--incremental-from"
 PAGE = 4096
 TICK = 0.005            # seconds between the workload's stamps
 TOUCH_EVERY = 20        # the periodic case's change: every 20th page, 5 % of the memory
