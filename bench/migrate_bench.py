@@ -100,7 +100,7 @@ from _common import (
 CID = f"mig-{RUN}"
 HOST_MOUNTS = [("/usr", "/usr"), ("/usr/lib", "/lib"), ("/usr/lib64", "/lib64")]
 # The incremental archive's flag (`checkpoint --export FILE <PARENT_FLAG> PARENT_ARCHIVE`): issue 23
-# leaves its name open; the periodic row says "not available" until `checkpoint --help` lists it.
+# named it --incremental-from; the periodic row says "not available" where `checkpoint --help` lacks it.
 PARENT_FLAG = "--incremental-from"
 PAGE = 4096
 TICK = 0.005            # seconds between the workload's stamps
