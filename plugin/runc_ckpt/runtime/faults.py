@@ -11,7 +11,10 @@ SIGCONT) or `fail` (an error line there, as a failing step would give).
 Phases, in the order a flow passes them:
 
   dump          runc checkpoint has started (runc runs on without us)
+  images-sig    a signed images dir has its manifest, its signature not yet (trust.imagesdir)
+  seal          an encrypted archive or stream has its first record written (trust.seal)
   export-write  the archive's temp file holds its first members
+  sign          a signed archive's manifest is written, its signature not yet
   rename        the archive is complete, just before its rename
   staging       restore --import has staged the archive (rootfs diff, volumes, images)
   apply         restore --import has applied part of the archive
@@ -38,7 +41,7 @@ import threading
 from runc_ckpt.base.errors import RuncCkptError
 
 ENV_VAR = "RUNC_CKPT_FAULT"
-PHASES = ("dump", "export-write", "rename", "staging", "apply", "runc-restore",
+PHASES = ("dump", "images-sig", "seal", "export-write", "sign", "rename", "staging", "apply", "runc-restore",
           "hello-sent", "phase1-sent", "dumped", "stream-sent", "hello-read", "phase1-staged", "staged", "applied")
 _fired: set[str] = set()
 

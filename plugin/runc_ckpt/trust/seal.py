@@ -41,6 +41,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from runc_ckpt.base.errors import RuncCkptError
+from runc_ckpt.runtime import faults
 
 if TYPE_CHECKING:
     from runc_ckpt.trust.sealkeys import SealKey
@@ -130,6 +131,8 @@ class SealWriter:
         sealed = self._aead.encrypt(_nonce(self._prefix, self._counter, last), data, self._aad + length)
         self._counter += 1
         self._put(length + sealed)
+        if self._counter == 1:
+            faults.point("seal")
 
     def write(self, data: bytes) -> int:
         n = len(data)
