@@ -35,6 +35,11 @@ Printed: best-of-N wall times, archive sizes, and the ratios
                     `runc-ckpt inspect` of each archive (it reads, decrypts and verifies
                     every member as restore --import stages it; the signed one under a
                     policy that trusts the key): goals <= 1.03 and <= 1.15
+  restore signed/plain, restore encrypted/plain
+                    `runc-ckpt restore --import` of each archive (the container is
+                    removed first) into a fresh bundle holding the busybox image, CRIU
+                    included, under a policy trusting the key / with the decryption key;
+                    interleaved: goals <= 1.03 and <= 1.15
 Exit 3 if a goal is missed (never in --smoke).
 """
 
@@ -74,6 +79,7 @@ from _common import (
 # rss: issue 22 (300k x 1 KiB, 50k x 4 KiB); signed, encrypted: issue 20
 GOALS = {"limit": 1.25, "size": 1.0, "rss": 100.0, "signed": 1.03, "encrypted": 1.15}
 CID = f"exportbench-{RUN}"
+RESTORED = f"exportbench-r-{RUN}"
 
 
 def build(upper: Path, size_mib: int, big_files: int, small_files: int) -> None:
@@ -97,6 +103,19 @@ def runtime_seconds(print_stats: str) -> float:
     """runtime_checkpoint_duration (the `runc checkpoint` call) from --print-stats' JSON, in seconds."""
     doc = json.loads(print_stats)
     return sum(c["runtime_checkpoint_duration"] for c in doc["container_statistics"]) / 1e6
+
+
+def restore_import(runc_ckpt: str, runc: Runc, base: Path, prefix: list[str], tail: list[str], env: dict) -> float:
+    """Wall seconds of `restore --import ARCHIVE [flags]` into a fresh bundle holding the busybox image;
+    the restored container and the bundle are removed afterwards (not timed)."""
+    bundle = base / "restored"
+    unpack(base / "busybox.tar", bundle / "rootfs")
+    try:
+        return metered([*prefix, runc_ckpt, "--root", str(runc.root), "restore", "--import", *tail,
+                        "--bundle", str(bundle), "-d", RESTORED], env=env).wall
+    finally:
+        runc.remove(RESTORED)
+        shutil.rmtree(bundle, ignore_errors=True)
 
 
 def main() -> int:
@@ -184,6 +203,18 @@ def main() -> int:
         for kind in ("signed", "encrypted"):
             print(goals.check(f"read {kind}/plain (inspect, best of {runs}: {min(read[kind]):.2f}s)",
                               ratio(min(read[kind]), min(read["plain"])), GOALS[kind]))
+        runc.remove(CID)
+        restores = {"plain": [str(ours_out)], "signed": [str(base / "signed.tar.zst"), "--signature-policy", str(policy)],
+                    "encrypted": [str(base / "encrypted.tar.zst"), "--decryption-key", str(keys / "encryption.key")]}
+        restored: dict[str, list[float]] = {k: [] for k in restores}
+        for _ in range(runs):
+            for kind, tail in restores.items():
+                restored[kind].append(restore_import(runc_ckpt, runc, base, [*prefix], tail, env))
+        print(f"restore --import plain: best of {runs} {min(restored['plain']):.2f}s "
+              f"(runs: {', '.join(f'{x:.2f}' for x in restored['plain'])})")
+        for kind in ("signed", "encrypted"):
+            print(goals.check(f"restore {kind}/plain (restore --import, best of {runs}: {min(restored[kind]):.2f}s)",
+                              ratio(min(restored[kind]), min(restored["plain"])), GOALS[kind]))
         for kind, walls in trusted.items():
             print(goals.check(f"{kind}/ours (best of {runs}: {min(walls):.2f}s)", ratio(min(walls), ours[best]),
                               GOALS[kind]))
