@@ -10,7 +10,9 @@ a signed, encrypted archive then restores under a policy trusting the key, and n
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 
 import pytest
 
@@ -47,6 +49,34 @@ def test_kill_while_an_export_is_sealed_or_signed(host_a, make_bundle, tmp_path,
         killed, _ = cycle_checkpoint(host_a, b, cid, fault, tmp_path / "A.tar.zst", sign + encrypt, restore)
         assert killed, "the fault did not fire"
         assert_nothing_left([(host_a, b)], cid, tmp_path)
+    finally:
+        cleanup([(host_a, b)], cid)
+
+
+@pytest.mark.parametrize("fault", ["seal:killtree", "sign:kill"])
+def test_kill_while_a_leave_running_export_is_sealed_or_signed(host_a, make_bundle, tmp_path, runc_ckpt_bin,
+                                                                fault):
+    """checkpoint --leave-running: after the kill the container runs on (never left frozen), unowned."""
+    sign, encrypt, restore = _flags(_keys(runc_ckpt_bin, tmp_path / "keys"))
+    b = make_bundle(name="web")
+    cid = start(host_a, b)
+    archive = tmp_path / "A.tar.zst"
+    try:
+        out = host_a.call("checkpoint", "--leave-running", "--export", str(archive), *sign, *encrypt, cid,
+                          fault=fault)
+        assert out.returncode == -9, out.stderr
+        assert not os.path.lexists(archive)
+        settle_time()
+        assert_runs_once_and_counts_on([(host_a, b)], cid, counter(b))
+        # The next call on the container settles what the killed one left (its intent), then works.
+        retry = host_a.call("checkpoint", "--leave-running", "--export", str(archive), *sign, *encrypt, cid)
+        assert retry.returncode == 0, retry.stderr
+        assert_runs_once_and_counts_on([(host_a, b)], cid, counter(b))
+        assert_nothing_left([(host_a, b)], cid, tmp_path)
+        info = subprocess.run([runc_ckpt_bin, "inspect", "--format", "json", *restore, str(archive)],
+                              capture_output=True, text=True, env=host_a.env, check=False)
+        assert info.returncode == 0, info.stderr
+        assert json.loads(info.stdout)["trust"]["accepted"] is True
     finally:
         cleanup([(host_a, b)], cid)
 
