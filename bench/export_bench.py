@@ -38,7 +38,7 @@ rotated every run (keys from `runc-ckpt key generate`), best wall against best w
   read (inspect) signed/plain, encrypted/plain
                     `runc-ckpt inspect` of each archive (it reads, decrypts and verifies
                     every member as restore --import stages it; the signed one under a
-                    policy that trusts the key): goals <= 1.03 and <= 1.15
+                    policy that trusts the key): the read path alone, for information
   restore --import signed/plain, encrypted/plain
                     `runc-ckpt restore --import` of each archive (the container is
                     removed first) into a fresh bundle holding the busybox image (in
@@ -130,12 +130,13 @@ def restore_import(runc_ckpt: str, runc: Runc, where: Path, image: Path, prefix:
         shutil.rmtree(bundle, ignore_errors=True)
 
 
-def trust_ratio(goals: Goals, what: str, kind: str, plain: list[Metered], trusted: list[Metered]) -> str:
-    """One line: the trusted kind against plain, best wall against best wall (the goal) and best CPU."""
+def trust_ratio(goals: Goals, what: str, kind: str, plain: list[Metered], trusted: list[Metered],
+                goal: float | None) -> str:
+    """One line: the trusted kind against plain, best wall against best wall (checked against goal) and best CPU."""
     wall, cpu = min(m.wall for m in trusted), min(m.cpu for m in trusted)
     base_wall, base_cpu = min(m.wall for m in plain), min(m.cpu for m in plain)
     return goals.check(f"{what} {kind}/plain: {wall:.2f}s / {base_wall:.2f}s wall; CPU {cpu:.2f}s / {base_cpu:.2f}s "
-                       f"= {ratio(cpu, base_cpu):.3f}; wall", ratio(wall, base_wall), GOALS[kind])
+                       f"= {ratio(cpu, base_cpu):.3f}; wall", ratio(wall, base_wall), goal)
 
 
 def main() -> int:
@@ -241,7 +242,10 @@ def main() -> int:
               f"checks, CPU (user+sys of the tree) is steadier on a busy machine")
         for what, rows in (("export", trusted), ("read (inspect)", read), ("restore --import", restored)):
             for kind in ("signed", "encrypted"):
-                print(trust_ratio(goals, what, kind, rows["plain"], rows[kind]))
+                # The issue's goals are on checkpoint --export and restore --import; inspect is the read path
+                # alone (no writes, no CRIU), where the same fixed costs weigh more: for information.
+                goal = None if rows is read else GOALS[kind]
+                print(trust_ratio(goals, what, kind, rows["plain"], rows[kind], goal))
         return goals.exit_code()
     finally:
         runc.remove_all()

@@ -297,6 +297,10 @@ class SealReader:
     def read1(self, n: int = -1) -> bytes:
         if not self._next():
             return b""
+        whole = self._buf.obj
+        if isinstance(whole, bytes) and len(self._buf) == len(whole) and (n < 0 or n >= len(whole)):
+            self._buf = memoryview(b"")
+            return whole        # a whole record, the usual case: handed on without a copy
         take = self._buf if n < 0 else self._buf[:n]
         self._buf = self._buf[len(take):]
         return bytes(take)
