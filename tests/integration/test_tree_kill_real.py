@@ -93,20 +93,23 @@ def recover(hosts: list[tuple[TreeHost, Bundle]], cid: str, *errors: str) -> int
     return 1
 
 
-def cycle_checkpoint(a: TreeHost, b: Bundle, cid: str, fault: str | None, archive) -> tuple[bool, int]:
-    """checkpoint --export (maybe killed), retry, recover, restore --import: (killed, recovery calls)."""
+def cycle_checkpoint(a: TreeHost, b: Bundle, cid: str, fault: str | None, archive,
+                     ckpt_flags: tuple[str, ...] = (), restore_flags: tuple[str, ...] = ()) -> tuple[bool, int]:
+    """checkpoint --export (maybe killed), retry, recover, restore --import: (killed, recovery calls).
+    A killed export leaves nothing at the archive's path."""
     hosts = [(a, b)]
     seen = counter(b)
-    out = a.call("checkpoint", "--export", str(archive), cid, fault=fault)
+    out = a.call("checkpoint", "--export", str(archive), *ckpt_flags, cid, fault=fault)
     killed = out.returncode != 0
     if killed:
         assert out.returncode == -9, out.stderr
+        assert not os.path.lexists(archive), "a killed export left a file at the archive's path"
         settle_time()
-        retry = a.call("checkpoint", "--export", str(archive), cid)
+        retry = a.call("checkpoint", "--export", str(archive), *ckpt_flags, cid)
         if retry.returncode != 0:
             return True, recover(hosts, cid, retry.stderr) + _finish_restore_check(hosts, cid, seen)
     assert a.status(cid) is None
-    r = a.call("restore", "--import", str(archive), "--bundle", str(b.path), "-d", cid)
+    r = a.call("restore", "--import", str(archive), *restore_flags, "--bundle", str(b.path), "-d", cid)
     assert r.returncode == 0, r.stderr
     assert_runs_once_and_counts_on(hosts, cid, seen)
     return killed, 0

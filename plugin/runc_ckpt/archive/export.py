@@ -222,6 +222,7 @@ def add_manifest(tw: TarWriter, req: ExportRequest, rootfs_info: JSONObject, arc
     doc = manifest.build(members, **fields)
     tw.add_bytes(layout.MANIFEST, doc, mtime=int(now))
     if req.sign_key is not None:
+        faults.point("sign")
         # One ECDSA signature over the manifest, which holds every member's SHA-256 hashed as it was written.
         tw.add_bytes(layout.MANIFEST_SIG, signature.sign(doc, req.sign_key), mtime=int(now))
     return members, doc

@@ -13,7 +13,10 @@ Phases, in the order a flow passes them:
   tmpfs-made    an encrypted checkpoint's tmpfs dir for CRIU's images exists (state/tmpfsimages)
   dump          runc checkpoint has started (runc runs on without us)
   memory-dump   --pre-copy's phase-0 memory dump (runc checkpoint --leave-running) has started
+  images-sig    a signed images dir has its manifest, its signature not yet (trust.imagesdir)
+  seal          an encrypted archive or stream has its first record written (trust.seal)
   export-write  the archive's temp file holds its first members
+  sign          a signed archive's manifest is written, its signature not yet
   rename        the archive is complete, just before its rename
   tmpfs-wipe    the encrypted export is complete, its plaintext images on tmpfs not yet wiped
   tmpfs-seal    node-level encryption: the dump is on tmpfs, not yet sealed into the caller's images dir
@@ -42,8 +45,8 @@ import threading
 from runc_ckpt.base.errors import RuncCkptError
 
 ENV_VAR = "RUNC_CKPT_FAULT"
-PHASES = ("tmpfs-made", "dump", "memory-dump", "export-write", "rename", "tmpfs-wipe", "tmpfs-seal", "staging",
-          "apply", "runc-restore",
+PHASES = ("tmpfs-made", "dump", "memory-dump", "images-sig", "seal", "export-write", "sign", "rename",
+          "tmpfs-wipe", "tmpfs-seal", "staging", "apply", "runc-restore",
           "hello-sent", "phase1-sent", "dumped", "stream-sent", "hello-read", "phase1-staged", "staged", "applied")
 _fired: set[str] = set()
 

@@ -28,7 +28,7 @@ import stat
 from typing import TYPE_CHECKING
 
 from runc_ckpt.base.errors import RuncCkptError
-from runc_ckpt.runtime import atomicfile
+from runc_ckpt.runtime import atomicfile, faults
 from runc_ckpt.trust import signature
 
 if TYPE_CHECKING:
@@ -79,6 +79,7 @@ def sign(directory: str, container_id: str, key: ec.EllipticCurvePrivateKey) -> 
     doc = json.dumps({"format": FORMAT, "version": VERSION, "container": container_id,
                       "files": files, "links": links}, indent=1).encode() + b"\n"
     atomicfile.write_bytes(os.path.join(directory, MANIFEST), doc, 0o644)
+    faults.point("images-sig")
     atomicfile.write_bytes(os.path.join(directory, SIGNATURE), signature.sign(doc, key), 0o644)
 
 
