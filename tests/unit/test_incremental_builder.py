@@ -253,3 +253,21 @@ def test_a_chain_longer_than_the_bound_is_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(incremental, "MAX_CHAIN", 0)
     with pytest.raises(RuncCkptError, match="chain of more than 0"):
         incremental.build(str(tmp_path / "p1x"), str(p2), str(tmp_path / "p2x"))
+
+
+def test_the_parent_check_follows_a_chain(tmp_path):
+    """A restore's parent check: pages a chain's middle link left in its own parent are held; others are not."""
+    p0, p1, p2 = tmp_path / "p0", tmp_path / "p1", tmp_path / "p2"
+    write_dump(p0, {"pagemap-1.img": (1, [(A, [page("a0"), page("a1"), page("a2")], PE_PRESENT)])})
+    write_dump(p1, {"pagemap-1.img": (1, [(A, [page("a0"), page("A1"), page("a2")], PE_PRESENT)])})
+    write_dump(p2, {"pagemap-1.img": (1, [(A, [page("a0"), page("A1"), page("b2")], PE_PRESENT)])})
+    incremental.build(str(p0), str(p1), str(tmp_path / "p1x"))
+    incremental.build(str(tmp_path / "p1x"), str(p2), str(tmp_path / "p2x"))
+
+    incremental.check_parent(str(tmp_path / "p2x"))       # a0 is held by p0, through p1x's PE_PARENT entry
+
+    # p0 replaced by a dump that lacks a0: the page p2x needs from two links down is missing
+    (tmp_path / "p0").rename(tmp_path / "p0-old")
+    write_dump(p0, {"pagemap-1.img": (1, [(A + PAGE, [page("a1"), page("a2")], PE_PRESENT)])})
+    with pytest.raises(RuncCkptError, match=f"the page at {A:#x} is in the parent"):
+        incremental.check_parent(str(tmp_path / "p2x"))

@@ -402,8 +402,9 @@ def check_parent(dump: str) -> None:
     CRIU finds out only while it restores (read_parent_page: "Missing ... in
     parent pagemap"), with the tasks half made; a restore calls this first, so
     a missing, corrupt or mismatched parent (another container's, an older
-    dump's) is refused before CRIU runs. Both dumps get read_pagemap's checks;
-    the parent must hold its pages itself (an archive carries one parent).
+    dump's) is refused before CRIU runs. Every dump of the chain gets
+    read_pagemap's checks; a parent holds a page if it carries it itself or,
+    through its own PE_PARENT entry, its parent holds it (a periodic chain).
     """
     parent = os.path.join(dump, PARENT_LINK)
     if not os.path.islink(parent):
@@ -411,23 +412,49 @@ def check_parent(dump: str) -> None:
     maps = _pagemaps(dump, _dump_files(dump))
     if not os.path.isdir(parent):
         raise _bad(dump, f"its parent {os.readlink(parent)!r} is missing")
-    parent_maps = _pagemaps(parent, _dump_files(parent))
+    held = _held(parent, MAX_CHAIN)
     for name, pagemap in maps.items():
-        wanted = [e for e in pagemap.entries if e.flags & PE_PARENT]
-        if not wanted:
-            continue
-        theirs = parent_maps.get(name)
-        held = [e for e in theirs.entries if e.present] if theirs is not None else []
-        starts = [e.vaddr for e in held]
-        for e in wanted:
+        ranges = held.get(name, [])
+        starts = [lo for lo, _ in ranges]
+        for e in pagemap.entries:
+            if not e.flags & PE_PARENT:
+                continue
             vaddr = e.vaddr
             i = bisect.bisect_right(starts, vaddr) - 1
-            while vaddr < e.end and 0 <= i < len(held) and held[i].vaddr <= vaddr < held[i].end:
-                vaddr = held[i].end
+            while vaddr < e.end and 0 <= i < len(ranges) and ranges[i][0] <= vaddr < ranges[i][1]:
+                vaddr = ranges[i][1]
                 i += 1
             if vaddr < e.end:
                 raise _bad(os.path.join(dump, name), f"the page at {vaddr:#x} is in the parent, which does not "
                                                      f"hold it: a missing or mismatched parent")
+
+
+def _held(directory: str, links_left: int) -> dict[str, list[tuple[int, int]]]:
+    """Per pagemap image: the address ranges whose pages a restore from `directory` finds, sorted, merged."""
+    link = os.path.join(directory, PARENT_LINK)
+    below: dict[str, list[tuple[int, int]]] | None = None
+    held: dict[str, list[tuple[int, int]]] = {}
+    for name, pagemap in _pagemaps(directory, _dump_files(directory)).items():
+        ranges: list[tuple[int, int]] = []
+        for e in pagemap.entries:
+            if e.present:
+                ranges.append((e.vaddr, e.end))
+            elif e.flags & PE_PARENT and os.path.lexists(link):
+                if below is None:
+                    if not links_left:
+                        raise _bad(directory, f"a chain of more than {MAX_CHAIN} parent images")
+                    below = _held(link, links_left - 1)
+                ranges += [(max(lo, e.vaddr), min(hi, e.end)) for lo, hi in below.get(name, [])
+                           if lo < e.end and hi > e.vaddr]
+        ranges.sort()
+        merged: list[tuple[int, int]] = []
+        for lo, hi in ranges:
+            if merged and lo <= merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(hi, merged[-1][1]))
+            else:
+                merged.append((lo, hi))
+        held[name] = merged
+    return held
 
 
 def build(parent: str, dump: str, out: str) -> Result:
