@@ -76,6 +76,15 @@ def no_images_in_the_checkout() -> Iterator[None]:
         pytest.fail(f"a test wrote {stray} (runc's default image dir): run runc-ckpt from a temp dir")
 
 
+@pytest.fixture
+def criu(tmp_path: Path) -> str:
+    """A criu binary that does nothing: its real path is what pytest-subprocess's fakes of `criu check` match."""
+    path = tmp_path / "criu"
+    path.write_text("#!/bin/sh\nexit 0\n")
+    path.chmod(0o755)
+    return str(path)
+
+
 @pytest.fixture(scope="session")
 def seal_keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[str, str]]:
     """Encryption key pairs as `key generate` and openssl write them: kind -> (private PEM, public PEM).

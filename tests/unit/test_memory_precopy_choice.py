@@ -11,14 +11,6 @@ from runc_ckpt.runtime.criu import features
 OFF = "Warn  (criu/cr-check.c:824): Dirty tracking is OFF. Memory snapshot will not work.\n"
 
 
-@pytest.fixture
-def criu(tmp_path) -> str:
-    path = tmp_path / "criu"
-    path.write_text("#!/bin/sh\nexit 0\n")
-    path.chmod(0o755)
-    return str(path)
-
-
 @pytest.mark.parametrize(("returncode", "stderr", "method"), [
     (0, "Looks good.\n", features.PRE_DUMP),
     (1, OFF, features.CONTENT_DIFF),

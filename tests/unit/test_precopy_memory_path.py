@@ -51,14 +51,6 @@ def test_the_flag_beats_the_config_key_and_no_bound_is_the_default():
 
 
 @pytest.fixture
-def criu(tmp_path) -> str:
-    path = tmp_path / "criu"
-    path.write_text("#!/bin/sh\nexit 0\n")
-    path.chmod(0o755)
-    return str(path)
-
-
-@pytest.fixture
 def state_dir(tmp_path) -> str:
     d = tmp_path / "state"
     d.mkdir()
