@@ -33,8 +33,8 @@ def _host(name: str, runc_ckpt_bin: str, image_tar: Path, config: str) -> Podman
     return env
 
 
-def test_podman_export_signed_by_the_node_restores_where_trusted_and_not_when_tampered(
-        tmp_path_factory, tmp_path, runc_ckpt_bin):
+def _node_keys(tmp_path_factory, tmp_path, runc_ckpt_bin) -> tuple[Path, Path, Path]:
+    """The tools checked, busybox's image, a node's keys (`key generate`) and a policy trusting its signer."""
     for tool in ("conmon", "runc", "criu"):
         require_tool(tool)
     image_tar = busybox_image_tar(tmp_path_factory)
@@ -43,6 +43,12 @@ def test_podman_export_signed_by_the_node_restores_where_trusted_and_not_when_ta
     subprocess.run([runc_ckpt_bin, "key", "generate", "--output-dir", str(keys)], check=True, capture_output=True)
     policy = tmp_path / "policy.json"
     policy.write_text(json.dumps({"default": [{"type": "sigstoreSigned", "keyPath": str(keys / "signing.pub")}]}))
+    return image_tar, keys, policy
+
+
+def test_podman_export_signed_by_the_node_restores_where_trusted_and_not_when_tampered(
+        tmp_path_factory, tmp_path, runc_ckpt_bin):
+    image_tar, keys, policy = _node_keys(tmp_path_factory, tmp_path, runc_ckpt_bin)
     a = _host("a", runc_ckpt_bin, image_tar, f"sign_by_sigstore_private_key: {keys / 'signing.key'}\n")
     b = None
     try:
@@ -81,14 +87,7 @@ def test_podman_export_under_node_encryption_carries_sealed_pages_and_restores_w
     """Node-level encryption through an unmodified podman: its own archive's checkpoint/ holds only sealed
     images (signed by the node key), and host b, with the decryption key and a policy trusting the signer,
     restores it through podman's plain `runc restore --image-path`; host c without the key is refused."""
-    for tool in ("conmon", "runc", "criu"):
-        require_tool(tool)
-    image_tar = busybox_image_tar(tmp_path_factory)
-    keys = tmp_path / "keys"
-    keys.mkdir()
-    subprocess.run([runc_ckpt_bin, "key", "generate", "--output-dir", str(keys)], check=True, capture_output=True)
-    policy = tmp_path / "policy.json"
-    policy.write_text(json.dumps({"default": [{"type": "sigstoreSigned", "keyPath": str(keys / "signing.pub")}]}))
+    image_tar, keys, policy = _node_keys(tmp_path_factory, tmp_path, runc_ckpt_bin)
     a = _host("a", runc_ckpt_bin, image_tar, f"sign_by_sigstore_private_key: {keys / 'signing.key'}\n"
                                              f"encryption_key: jwe:{keys / 'encryption.pub'}\n")
     b = c = None
