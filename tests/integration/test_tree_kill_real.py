@@ -240,6 +240,9 @@ def test_soak_tree_kills(host_a, host_b, make_bundle, tmp_path, busybox_lower):
     try:
         for i in range(cycles):
             archive = tmp_path / f"soak-{i % 2}.tar.zst"
+            # Two paths take turns (disk): the older archive goes first, so that a killed export's
+            # "nothing at the archive's path" (cycle_checkpoint) is about this cycle's export.
+            archive.unlink(missing_ok=True)
             try:
                 if rng.random() < 0.5:
                     fault = soak_faults(rng, CHECKPOINT_FAULTS, 0.35)
