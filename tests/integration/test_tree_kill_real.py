@@ -141,14 +141,16 @@ def cycle_restore(a: TreeHost, b: Bundle, cid: str, fault: str | None, archive) 
 
 
 def cycle_migrate(src: tuple[TreeHost, Bundle], dst: tuple[TreeHost, Bundle], cid: str, send_fault: str | None,
-                  recv_fault: str | None, lower) -> tuple[tuple[TreeHost, Bundle], tuple[TreeHost, Bundle], bool]:
+                  recv_fault: str | None, lower, send_args: tuple[str, ...] = ()
+                  ) -> tuple[tuple[TreeHost, Bundle], tuple[TreeHost, Bundle], bool]:
     """Migrate src -> dst (a side maybe killed); after a kill the engine retries the migration once, from
-    wherever the container runs; then the one named command if it runs nowhere. (where it runs, other, killed)"""
+    wherever the container runs; then the one named command if it runs nowhere. (where it runs, other, killed)
+    send_args: the sender's flags (--pre-copy), for the first try and the retry alike."""
     hosts = [src, dst]
     seen = counter(src[1])
     if not any(n.startswith(".runc-ckpt-import-") for n in os.listdir(dst[1].path)):
         remount_fresh(dst[1], lower)
-    sent, got = migrate(src[0], dst[0], cid, dst[1], send_fault, recv_fault)
+    sent, got = migrate(src[0], dst[0], cid, dst[1], send_fault, recv_fault, send_args)
     killed = -9 in (sent.returncode, got.returncode)
     if not killed:
         assert sent.returncode == 0 and got.returncode == 0, (sent.stderr, got.stderr)
@@ -158,7 +160,7 @@ def cycle_migrate(src: tuple[TreeHost, Bundle], dst: tuple[TreeHost, Bundle], ci
     running = runs_on(hosts, cid)
     a = src if not running or running[0][0] is src[0] else dst
     b = dst if a is src else src
-    sent2, got2 = migrate(a[0], b[0], cid, b[1])
+    sent2, got2 = migrate(a[0], b[0], cid, b[1], send_args=send_args)
     if not runs_on(hosts, cid):
         recover(hosts, cid, sent2.stderr, got2.stderr, sent.stderr, got.stderr)
     here = assert_runs_once_and_counts_on(hosts, cid, seen)
@@ -202,6 +204,29 @@ def test_tree_kill_either_side_of_a_stream(host_a, host_b, make_bundle, tmp_path
         assert killed, "the fault did not fire"
         assert_nothing_left([src, dst], cid, tmp_path)
         cycle_migrate(here, there, cid, None, None, busybox_lower)      # what runs migrates again
+        assert_nothing_left([src, dst], cid, tmp_path)
+    finally:
+        cleanup([src, dst], cid)
+
+
+# A --pre-copy stream (memory pre-copy: P0 staged as the parent of P1'): the receiver killed with P0
+# staged, with both staged and verified, with them applied, inside CRIU's restore of the chain; the sender
+# killed after the freeze.
+PRE_COPY_FAULTS = [("recv", "phase1-staged:killtree"), ("recv", "staged:killtree"), ("recv", "applied:killtree"),
+                   ("recv", "criu:pre-restore"), ("send", "dumped:killtree")]
+
+
+@pytest.mark.parametrize("side,fault", PRE_COPY_FAULTS)
+def test_tree_kill_either_side_of_a_pre_copy_stream(host_a, host_b, make_bundle, tmp_path, busybox_lower,
+                                                    side, fault):
+    src, dst = (host_a, make_bundle(name="src")), (host_b, make_bundle(name="dst"))
+    cid = start(src[0], src[1])
+    try:
+        here, there, killed = cycle_migrate(src, dst, cid, fault if side == "send" else None,
+                                            fault if side == "recv" else None, busybox_lower, ("--pre-copy",))
+        assert killed, "the fault did not fire"
+        assert_nothing_left([src, dst], cid, tmp_path)
+        cycle_migrate(here, there, cid, None, None, busybox_lower, ("--pre-copy",))
         assert_nothing_left([src, dst], cid, tmp_path)
     finally:
         cleanup([src, dst], cid)
