@@ -292,12 +292,9 @@ def test_node_encryption_seals_an_engines_images_dir_and_a_plain_restore_opens_i
     assert ours_on_tmpfs() <= before_shm and not list((tmp_path / "state").rglob(".tmpfs-*"))
 
 
-@pytest.mark.parametrize("fault", ["tmpfs-made:killtree", "runc-restore:killtree"])
-def test_a_plain_restore_killed_with_plaintext_on_tmpfs_leaves_none_after_the_retry(make_bundle, containers,
-                                                                                   tmp_path, runc_ckpt_bin, fault):
-    """Node-level encryption: a plain restore killed (whole tree) once its tmpfs dir exists, or with the
-    complete decrypted copy in it just before runc; the retry's sweep wipes the copy -- complete or not: the
-    sealed dir is the durable one -- and restores."""
+def _node_with_a_marker(make_bundle, containers, tmp_path, runc_ckpt_bin):
+    """A node with its keys in runc-ckpt.yaml (encryption, no policy) and a running container whose memory
+    holds a marker: (env, bundle, container ID, marker)."""
     keys = _keys(runc_ckpt_bin, tmp_path / "keys")
     (tmp_path / "tmpdir").mkdir()
     env = _node_config(tmp_path, keys, "node")
@@ -305,6 +302,16 @@ def test_a_plain_restore_killed_with_plaintext_on_tmpfs_leaves_none_after_the_re
     cid = containers.run(b)
     marker = read_marker(b)
     wait_for(lambda: b.counter() > 2, what="counter to start")
+    return env, b, cid, marker
+
+
+@pytest.mark.parametrize("fault", ["tmpfs-made:killtree", "runc-restore:killtree"])
+def test_a_plain_restore_killed_with_plaintext_on_tmpfs_leaves_none_after_the_retry(make_bundle, containers,
+                                                                                   tmp_path, runc_ckpt_bin, fault):
+    """Node-level encryption: a plain restore killed (whole tree) once its tmpfs dir exists, or with the
+    complete decrypted copy in it just before runc; the retry's sweep wipes the copy -- complete or not: the
+    sealed dir is the durable one -- and restores."""
+    env, b, cid, marker = _node_with_a_marker(make_bundle, containers, tmp_path, runc_ckpt_bin)
     images, work = b.path / "checkpoint", b.path / "work-dir"
     before_shm = ours_on_tmpfs()
     base = [runc_ckpt_bin, "--root", str(containers.root)]
@@ -335,13 +342,7 @@ def test_a_node_sealed_checkpoint_killed_with_plaintext_on_tmpfs_leaves_none_aft
     """An engine's plain checkpoint under node encryption, killed (whole tree) before runc, or after the dump
     and before the sealing (the container gone: the tmpfs dump is its only copy). The retry checkpoints it,
     or names the restore that brings it back from tmpfs; the next call wipes what is left."""
-    keys = _keys(runc_ckpt_bin, tmp_path / "keys")
-    (tmp_path / "tmpdir").mkdir()
-    env = _node_config(tmp_path, keys, "node")
-    b = marker_bundle(make_bundle)
-    cid = containers.run(b)
-    marker = read_marker(b)
-    wait_for(lambda: b.counter() > 2, what="counter to start")
+    env, b, cid, marker = _node_with_a_marker(make_bundle, containers, tmp_path, runc_ckpt_bin)
     seen = b.counter()
     images, work = b.path / "checkpoint", b.path / "work-dir"
     before_shm = ours_on_tmpfs()
