@@ -255,12 +255,7 @@ def _drop_plaintext(runc: str, inv: Invocation, t: Target) -> None:
     plan = t.plan
     if plan.memory_dir is None or plan.record_dir is None or not os.path.lexists(plan.memory_dir):
         return
-    try:
-        containerstate.state(runc, inv, t.state.id)
-        exists = True
-    except RuncCkptError:
-        exists = False
-    tmpfsimages.sweep(plan.record_dir, exists, only=plan.memory_dir)
+    tmpfsimages.sweep(plan.record_dir, containerstate.exists(runc, inv, t.state.id), only=plan.memory_dir)
 
 
 def _seal_caller_images(t: Target) -> None:

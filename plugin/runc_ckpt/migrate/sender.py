@@ -250,7 +250,7 @@ def _after_failure(runc: str, inv: Invocation, p: CheckpointRequest, t: flow.Tar
     """Put the container back here if the dump stopped it; say what state things are in."""
     if not dumped and not p.leave_running:
         # A signal or hook failure right after a successful dump ends checkpoint_one with an error.
-        dumped = _gone(runc, inv, t.state.id) and os.path.exists(os.path.join(t.plan.final_dir, layout.INVENTORY))
+        dumped = not containerstate.exists(runc, inv, t.state.id) and os.path.exists(os.path.join(t.plan.final_dir, layout.INVENTORY))
     if not dumped:
         return f"container {t.state.id} keeps running here; the target keeps nothing"
     plan = t.plan
@@ -263,14 +263,6 @@ def _after_failure(runc: str, inv: Invocation, p: CheckpointRequest, t: flow.Tar
                 "the target keeps nothing")
     return (f"restoring container {t.state.id} here failed too (runc exit status {rc}); its images are kept "
             f"in {plan.final_dir}")
-
-
-def _gone(runc: str, inv: Invocation, cid: str) -> bool:
-    try:
-        containerstate.state(runc, inv, cid)
-    except RuncCkptError:
-        return True
-    return False
 
 
 def _restore_flags(p: CheckpointRequest, t: flow.Target) -> list[str]:

@@ -91,6 +91,15 @@ def state(runc: str, inv: Invocation, container_id: str) -> ContainerState:
         raise RuncCkptError(f"unexpected output of runc state: {e}") from None
 
 
+def exists(runc: str, inv: Invocation, container_id: str) -> bool:
+    """Whether runc knows the container (any `runc state` failure counts as gone)."""
+    try:
+        state(runc, inv, container_id)
+    except RuncCkptError:
+        return False
+    return True
+
+
 def list_all(runc: str, inv: Invocation) -> list[ContainerState]:
     """Every container under the caller's --root (runc prints `null` for none)."""
     text = _query(runc, inv, ["list", "-f", "json"])
