@@ -43,8 +43,8 @@ from dataclasses import dataclass
 from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.rootfs import mountinfo
 from runc_ckpt.runtime import atomicfile, faults, procscan, safe_remove
+from runc_ckpt.runtime.memscratch import TMPFS  # the one place that says where our tmpfs dirs live
 
-TMPFS = "/dev/shm"
 PREFIX = "runc-ckpt-images-"
 IMAGES = "checkpoint"            # CRIU's images inside the tmpfs dir
 INVENTORY = "inventory.img"      # CRIU's last write: the dump is complete
