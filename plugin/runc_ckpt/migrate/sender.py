@@ -117,6 +117,9 @@ def _send(runc: str, inv: Invocation, cfg: config.Config, m: MigrateSend, runc_f
                     if choice.method != memory.SKIPPED:
                         first0 = memory.phase0(runc, inv, cfg.state_dir, p, runc_flags, t, choice, scratch, tw,
                                                int(now))
+                    if first0 is not None and first0.index is not None \
+                            and memory.p1_on_tmpfs(cfg.state_dir, t, p):
+                        runclog.debug(inv.flags, f"--pre-copy: the freeze dumps into {t.plan.image_dir}")
                     tw.add_bytes(layout.PHASE1_END, b"{}", mtime=int(now))
                 tw.flush()
                 if first is not None and replies is not None:
