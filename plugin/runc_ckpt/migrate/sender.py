@@ -130,10 +130,13 @@ def _send(runc: str, inv: Invocation, cfg: config.Config, m: MigrateSend, runc_f
                 frozen = time.monotonic()
                 # Until the stream ends, the images here may be the container's only copy (issue 19).
                 intent.begin(str(t.plan.container_dir), intent.STREAM, t.state.bundle, inv.flags.root)
+                hasher = memory.hash_while_dumped(first0, t.plan.image_dir)
+                if hasher is not None:
+                    scratch_dirs.callback(hasher.close)
                 flow.checkpoint_one(runc, inv, cfg, p, runc_flags, t, None)
                 dumped = not p.leave_running
                 faults.point("dumped")
-                _phase2(tw, memory.freeze_images(first0, req, scratch, inv), first, now)
+                _phase2(tw, memory.freeze_images(first0, req, scratch, inv, hasher), first, now)
                 tw.close()
                 sink.close()
                 if sealer is not None:
