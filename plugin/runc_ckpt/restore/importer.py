@@ -220,7 +220,7 @@ class _Restore:
         steps.append(time.time())
         self._apply(journal, staged, settled, cid)
         steps.append(time.time())
-        runclog.debug(self.inv.flags, "restore --import: after the last member (at {:.3f}): ".format(steps[0]) +
+        runclog.debug(self.inv.flags, f"restore --import: after the last member (at {steps[0]:.3f}): " +
                       ", ".join(f"{what} {b - a:.3f} s" for what, a, b in zip(
                           ("verified", "parent checked", "settled (policy, pre-flight, hooks)", "applied"),
                           steps, steps[1:], strict=False)))
