@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pycriu.images
@@ -271,3 +272,58 @@ def test_the_parent_check_follows_a_chain(tmp_path):
     write_dump(p0, {"pagemap-1.img": (1, [(A + PAGE, [page("a1"), page("a2")], PE_PRESENT)])})
     with pytest.raises(RuncCkptError, match=f"the page at {A:#x} is in the parent"):
         incremental.check_parent(str(tmp_path / "p2x"))
+
+
+def _written_while_hashed(src: Path, dst: Path) -> dict[str, incremental.Hashed]:
+    """Copy the dump src to dst the way CRIU writes one (pages files growing a page at a time, a torn page
+    included) while a PageHasher follows dst; its digests once the copy is done."""
+    dst.mkdir()
+    hasher = incremental.PageHasher(str(dst))
+    try:
+        for f in sorted(src.iterdir()):
+            data = f.read_bytes()
+            with open(dst / f.name, "wb", buffering=0) as out:
+                for at in range(0, len(data), PAGE):
+                    out.write(data[at:at + PAGE // 2])
+                    time.sleep(incremental.PageHasher.POLL)
+                    out.write(data[at + PAGE // 2:at + PAGE])
+        return hasher.finish()
+    finally:
+        hasher.close()
+
+
+def test_pages_hashed_while_the_dump_was_written_are_not_read_again(dumps, tmp_path):
+    p0, p1, out = dumps
+    hashed = _written_while_hashed(p1, tmp_path / "live")
+    assert hashed["pages-4.img"].digests == incremental._digest(memoryview((p1 / "pages-4.img").read_bytes()))
+    plain = incremental.build(str(p0), str(p1), str(tmp_path / "plain"))
+    result = incremental.build_from_index(incremental.index_parent(str(p0)), str(tmp_path / "live"), str(out), hashed)
+    assert (result.pages, result.kept) == (plain.pages, plain.kept)
+    assert result.bytes_read == 0 and plain.bytes_read == plain.pages * PAGE
+    for name in ("pagemap-1.img", "pagemap-shmem-7.img", "pagemap-2.img", "pages-4.img", "pages-5.img"):
+        assert (out / name).read_bytes() == (tmp_path / "plain" / name).read_bytes()
+
+
+def test_digests_of_another_file_of_the_same_name_are_not_trusted(dumps, tmp_path):
+    """The pages file replaced after it was hashed (another inode): read and hashed again, never matched blind."""
+    p0, p1, out = dumps
+    hashed = _written_while_hashed(p0, tmp_path / "live")       # P0's digests under P1's names
+    hashed = {"pages-4.img": incremental.Hashed(hashed["pages-1.img"].identity, hashed["pages-1.img"].digests)}
+    result = incremental.build_from_index(incremental.index_parent(str(p0)), str(p1), str(out), hashed)
+    assert (result.pages, result.kept) == (10, 6) and result.bytes_read == result.pages * PAGE
+    assert restored(out, "pagemap-1.img") == restored(p1, "pagemap-1.img")
+
+
+def test_a_pages_file_that_shrinks_while_followed_is_dropped(tmp_path):
+    d = tmp_path / "live"
+    d.mkdir()
+    (d / "pages-1.img").write_bytes(page("a") * 3)
+    hasher = incremental.PageHasher(str(d))
+    try:
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not hasher._files:
+            time.sleep(0.01)
+        os.truncate(d / "pages-1.img", PAGE)
+        assert hasher.finish() == {}
+    finally:
+        hasher.close()

@@ -21,7 +21,7 @@ from runc_ckpt.runtime.containerstate import ContainerState
 from runc_ckpt.runtime.criu import features
 from runc_ckpt.settings import config
 from runc_ckpt.settings.policy import Policy
-from runc_ckpt.state import predump
+from runc_ckpt.state import predump, tmpfsimages
 
 CID = "web"
 OFF = "Warn  (criu/cr-check.c:824): Dirty tracking is OFF. Memory snapshot will not work.\n"
@@ -154,3 +154,33 @@ def test_pre_dump_phase_0_is_a_real_pre_dump_and_the_freeze_dumps_on_top_of_it(f
     assert t.plan.parent_path == "../pre-checkpoint.1"
     assert t.plan.add_flags[-2:] == ["--parent-path", "../pre-checkpoint.1"]
     assert os.readlink(os.path.join(state_dir, CID, "pre-checkpoint")) == "pre-checkpoint.1"
+
+
+def test_the_freeze_dumps_to_tmpfs_recorded_and_linked_as_the_state_dirs_checkpoint(tmp_path, state_dir):
+    t = _target(tmp_path, state_dir)
+    final = t.plan.final_dir
+    assert memory.p1_on_tmpfs(state_dir, t, CheckpointRequest(containers=[CID]))
+    plan = t.plan
+    assert plan.memory_dir is not None and plan.image_dir.startswith(tmpfsimages.TMPFS + "/")
+    # The export still reads <state>/<id>/checkpoint (a link once the dump is complete), and the work dir stays
+    assert plan.final_dir == final and plan.work_dir == os.path.join(state_dir, CID, predump.WORK)
+    assert plan.record_dir == os.path.join(os.path.realpath(state_dir), CID)
+    assert ["--image-path", plan.image_dir] == plan.add_flags[:2]
+    predump.prepare(plan)
+    try:
+        assert [r.directory for r in tmpfsimages.records(plan.record_dir)] == [plan.memory_dir]
+    finally:
+        predump.abandon(plan)
+    assert not os.path.lexists(plan.memory_dir) and tmpfsimages.records(plan.record_dir) == []
+
+
+@pytest.mark.parametrize("why", ["keep", "caller-images", "encrypted", "no-tmpfs"])
+def test_the_freeze_dump_stays_where_it_was(tmp_path, state_dir, monkeypatch, why):
+    t = _target(tmp_path, state_dir, image_path=str(tmp_path / "imgs") if why == "caller-images" else None)
+    if why == "encrypted":
+        t.plan = predump.plan(state_dir, CID, predump.CallerPaths(), False, False, True, tmpfsimages.choose())
+    if why == "no-tmpfs":
+        monkeypatch.setattr(tmpfsimages.mountinfo, "find_mount", lambda path: None)
+    before = t.plan
+    assert not memory.p1_on_tmpfs(state_dir, t, CheckpointRequest(containers=[CID], keep=why == "keep"))
+    assert t.plan is before

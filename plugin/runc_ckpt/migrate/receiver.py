@@ -19,6 +19,7 @@ from runc_ckpt.migrate import handshake, hello, stream
 from runc_ckpt.migrate.request import MigrateReceive
 from runc_ckpt.restore import importer
 from runc_ckpt.runtime import faults
+from runc_ckpt.runtime.criu import images
 from runc_ckpt.settings import config
 from runc_ckpt.trust import policy as trustpolicy
 from runc_ckpt.trust.policy import NO_POLICY, Policy
@@ -60,6 +61,9 @@ class Session:
         faults.point("phase1-staged")
         if self.replier is not None:
             self.replier.send(handshake.PHASE1, True)
+        # The sender freezes now, and for a CRIU dump's time the stream is quiet: the pycriu the restore
+        # reads the images with (check_parent, the pre-flight) is imported meanwhile, not after the freeze.
+        images.preload()
 
     def staged(self) -> None:
         faults.point("staged")

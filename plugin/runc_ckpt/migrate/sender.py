@@ -117,6 +117,9 @@ def _send(runc: str, inv: Invocation, cfg: config.Config, m: MigrateSend, runc_f
                     if choice.method != memory.SKIPPED:
                         first0 = memory.phase0(runc, inv, cfg.state_dir, p, runc_flags, t, choice, scratch, tw,
                                                int(now))
+                    if first0 is not None and first0.index is not None \
+                            and memory.p1_on_tmpfs(cfg.state_dir, t, p):
+                        runclog.debug(inv.flags, f"--pre-copy: the freeze dumps into {t.plan.image_dir}")
                     tw.add_bytes(layout.PHASE1_END, b"{}", mtime=int(now))
                 tw.flush()
                 if first is not None and replies is not None:
@@ -127,10 +130,13 @@ def _send(runc: str, inv: Invocation, cfg: config.Config, m: MigrateSend, runc_f
                 frozen = time.monotonic()
                 # Until the stream ends, the images here may be the container's only copy (issue 19).
                 intent.begin(str(t.plan.container_dir), intent.STREAM, t.state.bundle, inv.flags.root)
+                hasher = memory.hash_while_dumped(first0, t.plan.image_dir)
+                if hasher is not None:
+                    scratch_dirs.callback(hasher.close)
                 flow.checkpoint_one(runc, inv, cfg, p, runc_flags, t, None)
                 dumped = not p.leave_running
                 faults.point("dumped")
-                _phase2(tw, memory.freeze_images(first0, req, scratch, inv), first, now)
+                _phase2(tw, memory.freeze_images(first0, req, scratch, inv, hasher), first, now)
                 tw.close()
                 sink.close()
                 if sealer is not None:

@@ -207,14 +207,23 @@ class _Restore:
         self._stage_previous(import_dir)
         staged, src, host_versions = self._stage(import_dir, volumes)
         faults.point("staging")
+        steps = [time.time()]       # wall clock: what a migration's downtime is made of (--debug)
         self._verify(staged, src, host_versions, volumes)
         self._stage_chain(staged, src, import_dir)
+        steps.append(time.time())
         _check_parent(import_dir)
         cid = self._settle_id(staged)
+        steps.append(time.time())
         settled = self._settle(staged, cid, volumes, import_dir)
         if self.session is not None:
             self.session.staged()
+        steps.append(time.time())
         self._apply(journal, staged, settled, cid)
+        steps.append(time.time())
+        runclog.debug(self.inv.flags, f"restore --import: after the last member (at {steps[0]:.3f}): " +
+                      ", ".join(f"{what} {b - a:.3f} s" for what, a, b in zip(
+                          ("verified", "parent checked", "settled (policy, pre-flight, hooks)", "applied"),
+                          steps, steps[1:], strict=False)))
         return settled
 
     @property
@@ -464,6 +473,7 @@ class _Restore:
                 faults.point("runc-restore")
                 rc = proc.wait()
             runtime_us = int((time.monotonic() - t0) * 1e6)
+            runclog.debug(inv.flags, f"restore --import: runc restore exited {rc} after {runtime_us / 1e6:.3f} s")
             if rc == 0 and req.print_stats:
                 restore_stats = _criu_restore_stats(work)
                 total_us = int((time.monotonic() - self.started) * 1e6)

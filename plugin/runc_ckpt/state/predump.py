@@ -84,7 +84,7 @@ class Plan:
     add_flags: list[str] = field(default_factory=list)  # runc flags we add to the caller's
     container_dir: str | None = None  # <state_dir>/<id> when the images are ours
     own_work: bool = False         # work_dir is ours (we may tidy it)
-    memory_dir: str | None = None  # the tmpfs dir holding image_dir (state/tmpfsimages): an encrypted checkpoint
+    memory_dir: str | None = None  # the tmpfs dir holding image_dir (state/tmpfsimages): encrypted, a pre-copy freeze
     record_dir: str | None = None  # <state_dir>/<id>, where the tmpfs dir is recorded (set with memory_dir)
     copy_at: str | None = None     # the caller's sealed images dir's listing (trust.sealeddir), once written
 

@@ -5,7 +5,9 @@ leave the process's pages in the clear on disk, not even for the moments
 between the dump and the sealed write. So CRIU dumps into a private
 directory on tmpfs (/dev/shm, checked to be tmpfs at run time: without one
 the call is refused rather than written to disk), and the images are sealed
-from there:
+from there. A `--pre-copy` stream's freeze dumps here too, encrypted or not
+(migrate/memory.p1_on_tmpfs): its dump is read once more and sent, and on
+disk the freeze waited for writeback:
 
     /dev/shm/runc-ckpt-images-<random>/     0700, ours
       checkpoint/                           CRIU's images (--image-path)
@@ -176,10 +178,10 @@ def recover(container_dir: str) -> list[str]:
                         f"in {os.path.dirname(rec.copy_at)}")
         elif not complete(rec.directory):
             wipe(container_dir, rec.directory)
-            done.append(f"removed {rec.directory}: CRIU's images of an interrupted encrypted checkpoint, "
+            done.append(f"removed {rec.directory}: CRIU's images of an interrupted checkpoint on tmpfs, "
                         "incomplete")
         elif link(container_dir, rec.directory):
-            done.append(f"kept the images of an interrupted encrypted checkpoint on tmpfs at {rec.directory} "
+            done.append(f"kept the images of an interrupted checkpoint on tmpfs at {rec.directory} "
                         f"(linked as {os.path.join(container_dir, IMAGES)}) until the container runs again")
     return done
 
@@ -224,6 +226,6 @@ def sweep(container_dir: str, container_exists: bool, only: str | None = None) -
             continue
         wipe(container_dir, rec.directory)
         if only is None:
-            done.append(f"removed {rec.directory}: the plaintext images of an encrypted checkpoint, no longer "
+            done.append(f"removed {rec.directory}: the images of a checkpoint on tmpfs, no longer "
                         "needed")
     return done

@@ -42,6 +42,11 @@ def _pycriu() -> ModuleType | None:
     return _decoder
 
 
+def preload() -> None:
+    """Import pycriu now, while nothing waits (a pre-copy receiver during the sender's freeze), not at first use."""
+    _pycriu()
+
+
 _UNREADABLE: tuple[type[BaseException], ...] = (OSError, ValueError, KeyError, IndexError, struct.error)
 FILES_IMG = "files.img"
 REMAP_IMG = "remap-fpath.img"

@@ -18,6 +18,15 @@ go backwards, list more pages than the pages file holds, or carry unknown
 flags are refused with one error before anything is written. All pages
 move through one fixed buffer, so memory does not grow with the dump. The
 result appears whole (a temp directory renamed into place) or not at all.
+
+A migration's freeze cannot wait for a second read of P1: `PageHasher`
+hashes the pages files while CRIU writes them, and the build then reads
+only the pages that changed. CRIU writes each pages-<id>.img front to
+back and never rewrites it (criu/page-xfer.c appends every batch), and the
+kernel extends a file's size only after the data below it is in place, so
+a whole page below the size is final. The hasher keeps each file open and
+its digests are used only for the same file (device and inode) the build
+opens, and only up to the length it hashed; the rest is read as before.
 """
 
 from __future__ import annotations
@@ -29,7 +38,8 @@ import itertools
 import os
 import shutil
 import stat
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -123,7 +133,7 @@ class Result:
 
     pages: int
     kept: int
-    bytes_read: int
+    bytes_read: int         # of pages read by the build (not those hashed while the dump was written)
 
     @property
     def in_parent(self) -> int:
@@ -231,15 +241,116 @@ def _read_exact(f: io.BufferedReader, view: memoryview, where: str) -> None:
         got += n
 
 
-def _chunks(f: io.BufferedReader, entry: Entry, buf: memoryview, where: str) -> Iterator[tuple[int, memoryview]]:
-    """(vaddr, pages) of a present entry, CHUNK_PAGES at a time, read in order from its pages file."""
+def _chunk_spans(entry: Entry) -> Iterator[tuple[int, int]]:
+    """(vaddr, pages) of an entry, CHUNK_PAGES at a time: what one buffer holds."""
     vaddr = entry.vaddr
     while vaddr < entry.end:
         n = min(CHUNK_PAGES, (entry.end - vaddr) // PAGE)
+        yield vaddr, n
+        vaddr += n * PAGE
+
+
+def _chunks(f: io.BufferedReader, entry: Entry, buf: memoryview, where: str) -> Iterator[tuple[int, memoryview]]:
+    """(vaddr, pages) of a present entry, CHUNK_PAGES at a time, read in order from its pages file."""
+    for vaddr, n in _chunk_spans(entry):
         view = buf[:n * PAGE]
         _read_exact(f, view, where)
         yield vaddr, view
-        vaddr += n * PAGE
+
+
+@dataclass(frozen=True)
+class Hashed:
+    """The digests of a pages file's first len(digests) // DIGEST pages, and which file it was."""
+
+    identity: tuple[int, int]         # st_dev, st_ino
+    digests: bytes
+
+
+class PageHasher:
+    """Hash a dump's pages files while CRIU writes them (see the module docstring), in one thread.
+
+    finish() after the dump: one last pass over what was written since, then the digests by file name.
+    close() on any other path: the thread stops, nothing is returned. Any error (the directory not made
+    yet, a file gone) only leaves a file unhashed: the build reads what is not covered.
+    """
+
+    POLL = 0.005                      # seconds between passes while CRIU writes nothing new
+
+    def __init__(self, directory: str) -> None:
+        self._dir = directory
+        self._stop = threading.Event()
+        self._files: dict[str, tuple[int, tuple[int, int], bytearray]] = {}   # name -> fd, identity, digests
+        self._thread = threading.Thread(target=self._run, name="page-hasher", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        buf = memoryview(bytearray(CHUNK_PAGES * PAGE))
+        while not self._stop.is_set():
+            if not self._pass(buf):
+                self._stop.wait(self.POLL)
+
+    def _pass(self, buf: memoryview) -> bool:
+        """Hash every whole page the pages files have grown by; whether any had."""
+        grew = False
+        try:
+            names = [n for n in os.listdir(self._dir) if n.startswith("pages-") and n.endswith(".img")]
+        except OSError:
+            return False
+        for name in names:
+            try:
+                grew = self._follow(name, buf) or grew
+            except OSError:
+                self._drop(name)
+        return grew
+
+    def _follow(self, name: str, buf: memoryview) -> bool:
+        if name not in self._files:
+            fd = os.open(os.path.join(self._dir, name), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            st = os.fstat(fd)
+            self._files[name] = (fd, (st.st_dev, st.st_ino), bytearray())
+        fd, _, digests = self._files[name]
+        if fd < 0:
+            return False
+        done = len(digests) // DIGEST * PAGE
+        size = os.fstat(fd).st_size // PAGE * PAGE
+        if size < done:               # not the append-only file it should be: never trusted again
+            digests.clear()
+            raise OSError("pages file shrank")
+        grew = size > done
+        while done < size:
+            n = os.preadv(fd, [buf[:min(len(buf), size - done)]], done)
+            if n < PAGE:
+                break
+            n -= n % PAGE
+            digests += _digest(buf[:n])
+            done += n
+        return grew
+
+    def _drop(self, name: str) -> None:
+        entry = self._files.pop(name, None)
+        if entry is not None:
+            os.close(entry[0])
+        self._files[name] = (-1, (-1, -1), bytearray())   # a placeholder: not followed again
+
+    def _end(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def finish(self) -> dict[str, Hashed]:
+        """After the dump: hash what is left, stop, and hand over the digests."""
+        self._end()
+        self._pass(memoryview(bytearray(CHUNK_PAGES * PAGE)))
+        done = {name: Hashed(identity, bytes(digests)) for name, (fd, identity, digests) in self._files.items()
+                if fd >= 0}
+        self.close()
+        return done
+
+    def close(self) -> None:
+        self._end()
+        for fd, _, _ in self._files.values():
+            if fd >= 0:
+                os.close(fd)
+        self._files.clear()
 
 
 def _digest(view: memoryview) -> bytes:
@@ -316,28 +427,53 @@ def _add_run(out: list[Entry], vaddr: int, nr: int, flags: int) -> None:
         out.append(Entry(vaddr, nr, flags))
 
 
+def _hashed_for(src: io.BufferedReader, hashed: Hashed | None) -> bytes:
+    """The digests hashed while the dump was written, if they are of this very file; else none."""
+    if hashed is None:
+        return b""
+    st = os.fstat(src.fileno())
+    return hashed.digests if (st.st_dev, st.st_ino) == hashed.identity else b""
+
+
 def _build_pagemap(dump: str, name: str, pagemap: Pagemap, digests: PagemapDigests | None,
-                   staging: str, buf: memoryview) -> Result:
-    """Write one pagemap and its pages file into staging; returns the pages seen and kept."""
+                   staging: str, buf: memoryview, hashed: Hashed | None = None) -> Result:
+    """Write one pagemap and its pages file into staging; returns the pages seen and kept.
+
+    Pages `hashed` covers are not read unless they changed; the others are read and hashed here.
+    """
     pages_in = os.path.join(dump, _pages_name(pagemap.pages_id))
     entries: list[Entry] = []
-    pages = kept = 0
+    pages = kept = read = 0
     with contextlib.ExitStack() as stack:
         src = stack.enter_context(open(pages_in, "rb")) if pagemap.present_pages() else None
         dst = stack.enter_context(open(os.path.join(staging, _pages_name(pagemap.pages_id)), "xb"))
+        known = _hashed_for(src, hashed) if src is not None else b""
         for e in pagemap.entries:
             if not e.present:
                 entries.append(e)
                 continue
             assert src is not None
             out: list[Entry] = []
-            for vaddr, view in _chunks(src, e, buf, pages_in):
+            for vaddr, n in _chunk_spans(e):
+                at = pages + n
+                if at * DIGEST <= len(known):
+                    current, view = known[pages * DIGEST:at * DIGEST], None
+                else:
+                    view = buf[:n * PAGE]
+                    src.seek(pages * PAGE)
+                    _read_exact(src, view, pages_in)
+                    current, read = _digest(view), read + n
                 i = 0
-                for in_parent, group in itertools.groupby(_same(digests, vaddr, _digest(view))):
+                for in_parent, group in itertools.groupby(_same(digests, vaddr, current)):
                     k = len(list(group))
                     _add_run(out, vaddr + i * PAGE, k, PE_PARENT if in_parent else e.flags)
                     if not in_parent:
-                        dst.write(view[i * PAGE:(i + k) * PAGE])
+                        if view is None:
+                            src.seek((pages + i) * PAGE)
+                            _read_exact(src, buf[:k * PAGE], pages_in)
+                            dst.write(buf[:k * PAGE])
+                        else:
+                            dst.write(view[i * PAGE:(i + k) * PAGE])
                         kept += k
                     i += k
                 pages += i
@@ -345,7 +481,7 @@ def _build_pagemap(dump: str, name: str, pagemap: Pagemap, digests: PagemapDiges
     with open(os.path.join(staging, name), "xb") as f:
         images.dump_image(PAGEMAP_MAGIC, [{"pages_id": pagemap.pages_id}] + [
             {"vaddr": e.vaddr, "compat_nr_pages": 0, "flags": e.flags, "nr_pages": e.nr_pages} for e in entries], f)
-    return Result(pages, kept, pages * PAGE)
+    return Result(pages, kept, read * PAGE)
 
 
 def _link_or_copy(src: str, dst: str) -> None:
@@ -355,8 +491,11 @@ def _link_or_copy(src: str, dst: str) -> None:
         shutil.copy2(src, dst, follow_symlinks=False)
 
 
-def build_from_index(parent: ParentIndex, dump: str, out: str) -> Result:
-    """Write `out` (which must not exist) from the full dump `dump`, on top of the indexed parent."""
+def build_from_index(parent: ParentIndex, dump: str, out: str, hashed: Mapping[str, Hashed] | None = None) -> Result:
+    """Write `out` (which must not exist) from the full dump `dump`, on top of the indexed parent.
+
+    hashed: PageHasher.finish()'s digests of the dump's pages files, so that what did not change is not read.
+    """
     files = _dump_files(dump)
     if PARENT_LINK in files or os.path.lexists(os.path.join(dump, PARENT_LINK)):
         raise _bad(dump, "it has a parent itself: build from a full dump")
@@ -373,7 +512,8 @@ def build_from_index(parent: ParentIndex, dump: str, out: str) -> Result:
         buf = memoryview(bytearray(CHUNK_PAGES * PAGE))
         pages = kept = read = 0
         for name, pagemap in pagemaps.items():
-            r = _build_pagemap(dump, name, pagemap, parent.pagemaps.get(name), staging, buf)
+            r = _build_pagemap(dump, name, pagemap, parent.pagemaps.get(name), staging, buf,
+                               (hashed or {}).get(_pages_name(pagemap.pages_id)))
             pages, kept, read = pages + r.pages, kept + r.kept, read + r.bytes_read
         for name in files:
             if name not in rewritten:
