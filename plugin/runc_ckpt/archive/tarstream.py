@@ -127,7 +127,7 @@ def _text(field: bytes) -> str:
 def _checksum_ok(block: bytes, stored: bytes) -> bool:
     # tarfile accepts the unsigned sum and the (historic Sun) signed sum; so does GNU tar.
     want = _number(stored)
-    unsigned = byte_sum(block) - sum(stored) + 8 * 0x20     # stored: the checksum field, block[148:156]
+    unsigned = byte_sum(block) - byte_sum(stored) + 8 * 0x20     # stored: the checksum field, block[148:156]
     if want == unsigned:
         return True
     signed = unsigned - 2 * sum(b for b in block if b >= 0x80) + 2 * sum(b for b in block[148:156] if b >= 0x80)
