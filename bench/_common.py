@@ -267,9 +267,10 @@ def write_half_random(dest: str, mib: int, file_mib: int = 16) -> None:
         i += 1
 
 
-def write_small_files(top: str, files: int, kib: int, name: str = "f{:07d}.js") -> None:
-    """files files of kib KiB (half random, half zeros), 1000 per directory, like a package tree."""
-    rnd = os.urandom(1 << 20)
+def write_small_files(top: str, files: int, kib: int, name: str = "f{:07d}.js", compressible: bool = False) -> None:
+    """files files of kib KiB, 1000 per directory, like a package tree: each half random, half zeros
+    (about 2:1), or with compressible, slices of pool()'s log-like text (about 4:1)."""
+    rnd = pool(random.Random(42), 1 << 20) if compressible else os.urandom(1 << 20)
     size = kib * 1024
     for i in range(files):
         d = os.path.join(top, f"d{i // 1000:04d}")
@@ -277,7 +278,49 @@ def write_small_files(top: str, files: int, kib: int, name: str = "f{:07d}.js") 
             os.makedirs(d, exist_ok=True)
         off = (i * 4099) % (len(rnd) - size)
         with open(os.path.join(d, name.format(i)), "wb") as f:
-            f.write(rnd[off:off + size // 2] + bytes(size - size // 2))
+            f.write(rnd[off:off + size] if compressible else rnd[off:off + size // 2] + bytes(size - size // 2))
+
+
+# Fills N MiB with data that compresses about like a heap (a quarter of every
+# page random, the rest text), touches it all, signals readiness with a file, sleeps.
+FILLER_C = r"""
+#include <fcntl.h>
+#include <stdlib.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    size_t n = strtoul(argv[1], 0, 10) << 20;
+    unsigned char *p = malloc(n);
+    static const char text[] = "GET /api/v1/items 200 OK user=4711 latency_ms=12 INFO trace=abc\n";
+    unsigned long long x = 88172645463325252ULL;
+    if (!p) return 1;
+    for (size_t i = 0; i < n; i += 4096) {
+        for (int j = 0; j < 1024; j += 8) {
+            x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+            *(unsigned long long *)(p + i + j) = x;
+        }
+        for (int j = 1024; j < 4096; j++) p[i + j] = text[(j + i / 4096) % (sizeof text - 1)];
+    }
+    close(open(argv[2], O_CREAT | O_WRONLY, 0644));
+    for (;;) pause();
+}
+"""
+
+
+def build_memfill(work: Path) -> Path:
+    """The memory filler above, built static (it runs in a busybox-static image as /bin/memfill N READY)."""
+    src = work / "memfill.c"
+    src.write_text(FILLER_C)
+    binary = work / "memfill"
+    sh("gcc", "-static", "-O2", "-o", str(binary), str(src))
+    return binary
+
+
+def wait_file(path: Path, what: str, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise BenchError(f"timed out waiting for {what}")
+        time.sleep(0.05)
 
 
 def du_mib(path: str) -> float:

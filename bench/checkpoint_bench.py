@@ -57,6 +57,7 @@ from _common import (
     PodmanEnv,
     Runc,
     add_common_args,
+    build_memfill,
     busybox_tar,
     check_runc_ckpt,
     du_mib,
@@ -74,6 +75,7 @@ from _common import (
     timed,
     umount_under,
     unpack,
+    wait_file,
     write_pool_files,
 )
 
@@ -91,29 +93,6 @@ PODMAN_431 = {"memory": (2048, 6.4), "rootfs": (2048, 8.1), "smallfiles": (20000
               "volume": (1024, 4.6), "usr": (1024, 11.4)}   # the issue's figures: (size, seconds)
 VOLUME = "benchvol"
 
-# Fills N MiB with data that compresses about like a heap (a quarter of every
-# page random, the rest text), touches it all, signals readiness with a file, sleeps.
-FILLER_C = r"""
-#include <fcntl.h>
-#include <stdlib.h>
-#include <unistd.h>
-int main(int argc, char **argv) {
-    size_t n = strtoul(argv[1], 0, 10) << 20;
-    unsigned char *p = malloc(n);
-    static const char text[] = "GET /api/v1/items 200 OK user=4711 latency_ms=12 INFO trace=abc\n";
-    unsigned long long x = 88172645463325252ULL;
-    if (!p) return 1;
-    for (size_t i = 0; i < n; i += 4096) {
-        for (int j = 0; j < 1024; j += 8) {
-            x ^= x << 13; x ^= x >> 7; x ^= x << 17;
-            *(unsigned long long *)(p + i + j) = x;
-        }
-        for (int j = 1024; j < 4096; j++) p[i + j] = text[(j + i / 4096) % (sizeof text - 1)];
-    }
-    close(open(argv[2], O_CREAT | O_WRONLY, 0644));
-    for (;;) pause();
-}
-"""
 
 
 # ---------------------------------------------------------------- test data
@@ -158,11 +137,7 @@ def generate(case: str, size: int, dest: str) -> None:
 
 def build_image(work: Path) -> tuple[Path, Path]:
     """(image tarball for podman, the same tree unpacked as the bundles' overlay lower dir)."""
-    filler_src = work / "memfill.c"
-    filler_src.write_text(FILLER_C)
-    filler = work / "memfill"
-    sh("gcc", "-static", "-O2", "-o", str(filler), str(filler_src))
-    tar_path = busybox_tar(work / "image.tar", {"bin/memfill": str(filler)})
+    tar_path = busybox_tar(work / "image.tar", {"bin/memfill": str(build_memfill(work))})
     return tar_path, unpack(tar_path, work / "lower")
 
 
@@ -180,14 +155,6 @@ def _command(case: str, size: int) -> list[str]:
     return ["/bin/memfill", str(size), "/ready"] if case == "memory" else ["/bin/sleep", "1000000"]
 
 
-def _wait_file(path: Path, what: str, timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        if time.monotonic() > deadline:
-            raise BenchError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
 def run_podman(pm: PodmanEnv, case: str, size: int, src: str, out: str) -> Result:
     vol = []
     if case == "volume":
@@ -203,7 +170,7 @@ def run_podman(pm: PodmanEnv, case: str, size: int, src: str, out: str) -> Resul
     pm("start", case)
     if case == "memory":
         upper = Path(pm("inspect", "-f", "{{.GraphDriver.Data.UpperDir}}", case))
-        _wait_file(upper / "ready", "podman's memory filler")
+        wait_file(upper / "ready", "podman's memory filler")
     os.sync()
     t = time.perf_counter()
     printed = pm("container", "checkpoint", "--print-stats", "--export", out, "--compress", "zstd", case)
@@ -263,7 +230,7 @@ class Bundles:
         cid = f"{case}-{self.made}-{RUN}"
         self.runc.run_detached(bundle, cid)
         if case == "memory":
-            _wait_file(upper / "ready", "the memory filler")
+            wait_file(upper / "ready", "the memory filler")
         return cid
 
 

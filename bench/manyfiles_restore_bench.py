@@ -24,13 +24,19 @@ limit then restore that archive as above, end to end through the command
 line (this mode used to time runc-ckpt's archive path in-process, without
 CRIU; the restore of a sleeping busybox adds a fraction of a second);
 --dir /dev/shm keeps the file system out of the figures.
+--content picks the files' bytes: half-random (the default: each file half
+random, half zeros, about 2:1) or compressible (log-like text, about 4:1).
+--memory-mib N makes the container hold N MiB of heap-like memory (a static
+filler, bench/_common.FILLER_C) instead of sleeping, so CRIU's pages weigh
+in as well (the issue's row: 50k x 4 KiB half-random, --memory-mib 64).
 
 The machine's ext4 makes file creation slow right after mass deletions
 (the kernel's recently_deleted() inode scan), so each contender waits
 --settle seconds after the previous one's clean-up, and they run in the
 same order every time. Usage:
   bench/manyfiles_restore_bench.py --files 50000 --kib 4
-  bench/manyfiles_restore_bench.py --files 200000 --kib 1
+  bench/manyfiles_restore_bench.py --files 200000 --kib 1 --content compressible
+  bench/manyfiles_restore_bench.py --files 50000 --kib 4 --memory-mib 64 --runs 2
   bench/manyfiles_restore_bench.py --files 1000000 --kib 1 --synthetic --dir /dev/shm
   bench/manyfiles_restore_bench.py --smoke
 Exit 3 if a goal is missed (never in --smoke).
@@ -54,6 +60,7 @@ from _common import (
     PodmanEnv,
     Runc,
     add_common_args,
+    build_memfill,
     busybox_tar,
     check_runc_ckpt,
     metered,
@@ -68,6 +75,7 @@ from _common import (
     sh,
     umount_under,
     unpack,
+    wait_file,
     write_small_files,
 )
 
@@ -85,13 +93,19 @@ def main() -> int:
     ap.add_argument("--synthetic", action="store_true",
                     help="no podman: the archive is runc-ckpt's export of a plain runc container")
     ap.add_argument("--runs", type=int, default=1, help="rounds of all contenders; the best of each is kept")
+    ap.add_argument("--content", choices=("half-random", "compressible"), default="half-random",
+                    help="the files' bytes: half random, half zeros (default), or log-like text")
+    ap.add_argument("--memory-mib", type=int, default=0,
+                    help="MiB of process memory the container holds (default 0: a sleeping shell)")
     add_common_args(ap)
     args = ap.parse_args()
     runc_ckpt = check_runc_ckpt(args.runc_ckpt)
     files = args.files or (300 if args.smoke else scaled(20000, args.scale))
     pause = args.settle if args.settle is not None else (0 if args.smoke else 40)
     contenders = [c for c in args.contenders.split(",") if c and not (args.synthetic and c == "podman")]
-    require("runc", "criu", "tar", "zstd", "busybox", *(() if args.synthetic else ("podman", "conmon")))
+    require("runc", "criu", "tar", "zstd", "busybox", *(() if args.synthetic else ("podman", "conmon")),
+            *(("gcc",) if args.memory_mib else ()))
+    compressible = args.content == "compressible"
     goals = Goals(smoke=args.smoke)
     work = Path(tempfile.mkdtemp(prefix="mfr-bench-", dir=args.dir))
     # Not under work: podman refuses a runroot path longer than 50 characters.
@@ -162,24 +176,34 @@ def main() -> int:
         return got
 
     try:
-        image_tar = busybox_tar(work / "image.tar")
-        print(f"writing {files} x {args.kib} KiB files into the container ...", flush=True)
+        extra = {"bin/memfill": str(build_memfill(work))} if args.memory_mib else None
+        image_tar = busybox_tar(work / "image.tar", extra)
+        # The filler marks readiness with /ready in the container (its upper dir).
+        command = (["/bin/memfill", str(args.memory_mib), "/ready"] if args.memory_mib else
+                   ["/bin/busybox", "sh", "-c", "while true; do /bin/busybox sleep 1; done"])
+        print(f"writing {files} x {args.kib} KiB files ({args.content}), memory {args.memory_mib} MiB ...", flush=True)
         t0 = time.perf_counter()
         if pm is not None:
             pm.import_image(image_tar)
-            pm("create", "--name", "many", pm.image, "/bin/busybox", "sh", "-c",
-               "while true; do /bin/busybox sleep 1; done")
-            write_small_files(os.path.join(pm("mount", "many"), "app", "node_modules"), files, args.kib)
+            pm("create", "--name", "many", pm.image, *command)
+            write_small_files(os.path.join(pm("mount", "many"), "app", "node_modules"), files, args.kib,
+                              compressible=compressible)
             pm("unmount", "many")
             pm("start", "many")
+            if args.memory_mib:
+                upper = Path(pm("inspect", "-f", "{{.GraphDriver.Data.UpperDir}}", "many"))
+                wait_file(upper / "ready", "the memory filler")
             pm("container", "checkpoint", "-e", str(export), "many")
             pm("rm", "-f", "-t", "0", "many")
             made = "podman checkpoint --export"
         else:
             lower = unpack(image_tar, work / "lower")
-            src = overlay_bundle(work / "source", lower, ["/bin/sleep", "1000000"])
-            write_small_files(str(src / "upper" / "app" / "node_modules"), files, args.kib)
+            src = overlay_bundle(work / "source", lower, command)
+            write_small_files(str(src / "upper" / "app" / "node_modules"), files, args.kib,
+                              compressible=compressible)
             runc.run_detached(src, SOURCE)
+            if args.memory_mib:
+                wait_file(src / "upper" / "ready", "the memory filler")
             sh(runc_ckpt, "--root", str(runc.root), "checkpoint", "--export", str(export), SOURCE, env=env)
             runc.remove(SOURCE)
             umount_under(src)
@@ -197,7 +221,8 @@ def main() -> int:
                     results[name] = got
                 settle(pause)
 
-        print(f"\nrestore --import of {files} x {args.kib} KiB files ({made}), best of {args.runs} "
+        print(f"\nrestore --import of {files} x {args.kib} KiB files ({args.content}), memory {args.memory_mib} MiB "
+              f"({made}), best of {args.runs} "
               f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; a shared machine: noisy)")
         for name, m in results.items():
             extra = f"  {m.cpu:6.2f} s CPU   peak RSS {m.rss:6.1f} MiB" if name != "podman" else ""

@@ -222,3 +222,30 @@ def test_truncated_regular_file_is_refused(tmp_path):
     data = tar_bytes([f("a", b"x" * 5000)])
     with Root(str(tmp_path), "test") as root, pytest.raises(RuncCkptError, match="truncated"):
         safeextract.extract(TarStream(BytesSource(data[:512 + 3000]), "test"), root, "test", False)
+
+
+def test_a_file_owned_by_us_gets_our_group_in_a_setgid_dir_of_another(tmp_path):
+    """No fchown for a member owned by us only where a new file is ours already: a setgid directory of
+    another group (the staging dir's parent, or a directory a first extraction gave its metadata, as a
+    stream's phase 1 does before its delta) would otherwise hand its group to the file."""
+    us = Root.OWNER
+    inherited, plain = tmp_path / "inherited", tmp_path / "plain"
+    inherited.mkdir()
+    plain.mkdir()
+    os.chown(inherited, us[0], 4242)
+    os.chmod(inherited, 0o2755)
+    _extract([f("a", uid=us[0], gid=us[1])], inherited)
+    with Root(str(plain), "test") as root:
+        first = safeextract.extract(TarStream(BytesSource(tar_bytes(
+            [d("sg", 0o2755, uid=us[0], gid=4343), f("sg/b", uid=us[0], gid=us[1])])), "test"), root, "test", False)
+        # The delta: over the same root and its cache, after sg/ got group 4343 and its setgid bit.
+        safeextract.extract(TarStream(BytesSource(tar_bytes([f("sg/c", uid=us[0], gid=us[1])])), "test"),
+                            root, "test", False, first)
+    for path in (inherited / "a", plain / "sg" / "b", plain / "sg" / "c"):
+        st = os.stat(path)
+        assert (st.st_uid, st.st_gid) == us, path
+    assert os.stat(plain / "sg").st_gid == 4343
+    # Without the check, a new file there takes the directory's group: the case the test guards.
+    for where in (inherited, plain / "sg"):
+        (where / "new").write_bytes(b"")
+        assert os.stat(where / "new").st_gid != us[1]

@@ -144,6 +144,29 @@ def test_bad_checksum_is_corrupt():
         list(TarStream(BytesSource(bytes(data)), "t"))
 
 
+def test_headers_off_the_common_path_read_as_tarfile_reads_them():
+    """The inline octal fast path falls back to the checked parsing: a signed (historic Sun) checksum,
+    blank and space-led number fields, a base-256 size."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        info = tarfile.TarInfo("n\u00e9\u00e9")                   # bytes >= 0x80: the two sums differ
+        info.size, info.mode, info.uid, info.mtime = 3, 0o640, 7, 1_700_000_000
+        tar.addfile(info, io.BytesIO(b"abc"))
+    data = bytearray(buf.getvalue())
+    data[116:124] = bytes(8)                                     # gid: blank
+    data[108:116] = b"  00007 "                                  # uid: spaces around
+    data[124:136] = b"\x80" + (3).to_bytes(11, "big")            # size: base-256
+    header = data[:512]
+    header[148:156] = b" " * 8
+    signed = sum(b - 256 if b >= 0x80 else b for b in header)
+    data[148:156] = b"%06o\0 " % signed
+    assert signed != sum(header)
+    got = list(TarStream(BytesSource(bytes(data)), "t"))
+    want = tarfile.open(fileobj=io.BytesIO(bytes(data))).getmembers()
+    assert [[getattr(m, f) for f in FIELDS] for m in got] == [[getattr(m, f) for f in FIELDS] for m in want]
+    assert (got[0].uid, got[0].gid, got[0].size) == (7, 0, 3)
+
+
 def test_cut_header_is_truncated_and_missing_end_marker_is_seen():
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
