@@ -24,10 +24,12 @@ Ours and inspect run under a small meter process (bench/_common.METER): wall
 and CPU seconds and peak RSS, the largest single process of the tree
 (runc-ckpt's Python, runc or CRIU). Goals: ours/podman <= 0.6, peak RSS of
 ours <= 150 MiB; ours/limit and inspect/floor are printed for information.
-Exit 3 if a goal is missed (never in --smoke).
+Case tiny (issue 22) does the same with the bare busybox container (no data,
+no volume): the fixed cost of a restore, goals ours/podman <= 1.0 and
+ours/limit <= 1.5. Exit 3 if a goal is missed (never in --smoke).
 
-Usage: bench/restore_bench.py [--rootfs-mib N] [--volume-mib N] [--dir DIR] [--smoke] [--scale F]
-(defaults 256 + 128 MiB; --rootfs-mib 2048 --volume-mib 1024 for the issue's sizes).
+Usage: bench/restore_bench.py [--cases big,tiny] [--rootfs-mib N] [--volume-mib N] [--dir DIR] [--smoke]
+[--scale F] (defaults 256 + 128 MiB; --rootfs-mib 2048 --volume-mib 1024 for the issue's sizes).
 """
 
 from __future__ import annotations
@@ -63,19 +65,25 @@ from _common import (
 )
 
 GOALS = {"podman": 0.6, "rss": 150.0}
+# Issue 22: a tiny restore --import (the bare busybox container: the fixed cost) <= 1.0 x podman, <= 1.5 x the limit.
+CASE_GOALS = {"big": GOALS, "tiny": {"podman": 1.0, "limit": 1.5, "rss": 150.0}}
 VOLUME = "bigvol"
 OURS, LIMIT = f"ours-{RUN}", f"limit-{RUN}"     # runc container IDs
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rootfs-mib", type=int, default=None, help="rootfs diff size (default 256)")
-    ap.add_argument("--volume-mib", type=int, default=None, help="named volume size (default 128)")
+    ap.add_argument("--cases", default="big,tiny", help="comma-separated, of big, tiny (default both)")
+    ap.add_argument("--rootfs-mib", type=int, default=None, help="big: rootfs diff size (default 256)")
+    ap.add_argument("--volume-mib", type=int, default=None, help="big: named volume size (default 128)")
     ap.add_argument("--dir", default="/var/tmp", help="where the work directory goes")
     ap.add_argument("--settle", type=float, default=None, help="seconds to wait after each clean-up (default 5)")
     add_common_args(ap)
     args = ap.parse_args()
     runc_ckpt = check_runc_ckpt(args.runc_ckpt)
+    cases = [c for c in args.cases.split(",") if c]
+    if set(cases) - set(CASE_GOALS):
+        ap.error(f"unknown cases: {', '.join(sorted(set(cases) - set(CASE_GOALS)))}")
     require("podman", "conmon", "runc", "criu", "tar", "zstd", "busybox")
     rootfs_mib = args.rootfs_mib or (4 if args.smoke else scaled(256, args.scale))
     volume_mib = args.volume_mib or (2 if args.smoke else scaled(128, args.scale))
@@ -88,95 +96,121 @@ def main() -> int:
     try:
         image_tar = busybox_tar(work / "image.tar")
         pm.import_image(image_tar)
-        pm("volume", "create", VOLUME)
-        pm("create", "--name", "big", "-v", f"{VOLUME}:/data", pm.image, "/bin/busybox", "sh", "-c",
-           "while true; do /bin/busybox sleep 1; done")
-        print(f"writing rootfs diff {rootfs_mib} MiB, volume {volume_mib} MiB ...", flush=True)
-        write_half_random(os.path.join(pm("mount", "big"), "bigdata"), rootfs_mib)
-        pm("unmount", "big")
-        volume_dir = pm.volume_dir(VOLUME)
-        write_half_random(str(volume_dir), volume_mib)
-        pm("start", "big")
-        export = work / "podman-export.tar.zst"
-        settle(0)
-        t0 = time.perf_counter()
-        pm("container", "checkpoint", "-e", str(export), "big")
-        print(f"podman checkpoint --export: {time.perf_counter() - t0:6.2f} s, "
-              f"archive {export.stat().st_size / 2**20:.0f} MiB", flush=True)
-        pm("rm", "-f", "-t", "0", "big")
-        pm("volume", "rm", VOLUME)
-        shutil.rmtree(volume_dir.parent, ignore_errors=True)
-
-        # The archive path alone: runc-ckpt inspect against the floor.
-        inspect = metered([runc_ckpt, "inspect", str(export)])
-        floor_dir = work / "floor"
-        floor_dir.mkdir()
-        floor = metered(["sh", "-c", f"zstd -q -dc '{export}' | tar -x -C '{floor_dir}'"])
-        shutil.rmtree(floor_dir)
-
-        # ours: a plain runc bundle holding the image; podman's volume root is where named volumes live.
-        env = runc_ckpt_config(work / "runc-ckpt.yaml", work / "state", [str(pm.root / "volumes")])
-        bundle = work / "ours"
-        unpack(image_tar, bundle / "rootfs")
-        settle(pause)
-        ours = metered([runc_ckpt, "--root", str(runc.root), "restore", "--import", str(export), "--bundle",
-                        str(bundle), "-d", OURS], env=env)
-        applied = (bundle / "rootfs" / "bigdata").is_dir() and volume_dir.is_dir()
-        spec = json.loads((bundle / "config.json").read_text())
-        root_mode = (bundle / "rootfs").stat().st_mode & 0o7777      # CRIU checks it
-        runc.remove(OURS)
-        shutil.rmtree(volume_dir.parent, ignore_errors=True)
-
-        # limit: unpack, untar the diff and the volume, runc restore with ours' config.json.
-        limit_b = work / "limit"
-        unpack(image_tar, limit_b / "rootfs")
-        (limit_b / "rootfs").chmod(root_mode)
-        if (bundle / ".runc-ckpt-binds").is_dir():     # hosts, resolv.conf... the spec points at
-            shutil.copytree(bundle / ".runc-ckpt-binds", limit_b / ".runc-ckpt-binds", symlinks=True)
-        doc = json.loads(json.dumps(spec).replace(str(bundle), str(limit_b)))
-        doc.setdefault("linux", {})["cgroupsPath"] = f"/runc-ckpt-bench-{LIMIT}"   # not ours' (maybe busy)
-        (limit_b / "config.json").write_text(json.dumps(doc))
-        images = work / "limit-import"
-        images.mkdir()
-        volume_dir.mkdir(parents=True)
-        script = (f"zstd -q -dc '{export}' | tar -x -C '{images}' && "
-                  f"tar -x -f '{images}/rootfs-diff.tar' -C '{limit_b}/rootfs' && "
-                  f"tar -x -f '{images}/volumes/{VOLUME}.tar' -C '{volume_dir}' && "
-                  f"{runc.binary} --root '{runc.root}' restore --image-path '{images}/checkpoint' "
-                  f"--work-path '{images}/work' --bundle '{limit_b}' -d {LIMIT}")
-        settle(pause)
-        limit = metered(["sh", "-c", script])
-        runc.remove(LIMIT)
-        shutil.rmtree(volume_dir.parent, ignore_errors=True)
-
-        settle(pause)
-        t0 = time.perf_counter()
-        pm("container", "restore", "--import", str(export))
-        podman_s = time.perf_counter() - t0
-        pm("rm", "-f", "-t", "0", "big")
-
-        print(f"\nrestore --import, rootfs diff {rootfs_mib} MiB + volume {volume_mib} MiB, one podman archive "
-              f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; a shared machine: noisy)")
-        rows: list[tuple[str, Metered | float]] = [("ours", ours), ("limit", limit), ("podman", podman_s),
-                                                    ("inspect", inspect), ("floor", floor)]
-        for name, m in rows:
-            if isinstance(m, Metered):
-                print(f"  {name:8} {m.wall:7.2f} s wall  {m.cpu:6.2f} s CPU   peak RSS {m.rss:6.1f} MiB")
-            else:
-                print(f"  {name:8} {m:7.2f} s wall")
-        print("  " + goals.check("ours/podman", ratio(ours.wall, podman_s), GOALS["podman"]))
-        print("  " + goals.check("ours/limit", ratio(ours.wall, limit.wall), None))
-        print("  " + goals.check("inspect/floor (the archive path alone)", ratio(inspect.wall, floor.wall), None))
-        print("  " + goals.check("peak RSS of ours", ours.rss, GOALS["rss"], " MiB"))
-        if not applied:
-            print("ours did NOT apply the rootfs diff and the volume")
-            return 1
-        return goals.exit_code()
+        code = 0
+        for case in cases:
+            sizes = (rootfs_mib, volume_mib) if case == "big" else (0, 0)
+            code = max(code, run_case(case, *sizes, pm, runc, runc_ckpt, image_tar, work / case, pause, goals))
+        return code or goals.exit_code()
     finally:
         runc.remove_all()
         pm.teardown()
         umount_under(work)
         shutil.rmtree(work, ignore_errors=True)
+
+
+def run_case(case: str, rootfs_mib: int, volume_mib: int, pm: PodmanEnv, runc: Runc, runc_ckpt: str,
+             image_tar: Path, work: Path, pause: float, goals: Goals) -> int:
+    """One podman archive (tiny: no data, no volume) restored by ours, the limit and podman; 1 if ours failed."""
+    work.mkdir()
+    volume = VOLUME if volume_mib else None
+    name = f"{case}-{RUN}"
+    if volume:
+        pm("volume", "create", volume)
+    pm("create", "--name", name, *(["-v", f"{volume}:/data"] if volume else []), pm.image, "/bin/busybox", "sh",
+       "-c", "while true; do /bin/busybox sleep 1; done")
+    if rootfs_mib:
+        print(f"writing rootfs diff {rootfs_mib} MiB, volume {volume_mib} MiB ...", flush=True)
+        write_half_random(os.path.join(pm("mount", name), "bigdata"), rootfs_mib)
+        pm("unmount", name)
+    volume_dir = pm.volume_dir(volume) if volume else None
+    if volume_dir is not None:
+        write_half_random(str(volume_dir), volume_mib)
+    pm("start", name)
+    export = work / "podman-export.tar.zst"
+    settle(0)
+    t0 = time.perf_counter()
+    pm("container", "checkpoint", "-e", str(export), name)
+    print(f"{case}: podman checkpoint --export: {time.perf_counter() - t0:6.2f} s, "
+          f"archive {export.stat().st_size / 2**20:.1f} MiB", flush=True)
+    pm("rm", "-f", "-t", "0", name)
+    if volume_dir is not None:
+        pm("volume", "rm", volume)
+        shutil.rmtree(volume_dir.parent, ignore_errors=True)
+
+    # The archive path alone: runc-ckpt inspect against the floor.
+    inspect = metered([runc_ckpt, "inspect", str(export)])
+    floor_dir = work / "floor"
+    floor_dir.mkdir()
+    floor = metered(["sh", "-c", f"zstd -q -dc '{export}' | tar -x -C '{floor_dir}'"])
+    shutil.rmtree(floor_dir)
+
+    # ours: a plain runc bundle holding the image; podman's volume root is where named volumes live.
+    env = runc_ckpt_config(work / "runc-ckpt.yaml", work / "state", [str(pm.root / "volumes")])
+    bundle = work / "ours"
+    unpack(image_tar, bundle / "rootfs")
+    settle(pause)
+    ours = metered([runc_ckpt, "--root", str(runc.root), "restore", "--import", str(export), "--bundle",
+                    str(bundle), "-d", OURS], env=env)
+    applied = not rootfs_mib or (bundle / "rootfs" / "bigdata").is_dir()
+    applied = applied and (volume_dir is None or volume_dir.is_dir())
+    spec = json.loads((bundle / "config.json").read_text())
+    root_mode = (bundle / "rootfs").stat().st_mode & 0o7777      # CRIU checks it
+    runc.remove(OURS)
+    if volume_dir is not None:
+        shutil.rmtree(volume_dir.parent, ignore_errors=True)
+
+    # limit: unpack, untar the diff and the volume, runc restore with ours' config.json.
+    limit_b = work / "limit"
+    unpack(image_tar, limit_b / "rootfs")
+    (limit_b / "rootfs").chmod(root_mode)
+    if (bundle / ".runc-ckpt-binds").is_dir():     # hosts, resolv.conf... the spec points at
+        shutil.copytree(bundle / ".runc-ckpt-binds", limit_b / ".runc-ckpt-binds", symlinks=True)
+    doc = json.loads(json.dumps(spec).replace(str(bundle), str(limit_b)))
+    doc.setdefault("linux", {})["cgroupsPath"] = f"/runc-ckpt-bench-{LIMIT}"   # not ours' (maybe busy)
+    (limit_b / "config.json").write_text(json.dumps(doc))
+    images = work / "limit-import"
+    images.mkdir()
+    volume_step = ""
+    if volume_dir is not None:
+        volume_dir.mkdir(parents=True)
+        volume_step = f"tar -x -f '{images}/volumes/{volume}.tar' -C '{volume_dir}' && "
+    script = (f"zstd -q -dc '{export}' | tar -x -C '{images}' && "
+              f"{{ ! [ -f '{images}/rootfs-diff.tar' ] || tar -x -f '{images}/rootfs-diff.tar' -C '{limit_b}/rootfs'; }} && "
+              f"{volume_step}"
+              f"{runc.binary} --root '{runc.root}' restore --image-path '{images}/checkpoint' "
+              f"--work-path '{images}/work' --bundle '{limit_b}' -d {LIMIT}")
+    settle(pause)
+    limit = metered(["sh", "-c", script])
+    runc.remove(LIMIT)
+    if volume_dir is not None:
+        shutil.rmtree(volume_dir.parent, ignore_errors=True)
+
+    settle(pause)
+    t0 = time.perf_counter()
+    pm("container", "restore", "--import", str(export))
+    podman_s = time.perf_counter() - t0
+    pm("rm", "-f", "-t", "0", name)
+
+    what = (f"rootfs diff {rootfs_mib} MiB + volume {volume_mib} MiB" if case == "big"
+            else "the bare busybox container (the fixed cost)")
+    print(f"\n{case}: restore --import, {what}, one podman archive "
+          f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; a shared machine: noisy)")
+    rows: list[tuple[str, Metered | float]] = [("ours", ours), ("limit", limit), ("podman", podman_s),
+                                                ("inspect", inspect), ("floor", floor)]
+    for label, m in rows:
+        if isinstance(m, Metered):
+            print(f"  {label:8} {m.wall:7.3f} s wall  {m.cpu:6.3f} s CPU   peak RSS {m.rss:6.1f} MiB")
+        else:
+            print(f"  {label:8} {m:7.3f} s wall")
+    g = CASE_GOALS[case]
+    print("  " + goals.check(f"{case}: ours/podman", ratio(ours.wall, podman_s), g["podman"]))
+    print("  " + goals.check(f"{case}: ours/limit", ratio(ours.wall, limit.wall), g.get("limit")))
+    print("  " + goals.check(f"{case}: inspect/floor (the archive path alone)", ratio(inspect.wall, floor.wall), None))
+    print("  " + goals.check(f"{case}: peak RSS of ours", ours.rss, g["rss"], " MiB"))
+    if not applied:
+        print(f"{case}: ours did NOT apply the rootfs diff and the volume")
+        return 1
+    return 0
 
 
 if __name__ == "__main__":

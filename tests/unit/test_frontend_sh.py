@@ -126,6 +126,23 @@ def test_no_runc_anywhere_goes_to_python_for_the_error(setup, tmp_path):
     expect(run(front, ["state", "x"], {"PATH": str(shim)}, timeout=10), "PY", ["state", "x"])
 
 
+def test_python_is_found_beside_the_real_file_and_readlink_runs_only_for_a_symlink(setup, tmp_path):
+    """Called by its own path, the front end execs the runc-ckpt-py beside it without running readlink
+    (a fork and exec per call); called through a symlink elsewhere, it resolves the link to find it."""
+    front, _ = setup
+    tools = tmp_path / "tools"
+    log = tmp_path / "readlink.log"
+    _exe(tools / "readlink", f'#!/bin/sh\necho "$@" >> {log}\nexec /usr/bin/readlink "$@"\n')
+    env = {"PATH": str(tools)}
+    expect(run(front, ["checkpoint", "x"], env, timeout=10), "PY", ["checkpoint", "x"])
+    assert not log.exists()
+    link = tmp_path / "elsewhere" / "runc-ckpt"
+    link.parent.mkdir()
+    link.symlink_to(front)
+    expect(run(link, ["checkpoint", "x"], env, timeout=10), "PY", ["checkpoint", "x"])
+    assert log.read_text() == f"-f {link}\n"
+
+
 @pytest.mark.parametrize("value", [lambda b: b / "runc-ckpt", lambda b: b / "missing", lambda b: b])
 def test_bad_runc_ckpt_runc_goes_to_python(setup, value):
     front, runc = setup

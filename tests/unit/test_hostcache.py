@@ -124,6 +124,19 @@ def test_a_cache_under_another_key_or_corrupt_never_answers(tools, tmp_path):
     assert cpuinfo.check(criu, OWN_IMAGE, state).ok, "the test's own cache should answer"
 
 
+@pytest.mark.parametrize("value", ["!!not base64", 5, ["a"]], ids=["bad-base64", "a-number", "a-list"])
+def test_a_damaged_cached_image_is_dumped_again(tools, tmp_path, value):
+    """dump() and check() read the cached image through one decoder: a damaged value asks CRIU again."""
+    _, criu = tools
+    state = str(tmp_path / "state")
+    cpuinfo.dump(criu, state)
+    cache = Path(state) / (cpuinfo.CACHE_NAME + ".json")
+    cache.write_text(json.dumps({**json.loads(cache.read_text()), "value": value}))
+    runs = len(_runs(criu))
+    assert cpuinfo.dump(criu, state) == OWN_IMAGE
+    assert _runs(criu)[runs:] and _runs(criu)[-1].startswith("cpuinfo dump")
+
+
 def test_an_unwritable_cache_dir_still_answers(tools, tmp_path):
     runc, criu = tools
     blocker = tmp_path / "file"

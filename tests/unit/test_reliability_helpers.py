@@ -68,6 +68,23 @@ def test_atomic_write_leaves_old_file_on_failure_and_new_file_on_success(tmp_pat
     assert target.read_text() == '{\n  "new": 1\n}' and oct(target.stat().st_mode & 0o777) == "0o644"
 
 
+def test_only_the_lock_holder_record_skips_the_fsyncs(tmp_path, monkeypatch):
+    """An atomic write fsyncs the file and its dir; the lock's holder record (read only while the flock,
+    which no crash outlives, is held) is written whole by the rename alone, and still names its holder."""
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd))[1])
+    atomicfile.write_json(str(tmp_path / "a.json"), {"durable": 1})
+    assert len(synced) == 2
+    synced.clear()
+    key = lock.container_key("/run/runc", "web")
+    with lock.hold(str(tmp_path), key, "checkpoint --export", 1):
+        assert synced == []
+        holder = tmp_path / lock.LOCK_DIR / f"{key}.holder"
+        assert f'"pid": {os.getpid()}' in holder.read_text()
+        assert lock._holder(str(holder)).startswith(f"runc-ckpt pid {os.getpid()} (checkpoint --export")
+
+
 def test_sweep_removes_a_dead_writers_temp_file_but_never_a_live_one(tmp_path):
     dead = tmp_path / ".a.tar.runc-ckpt-deadbeef.tmp"
     dead.write_bytes(b"x")

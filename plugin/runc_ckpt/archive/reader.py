@@ -41,7 +41,6 @@ SMALL_MEMBERS = {layout.SPEC_DUMP, layout.CONFIG_DUMP, layout.NETWORK_STATUS, la
                  layout.MANIFEST, layout.MANIFEST_SIG, layout.STATS_DUMP, layout.HELLO, layout.ROOTFS_REMOVED,
                  layout.PHASE1_END, layout.PARENT}
 FILE_MEMBERS = {layout.DEVSHM, layout.CTR_LOG}
-ROOTFS_STAGING_PREFIX = ".runc-ckpt-staging-"
 
 
 class CorruptStream(RuncCkptError):
@@ -579,7 +578,7 @@ def _stage_tree(reader: MemberSource, member: str, directory: str, what: str,
     target = safeextract.Root(directory, what)
     parent = safeextract.Root(home, what) if home and os.stat(home).st_dev == os.fstat(target.fd).st_dev else None
     try:
-        name, remove_dir = safeextract.make_staging(target, ROOTFS_STAGING_PREFIX, parent)
+        name, remove_dir = safeextract.make_staging(target, safeextract.ROOTFS_STAGING_PREFIX, parent)
     except BaseException:
         target.close()
         if parent is not None:

@@ -560,6 +560,11 @@ def _copy_meta(sfd: int, dfd: int, st: os.stat_result) -> None:
     os.utime(dfd, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
+# The rootfs staging dir of an import (archive.reader), named here, beside make_staging, so that
+# state.transaction's sweep of killed runs' staging needs no import of the whole reader on every checkpoint.
+ROOTFS_STAGING_PREFIX = ".runc-ckpt-staging-"
+
+
 def make_staging(target: Root, prefix: str, home: Root | None = None) -> tuple[str, Callable[[], None]]:
     """Create a fresh staging dir (0700) in home (default: inside target); return its name and a remover.
 

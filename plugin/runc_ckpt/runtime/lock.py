@@ -111,8 +111,9 @@ def hold(state_dir: str, key: str, operation: str, timeout: float, what: str | N
             os.close(fd)                    # the lock file was replaced meanwhile: take the new one
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
         pid, start = procscan.identity()
+        # Not durable: read only while this flock is held, which no crash outlives (atomicfile's docstring).
         atomicfile.write_json(holder, {"pid": pid, "start": start, "operation": operation, "since": time.time()},
-                              mode=0o600, indent=None)
+                              mode=0o600, indent=None, durable=False)
         atomicfile.sweep(directory)         # holder temp files of runs killed while writing them
         yield Held(key, path, fd)
     finally:

@@ -36,7 +36,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from runc_ckpt.archive import safeextract
-from runc_ckpt.archive.reader import ROOTFS_STAGING_PREFIX as STAGING_PREFIX
 from runc_ckpt.runtime import atomicfile, safe_remove
 
 JOURNAL = "journal"
@@ -213,7 +212,7 @@ def commit(steps: list[Step]) -> None:
 
 def sweep_staging(directory: str) -> list[str]:
     """Remove staging and undo dirs in directory that no live restore holds; returns them."""
-    return atomicfile.sweep(directory, lambda name: name.startswith(STAGING_PREFIX))
+    return atomicfile.sweep(directory, lambda name: name.startswith(safeextract.ROOTFS_STAGING_PREFIX))
 
 
 # ---------------------------------------------------------------- the journaled merge

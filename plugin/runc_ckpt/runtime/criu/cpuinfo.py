@@ -43,14 +43,24 @@ def dump(criu: str, cache_dir: str | None = None) -> bytes | None:
     except RuncCkptError:  # no CRIU: nothing to record
         return None
     text = hostcache.remember(cache_dir, CACHE_NAME, binary, {}, lambda: _as_text(_dump(binary)))
-    try:
-        return base64.b64decode(text, validate=True) if isinstance(text, str) else None
-    except binascii.Error:
-        return _dump(binary)
+    if text is None:        # CRIU wrote no image (a failure is never cached)
+        return None
+    image = _from_text(text)
+    return image if image is not None else _dump(binary)     # a damaged cache entry: ask CRIU again
 
 
 def _as_text(image: bytes | None) -> str | None:
     return base64.b64encode(image).decode("ascii") if image is not None else None
+
+
+def _from_text(text: object) -> bytes | None:
+    """The image _as_text cached, or None when the cached value is not valid base64 text."""
+    if not isinstance(text, str):
+        return None
+    try:
+        return base64.b64decode(text, validate=True)
+    except binascii.Error:
+        return None
 
 
 def _dump(binary: str) -> bytes | None:
@@ -89,7 +99,6 @@ def check(criu: str, image: bytes, cache_dir: str | None = None) -> Verdict:
 def _cached_own(binary: str, cache_dir: str) -> bytes | None:
     """This host's cpuinfo.img if the cache holds it for this CRIU and boot; never asks CRIU."""
     try:
-        text = hostcache.lookup(cache_dir, CACHE_NAME, hostcache.binary_key(binary))
-        return base64.b64decode(text, validate=True) if isinstance(text, str) else None
-    except (OSError, binascii.Error):
+        return _from_text(hostcache.lookup(cache_dir, CACHE_NAME, hostcache.binary_key(binary)))
+    except OSError:
         return None
