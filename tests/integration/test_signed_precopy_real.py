@@ -16,7 +16,6 @@ import signal
 import subprocess
 import tarfile
 
-import pytest
 import zstandard
 
 from runc_ckpt.archive import layout
@@ -127,7 +126,7 @@ def test_a_signed_pre_copy_stream_restores_and_a_forged_p0_or_p1_is_refused(
 def test_an_unsigned_pre_copy_stream_is_refused_where_the_policy_wants_a_signature(
         make_bundle, containers, tmp_path, busybox_lower, runc_ckpt_bin, toucher):  # noqa: F811
     _, policy = _sign_and_policy(runc_ckpt_bin, tmp_path)
-    a, b, src, dst, cid = _toucher_pair(make_bundle, containers, tmp_path, busybox_lower, toucher)
+    a, b, _, dst, cid = _toucher_pair(make_bundle, containers, tmp_path, busybox_lower, toucher)
     before = _bundle_view(dst)
     try:
         s, r = pipe(a.runc_ckpt(runc_ckpt_bin, "--debug", "checkpoint", "--export", "-", "--pre-copy", cid),
