@@ -499,18 +499,15 @@ def _made_by_us(runc: str, root: str, cid: str, bundle: str, pid_file: str, sinc
     """None: no container cid; True: this call's runc made it (its pid file, our bundle); False: someone else's.
 
     One `runc state` answers both whether cid exists and its pid and bundle (two calls cost ~5 ms more)."""
-    out = subprocess.run([runc, "--root", root, "state", cid], capture_output=True, check=False)
-    if out.returncode != 0:
+    state = recovery.runc_state(runc, root, cid)
+    if state is None:
         return None
     try:
-        state = json.loads(out.stdout)
         if os.stat(pid_file).st_mtime < since - 1:
             return False
         with open(pid_file, encoding="utf-8") as f:
             pid = int(f.read().strip() or 0)
     except (OSError, ValueError):
-        return False
-    if not isinstance(state, dict):
         return False
     found = str(state.get("bundle") or "")
     return pid > 0 and state.get("pid") == pid and os.path.realpath(found) == os.path.realpath(bundle)

@@ -31,15 +31,23 @@ from runc_ckpt.state import transaction
 IMPORT_PREFIX = ".runc-ckpt-import-"
 
 
-def container_bundle(runc: str, root: str, cid: str) -> str | None:
-    """The bundle runc reports for (root, cid), or None when there is no such container."""
+def runc_state(runc: str, root: str, cid: str) -> dict[str, object] | None:
+    """`runc state` of (root, cid), parsed once for every question asked of it: None when there is no such
+    container, {} when runc's answer is not a JSON object (it exists, nothing more is known)."""
     out = subprocess.run([runc, "--root", root, "state", cid], capture_output=True, check=False)
     if out.returncode != 0:
         return None
     try:
-        return str(json.loads(out.stdout).get("bundle") or "")
-    except (ValueError, AttributeError):
-        return ""
+        doc = json.loads(out.stdout)
+    except ValueError:
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def container_bundle(runc: str, root: str, cid: str) -> str | None:
+    """The bundle runc reports for (root, cid), or None when there is no such container."""
+    state = runc_state(runc, root, cid)
+    return None if state is None else str(state.get("bundle") or "")
 
 
 def stale_import_dirs(bundle: str) -> list[str]:

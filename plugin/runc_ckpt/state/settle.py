@@ -148,11 +148,8 @@ def _dumped_since(cdir: str, killed: intent.Intent | None) -> bool:
 
 
 def _status(runc: str, root: str, cid: str) -> str | None:
-    out = subprocess.run([runc, "--root", root, "state", cid], capture_output=True, check=False)
-    try:
-        return str(json.loads(out.stdout).get("status")) if out.returncode == 0 else None
-    except (ValueError, AttributeError):
-        return None
+    state = recovery.runc_state(runc, root, cid)
+    return str(state["status"]) if state and "status" in state else None
 
 
 def _unfreeze(runc: str, root: str, cid: str, cgroup: str | None) -> list[str]:
