@@ -26,7 +26,7 @@ import os
 import subprocess
 
 from runc_ckpt.runtime import safe_remove
-from runc_ckpt.state import transaction
+from runc_ckpt.state import tmpfsimages, transaction
 
 IMPORT_PREFIX = ".runc-ckpt-import-"
 
@@ -85,6 +85,10 @@ def resolve_bundle(runc: str, bundle: str, rootfs: str | None, allow_undo: bool)
 
 
 def _resolve(runc: str, bundle: str, path: str, allow_undo: bool) -> str | None:
+    # An encrypted archive's decrypted images on tmpfs (recorded in the import dir): never needed again,
+    # whatever the outcome -- the archive is the durable copy.
+    for rec in tmpfsimages.records(path):
+        tmpfsimages.wipe(path, rec.directory)
     steps = transaction.read(path)
     ran = transaction.runc_step(steps)
     if ran is not None:
