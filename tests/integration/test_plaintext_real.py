@@ -31,6 +31,7 @@ from tests.integration.treekill_helpers import (
     assert_nothing_left,
     assert_runs_once_and_counts_on,
     counter,
+    finish,
     make_tree_host,
     names_command,
     settle_time,
@@ -374,3 +375,62 @@ def test_a_node_sealed_checkpoint_killed_with_plaintext_on_tmpfs_leaves_none_aft
     wait_for(lambda: b.counter() > seen, what="counter to continue after restore")
     assert files_holding(marker, tmp_path, SHM) == []
     assert ours_on_tmpfs() <= before_shm and not list((tmp_path / "state").rglob(".tmpfs-*"))
+
+
+@pytest.mark.parametrize("fault", ["runc-restore:pause", "runc-restore:killtree"])
+def test_an_encrypted_restore_import_keeps_the_decrypted_images_off_the_disk(make_bundle, tmp_path, runc_ckpt_bin,
+                                                                            containers, fault):
+    """restore --import of an encrypted archive: while runc restores (our call paused there), the marker is on
+    tmpfs -- CRIU's decrypted images -- and in no file anywhere else; after the restore, or after the whole
+    tree is killed there and the engine's retry, it is nowhere, and the container runs once."""
+    keys = _keys(runc_ckpt_bin, tmp_path / "keys")
+    enc = ["--encryption-key", f"jwe:{keys / 'encryption.pub'}"]
+    dec = ["--decryption-key", str(keys / "encryption.key")]
+    host: TreeHost = make_tree_host(tmp_path, "a", runc_ckpt_bin)
+    (tmp_path / "tmpdir").mkdir()
+    host.env["TMPDIR"] = str(tmp_path / "tmpdir")
+    b = marker_bundle(make_bundle)
+    cid = new_id()
+    subprocess.run(["runc", "--root", str(host.root), "run", "-d", "--bundle", str(b.path), cid],
+                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+    try:
+        marker = read_marker(b)
+        wait_for(lambda: counter(b) > 2, what="counter")
+        seen = counter(b)
+        archive = tmp_path / "A.tar.zst"
+        out = host.call("checkpoint", "--export", str(archive), *enc, cid)
+        assert out.returncode == 0, out.stderr
+        before = ours_on_tmpfs()
+        restore = ("restore", "--import", str(archive), *dec, "--bundle", str(b.path), "-d", cid)
+        p = host.spawn(*restore, fault=fault, stdout=subprocess.DEVNULL)
+        if fault.endswith(":pause"):
+            try:
+                wait_for(lambda: _stopped(p.pid), timeout=120, what="the restore to reach runc-restore")
+                on_tmpfs = files_holding(marker, SHM)
+                on_disk = files_holding(marker, tmp_path)
+            finally:
+                os.kill(p.pid, signal.SIGCONT)
+            r = finish(p)
+            assert r.returncode == 0, r.stderr
+            assert on_tmpfs and all(f.startswith("/dev/shm/runc-ckpt-images-") for f in on_tmpfs), on_tmpfs
+            assert on_disk == []
+        else:
+            r = finish(p)
+            assert r.returncode == -9, r.stderr
+            settle_time()
+            assert files_holding(marker, tmp_path) == []
+            # The engine's retry: restored already (runc finished), or it restores now, or it names the call.
+            retry = host.call(*restore)
+            if retry.returncode != 0 and host.status(cid) != "running":
+                assert names_command(retry.stderr), retry.stderr
+                assert host.run_named(retry.stderr).returncode == 0
+        assert_runs_once_and_counts_on([(host, b)], cid, seen)
+        # The next call on the bundle resolves what a killed restore left (its tmpfs copy included).
+        out = host.call("checkpoint", "--leave-running", "--export", str(tmp_path / "B.tar.zst"), *enc, cid)
+        assert out.returncode == 0, out.stderr
+        assert files_holding(marker, tmp_path, SHM) == []
+        assert ours_on_tmpfs() <= before
+        assert_nothing_left([(host, b)], cid, tmp_path)
+    finally:
+        host.runc("kill", cid, "KILL")
+        host.runc("delete", "--force", cid)

@@ -136,3 +136,17 @@ def test_a_leftover_in_progress_dir_of_a_dead_run_is_replaced(tmp_path):
     open(os.path.join(p.image_dir, "pages-1.img"), "w").close()
     predump.prepare(p)
     assert os.listdir(p.image_dir) == []
+
+
+def test_the_plan_says_once_whether_the_callers_images_dir_is_sealed(tmp_path):
+    """checkpoint/flow asks the plan (node-level encryption: dump to tmpfs, seal into --image-path)."""
+    shm = str(tmp_path / "shm" / "runc-ckpt-images-x")
+    state = str(tmp_path / "s")
+    caller = CallerPaths(image_path=str(tmp_path / "img"))
+    assert predump.plan(state, "c", caller, False, False, False, shm).seals_caller_dir
+    assert not predump.plan(state, "c", caller, False, False, False).seals_caller_dir
+    # an encrypted export's dump is on tmpfs too, but its images are ours (the state dir links them)
+    assert not predump.plan(state, "c", CallerPaths(), False, False, True, shm).seals_caller_dir
+    # a pre-dump chain is not sealed: the caller's dir gets CRIU's images as runc writes them
+    pre = CallerPaths(image_path=str(tmp_path / "img"), pre_dump=True)
+    assert not predump.plan(state, "c", pre, False, False, False, shm).seals_caller_dir

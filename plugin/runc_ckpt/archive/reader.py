@@ -245,6 +245,9 @@ class Targets:
     # Where trees are staged when it is on their filesystem (restore: the import dir, which the
     # container never sees); otherwise, and when None, a staging dir inside each target.
     staging_home: str | None = None
+    # Called before each CRIU image member of an encrypted archive is staged into import_dir: restore
+    # makes its checkpoint dirs links into tmpfs there, so decrypted memory never reaches the disk.
+    sealed_images: Callable[[], None] | None = None
 
 
 @dataclass
@@ -385,6 +388,9 @@ def _stage_member(tar: TarStream, m: tarfile.TarInfo, staged: Staged, targets: T
     name = "/".join(parts)
     if m.isdir():
         return
+    if staged.sealed_for and targets.sealed_images is not None and len(parts) == 2 \
+            and parts[0] in (layout.CHECKPOINT_DIR, layout.PRE_CHECKPOINT_DIR):
+        targets.sealed_images()
     if m.issym() and len(parts) == 2 and parts[0] == layout.CHECKPOINT_DIR and parts[1] == "parent":
         # CRIU's link from a dump to its pre-dump; the only link an archive may carry.
         if m.linkname.rstrip("/") != f"../{layout.PRE_CHECKPOINT_DIR}":

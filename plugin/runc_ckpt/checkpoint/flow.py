@@ -179,11 +179,12 @@ def _locked(runc: str, inv: Invocation, cfg: config.Config, req: CheckpointReque
     # should be encrypted is never written in the clear.
     seal_for = sealkeys.recipients(req.encryption_keys, cfg.encryption_key)
     sign_key = _signing_key(req, cfg)
-    # An encrypted export's images are dumped into tmpfs, never to disk (state/tmpfsimages).
-    on_tmpfs = bool(seal_for and (archive or req.streaming or image_ref))
-    if on_tmpfs:
+    # CRIU dumps into tmpfs, never to disk (state/tmpfsimages), for an encrypted export and for node-level
+    # encryption of the caller's images dir (seal_dir: decided once, in checkpoint(); the plan records it).
+    encrypted_export = bool(seal_for and (archive or req.streaming or image_ref))
+    if encrypted_export:
         check_plaintext_stays_off_disk(req, caller)
-    on_tmpfs = on_tmpfs or (seal_dir and bool(seal_for))
+    on_tmpfs = encrypted_export or seal_dir
     # Policy and hooks of every container are settled before any is touched:
     # a bad annotation or hook definition refuses the whole call.
     hook_defs = hooks.load(cfg.hooks_dir)
@@ -383,7 +384,7 @@ def _dump_and_export(runc: str, inv: Invocation, cfg: config.Config, req: Checkp
                      facts: hostfacts.HostFacts | None) -> stats_report.ContainerStats:
     """runc checkpoint, then the exports asked for and the postcheckpoint hooks."""
     plan = t.plan
-    if plan.memory_dir is not None and not plan.ours:
+    if plan.seals_caller_dir:
         runc_flags = goflags.with_value(runc_flags, "image-path", plan.image_dir)
     args = ["checkpoint", *t.policy.runc_flags(req.policy.keys()), *plan.add_flags, *runc_flags]
     fd = req.status_fd
@@ -409,7 +410,7 @@ def _dump_and_export(runc: str, inv: Invocation, cfg: config.Config, req: Checkp
         context = _failure_context(runc, inv, t, result.dropped)
         raise RuncCkptError(f"runc checkpoint {t.state.id} failed (exit status {result.returncode}); {context}")
     predump.finish(plan)
-    if plan.memory_dir is not None and not plan.ours:
+    if plan.seals_caller_dir:
         _seal_caller_images(t)
     signum = result.signum or deferral.signum
     if signum is not None:

@@ -9,7 +9,7 @@ same address into the parent, plus runc-ckpt.parent.json naming the parent
 policy and indexed before the dump, so a bad parent refuses the call before
 the container is touched and the dump's pause does not grow; the build
 runs after it, in a flock-ed scratch dir in the container's state dir that
-the next call sweeps if this one is killed.
+the next call on the container sweeps if this one is killed (state/callscratch).
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from runc_ckpt.archive import chain, layout
 from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.base.globalflags import GlobalFlags
-from runc_ckpt.runtime import atomicfile, safe_remove
+from runc_ckpt.runtime import faults, safe_remove
 from runc_ckpt.runtime.criu import incremental
+from runc_ckpt.state import callscratch
 from runc_ckpt.trust import policy as trustpolicy
 
-SCRATCH_PREFIX = ".incremental-"
 BUILT = "built"           # P1' inside the scratch dir
 
 
@@ -42,6 +42,7 @@ class Base:
         out = os.path.join(self.scratch, BUILT)
         result = incremental.build_from_index(self.index, dump, out)
         os.unlink(os.path.join(out, incremental.PARENT_LINK))
+        faults.point("incremental-built")
         return out, result
 
     def close(self) -> None:
@@ -62,10 +63,10 @@ def prepare(parent: str, archive: str, container_dir: str, trust: trustpolicy.Po
     """Read, verify, judge and index the chain ending in `parent`, for a child written to `archive`."""
     parent = os.path.abspath(parent)
     os.makedirs(container_dir, mode=0o700, exist_ok=True)
-    atomicfile.sweep(container_dir, lambda name: name.startswith(SCRATCH_PREFIX))   # left by a killed call
-    fd, scratch = atomicfile.locked_dir(container_dir, SCRATCH_PREFIX)
+    fd, scratch = callscratch.make(container_dir)   # a killed call's: swept by state/settle, under the lock
     try:
         ancestors = chain.stage(parent, None, None, scratch, None, trust, decryption_keys, flags)
+        faults.point("chain-staged")
         link = chain.link_to(parent, ancestors[0].staged, archive)
         index = incremental.index_parent(os.path.join(scratch, f"{chain.ANCESTOR_PREFIX}1", layout.CHECKPOINT_DIR))
     except BaseException as e:

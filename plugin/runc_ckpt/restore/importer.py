@@ -11,7 +11,10 @@ kill -9 at any point leaves the bundle as it was (or the restore finished):
   4. stage (archive/reader): one streaming read of the archive, or of a
      checkpoint image's layer (image.source; its digest checked on the way),
      into an import dir in the bundle, flock-ed and journaled
-     (restore.transaction); trees are staged
+     (restore.transaction) -- an encrypted archive's CRIU images into a
+     tmpfs dir recorded there (state/tmpfsimages), never onto the disk in
+     the clear, wiped when the call ends or by the next call into the
+     bundle (restore.recovery) if it is killed; trees are staged
      there too when it is on their filesystem, so the container never sees
      them, else in a staging dir inside the target that is gone before
      runc restore starts;
@@ -50,7 +53,7 @@ from runc_ckpt.restore.request import ImportRequest, StreamSession
 from runc_ckpt.runtime import atomicfile, containerid, containerstate, criuconf, faults, lock, ocispec, safe_remove
 from runc_ckpt.runtime.criu import incremental, rootmode, stats
 from runc_ckpt.settings import config, hooks, policy
-from runc_ckpt.state import intent, recovery, settle, transaction
+from runc_ckpt.state import intent, recovery, settle, tmpfsimages, transaction
 from runc_ckpt.trust import policy as trustpolicy
 from runc_ckpt.trust import verdict
 
@@ -170,6 +173,7 @@ class _Restore:
         self.staged: reader.Staged | None = None
         self.trust = trust
         self.verdict: verdict.Verdict | None = None     # the trust policy's, once the manifest is verified
+        self.plain_dir: str | None = None   # an encrypted archive's decrypted images: a tmpfs dir (state/tmpfsimages)
 
     def run(self) -> int:
         fd, import_dir = atomicfile.locked_dir(self.bundle, IMPORT_PREFIX)
@@ -180,6 +184,7 @@ class _Restore:
                 settled = self._stage_and_apply(journal, import_dir)
             except BaseException as e:
                 self._roll_back(journal)
+                self._wipe_plaintext(import_dir)
                 safe_remove.remove_tree(import_dir, ignore_errors=True)
                 if isinstance(e, hostpreflight.CheckDone):    # issue 21: restore --check
                     return e.code
@@ -193,8 +198,28 @@ class _Restore:
                 raise
             return self._restore(journal, import_dir, settled)
         finally:
+            self._wipe_plaintext(import_dir)      # (--keep keeps the import dir, never plaintext)
             journal.close()
             os.close(fd)
+
+    def _images_on_tmpfs(self, import_dir: str) -> None:
+        """An encrypted archive's CRIU images go to tmpfs: import_dir's checkpoint dirs become links into a
+        tmpfs dir, recorded in import_dir before it exists (a kill leaves the record for restore.recovery).
+        Refused, before anything is applied, where /dev/shm is not tmpfs. Called per image member: once acts."""
+        if self.plain_dir is not None:
+            return
+        directory = tmpfsimages.choose()
+        tmpfsimages.make(import_dir, directory)
+        self.plain_dir = directory
+        for name in (layout.CHECKPOINT_DIR, layout.PRE_CHECKPOINT_DIR):
+            os.mkdir(os.path.join(directory, name), 0o700)
+            os.symlink(os.path.join(directory, name), os.path.join(import_dir, name))
+
+    def _wipe_plaintext(self, import_dir: str) -> None:
+        """The decrypted images on tmpfs go, then their record: before the import dir that holds the record."""
+        if self.plain_dir is not None:
+            tmpfsimages.wipe(import_dir, self.plain_dir)
+            self.plain_dir = None
 
     # ---- staging, checks, apply
 
@@ -258,12 +283,14 @@ class _Restore:
         if self.req.previous is not None:
             raise RuncCkptError(f"archive {self.archive} builds on {link.archive}: --import-previous cannot "
                                 "be used with an incremental archive")
-        images = os.path.join(import_dir, layout.CHECKPOINT_DIR)
+        # The ancestors' images beside the child's: on tmpfs when the child is encrypted.
+        home = self.plain_dir or import_dir
+        images = os.path.join(home, layout.CHECKPOINT_DIR)
         if os.path.lexists(os.path.join(images, "parent")):
             raise RuncCkptError(f"archive {self.archive} names a parent and holds a pre-checkpoint: "
                                 "its images cannot build on both")
         ancestors = chain.stage(chain.locate(link, self.archive, self.req.incremental_dir), link,
-                                self.req.incremental_dir, import_dir, images, self.trust, self.decryption_keys,
+                                self.req.incremental_dir, home, images, self.trust, self.decryption_keys,
                                 self.inv.flags)
         runclog.debug(self.inv.flags, "restore --import: on top of " + " <- ".join(a.path for a in ancestors))
 
@@ -283,7 +310,8 @@ class _Restore:
             targets = reader.Targets(import_dir, None if req.ignore_rootfs else self.rootfs, volumes.directory,
                                      on_hello=session.on_hello if session else None,
                                      on_phase1=session.on_phase1 if session else None,
-                                     staging_home=import_dir)
+                                     staging_home=import_dir,
+                                     sealed_images=lambda: self._images_on_tmpfs(import_dir))
             if session is not None:
                 self.staged = reader.stage(session.label, targets, flags=self.inv.flags,
                                            source=session.open_stream(), decryption_keys=self.decryption_keys)
@@ -416,6 +444,7 @@ class _Restore:
             # Restored (without -d a non-zero code can be the container's own exit status).
             transaction.commit(journal.steps)
             if not req.keep:
+                self._wipe_plaintext(import_dir)
                 safe_remove.remove_tree(import_dir, ignore_errors=True)
                 if not req.work_path:
                     safe_remove.remove_tree(work, ignore_errors=True)
@@ -441,6 +470,7 @@ class _Restore:
         elif made is False:
             notes.append(f"a container {cid} exists that this restore did not create: it is left alone")
         problems = self._roll_back(journal)
+        self._wipe_plaintext(import_dir)
         safe_remove.remove_tree(import_dir, ignore_errors=True)
         log = os.path.join(work, "restore.log")
         notes.append("the bundle, rootfs and volumes are as they were" if not problems
@@ -509,18 +539,15 @@ def _made_by_us(runc: str, root: str, cid: str, bundle: str, pid_file: str, sinc
     """None: no container cid; True: this call's runc made it (its pid file, our bundle); False: someone else's.
 
     One `runc state` answers both whether cid exists and its pid and bundle (two calls cost ~5 ms more)."""
-    out = subprocess.run([runc, "--root", root, "state", cid], capture_output=True, check=False)
-    if out.returncode != 0:
+    state = recovery.runc_state(runc, root, cid)
+    if state is None:
         return None
     try:
-        state = json.loads(out.stdout)
         if os.stat(pid_file).st_mtime < since - 1:
             return False
         with open(pid_file, encoding="utf-8") as f:
             pid = int(f.read().strip() or 0)
     except (OSError, ValueError):
-        return False
-    if not isinstance(state, dict):
         return False
     found = str(state.get("bundle") or "")
     return pid > 0 and state.get("pid") == pid and os.path.realpath(found) == os.path.realpath(bundle)

@@ -11,8 +11,10 @@ SIGCONT) or `fail` (an error line there, as a failing step would give).
 Phases, in the order a flow passes them:
 
   tmpfs-made    an encrypted checkpoint's tmpfs dir for CRIU's images exists (state/tmpfsimages)
+  chain-staged  --incremental-from: the parent chain is staged in the scratch dir, not yet indexed
   dump          runc checkpoint has started (runc runs on without us)
   memory-dump   --pre-copy's phase-0 memory dump (runc checkpoint --leave-running) has started
+  incremental-built  --incremental-from: P1' is built in the scratch dir, the archive not yet begun
   images-sig    a signed images dir has its manifest, its signature not yet (trust.imagesdir)
   seal          an encrypted archive or stream has its first record written (trust.seal)
   export-write  the archive's temp file holds its first members
@@ -45,8 +47,8 @@ import threading
 from runc_ckpt.base.errors import RuncCkptError
 
 ENV_VAR = "RUNC_CKPT_FAULT"
-PHASES = ("tmpfs-made", "dump", "memory-dump", "images-sig", "seal", "export-write", "sign", "rename",
-          "tmpfs-wipe", "tmpfs-seal", "staging", "apply", "runc-restore",
+PHASES = ("tmpfs-made", "chain-staged", "dump", "memory-dump", "incremental-built", "images-sig", "seal",
+          "export-write", "sign", "rename", "tmpfs-wipe", "tmpfs-seal", "staging", "apply", "runc-restore",
           "hello-sent", "phase1-sent", "dumped", "stream-sent", "hello-read", "phase1-staged", "staged", "applied")
 _fired: set[str] = set()
 

@@ -92,6 +92,11 @@ class Plan:
     def ours(self) -> bool:
         return self.container_dir is not None
 
+    @property
+    def seals_caller_dir(self) -> bool:
+        """Node-level encryption: CRIU dumps into tmpfs, the caller's --image-path gets the images sealed."""
+        return self.memory_dir is not None and not self.ours
+
 
 def validate_parent(image_dir: str, parent: str) -> None:
     """Check --parent-path as runc and CRIU will read it: relative to the image dir, a directory."""

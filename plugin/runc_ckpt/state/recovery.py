@@ -26,20 +26,28 @@ import os
 import subprocess
 
 from runc_ckpt.runtime import safe_remove
-from runc_ckpt.state import transaction
+from runc_ckpt.state import tmpfsimages, transaction
 
 IMPORT_PREFIX = ".runc-ckpt-import-"
 
 
-def container_bundle(runc: str, root: str, cid: str) -> str | None:
-    """The bundle runc reports for (root, cid), or None when there is no such container."""
+def runc_state(runc: str, root: str, cid: str) -> dict[str, object] | None:
+    """`runc state` of (root, cid), parsed once for every question asked of it: None when there is no such
+    container, {} when runc's answer is not a JSON object (it exists, nothing more is known)."""
     out = subprocess.run([runc, "--root", root, "state", cid], capture_output=True, check=False)
     if out.returncode != 0:
         return None
     try:
-        return str(json.loads(out.stdout).get("bundle") or "")
-    except (ValueError, AttributeError):
-        return ""
+        doc = json.loads(out.stdout)
+    except ValueError:
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def container_bundle(runc: str, root: str, cid: str) -> str | None:
+    """The bundle runc reports for (root, cid), or None when there is no such container."""
+    state = runc_state(runc, root, cid)
+    return None if state is None else str(state.get("bundle") or "")
 
 
 def stale_import_dirs(bundle: str) -> list[str]:
@@ -77,6 +85,10 @@ def resolve_bundle(runc: str, bundle: str, rootfs: str | None, allow_undo: bool)
 
 
 def _resolve(runc: str, bundle: str, path: str, allow_undo: bool) -> str | None:
+    # An encrypted archive's decrypted images on tmpfs (recorded in the import dir): never needed again,
+    # whatever the outcome -- the archive is the durable copy.
+    for rec in tmpfsimages.records(path):
+        tmpfsimages.wipe(path, rec.directory)
     steps = transaction.read(path)
     ran = transaction.runc_step(steps)
     if ran is not None:

@@ -16,7 +16,8 @@ container's lock, before it reads the container's state. In order:
      incomplete one goes (state/predump.recover; on tmpfs for an encrypted
      export, state/tmpfsimages). This runs for a plain `restore ID` too, so
      it never restores images older than a dump that completed after them.
-     A killed migration's memory dump in tmpfs goes (runtime/memscratch);
+     A killed migration's memory dump in tmpfs goes (runtime/memscratch), so does a killed
+     --incremental-from export's scratch dir (state/callscratch);
   5. an encrypted checkpoint's plaintext images on tmpfs are wiped once the
      container runs again (until then they are its only copy).
 
@@ -33,7 +34,7 @@ import subprocess
 
 from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.runtime import containerid, leftovers, memscratch
-from runc_ckpt.state import intent, predump, recovery, tmpfsimages, transaction
+from runc_ckpt.state import callscratch, intent, predump, recovery, tmpfsimages, transaction
 
 RESTORE_WORK = "restore-work"
 DESCRIPTORS = "descriptors.json"
@@ -114,6 +115,7 @@ def settle(runc: str, root: str, state_dir: str, cid: str, bundle: str | None, t
         done += _unfreeze(runc, root, cid, cgroup_of(bundle, cid) if bundle else None)
     done += predump.recover(cdir)
     done += memscratch.sweep(state_dir, cid)
+    done += callscratch.sweep(cdir)
     done += tmpfsimages.recover(cdir)
     dumped = _dumped_since(cdir, killed.get(intent.CHECKPOINT))
     if dumped and exists and _status(runc, root, cid) == "stopped":
@@ -146,11 +148,8 @@ def _dumped_since(cdir: str, killed: intent.Intent | None) -> bool:
 
 
 def _status(runc: str, root: str, cid: str) -> str | None:
-    out = subprocess.run([runc, "--root", root, "state", cid], capture_output=True, check=False)
-    try:
-        return str(json.loads(out.stdout).get("status")) if out.returncode == 0 else None
-    except (ValueError, AttributeError):
-        return None
+    state = recovery.runc_state(runc, root, cid)
+    return str(state["status"]) if state and "status" in state else None
 
 
 def _unfreeze(runc: str, root: str, cid: str, cgroup: str | None) -> list[str]:
