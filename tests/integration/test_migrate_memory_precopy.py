@@ -153,9 +153,10 @@ def test_a_tampered_or_mismatched_phase_0_is_refused_with_nothing_applied(
 
 
 # Right after phase 0's `runc checkpoint --leave-running` started; inside its CRIU dump (action scripts: the
-# first CRIU of a --pre-copy stream is phase 0's); between the phases (phase 0 sent, before the freeze).
+# first CRIU of a --pre-copy stream is phase 0's); between P0 and round 1 (P0 sent), and inside round 1's
+# runc/CRIU dump; between the phases (the rounds sent, before the freeze).
 PHASE0_FAULTS = ["memory-dump:killtree", "criu:pre-dump", "criu:network-lock", "criu:post-dump",
-                 "phase1-sent:killtree"]
+                 "memory-round-1:killtree", "memory-round-1:killtree@0.15", "phase1-sent:killtree"]
 
 
 @pytest.mark.parametrize("fault", PHASE0_FAULTS)

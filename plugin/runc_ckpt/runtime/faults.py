@@ -13,6 +13,7 @@ Phases, in the order a flow passes them:
   tmpfs-made    an encrypted checkpoint's tmpfs dir for CRIU's images exists (state/tmpfsimages)
   dump          runc checkpoint has started (runc runs on without us)
   memory-dump   --pre-copy's phase-0 memory dump (runc checkpoint --leave-running) has started
+  memory-round-N  round N (1-4) of --pre-copy's memory is about to be dumped: the rounds before it are sent
   images-sig    a signed images dir has its manifest, its signature not yet (trust.imagesdir)
   seal          an encrypted archive or stream has its first record written (trust.seal)
   export-write  the archive's temp file holds its first members
@@ -45,7 +46,8 @@ import threading
 from runc_ckpt.base.errors import RuncCkptError
 
 ENV_VAR = "RUNC_CKPT_FAULT"
-PHASES = ("tmpfs-made", "dump", "memory-dump", "images-sig", "seal", "export-write", "sign", "rename",
+PHASES = ("tmpfs-made", "dump", "memory-dump", "memory-round-1", "memory-round-2", "memory-round-3", "memory-round-4",
+          "images-sig", "seal", "export-write", "sign", "rename",
           "tmpfs-wipe", "tmpfs-seal", "staging", "apply", "runc-restore",
           "hello-sent", "phase1-sent", "dumped", "stream-sent", "hello-read", "phase1-staged", "staged", "applied")
 _fired: set[str] = set()
