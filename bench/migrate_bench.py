@@ -272,19 +272,25 @@ def over_link(send: list[str], recv: list[str], send_env: dict, recv_env: dict, 
     back = threading.Thread(target=_pump, args=(b_relay, a_relay, 0), daemon=True)
     fwd.start()
     back.start()
-    ps = subprocess.Popen(send, stdin=a_end.fileno() if send_stdin is None else send_stdin,
-                          stdout=a_end.fileno(), stderr=subprocess.PIPE, env=send_env)
-    pr = subprocess.Popen(recv, stdin=b_end.fileno(), stdout=b_end.fileno() if recv_stdout is None else recv_stdout,
-                          stderr=subprocess.PIPE, env=recv_env)
-    a_end.close()
-    b_end.close()
-    _, rerr = pr.communicate()
-    _, serr = ps.communicate()
-    fwd.join(5)
-    back.join(5)
-    for s in (a_relay, b_relay):
-        s.close()
-    return ps.returncode, pr.returncode, (serr + rerr).decode(errors="replace"), traffic
+    # stderr to files, not pipes: a pipe read only at the end fills up (the sender's --debug lines, runc's
+    # among them), and a writer blocked on it stalls the migration (runc and CRIU with the container frozen).
+    with tempfile.TemporaryFile() as serr, tempfile.TemporaryFile() as rerr:
+        ps = subprocess.Popen(send, stdin=a_end.fileno() if send_stdin is None else send_stdin,
+                              stdout=a_end.fileno(), stderr=serr, env=send_env)
+        pr = subprocess.Popen(recv, stdin=b_end.fileno(),
+                              stdout=b_end.fileno() if recv_stdout is None else recv_stdout, stderr=rerr, env=recv_env)
+        a_end.close()
+        b_end.close()
+        pr.wait()
+        ps.wait()
+        fwd.join(5)
+        back.join(5)
+        for s in (a_relay, b_relay):
+            s.close()
+        serr.seek(0)
+        rerr.seek(0)
+        err = (serr.read() + rerr.read()).decode(errors="replace")
+    return ps.returncode, pr.returncode, err, traffic
 
 
 # ---------------------------------------------------------------- hosts

@@ -77,6 +77,7 @@ int main(int argc, char **argv) {
 """
 MIB = 64
 RATE = 4                # pages every 5 ms: 3 MiB/s, about 5 % of the buffer a second
+FREEZE = re.compile(r"--pre-copy: (\d+) of (\d+) pages changed since pre-checkpoint\.(\d+)/")
 ROUNDS = re.compile(r"(\d+) memory rounds after phase 0 \(bytes sent: ([0-9, ]+);.*?\); stopped: ([^\"]+)")
 
 
@@ -141,7 +142,9 @@ def test_rounds_chase_a_dirtying_workload_and_its_memory_restores_intact(
         rounds, sizes = int(m.group(1)), [int(x) for x in m.group(2).split(", ")]
         assert rounds >= 2 and len(sizes) == rounds + 1, m.group(0)
         assert sizes[1] >= (MIB << 20) // 10 > sizes[-1], m.group(0)   # round 1 carried the burst
-        assert "changed since pre-checkpoint." in sent.stderr           # the freeze built on the last round
+        # the freeze built on the last round, and the workload ran on after it (CRIU thawed it every round)
+        freeze = FREEZE.search(sent.stderr)
+        assert freeze and int(freeze.group(3)) == rounds and int(freeze.group(1)) > 0, sent.stderr
         assert _status(b.root, cid) == "running" and _status(a.root, cid) is None
         assert _verify(dst.rootfs) == f"ok {MIB << 8}"
         assert not _tmpfs_left(cid)
