@@ -19,7 +19,7 @@ import pytest
 
 from tests.conftest import require_tool
 from tests.integration.conftest import wait_for
-from tests.integration.migrate_helpers import make_host, target_bundle
+from tests.integration.migrate_helpers import _finish, make_host, target_bundle
 from tests.integration.test_incremental_real import _verify
 from tests.integration.test_migrate_memory_precopy import _status, _stopped, _tmpfs_left
 from tests.integration.treekill_helpers import settle_time
@@ -120,10 +120,7 @@ def test_rounds_chase_a_dirtying_workload_and_its_memory_restores_intact(
         (src.rootfs / "burst").write_text("")
         wait_for(lambda: (src.rootfs / "bursted").exists(), timeout=30, what="the workload's burst")
         ps.send_signal(signal.SIGCONT)
-        _, serr = ps.communicate(timeout=180)
-        _, rerr = pr.communicate(timeout=180)
-        return (subprocess.CompletedProcess(ps.args, ps.returncode, b"", serr.decode()),
-                subprocess.CompletedProcess(pr.args, pr.returncode, b"", rerr.decode()))
+        return _finish(ps, pr, 180)
 
     try:
         if fault is not None:
