@@ -64,6 +64,7 @@ import bisect
 import itertools
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -74,6 +75,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pycriu.images
 from _common import (
     MIB,
     RUN,
@@ -270,19 +272,25 @@ def over_link(send: list[str], recv: list[str], send_env: dict, recv_env: dict, 
     back = threading.Thread(target=_pump, args=(b_relay, a_relay, 0), daemon=True)
     fwd.start()
     back.start()
-    ps = subprocess.Popen(send, stdin=a_end.fileno() if send_stdin is None else send_stdin,
-                          stdout=a_end.fileno(), stderr=subprocess.PIPE, env=send_env)
-    pr = subprocess.Popen(recv, stdin=b_end.fileno(), stdout=b_end.fileno() if recv_stdout is None else recv_stdout,
-                          stderr=subprocess.PIPE, env=recv_env)
-    a_end.close()
-    b_end.close()
-    _, rerr = pr.communicate()
-    _, serr = ps.communicate()
-    fwd.join(5)
-    back.join(5)
-    for s in (a_relay, b_relay):
-        s.close()
-    return ps.returncode, pr.returncode, (serr + rerr).decode(errors="replace"), traffic
+    # stderr to files, not pipes: a pipe read only at the end fills up (the sender's --debug lines, runc's
+    # among them), and a writer blocked on it stalls the migration (runc and CRIU with the container frozen).
+    with tempfile.TemporaryFile() as serr, tempfile.TemporaryFile() as rerr:
+        ps = subprocess.Popen(send, stdin=a_end.fileno() if send_stdin is None else send_stdin,
+                              stdout=a_end.fileno(), stderr=serr, env=send_env)
+        pr = subprocess.Popen(recv, stdin=b_end.fileno(),
+                              stdout=b_end.fileno() if recv_stdout is None else recv_stdout, stderr=rerr, env=recv_env)
+        a_end.close()
+        b_end.close()
+        pr.wait()
+        ps.wait()
+        fwd.join(5)
+        back.join(5)
+        for s in (a_relay, b_relay):
+            s.close()
+        serr.seek(0)
+        rerr.seek(0)
+        err = (serr.read() + rerr.read()).decode(errors="replace")
+    return ps.returncode, pr.returncode, err, traffic
 
 
 # ---------------------------------------------------------------- hosts
@@ -442,6 +450,36 @@ class Result:
     phase0: int = 0         # bytes over the link up to the freeze
     after: int = 0          # bytes over the link after it
     dump: float = 0.0       # the limit: seconds of `runc checkpoint`
+    frozen: float | None = None  # CRIU's frozen_time (stats-dump): the limit's dump; two-phase: its longest
+    rounds: str = ""        # two-phase: the memory rounds, as the sender's debug line says
+
+
+# The sender's debug lines (migrate/memory.py) that the two-phase row reports.
+ROUNDS_LINE = re.compile(r"(\d+) memory rounds after phase 0 \(bytes sent: ([0-9, ]+); pauses: ([0-9., ]+) s\); "
+                         r"stopped: (.*?)\"?$", re.MULTILINE)
+P0_PAUSE = re.compile(r"phase-0 pause ([0-9.]+) s \(the container frozen")
+
+
+def criu_frozen(work: Path) -> float | None:
+    """CRIU's frozen_time of the dump whose stats-dump is in work (pycriu, CRIU's own decoder), in seconds."""
+    try:
+        with open(work / "stats-dump", "rb") as f:
+            return pycriu.images.load(f)["entries"][0]["dump"]["frozen_time"] / 1e6
+    except (OSError, KeyError, IndexError):
+        return None
+
+
+def rounds_of(err: str) -> tuple[str, float | None]:
+    """(what the rounds were, the longest CRIU frozen_time of phase 0's dumps) from the sender's stderr."""
+    m = ROUNDS_LINE.search(err)
+    if m is None:
+        p0 = P0_PAUSE.search(err)
+        return "none (one phase-0 dump)", float(p0.group(1)) if p0 else None
+    sizes = [mib(int(x)) for x in m.group(2).split(", ")]
+    pauses = [float(x) for x in m.group(3).split(", ")]
+    what = (f"{m.group(1)} after phase 0 (pages sent: {', '.join(sizes)}; CRIU frozen "
+            f"{', '.join(f'{x:.2f}' for x in pauses)} s); stopped: {m.group(4)}")
+    return what, max(pauses)
 
 
 def prepare(a: Host, b: Host, case: Case) -> None:
@@ -468,11 +506,12 @@ def run_limit(a: Host, b: Host, case: Case, wait: float) -> Result:
     out = a.runc("checkpoint", "--image-path", str(images), CID)
     dump = time.time() - t0
     check(out.returncode == 0, "runc checkpoint", out.stderr)
+    frozen = criu_frozen(images)
     out = a.runc("restore", "-d", "--image-path", str(images), "--bundle", str(a.bundle), CID)
     check(out.returncode == 0, "runc restore", out.stderr)
     m = moved(a.stamp, t0, wait, case.mem_mib)
     shutil.rmtree(images, ignore_errors=True)
-    return Result(m, dump=dump)
+    return Result(m, dump=dump, frozen=frozen)
 
 
 def run_three_step(a: Host, b: Host, case: Case, wait: float, rate: float) -> Result:
@@ -496,7 +535,8 @@ def run_stream(a: Host, b: Host, case: Case, wait: float, rate: float, compress:
     extra = ["--pre-copy", "--handshake"] if two_phase else []
     t0 = time.time()
     rs, rr, err, traffic = over_link(
-        a.ckpt("checkpoint", "--export", "-", "--compress", compress, *extra, CID),
+        a.ckpt(*(["--debug"] if two_phase else []), "checkpoint", "--export", "-", "--compress", compress, *extra,
+               CID),
         b.ckpt("restore", "--import", "-", *extra[1:], "--bundle", str(b.bundle), "-d", CID),
         a.env, b.env, rate, send_stdin=None if two_phase else subprocess.DEVNULL)
     check(rs == 0 and rr == 0, "stream", err)
@@ -504,7 +544,8 @@ def run_stream(a: Host, b: Host, case: Case, wait: float, rate: float, compress:
     if not any(s.host == b.name for s in read_stamps(a.stamp)):
         raise BenchError(f"the container never ran on host {b.name}: {err.strip()[-1500:]}")
     head = traffic.until(m.freeze)
-    return Result(m, phase0=head, after=traffic.total - head)
+    rounds, frozen = rounds_of(err) if two_phase else ("", None)
+    return Result(m, phase0=head, after=traffic.total - head, frozen=frozen, rounds=rounds)
 
 
 def run_podman(work: Path, image_tar: Path, hosts: list[Host], case: Case, wait: float, rate: float) -> Result:
@@ -614,6 +655,11 @@ def report_case(case: Case, res: dict[str, Result], goals: Goals) -> list[str]:
     print(f"  two-phase: downtime {tp.moved.downtime:.2f} s, phase-0 pause {tp.moved.pause:.3f} s; over the link "
           f"{mib(tp.phase0)} before the freeze, {mib(tp.after)} after it; {mib(tp.moved.changed)} of pages "
           "changed from the start to the freeze", flush=True)
+    print(f"  rounds:    {tp.rounds}", flush=True)
+    frozen = (f"; CRIU frozen_time {tp.frozen:.3f} s vs the limit's {limit.frozen:.3f} s"
+              if tp.frozen is not None and limit.frozen is not None else "")
+    print(f"  pause:     the stamps' largest gap {tp.moved.pause:.3f} s vs the limit's `runc checkpoint` "
+          f"{limit.dump:.3f} s{frozen}", flush=True)
     for name in COMPARED:
         if name in res:
             print(f"  {name + ':':10} downtime {res[name].moved.downtime:.2f} s "
@@ -625,6 +671,9 @@ def report_case(case: Case, res: dict[str, Result], goals: Goals) -> list[str]:
                         case.after_goal, "%"),
             goals.check(f"{case.name}: phase-0 pause / the limit's dump time", ratio(tp.moved.pause, limit.dump),
                         1.2)]
+    if tp.frozen is not None and limit.frozen is not None:     # the same definition on both sides
+        rows.append(goals.check(f"{case.name}: phase-0 pause / the limit's dump, both CRIU's frozen_time",
+                                ratio(tp.frozen, limit.frozen), 1.2))
     if "podman" in res:
         rows.append(goals.check(f"{case.name}: downtime / podman's three steps",
                                 ratio(tp.moved.downtime, res["podman"].moved.downtime), 0.25))

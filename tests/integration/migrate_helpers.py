@@ -7,6 +7,7 @@ stream between `runc-ckpt checkpoint --export -` and `restore --import -`.
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import socket
 import subprocess
@@ -84,13 +85,17 @@ def socket_pair(send: list[str], recv: list[str], send_env: dict, recv_env: dict
 
 
 def _finish(ps: subprocess.Popen, pr: subprocess.Popen, timeout: float):
-    try:
-        rout, rerr = pr.communicate(timeout=timeout)
-        sout, serr = ps.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        ps.kill()
-        pr.kill()
-        raise
+    """Both sides' output read at once: a side whose stderr pipe nobody drains blocks when it fills
+    (the sender's --debug relays runc's debug lines, one runc call per memory pre-copy round)."""
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        sent, got = pool.submit(ps.communicate, timeout=timeout), pool.submit(pr.communicate, timeout=timeout)
+        try:
+            sout, serr = sent.result()
+            rout, rerr = got.result()
+        except subprocess.TimeoutExpired:
+            ps.kill()
+            pr.kill()
+            raise
     return (subprocess.CompletedProcess(ps.args, ps.returncode, sout, serr.decode()),
             subprocess.CompletedProcess(pr.args, pr.returncode, rout, rerr.decode()))
 

@@ -22,7 +22,7 @@ import pytest
 from runc_ckpt.runtime import memscratch
 from runc_ckpt.runtime.criu import images
 from tests.integration.conftest import wait_for
-from tests.integration.migrate_helpers import make_host, pipe, target_bundle
+from tests.integration.migrate_helpers import _finish, make_host, pipe, target_bundle
 from tests.integration.test_incremental_real import EVERY, MIB, _verify, toucher  # noqa: F401 (a fixture)
 from tests.integration.test_tree_kill_real import start
 from tests.integration.test_trust_real import _rewrite
@@ -80,11 +80,10 @@ def test_memory_crosses_before_the_freeze_and_restores_intact(make_bundle, conta
         (src.rootfs / "change").write_text("")
         wait_for(lambda: (src.rootfs / "changed").exists(), timeout=30, what="the workload to change its memory")
         ps.send_signal(signal.SIGCONT)
-        _, rerr = pr.communicate(timeout=180)
-        _, serr = ps.communicate(timeout=180)
-        serr_text = serr.decode()
-        assert ps.returncode == 0, serr_text + rerr.decode()
-        assert pr.returncode == 0, rerr.decode()
+        sent, got = _finish(ps, pr, 180)
+        serr_text = sent.stderr
+        assert ps.returncode == 0, serr_text + got.stderr
+        assert pr.returncode == 0, got.stderr
         assert "memory pre-copy by content hash" in serr_text, serr_text
         total, after, pause = SENT.search(serr_text).groups()
         # 64 MiB of incompressible pages went before the freeze; after it, about a tenth of them and the rest
@@ -153,9 +152,10 @@ def test_a_tampered_or_mismatched_phase_0_is_refused_with_nothing_applied(
 
 
 # Right after phase 0's `runc checkpoint --leave-running` started; inside its CRIU dump (action scripts: the
-# first CRIU of a --pre-copy stream is phase 0's); between the phases (phase 0 sent, before the freeze).
+# first CRIU of a --pre-copy stream is phase 0's); between P0 and round 1 (P0 sent), and inside round 1's
+# runc/CRIU dump; between the phases (the rounds sent, before the freeze).
 PHASE0_FAULTS = ["memory-dump:killtree", "criu:pre-dump", "criu:network-lock", "criu:post-dump",
-                 "phase1-sent:killtree"]
+                 "memory-round-1:killtree", "memory-round-1:killtree@0.15", "phase1-sent:killtree"]
 
 
 @pytest.mark.parametrize("fault", PHASE0_FAULTS)

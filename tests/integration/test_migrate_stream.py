@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import COUNTER, wait_for
-from tests.integration.migrate_helpers import pipe, running_pair, socket_pair
+from tests.integration.migrate_helpers import _finish, pipe, running_pair, socket_pair
 
 SCRIPT = ("echo new > /newfile; rm /etc/lower-file; mkdir -p /data/sub; echo kept > /data/sub/v; "
           "echo 1 > /changes; echo gone > /gone-later; " + COUNTER)
@@ -105,10 +105,9 @@ def test_pre_copy_brings_files_changed_created_and_deleted_between_the_phases(
         (src.volumes["vol1"] / "vgone").unlink()
         (src.volumes["vol1"] / "vnew").write_text("vn\n")
         ps.send_signal(signal.SIGCONT)
-        _, rerr = pr.communicate(timeout=120)
-        _, serr = ps.communicate(timeout=120)
-        assert ps.returncode == 0, serr.decode()
-        assert pr.returncode == 0, rerr.decode()
+        sent, got = _finish(ps, pr, 120)
+        assert sent.returncode == 0, sent.stderr
+        assert got.returncode == 0, got.stderr
         before = src.counter()
         wait_for(lambda: dst.counter() > before + 2, what="counter to continue on the target")
         assert (dst.rootfs / "changes").read_text() == "2\n"
@@ -126,7 +125,7 @@ def test_pre_copy_brings_files_changed_created_and_deleted_between_the_phases(
         assert (dst.volumes["vol1"] / "sub" / "v").read_text() == "kept\n"
         assert not _leftovers(dst.path, dst.rootfs, dst.volumes["vol1"])
         # Only what changed went after the freeze: not the 1 MiB file, nor the untouched files.
-        said = serr.decode()
+        said = sent.stderr
         assert "--pre-copy: rootfs: " in said and "1 removed since phase 1" in said, said
         resent = int(said.split("--pre-copy: rootfs: ")[1].split()[0])
         assert 5 <= resent <= 12, said

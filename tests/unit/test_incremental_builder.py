@@ -327,3 +327,27 @@ def test_a_pages_file_that_shrinks_while_followed_is_dropped(tmp_path):
         assert hasher.finish() == {}
     finally:
         hasher.close()
+
+
+def test_index_over_a_round_matches_the_chain_without_reading_the_parent(tmp_path):
+    """Migration rounds: P0 is indexed and deleted; round 1 is built on its digests, and round 2 on
+    index_over(round 1) -- the same digests index_parent finds through the chain, with P0 gone."""
+    p0, r1, r2 = tmp_path / "p0", tmp_path / "r1", tmp_path / "r2"
+    write_dump(p0, {"pagemap-1.img": (1, [(A, [page("a0"), page("a1"), page("a2"), page("a3")], PE_PRESENT)])})
+    write_dump(r1, {"pagemap-1.img": (1, [(A, [page("a0"), page("A1"), page("a2"), page("a3")], PE_PRESENT),
+                                          (B, [page("n0")], PE_PRESENT)])})       # newly mapped
+    write_dump(r2, {"pagemap-1.img": (1, [(A, [page("a0"), page("A1"), page("B2")], PE_PRESENT),  # a3 unmapped
+                                          (B, [page("n0")], PE_PRESENT)])})
+    first = incremental.index_parent(str(p0))
+    incremental.build_from_index(first, str(r1), str(tmp_path / "r1x"))
+    on_disk = incremental.index_parent(str(tmp_path / "r1x"))    # through the parent link, P0 still there
+    p0.rename(tmp_path / "p0-gone")
+
+    second = incremental.index_over(first, str(tmp_path / "r1x"))
+
+    assert second.pagemaps["pagemap-1.img"].digests == on_disk.pagemaps["pagemap-1.img"].digests
+    result = incremental.build_from_index(second, str(r2), str(tmp_path / "r2x"))
+    assert (result.pages, result.kept) == (4, 1)               # a0 in p0, A1 and n0 in r1x: only B2 crosses
+    (tmp_path / "p0-gone").rename(p0)
+    incremental.check_parent(str(tmp_path / "r2x"))
+    assert restored(tmp_path / "r2x", "pagemap-1.img") == restored(r2, "pagemap-1.img")

@@ -18,10 +18,12 @@ from runc_ckpt.commands import cmdflags, options
 from runc_ckpt.migrate import memory
 from runc_ckpt.runtime import cgroupmem
 from runc_ckpt.runtime.containerstate import ContainerState
-from runc_ckpt.runtime.criu import features
+from runc_ckpt.runtime.criu import features, incremental
+from runc_ckpt.runtime.criu.incremental import PAGE
 from runc_ckpt.settings import config
 from runc_ckpt.settings.policy import Policy
 from runc_ckpt.state import predump, tmpfsimages
+from tests.unit.test_incremental_builder import A, page, write_dump
 
 CID = "web"
 OFF = "Warn  (criu/cr-check.c:824): Dirty tracking is OFF. Memory snapshot will not work.\n"
@@ -184,3 +186,90 @@ def test_the_freeze_dump_stays_where_it_was(tmp_path, state_dir, monkeypatch, wh
     before = t.plan
     assert not memory.p1_on_tmpfs(state_dir, t, CheckpointRequest(containers=[CID], keep=why == "keep"))
     assert t.plan is before
+R = memory.Round
+MIB = 1 << 20
+
+
+@pytest.mark.parametrize(("done", "why"), [
+    ([R(0, 1024 * MIB, 1.0)], None),                                      # round 1 always: only a dump tells
+    ([R(0, 1024 * MIB, 1.0), R(1, 365 * MIB, 1.0)], None),                # shrinking, far over the budget
+    ([R(0, 1024 * MIB, 1.0), R(1, 365 * MIB, 1.0), R(2, 137 * MIB, 1.0)], None),
+    ([R(0, 1024 * MIB, 1.0), R(1, 40 * MIB, 1.0)], "within the budget"),  # 5 % of P0's bytes: 51 MiB
+    ([R(0, 1024 * MIB, 1.0), R(1, 0, 1.0)], "within the budget"),         # an idle container: one round
+    ([R(0, 1024 * MIB, 1.0), R(1, 137 * MIB, 1.0), R(2, 120 * MIB, 1.0)], "no longer gains"),
+    ([R(0, 1024 * MIB, 1.0), R(1, 300 * MIB, 1.0), R(2, 200 * MIB, 1.0), R(3, 140 * MIB, 1.0),
+      R(4, 100 * MIB, 1.0)], "4 rounds, the most"),
+])
+def test_the_round_decision(done, why):
+    got = memory.stop_reason(done)
+    assert got is None if why is None else why in got
+
+
+def _debug_invocation() -> Invocation:
+    flags = GlobalFlags()
+    flags.debug = True
+    return Invocation(flags, [], "checkpoint", [])
+
+
+def _fake_round_dumps(fp, tmp_path, state_dir: str, pages: list[list[bytes]], calls: list[str]) -> str:
+    """runc checkpoint --leave-running into scratch/<p0|round-k>, each a full dump of `pages[k]` at one address."""
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    for k, content in enumerate(pages):
+        name = memory.P0 if k == 0 else f"round-{k}"
+
+        def dumped(process, name=name, content=content) -> None:
+            calls.append(name)
+            write_dump(scratch / name, {"pagemap-1.img": (1, [(A, content, incremental.PE_PRESENT)])})
+            (scratch / f"{name}-work").mkdir()
+        fp.register(["runc", "checkpoint", "--leave-running", "--image-path", str(scratch / name),
+                     "--work-path", str(scratch / f"{name}-work"), CID], callback=dumped)
+    return str(scratch)
+
+
+def test_rounds_stream_a_chain_until_the_changed_set_fits_the_budget(fp, tmp_path, state_dir, capfd):
+    """P0 of 40 pages; round 1 finds 10 changed (over 5 %), round 2 one (within it): two rounds, each
+    streamed as pre-checkpoint.k/ with only its changed pages and a parent link to the round before."""
+    p0 = [page(f"p{i}") for i in range(40)]
+    r1 = [page(f"r{i}") if i < 10 else p0[i] for i in range(40)]
+    r2 = [page("x") if i == 39 else r1[i] for i in range(40)]
+    calls: list[str] = []
+    scratch = _fake_round_dumps(fp, tmp_path, state_dir, [p0, r1, r2], calls)
+    t = _target(tmp_path, state_dir)
+    tw = TarWriter(io.BytesIO())
+    inv = _debug_invocation()
+    first = memory.phase0("runc", inv, state_dir, CheckpointRequest(), [CID], t,
+                          memory.Choice(features.CONTENT_DIFF, ""), scratch, tw, 0)
+    assert first is not None
+
+    memory.rounds("runc", inv, state_dir, CheckpointRequest(), [CID], t, first, scratch, tw, 0, None)
+
+    assert calls == ["p0", "round-1", "round-2"]
+    assert [(r.number, r.changed) for r in first.rounds] == [(0, 40 * PAGE), (1, 10 * PAGE), (2, PAGE)]
+    assert first.top == "pre-checkpoint.2"
+    assert tw.members["pre-checkpoint.1/pages-1.img"].size == 10 * PAGE
+    assert tw.members["pre-checkpoint.2/pages-1.img"].size == PAGE
+    assert os.listdir(scratch) == []                     # only digests are kept between rounds
+    err = capfd.readouterr().err
+    assert "2 memory rounds after phase 0" in err and "within the budget" in err
+    out = tmp_path / "p1x"                               # the freeze builds on the last round's digests
+    write_dump(tmp_path / "p1", {"pagemap-1.img": (1, [(A, r2, incremental.PE_PRESENT)])})
+    assert incremental.build_from_index(first.index, str(tmp_path / "p1"), str(out)).kept == 0
+
+
+def test_a_round_over_the_pause_bound_is_not_run(fp, tmp_path, state_dir, memory_in_use, capfd):
+    memory_in_use(2 << 30)                               # 2.67 s at DUMP_RATE
+    calls: list[str] = []
+    scratch = _fake_round_dumps(fp, tmp_path, state_dir, [[page("a")]], calls)
+    t = _target(tmp_path, state_dir)
+    inv = _debug_invocation()
+    tw = TarWriter(io.BytesIO())
+    first = memory.phase0("runc", inv, state_dir, CheckpointRequest(), [CID], t,
+                          memory.Choice(features.CONTENT_DIFF, ""), scratch, tw, 0)
+    assert first is not None
+    assert not os.path.exists(os.path.join(state_dir, memory.RATE_FILE))   # P0 too small to learn a rate
+
+    memory.rounds("runc", inv, state_dir, CheckpointRequest(), [CID], t, first, scratch, tw, 0, 1.0)
+
+    assert calls == ["p0"] and first.top == "pre-checkpoint"
+    assert "round 1's estimated pause 2.67 s exceeds --pre-copy-max-pause 1 s" in capfd.readouterr().err

@@ -6,6 +6,8 @@ import json
 import os
 import stat
 
+import pytest
+
 from tests.hostile import builder
 from tests.hostile.harness import make_target
 
@@ -122,3 +124,51 @@ def test_full_rootfs_archive_restores_into_an_empty_rootfs(tmp_path, runc_ckpt_b
     assert out.returncode == 0, out.stderr
     assert (t.rootfs / "bin" / "sh").read_bytes() == b"#!"
     assert stat.S_IMODE(os.stat(t.rootfs).st_mode) == 0o751
+
+
+def _rounds_archive(volume: str, links: dict[str, str], rounds: tuple[int, ...] = (1, 2)) -> builder.Archive:
+    """A stream's layout after memory pre-copy rounds: pre-checkpoint/, pre-checkpoint.N/, checkpoint/,
+    with the given `parent` links (member dir -> link target)."""
+    a = builder.base(volume)
+    for d in ["pre-checkpoint", *(f"pre-checkpoint.{n}" for n in rounds)]:
+        a.members.insert(3, builder.f(f"{d}/pages-1.img", b"\0" * 4096))
+        a.members.insert(3, builder.f(f"{d}/inventory.img", d.encode()))
+    for d, target in links.items():
+        a.members.insert(3, builder.sym(f"{d}/parent", target))
+    return a
+
+
+def test_pre_copy_rounds_are_staged_as_a_chain(tmp_path, runc_ckpt_bin):
+    t = make_target(tmp_path, runc_ckpt_bin)
+    a = _rounds_archive(str(t.volume), {"pre-checkpoint.1": "../pre-checkpoint", "pre-checkpoint.2": "../pre-checkpoint.1",
+                                        "checkpoint": "../pre-checkpoint.2"})
+    out = t.restore("--import", str(builder.write(a, tmp_path / "archive.tar")), "--keep")
+    assert out.returncode == 0, out.stderr
+    image_path = _restore_call(t)[_restore_call(t).index("--image-path") + 1]
+    for up, name in (("parent", b"pre-checkpoint.2"), ("parent/parent", b"pre-checkpoint.1"),
+                     ("parent/parent/parent", b"pre-checkpoint")):
+        with open(os.path.join(image_path, up, "inventory.img"), "rb") as f:
+            assert f.read() == name
+
+
+@pytest.mark.parametrize(("links", "rounds", "error"), [
+    # the dump on an older round: it would restore pages the workload had overwritten since
+    ({"pre-checkpoint.1": "../pre-checkpoint", "pre-checkpoint.2": "../pre-checkpoint.1",
+      "checkpoint": "../pre-checkpoint.1"}, (1, 2), "not a chain its checkpoint/ builds on"),
+    ({"pre-checkpoint.2": "../pre-checkpoint.1", "checkpoint": "../pre-checkpoint.2"}, (2,), "not a chain"),
+    ({"pre-checkpoint.1": "../pre-checkpoint", "pre-checkpoint.2": "../pre-checkpoint.1"}, (1, 2), "not a chain"),
+    # a round skipping one, a loop, a link out of the archive
+    ({"pre-checkpoint.2": "../pre-checkpoint", "checkpoint": "../pre-checkpoint.2"}, (1, 2), "must point to"),
+    ({"pre-checkpoint.1": "../pre-checkpoint.1", "checkpoint": "../pre-checkpoint.1"}, (1,), "must point to"),
+    ({"pre-checkpoint.1": "/etc", "checkpoint": "../pre-checkpoint.1"}, (1,), "must point to"),
+    ({"pre-checkpoint.5": "../pre-checkpoint.4", "checkpoint": "../pre-checkpoint"}, (5,), "not a regular file"),
+])
+def test_a_broken_chain_of_rounds_is_refused_before_anything_is_applied(tmp_path, runc_ckpt_bin, links, rounds,
+                                                                        error):
+    t = make_target(tmp_path, runc_ckpt_bin)
+    a = _rounds_archive(str(t.volume), links, rounds)
+    out = t.restore("--import", str(builder.write(a, tmp_path / "archive.tar")))
+    assert out.returncode != 0 and error in out.stderr, out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+    assert not (t.rootfs / "newfile").exists()
+    assert not [c for c in t.runc_calls() if " restore " in f" {c} "]

@@ -77,6 +77,7 @@ class ExportRequest:
     seal_for: tuple[SealKey, ...] = ()  # encrypt the whole file for these keys (trust.seal); (): plain
     sign_key: ec.EllipticCurvePrivateKey | None = None  # sign the manifest (trust.signature); None: unsigned
     parent: bytes | None = None  # an incremental checkpoint's layout.PARENT (archive.chain.Link); None: full
+    parent_member: str = layout.PRE_CHECKPOINT_DIR  # where the images' `parent` link leads (a stream's last pre-copy round)
 
 
 @dataclass
@@ -164,13 +165,14 @@ def plan(req: ExportRequest, spool_dir: str | None = None) -> Plan:
 
 def add_images(tw: TarWriter, req: ExportRequest, entries: EntrySpool, mtime: int) -> None:
     """Write checkpoint/ (or pre-checkpoint/, req.image_member): every image file of a plan's
-    images; CRIU's `parent` link stays a symlink, pointing at the sibling pre-checkpoint/."""
+    images; CRIU's `parent` link stays a symlink, pointing at the sibling pre-checkpoint/ (or, in a stream
+    with several memory pre-copy rounds, at the last round's pre-checkpoint.N/: req.parent_member)."""
     tw.add_entry(Entry(req.image_member, DIR, os.stat(req.image_dir).st_mode, mtime=mtime))
     for e in entries:                 # names (and hardlink targets) already carry the prefix
         if e.kind == SYM and e.name == f"{req.image_member}/parent":
             # Our state dir names parents pre-checkpoint.N; in an archive the pre-dump is
             # always the sibling pre-checkpoint/ (podman's layout, what every reader expects).
-            e.linkname = f"../{layout.PRE_CHECKPOINT_DIR}"
+            e.linkname = f"../{req.parent_member}"
         if e.kind == REG:
             tw.add_file(e.name, e.source)  # type: ignore[arg-type]  # the scanner sets source on every REG
         else:

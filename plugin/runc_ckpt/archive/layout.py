@@ -5,6 +5,15 @@ Podman 4.x and checkpointctl read these names; keep them byte-identical.
 
 CHECKPOINT_DIR = "checkpoint"          # CRIU images; must hold inventory.img
 PRE_CHECKPOINT_DIR = "pre-checkpoint"  # CRIU pre-dump images
+# ours, streams only: memory pre-copy round N >= 1 (migrate.memory), pre-checkpoint.N/parent -> the round before
+PRE_COPY_ROUNDS = 4                    # the most rounds a stream may carry after pre-checkpoint/
+
+
+def pre_copy_round(n: int) -> str:
+    """The member dir of memory pre-copy round n: round 0 is pre-checkpoint/, round n >= 1 pre-checkpoint.n/."""
+    return PRE_CHECKPOINT_DIR if n == 0 else f"{PRE_CHECKPOINT_DIR}.{n}"
+
+
 INVENTORY = "inventory.img"
 SPEC_DUMP = "spec.dump"                # the bundle's OCI config.json
 CONFIG_DUMP = "config.dump"            # engine metadata: id, name, runtime, times

@@ -389,16 +389,18 @@ def _stage_member(tar: TarStream, m: tarfile.TarInfo, staged: Staged, targets: T
     if m.isdir():
         return
     if staged.sealed_for and targets.sealed_images is not None and len(parts) == 2 \
-            and parts[0] in (layout.CHECKPOINT_DIR, layout.PRE_CHECKPOINT_DIR):
+            and (parts[0] in (layout.CHECKPOINT_DIR, layout.PRE_CHECKPOINT_DIR) or _round_of(parts[0]) is not None):
         targets.sealed_images()
-    if m.issym() and len(parts) == 2 and parts[0] == layout.CHECKPOINT_DIR and parts[1] == "parent":
-        # CRIU's link from a dump to its pre-dump; the only link an archive may carry.
-        if m.linkname.rstrip("/") != f"../{layout.PRE_CHECKPOINT_DIR}":
+    if m.issym() and len(parts) == 2 and parts[1] == "parent" and _parent_targets(parts[0]):
+        # CRIU's link from a dump to its pre-dump (or a pre-copy round to the round before); the only
+        # links an archive may carry, each to one of its siblings named in advance.
+        allowed = _parent_targets(parts[0])
+        if m.linkname.rstrip("/") not in allowed:
             raise safeextract.UnsafeArchive(f"archive {staged.path}: {name} must point to "
-                                            f"../{layout.PRE_CHECKPOINT_DIR}, not {m.linkname!r}")
+                                            f"{' or '.join(allowed)}, not {m.linkname!r}")
         if targets.import_dir is not None:
-            d = _subdir(targets.import_dir, layout.CHECKPOINT_DIR)
-            os.symlink(m.linkname, os.path.join(d, "parent"))
+            d = _subdir(targets.import_dir, parts[0])
+            os.symlink(m.linkname.rstrip("/"), os.path.join(d, "parent"))
         return
     if not m.isreg():
         raise safeextract.UnsafeArchive(f"archive {staged.path}: member {name!r} is not a regular file")
@@ -415,7 +417,8 @@ def _stage_member(tar: TarStream, m: tarfile.TarInfo, staged: Staged, targets: T
             _stream_small_member(staged, targets, name, data)
         else:
             _keep_small(staged, name, data)
-    elif len(parts) == 2 and parts[0] in (layout.CHECKPOINT_DIR, layout.PRE_CHECKPOINT_DIR):
+    elif len(parts) == 2 and (parts[0] in (layout.CHECKPOINT_DIR, layout.PRE_CHECKPOINT_DIR)
+                              or _round_of(parts[0]) is not None):
         staged.checkpoint_dirs.add(parts[0])
         if parts[1] == layout.INVENTORY:
             staged.inventory_mtime = m.mtime
@@ -560,6 +563,26 @@ def _keep_small(staged: Staged, name: str, data: bytes) -> None:
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise RuncCkptError(f"archive {staged.path}: {name} is not a JSON array of paths")
             staged.deleted = value
+
+
+def _round_of(part: str) -> int | None:
+    """N of a stream's memory pre-copy round dir pre-checkpoint.N (1 <= N <= layout.PRE_COPY_ROUNDS), else None."""
+    for n in range(1, layout.PRE_COPY_ROUNDS + 1):
+        if part == layout.pre_copy_round(n):
+            return n
+    return None
+
+
+def _parent_targets(part: str) -> list[str]:
+    """Where the `parent` link of member dir `part` may point; []: it may carry none.
+
+    checkpoint/ builds on pre-checkpoint/ or on a stream's last round (the importer checks it is the
+    last: restore.importer._check_parent); round N on round N-1 exactly, so a chain cannot loop.
+    """
+    if part == layout.CHECKPOINT_DIR:
+        return [f"../{layout.pre_copy_round(n)}" for n in range(layout.PRE_COPY_ROUNDS + 1)]
+    n = _round_of(part)
+    return [] if n is None else [f"../{layout.pre_copy_round(n - 1)}"]
 
 
 def _subdir(base: str, name: str) -> str:

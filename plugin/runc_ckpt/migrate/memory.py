@@ -33,6 +33,22 @@ caller named the image paths, no cgroup figure under a bound) or whose
 pause would exceed --pre-copy-max-pause is skipped: the stream then
 carries the memory after the freeze, as before.
 
+Rounds (CONTENT_DIFF only): a workload that keeps writing changes more
+memory while P0 crosses than the freeze can send quickly. So, as long as it
+pays, phase 0 runs more rounds before the freeze: round k is another full
+`--leave-running` dump (another short pause), built on the digests of all the
+target holds (P0 and the rounds before) into an incremental image whose
+pages are only those changed since round k-1, and streamed as
+pre-checkpoint.k/ with parent -> ../pre-checkpoint.(k-1) (round 1: ../pre-checkpoint),
+while the container runs; P1' then builds on the last round. CRIU restores
+the chain as it restores pre-dump chains (PE_PARENT resolved link by link).
+stop_reason() decides after each round (said in a debug line): round 1
+always runs (without soft-dirty only a dump tells what changed), then stop
+once a round changed no more than ROUND_BUDGET of P0's bytes, or changed more
+than SHRINK of the round before (the link no longer gains on the workload),
+or after layout.PRE_COPY_ROUNDS rounds, or when the next pause would exceed
+--pre-copy-max-pause.
+
 The phase-0 pause is CRIU's own `frozen_time` of the P0 dump (stats-dump),
 reported apart from the downtime; it is estimated before anything is
 frozen from the memory the container's cgroup holds (runtime/cgroupmem) at
@@ -49,13 +65,13 @@ import time
 from dataclasses import dataclass
 
 from runc_ckpt.archive import export, layout
-from runc_ckpt.archive.writer import DIR, Entry, TarWriter
+from runc_ckpt.archive.writer import DIR, SYM, Entry, TarWriter
 from runc_ckpt.base import runclog
 from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.base.globalflags import Invocation
 from runc_ckpt.checkpoint import flow
 from runc_ckpt.checkpoint.request import CheckpointRequest
-from runc_ckpt.runtime import atomicfile, cgroupmem, containerstate, logrelay, safe_remove
+from runc_ckpt.runtime import atomicfile, cgroupmem, containerstate, faults, logrelay, safe_remove
 from runc_ckpt.runtime.criu import features, incremental, stats
 from runc_ckpt.state import intent, predump, settle, tmpfsimages
 
@@ -65,7 +81,9 @@ from runc_ckpt.state import intent, predump, settle, tmpfsimages
 DUMP_RATE = 768 << 20            # bytes per second of frozen time
 RATE_FILE = "memory-dump-rate.json"
 SKIPPED = "skipped"
-P0, P0_WORK, P1_INCREMENTAL = "p0", "p0-work", "p1"
+P0, P1_INCREMENTAL = "p0", "p1"
+ROUND_BUDGET = 0.05     # a round that changed at most this share of P0's bytes is the last one
+SHRINK = 0.75           # a round that changed more than this share of the round before is the last one
 
 
 @dataclass(frozen=True)
@@ -76,6 +94,15 @@ class Choice:
     reason: str
 
 
+@dataclass(frozen=True)
+class Round:
+    """One memory pre-copy round as stop_reason() sees it (round 0 is P0)."""
+
+    number: int
+    changed: int            # bytes of pages it sent: round 0 all of P0's, round k those changed since k-1
+    pause: float            # seconds the container was frozen for its dump
+
+
 @dataclass
 class Phase0:
     """What phase 0 sent: its pause, its pages, and what the freeze builds on."""
@@ -84,7 +111,13 @@ class Phase0:
     pause: float            # seconds the container was frozen (CRIU's frozen_time, else runc's wall clock)
     runc_seconds: float     # the whole `runc checkpoint` call
     pages_bytes: int
-    index: incremental.ParentIndex | None = None   # CONTENT_DIFF: P0's page digests
+    index: incremental.ParentIndex | None = None   # CONTENT_DIFF: digests of all the target holds
+    rounds: list[Round] = dataclasses.field(default_factory=list)   # P0 and each round after it
+    top: str = layout.PRE_CHECKPOINT_DIR            # the member dir of the last round: P1' builds on it
+
+    @property
+    def longest_pause(self) -> float:
+        return max([self.pause, *(r.pause for r in self.rounds)])
 
 
 def rate(state_dir: str) -> float:
@@ -110,6 +143,12 @@ def _record_rate(state_dir: str, pages_bytes: int, pause: float) -> None:
         pass
 
 
+def _in_use(t: flow.Target) -> tuple[str | None, int | None]:
+    """The container's cgroup and the bytes a dump of it writes (rss + shmem), if known."""
+    cgroup = settle.cgroup_of(t.state.bundle, t.state.id)
+    return cgroup, (cgroupmem.dumpable_bytes(cgroup) if cgroup is not None else None)
+
+
 def choose(criu: str, state_dir: str, t: flow.Target, max_pause: float | None) -> Choice:
     """Decide before anything is frozen; max_pause None: no bound, 0: never pre-copy memory."""
     if not t.plan.ours or t.plan.parent_path is not None:
@@ -117,8 +156,7 @@ def choose(criu: str, state_dir: str, t: flow.Target, max_pause: float | None) -
                                "crosses after the freeze")
     if max_pause == 0:
         return Choice(SKIPPED, "--pre-copy-max-pause is 0")
-    cgroup = settle.cgroup_of(t.state.bundle, t.state.id)
-    in_use = cgroupmem.dumpable_bytes(cgroup) if cgroup is not None else None
+    cgroup, in_use = _in_use(t)
     if in_use is None:
         estimate = ""
         if max_pause is not None:
@@ -142,17 +180,50 @@ def describe(choice: Choice) -> str:
     return f"--pre-copy: memory pre-copy {what}: {choice.reason}"
 
 
+def _work(name: str) -> str:
+    """The work dir (stats-dump, dump.log) beside the scratch dump `name`."""
+    return f"{name}-work"
+
+
 def p0_args(choice: Choice, t: flow.Target, p: CheckpointRequest, runc_flags: list[str], scratch: str | None,
-            pre_plan: predump.Plan | None) -> list[str]:
-    """`runc checkpoint` arguments of the phase-0 dump: the policy's and caller's flags, our paths."""
+            pre_plan: predump.Plan | None, name: str = P0) -> list[str]:
+    """`runc checkpoint` arguments of a phase-0 dump (P0, or the round dumped into scratch/name):
+    the policy's and caller's flags, our paths."""
     if choice.method == features.CONTENT_DIFF:
         assert scratch is not None
-        ours = ["--leave-running", "--image-path", os.path.join(scratch, P0),
-                "--work-path", os.path.join(scratch, P0_WORK)]
+        ours = ["--leave-running", "--image-path", os.path.join(scratch, name),
+                "--work-path", os.path.join(scratch, _work(name))]
     else:
         assert pre_plan is not None
         ours = pre_plan.add_flags
     return ["checkpoint", *t.policy.runc_flags(p.policy.keys()), *ours, *runc_flags]
+
+
+def _dump(runc: str, inv: Invocation, t: flow.Target, args: list[str], what: str) -> tuple[bool, float]:
+    """One phase-0 dump (the container keeps running); (whether runc succeeded, the seconds it took)."""
+    runclog.debug(inv.flags, f"--pre-copy: {what}: running {' '.join([runc, *inv.runc_globals, *args])}")
+    began = time.monotonic()
+    # Recorded like any checkpoint: if the whole tree is killed while CRIU holds the container frozen,
+    # the next call on it thaws it (state/settle), and removes our tmpfs dir (runtime/memscratch).
+    with intent.recorded(str(t.plan.container_dir), intent.CHECKPOINT, t.state.bundle, inv.flags.root):
+        result = logrelay.run(runc, inv.runc_globals, args, inv.flags, phase="memory-dump")
+    ok = result.returncode == 0 and result.signum is None
+    if not ok and containerstate.state(runc, inv, t.state.id).status != "running":
+        raise RuncCkptError(f"the {what} of {t.state.id} failed (runc exit status {result.returncode}) and "
+                            f"the container no longer runs")
+    if not ok:
+        runclog.warn(inv.flags, f"--pre-copy: the {what} failed (runc exit status {result.returncode}): the "
+                                f"memory it would have moved crosses after the freeze")
+    return ok, time.monotonic() - began
+
+
+def _pause(work: str, runc_seconds: float) -> float:
+    """CRIU's frozen_time of the dump whose work dir this is, else the whole runc call."""
+    try:
+        frozen_us = stats.read(os.path.join(work, layout.STATS_DUMP)).get("dump", {}).get("frozen_time")
+    except RuncCkptError:
+        frozen_us = None
+    return frozen_us / 1e6 if frozen_us else runc_seconds
 
 
 def phase0(runc: str, inv: Invocation, state_dir: str, p: CheckpointRequest, runc_flags: list[str],
@@ -168,41 +239,113 @@ def phase0(runc: str, inv: Invocation, state_dir: str, p: CheckpointRequest, run
         directory, work = pre_plan.final_dir, pre_plan.work_dir
     else:
         assert scratch is not None
-        directory, work = os.path.join(scratch, P0), os.path.join(scratch, P0_WORK)
-    args = p0_args(choice, t, p, runc_flags, scratch, pre_plan)
-    runclog.debug(inv.flags, f"--pre-copy: phase 0: running {' '.join([runc, *inv.runc_globals, *args])}")
-    began = time.monotonic()
-    # Recorded like any checkpoint: if the whole tree is killed while CRIU holds the container frozen,
-    # the next call on it thaws it (state/settle), and removes our tmpfs dir (runtime/memscratch).
-    with intent.recorded(str(t.plan.container_dir), intent.CHECKPOINT, t.state.bundle, inv.flags.root):
-        result = logrelay.run(runc, inv.runc_globals, args, inv.flags, phase="memory-dump")
-    runc_seconds = time.monotonic() - began
-    if result.returncode != 0 or result.signum is not None:
+        directory, work = os.path.join(scratch, P0), os.path.join(scratch, _work(P0))
+    try:
+        ok, runc_seconds = _dump(runc, inv, t, p0_args(choice, t, p, runc_flags, scratch, pre_plan),
+                                 "phase-0 memory dump")
+    except BaseException:
         if pre_plan is not None:
             predump.abandon(pre_plan)
-        if containerstate.state(runc, inv, t.state.id).status != "running":
-            raise RuncCkptError(f"the phase-0 memory dump of {t.state.id} failed (runc exit status "
-                                f"{result.returncode}) and the container no longer runs")
-        runclog.warn(inv.flags, f"--pre-copy: the phase-0 memory dump failed (runc exit status "
-                                f"{result.returncode}): the memory crosses after the freeze")
+        raise
+    if not ok:
+        if pre_plan is not None:
+            predump.abandon(pre_plan)
         return None
     if pre_plan is not None:
         predump.finish(pre_plan)
         t.plan = predump.plan(state_dir, t.state.id, predump.CallerPaths(), False, True)
-    try:
-        frozen_us = stats.read(os.path.join(work, layout.STATS_DUMP)).get("dump", {}).get("frozen_time")
-    except RuncCkptError:
-        frozen_us = None
-    pause = frozen_us / 1e6 if frozen_us else runc_seconds
+    pause = _pause(work, runc_seconds)
     pages_bytes = send_p0(tw, directory, mtime)
     done = Phase0(choice.method, pause, runc_seconds, pages_bytes)
     if choice.method == features.CONTENT_DIFF:
         done.index = incremental.index_parent(directory)
-        safe_remove.remove_tree(directory)          # 16 bytes a page are kept, not the pages
+        for d in (directory, work):
+            safe_remove.remove_tree(d)              # 16 bytes a page are kept, not the pages
         _record_rate(state_dir, pages_bytes, pause)
+        done.rounds.append(Round(0, pages_bytes, pause))
     runclog.debug(inv.flags, f"--pre-copy: phase-0 pause {pause:.3f} s (the container frozen; runc checkpoint "
                              f"took {runc_seconds:.3f} s), {pages_bytes} bytes of pages sent while it ran")
     return done
+
+
+def stop_reason(done: list[Round], max_rounds: int = layout.PRE_COPY_ROUNDS) -> str | None:
+    """Why no further round should run after `done` (round 0 first), or None: run round len(done).
+
+    Round 1 always runs: only a dump tells what changed. A round pays when the link gains on the
+    workload; each costs a pause and a full dump, so stop once little is left to send at the freeze.
+    """
+    last = done[-1]
+    if last.number >= max_rounds:
+        return f"{last.number} rounds, the most a stream carries"
+    if last.number == 0:
+        return None
+    budget = int(done[0].changed * ROUND_BUDGET)
+    if last.changed <= budget:
+        return (f"round {last.number} changed {last.changed} bytes, within the budget of {budget} "
+                f"({ROUND_BUDGET:.0%} of phase 0's)")
+    if last.number >= 2 and last.changed > SHRINK * done[-2].changed:
+        return (f"round {last.number} changed {last.changed} bytes, more than {SHRINK:.0%} of round "
+                f"{last.number - 1}'s {done[-2].changed}: the link no longer gains on the workload")
+    return None
+
+
+def rounds(runc: str, inv: Invocation, state_dir: str, p: CheckpointRequest, runc_flags: list[str],
+           t: flow.Target, first: Phase0, scratch: str, tw: TarWriter, mtime: int,
+           max_pause: float | None) -> None:
+    """After P0 (CONTENT_DIFF): run and stream the rounds stop_reason() asks for; first.index and
+    first.top end up at the last one, which the freeze builds on."""
+    assert first.index is not None
+    why = stop_reason(first.rounds)
+    while why is None:
+        k = first.rounds[-1].number + 1
+        faults.point(f"memory-round-{k}")
+        _, in_use = _in_use(t)
+        if max_pause is not None and in_use is not None and in_use / rate(state_dir) > max_pause:
+            why = (f"round {k}'s estimated pause {in_use / rate(state_dir):.2f} s exceeds "
+                   f"--pre-copy-max-pause {max_pause:g} s")
+            break
+        name = f"round-{k}"
+        ok, runc_seconds = _dump(runc, inv, t, p0_args(Choice(features.CONTENT_DIFF, ""), t, p, runc_flags,
+                                                        scratch, None, name), f"memory pre-copy round {k} dump")
+        if not ok:
+            why = f"round {k}'s dump failed"
+            break
+        dump, work, built = (os.path.join(scratch, n) for n in (name, _work(name), f"{name}-incremental"))
+        pause = _pause(work, runc_seconds)
+        result = incremental.build_from_index(first.index, dump, built)
+        safe_remove.remove_tree(dump)
+        member = layout.pre_copy_round(k)
+        changed = send_round(tw, built, member, first.top, mtime)
+        tw.flush()                                  # on the link now: the next round follows it
+        first.index = incremental.index_over(first.index, built)
+        first.top = member
+        for d in (built, work):
+            safe_remove.remove_tree(d)
+        _record_rate(state_dir, result.pages * incremental.PAGE, pause)
+        first.rounds.append(Round(k, changed, pause))
+        why = stop_reason(first.rounds)
+        runclog.debug(inv.flags, f"--pre-copy: memory round {k}: {result.kept} of {result.pages} pages changed "
+                                 f"since round {k - 1} ({changed} bytes sent as {member}/), pause {pause:.3f} s")
+    runclog.debug(inv.flags, f"--pre-copy: {len(first.rounds) - 1} memory rounds after phase 0 (bytes sent: "
+                             f"{', '.join(str(r.changed) for r in first.rounds)}; pauses: "
+                             f"{', '.join(f'{r.pause:.3f}' for r in first.rounds)} s); stopped: {why}")
+
+
+def send_round(tw: TarWriter, directory: str, member: str, parent: str, mtime: int) -> int:
+    """A round's incremental image as member/<name>, its `parent` link to the round before; its pages' bytes."""
+    tw.add_entry(Entry(member, DIR, 0o700, mtime=mtime))
+    pages = 0
+    for name in sorted(os.listdir(directory)):
+        path = os.path.join(directory, name)
+        if name == incremental.PARENT_LINK:
+            tw.add_entry(Entry(f"{member}/{name}", SYM, 0o777, mtime=mtime, linkname=f"../{parent}"))
+            continue
+        if not os.path.isfile(path) or os.path.islink(path):
+            raise RuncCkptError(f"memory pre-copy round {directory}: {name} is not a regular file")
+        if name.startswith("pages-"):
+            pages += os.path.getsize(path)
+        tw.add_file(f"{member}/{name}", path)
+    return pages
 
 
 def send_p0(tw: TarWriter, directory: str, mtime: int) -> int:
@@ -238,12 +381,12 @@ def freeze_images(first: Phase0 | None, req: export.ExportRequest, scratch: str 
     hashed = hasher.finish() if hasher is not None else None
     caught_up = time.monotonic()
     built = incremental.build_from_index(first.index, req.image_dir, out, hashed)
-    runclog.debug(inv.flags, f"--pre-copy: {built.kept} of {built.pages} pages changed since phase 0 "
+    runclog.debug(inv.flags, f"--pre-copy: {built.kept} of {built.pages} pages changed since {first.top}/ "
                              f"({built.kept * incremental.PAGE} bytes to send; "
                              f"{sum(len(h.digests) for h in (hashed or {}).values()) // incremental.DIGEST} "
                              f"pages hashed while CRIU wrote them, {caught_up - began:.3f} s to catch up, "
                              f"{built.bytes_read} bytes read after; built in {time.monotonic() - began:.3f} s)")
-    return dataclasses.replace(req, image_dir=out)
+    return dataclasses.replace(req, image_dir=out, parent_member=first.top)
 
 
 def p1_on_tmpfs(state_dir: str, t: flow.Target, p: CheckpointRequest) -> bool:

@@ -9,9 +9,10 @@ tampered anywhere applies nothing):
                  config.dump, network.status, stats-dump, rootfs-diff.tar,
                  deleted.files, volumes/<v>.tar, manifest
   --pre-copy:    migrate/hello.json, spec.dump, config.dump, rootfs-diff.tar,
-                 volumes/<v>.tar, [pre-checkpoint/... (phase 0's memory)],
+                 volumes/<v>.tar, [pre-checkpoint/... (phase 0's memory), pre-checkpoint.1/...
+                 (its rounds: what changed since the round before)],
                  migrate/phase1-end.json | freeze+dump | checkpoint/... (with a phase 0:
-                 only the changed pages, parent -> ../pre-checkpoint), network.status,
+                 only the changed pages, parent -> ../pre-checkpoint[.N]), network.status,
                  stats-dump, migrate/rootfs-removed.json, migrate/rootfs-delta.tar,
                  deleted.files, migrate/volumes/<v>.removed.json,
                  migrate/volumes/<v>.tar, manifest
@@ -117,6 +118,9 @@ def _send(runc: str, inv: Invocation, cfg: config.Config, m: MigrateSend, runc_f
                     if choice.method != memory.SKIPPED:
                         first0 = memory.phase0(runc, inv, cfg.state_dir, p, runc_flags, t, choice, scratch, tw,
                                                int(now))
+                    if first0 is not None and first0.index is not None and scratch is not None:
+                        memory.rounds(runc, inv, cfg.state_dir, p, runc_flags, t, first0, scratch, tw, int(now),
+                                      m.max_pause)
                     if first0 is not None and first0.index is not None \
                             and memory.p1_on_tmpfs(cfg.state_dir, t, p):
                         runclog.debug(inv.flags, f"--pre-copy: the freeze dumps into {t.plan.image_dir}")
@@ -157,7 +161,8 @@ def _send(runc: str, inv: Invocation, cfg: config.Config, m: MigrateSend, runc_f
         raise RuncCkptError(f"--export -: {why}; {after}") from None
     for w in warnings:
         runclog.warn(inv.flags, f"export: {w}")
-    pause = f", phase-0 pause {first0.pause:.3f} s" if first0 is not None else ""
+    pause = (f", phase-0 pause {first0.longest_pause:.3f} s (the longest of {max(len(first0.rounds), 1)} "
+             f"memory dumps)" if first0 is not None else "")
     runclog.debug(inv.flags, f"--export -: {out.written} bytes sent, {out.written - before_freeze} of them in "
                              f"{time.monotonic() - frozen:.3f} s after the freeze{pause}, "
                              f"{time.monotonic() - began:.3f} s in all")

@@ -211,7 +211,7 @@ class _Restore:
         directory = tmpfsimages.choose()
         tmpfsimages.make(import_dir, directory)
         self.plain_dir = directory
-        for name in (layout.CHECKPOINT_DIR, layout.PRE_CHECKPOINT_DIR):
+        for name in (layout.CHECKPOINT_DIR, *map(layout.pre_copy_round, range(layout.PRE_COPY_ROUNDS + 1))):
             os.mkdir(os.path.join(directory, name), 0o700)
             os.symlink(os.path.join(directory, name), os.path.join(import_dir, name))
 
@@ -522,9 +522,23 @@ class _Restore:
 def _check_parent(import_dir: str) -> None:
     """A dump on top of a pre-dump (--import-previous, a --pre-copy stream's phase 0): every page its
     pagemaps say is in the parent must be there, or CRIU would fail half-way; refused before anything
-    is applied (runtime/criu/incremental.check_parent)."""
+    is applied (runtime/criu/incremental.check_parent).
+
+    A stream's memory pre-copy rounds (pre-checkpoint.1/ ... .R/, each linked to the one before by the
+    reader's rules) must be whole, and the dump must build on the last: links are not in the manifest,
+    so a dump pointed at an older round would restore pages the workload had already overwritten.
+    """
     image_dir = os.path.join(import_dir, layout.CHECKPOINT_DIR)
-    if os.path.islink(os.path.join(image_dir, incremental.PARENT_LINK)):
+    link = os.path.join(image_dir, incremental.PARENT_LINK)
+    rounds = [n for n in range(1, layout.PRE_COPY_ROUNDS + 1)
+              if os.path.isdir(os.path.join(import_dir, layout.pre_copy_round(n)))]
+    if rounds:
+        last = layout.pre_copy_round(rounds[-1])
+        if rounds != list(range(1, rounds[-1] + 1)) or not os.path.islink(link) \
+                or os.readlink(link) != f"../{last}":
+            raise RuncCkptError(f"the archive's memory pre-copy rounds {', '.join(map(str, rounds))} are not a "
+                                f"chain its {layout.CHECKPOINT_DIR}/ builds on (its parent must be ../{last})")
+    if os.path.islink(link):
         incremental.check_parent(image_dir)
 
 

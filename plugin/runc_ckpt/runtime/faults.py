@@ -14,6 +14,7 @@ Phases, in the order a flow passes them:
   chain-staged  --incremental-from: the parent chain is staged in the scratch dir, not yet indexed
   dump          runc checkpoint has started (runc runs on without us)
   memory-dump   --pre-copy's phase-0 memory dump (runc checkpoint --leave-running) has started
+  memory-round-N  round N (1-4) of --pre-copy's memory is about to be dumped: the rounds before it are sent
   incremental-built  --incremental-from: P1' is built in the scratch dir, the archive not yet begun
   images-sig    a signed images dir has its manifest, its signature not yet (trust.imagesdir)
   seal          an encrypted archive or stream has its first record written (trust.seal)
@@ -47,8 +48,9 @@ import threading
 from runc_ckpt.base.errors import RuncCkptError
 
 ENV_VAR = "RUNC_CKPT_FAULT"
-PHASES = ("tmpfs-made", "chain-staged", "dump", "memory-dump", "incremental-built", "images-sig", "seal",
-          "export-write", "sign", "rename", "tmpfs-wipe", "tmpfs-seal", "staging", "apply", "runc-restore",
+PHASES = ("tmpfs-made", "chain-staged", "dump", "memory-dump", "memory-round-1", "memory-round-2", "memory-round-3",
+          "memory-round-4", "incremental-built", "images-sig", "seal", "export-write", "sign", "rename",
+          "tmpfs-wipe", "tmpfs-seal", "staging", "apply", "runc-restore",
           "hello-sent", "phase1-sent", "dumped", "stream-sent", "hello-read", "phase1-staged", "staged", "applied")
 _fired: set[str] = set()
 

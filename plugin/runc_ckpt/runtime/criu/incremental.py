@@ -367,10 +367,19 @@ def index_parent(parent: str) -> ParentIndex:
     return ParentIndex(os.path.realpath(parent), _index(parent, MAX_CHAIN))
 
 
-def _index(directory: str, links_left: int) -> dict[str, PagemapDigests]:
+def index_over(parent: ParentIndex, directory: str) -> ParentIndex:
+    """The index of `directory`, an image build_from_index wrote on top of `parent`, without reading the parent.
+
+    Its PE_PARENT pages' digests come from `parent`; only the pages it holds itself (the changed ones) are
+    read: a migration's next pre-copy round is compared with all the target holds, after P0 was deleted.
+    """
+    return ParentIndex(os.path.realpath(directory), _index(directory, MAX_CHAIN, parent.pagemaps))
+
+
+def _index(directory: str, links_left: int, below: dict[str, PagemapDigests] | None = None) -> dict[str, PagemapDigests]:
+    """below: the parent's digests when already known, else read through the `parent` link when needed."""
     files = _dump_files(directory)
     link = os.path.join(directory, PARENT_LINK)
-    below: dict[str, PagemapDigests] | None = None
     buf = memoryview(bytearray(CHUNK_PAGES * PAGE))
     index: dict[str, PagemapDigests] = {}
     for name, pagemap in _pagemaps(directory, files).items():
@@ -386,7 +395,7 @@ def _index(directory: str, links_left: int) -> dict[str, PagemapDigests]:
                     digests.firsts.append(len(digests.digests) // DIGEST)
                     for _, view in _chunks(f, e, buf, where):
                         digests.digests += _digest(view)
-                elif e.flags & PE_PARENT and os.path.lexists(link):
+                elif e.flags & PE_PARENT and (below is not None or os.path.lexists(link)):
                     if below is None:
                         if not links_left:
                             raise _bad(directory, f"a chain of more than {MAX_CHAIN} parent images")
