@@ -245,9 +245,9 @@ class Targets:
     # Where trees are staged when it is on their filesystem (restore: the import dir, which the
     # container never sees); otherwise, and when None, a staging dir inside each target.
     staging_home: str | None = None
-    # Called before each CRIU image member of an encrypted archive is staged into import_dir: restore
-    # makes its checkpoint dirs links into tmpfs there, so decrypted memory never reaches the disk.
-    sealed_images: Callable[[], None] | None = None
+    # Called with the member dir before each CRIU image member of an encrypted archive is staged into
+    # import_dir: restore makes that dir a link into tmpfs, so decrypted memory never reaches the disk.
+    sealed_images: Callable[[str], None] | None = None
 
 
 @dataclass
@@ -390,7 +390,7 @@ def _stage_member(tar: TarStream, m: tarfile.TarInfo, staged: Staged, targets: T
         return
     if staged.sealed_for and targets.sealed_images is not None and len(parts) == 2 \
             and (parts[0] in (layout.CHECKPOINT_DIR, layout.PRE_CHECKPOINT_DIR) or _round_of(parts[0]) is not None):
-        targets.sealed_images()
+        targets.sealed_images(parts[0])
     if m.issym() and len(parts) == 2 and parts[1] == "parent" and _parent_targets(parts[0]):
         # CRIU's link from a dump to its pre-dump (or a pre-copy round to the round before); the only
         # links an archive may carry, each to one of its siblings named in advance.

@@ -202,18 +202,17 @@ class _Restore:
             journal.close()
             os.close(fd)
 
-    def _images_on_tmpfs(self, import_dir: str) -> None:
-        """An encrypted archive's CRIU images go to tmpfs: import_dir's checkpoint dirs become links into a
+    def _images_on_tmpfs(self, import_dir: str, name: str) -> None:
+        """An encrypted archive's CRIU images go to tmpfs: import_dir's images dir `name` becomes a link into a
         tmpfs dir, recorded in import_dir before it exists (a kill leaves the record for restore.recovery).
-        Refused, before anything is applied, where /dev/shm is not tmpfs. Called per image member: once acts."""
-        if self.plain_dir is not None:
-            return
-        directory = tmpfsimages.choose()
-        tmpfsimages.make(import_dir, directory)
-        self.plain_dir = directory
-        for name in (layout.CHECKPOINT_DIR, *map(layout.pre_copy_round, range(layout.PRE_COPY_ROUNDS + 1))):
-            os.mkdir(os.path.join(directory, name), 0o700)
-            os.symlink(os.path.join(directory, name), os.path.join(import_dir, name))
+        Refused, before anything is applied, where /dev/shm is not tmpfs. Called per image member."""
+        if self.plain_dir is None:
+            directory = tmpfsimages.choose()
+            tmpfsimages.make(import_dir, directory)
+            self.plain_dir = directory
+        if not os.path.lexists(os.path.join(import_dir, name)):
+            os.mkdir(os.path.join(self.plain_dir, name), 0o700)
+            os.symlink(os.path.join(self.plain_dir, name), os.path.join(import_dir, name))
 
     def _wipe_plaintext(self, import_dir: str) -> None:
         """The decrypted images on tmpfs go, then their record: before the import dir that holds the record."""
@@ -311,7 +310,7 @@ class _Restore:
                                      on_hello=session.on_hello if session else None,
                                      on_phase1=session.on_phase1 if session else None,
                                      staging_home=import_dir,
-                                     sealed_images=lambda: self._images_on_tmpfs(import_dir))
+                                     sealed_images=lambda name: self._images_on_tmpfs(import_dir, name))
             if session is not None:
                 self.staged = reader.stage(session.label, targets, flags=self.inv.flags,
                                            source=session.open_stream(), decryption_keys=self.decryption_keys)
