@@ -63,13 +63,20 @@ def compressing_writer(raw: Sink, algorithm: str, level: int = 3, threads: int =
     raise RuncCkptError(f"unknown compression {algorithm!r}: choose one of {', '.join(ALGORITHMS)}")
 
 
+def end_frame(writer: BinaryIO) -> None:
+    """End compressing_writer()'s current zstd frame: what follows may be another frame, written below it."""
+    import zstandard
+    writer.flush(zstandard.FLUSH_FRAME)  # type: ignore[call-arg]  # zstandard's writer takes a flush mode
+
+
 def decompressing_reader(raw: BinaryIO) -> BinaryIO:
     """A reader of the decompressed stream; raw must support peek() or be seekable."""
     head = raw.peek(4)[:4] if hasattr(raw, "peek") else _peek_seek(raw)
     algorithm = detect(head)
     if algorithm == "zstd":
         import zstandard
-        return zstandard.ZstdDecompressor().stream_reader(raw, closefd=False)
+        # Our archives may hold several frames in a row (archive.tarstage splices one in).
+        return zstandard.ZstdDecompressor().stream_reader(raw, closefd=False, read_across_frames=True)
     if algorithm == "gzip":
         return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]  # see above
     return raw

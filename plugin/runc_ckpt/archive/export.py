@@ -2,8 +2,12 @@
 
 `runc-ckpt checkpoint --export FILE` calls write_archive() once the CRIU
 images exist. Everything streams into one compressed tar with no
-intermediate files: the rootfs diff and each volume are uncompressed inner
-tars whose size comes from a stat pre-pass (see archive.writer).
+intermediate files: each volume is an uncompressed inner tar whose size comes
+from a stat pre-pass (see archive.writer), and so is the rootfs diff of a
+stream, a gzip or plain archive, or one with digests. A zstd archive's
+rootfs diff is made by GNU tar (archive.tarstage): compressed into a spool as
+tar runs, then spliced in as its own zstd frame; trees only our walker
+renders, or a host without tar, keep the stat pre-pass.
 
 Atomicity: the archive streams into runtime.atomicfile.writing() -- a
 flock-ed temp file beside FILE, fsynced (a helper thread flushes it as it
@@ -28,7 +32,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, BinaryIO
 
-from runc_ckpt.archive import compression, layout, manifest
+from runc_ckpt.archive import compression, layout, manifest, tarstage
 from runc_ckpt.archive.exporttarget import check_target
 from runc_ckpt.archive.manifest import MemberDigest
 from runc_ckpt.archive.scan import RootfsPlan, Scanner, plan_rootfs
@@ -123,6 +127,7 @@ class Plan:
     images: EntrySpool
     rootfs: RootfsPlan | None
     volumes: dict[str, TreePlan]     # volume name -> its tree, in bind-mount order
+    staged: tarstage.Listing | None = None  # the rootfs diff GNU tar writes (then rootfs is None)
 
     @property
     def total(self) -> int:
@@ -137,11 +142,12 @@ class Plan:
                 tree.entries.close()
 
 
-def plan(req: ExportRequest, spool_dir: str | None = None) -> Plan:
+def plan(req: ExportRequest, spool_dir: str | None = None, stage: bool = False) -> Plan:
     """Stat every tree before the temp file exists: a missing volume fails early, and the display has a total.
 
     The planned entries spool to spool_dir (an export passes the archive's directory: it has room for
-    the archive anyway; None: $TMPDIR, e.g. for a stream).
+    the archive anyway; None: $TMPDIR, e.g. for a stream). With stage (a zstd archive without digests),
+    the rootfs diff is only listed, for GNU tar (archive.tarstage), where the walk can render it.
     """
     images = Scanner(spool_dir=spool_dir)
     if req.previous_dir is not None:    # the pre-dump first, as an archive of a chain lays it out
@@ -158,8 +164,13 @@ def plan(req: ExportRequest, spool_dir: str | None = None) -> Plan:
             scan = Scanner(spool_dir=spool_dir)
             scan.walk(bm.source)
             volumes[bm.volume] = scan.plan()
-    rootfs = plan_rootfs(req.rootfs_source or diff.locate(req.rootfs), spool_dir=spool_dir) if req.include_rootfs else None
-    return Plan(images.entries, rootfs, volumes)
+    if not req.include_rootfs:
+        return Plan(images.entries, None, volumes)
+    source = req.rootfs_source or diff.locate(req.rootfs)
+    listing = tarstage.list_tree(source) if stage and tarstage.tar_binary() else None
+    if listing is not None:
+        return Plan(images.entries, None, volumes, listing)
+    return Plan(images.entries, plan_rootfs(source, spool_dir=spool_dir), volumes)
 
 
 def add_images(tw: TarWriter, req: ExportRequest, entries: EntrySpool, mtime: int) -> None:
@@ -177,9 +188,28 @@ def add_images(tw: TarWriter, req: ExportRequest, entries: EntrySpool, mtime: in
             tw.add_entry(e)
 
 
-def write_members(tw: TarWriter, req: ExportRequest, plan: Plan, now: float) -> tuple[JSONObject, list[str]]:
+@dataclass
+class Frames:
+    """Where a spliced member goes: the compressor `out` (its frame ends first), the sink below it, and
+    the directory for the spool (the archive's)."""
+
+    out: BinaryIO
+    sink: compression.Sink
+    spool_dir: str
+
+    def splice(self, spooled: tarstage.Spooled) -> None:
+        compression.end_frame(self.out)
+        spooled.spool.seek(0)
+        while data := spooled.spool.read(tarstage.CHUNK):
+            self.sink.write(data)
+
+
+def write_members(tw: TarWriter, req: ExportRequest, plan: Plan, now: float,
+                  frames: Frames | None = None) -> tuple[JSONObject, list[str]]:
     """Write all members but the manifest, in podman's order, to tw (a file's or a stream's tar);
-    returns (the manifest's "rootfs" entry, the volumes archived) for add_manifest()."""
+    returns (the manifest's "rootfs" entry, the volumes archived) for add_manifest().
+
+    A staged plan needs frames: tar's compressed spool goes into the file below the compressor."""
     mtime = int(now)
     add_images(tw, req, plan.images, mtime)
     if req.parent is not None:
@@ -199,6 +229,12 @@ def write_members(tw: TarWriter, req: ExportRequest, plan: Plan, now: float) -> 
         tw.add_tree(layout.ROOTFS_DIFF, plan.rootfs.tree, mtime)
         tw.add_bytes(layout.DELETED_FILES, json_member(plan.rootfs.deleted), mtime=mtime)
         rootfs_info = {"kind": plan.rootfs.kind, "root_mode": plan.rootfs.root_mode}
+    elif plan.staged is not None:
+        if frames is None:
+            raise RuncCkptError("internal error: a rootfs diff for GNU tar, but nowhere to splice it")
+        _add_staged(tw, req, plan.staged, frames, mtime)
+        tw.add_bytes(layout.DELETED_FILES, json_member(plan.staged.deleted), mtime=mtime)
+        rootfs_info = {"kind": plan.staged.kind, "root_mode": plan.staged.root_mode}
     elif req.rootfs_source is not None:
         rootfs_info["root_mode"] = req.rootfs_source.root_mode
     elif req.rootfs and os.path.isdir(req.rootfs):
@@ -209,6 +245,19 @@ def write_members(tw: TarWriter, req: ExportRequest, plan: Plan, now: float) -> 
     for name, tree in plan.volumes.items():
         tw.add_tree(layout.volume_member(name), tree, mtime)
     return rootfs_info, list(plan.volumes)
+
+
+def _add_staged(tw: TarWriter, req: ExportRequest, listing: tarstage.Listing, frames: Frames, mtime: int) -> None:
+    """rootfs-diff.tar by GNU tar: spooled while tar runs, then its header and frame go in."""
+    tar = tarstage.tar_binary()
+    if tar is None:
+        raise RuncCkptError("GNU tar is gone from this host since the export began")
+    spooled = tarstage.run(tar, listing, frames.spool_dir, req.level, req.threads)
+    with contextlib.closing(spooled.spool):
+        for line in spooled.warnings:
+            tw.on_change(line)
+        tw.add_spliced(layout.ROOTFS_DIFF, MemberDigest(spooled.size, spooled.sha256),
+                       lambda: frames.splice(spooled), mtime)
 
 
 def add_manifest(tw: TarWriter, req: ExportRequest, rootfs_info: JSONObject, archived: list[str],
@@ -313,10 +362,12 @@ def write_archive(req: ExportRequest) -> ExportResult:
     planned: Plan | None = None
     with signals.deferred(interrupt=True) as deferral:
         try:
-            planned = plan(req, directory)
+            shown = Progress.create(req.flags, "export") if req.flags else NullProgress()
+            # GNU tar's rootfs diff has no size before it is written: a display's total needs the stat pre-pass.
+            planned = plan(req, directory, stage=req.compress == "zstd" and not req.digests and not shown.watched)
+            shown.total = planned.total
             # Unbuffered: the compressors hand over big pieces already, and after an
             # error nothing is left in a buffer to be flushed into the temp file.
-            shown = Progress.create(req.flags, "export", planned.total) if req.flags else NullProgress()
             with atomicfile.writing(target, 0o600, guard=deferral.critical) as raw:
                 ino = os.fstat(raw.fileno()).st_ino
                 with contextlib.closing(_EarlyWriteback(raw)) as synced, shown:
@@ -329,7 +380,8 @@ def write_archive(req: ExportRequest) -> ExportResult:
                     # TarWriter types its sink BinaryIO; HashingWriter has the write and flush it uses.
                     tw = TarWriter(tar_hash or out, on_change=warnings.append, progress=shown)  # type: ignore[arg-type]
                     now = time.time()
-                    rootfs_info, archived = write_members(tw, req, planned, now)
+                    frames = Frames(out, sealer or file_hash or synced, directory)
+                    rootfs_info, archived = write_members(tw, req, planned, now, frames)
                     faults.point("export-write")
                     members, manifest_doc = add_manifest(tw, req, rootfs_info, archived, now)
                     tw.close()

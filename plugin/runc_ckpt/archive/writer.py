@@ -435,6 +435,15 @@ class TarWriter:
         self._data(END_OF_ARCHIVE)
         self.end()
 
+    def add_spliced(self, name: str, digest: MemberDigest, splice: Callable[[], None], mtime: int = 0) -> None:
+        """A member whose bytes reached the file some other way (archive.tarstage's compressed frame):
+        its header goes to `out`, then splice() puts the data below it, then the padding follows."""
+        self._put(encode_header(Entry(name, REG, 0o600, size=digest.size, mtime=mtime)))
+        self._flush()
+        splice()
+        self.members[name] = digest
+        self._put(_ZEROS[:padding(digest.size)])
+
     def flush(self) -> None:
         """Hand everything written so far to `out` and flush it (a stream's phase boundary)."""
         self._flush()

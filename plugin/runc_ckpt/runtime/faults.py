@@ -16,6 +16,7 @@ Phases, in the order a flow passes them:
   images-sig    a signed images dir has its manifest, its signature not yet (trust.imagesdir)
   seal          an encrypted archive or stream has its first record written (trust.seal)
   export-write  the archive's temp file holds its first members
+  export-tar    GNU tar is writing the rootfs diff into its spool (archive.tarstage)
   sign          a signed archive's manifest is written, its signature not yet
   rename        the archive is complete, just before its rename
   tmpfs-wipe    the encrypted export is complete, its plaintext images on tmpfs not yet wiped
@@ -45,7 +46,7 @@ import threading
 from runc_ckpt.base.errors import RuncCkptError
 
 ENV_VAR = "RUNC_CKPT_FAULT"
-PHASES = ("tmpfs-made", "dump", "memory-dump", "images-sig", "seal", "export-write", "sign", "rename",
+PHASES = ("tmpfs-made", "dump", "memory-dump", "images-sig", "seal", "export-tar", "export-write", "sign", "rename",
           "tmpfs-wipe", "tmpfs-seal", "staging", "apply", "runc-restore",
           "hello-sent", "phase1-sent", "dumped", "stream-sent", "hello-read", "phase1-staged", "staged", "applied")
 _fired: set[str] = set()
