@@ -35,7 +35,7 @@ from tests.integration.treekill_helpers import (
 
 # Inside runc checkpoint (before CRIU), inside CRIU's dump (its action scripts), then ours.
 CHECKPOINT_FAULTS = ["dump:killtree", "criu:pre-dump", "criu:network-lock", "criu:post-dump",
-                     "export-write:killtree", "rename:killtree"]
+                     "export-tar:killtree", "export-write:killtree", "rename:killtree"]
 # Ours, inside runc restore (before CRIU), inside CRIU's restore (whose tasks run in a session of their own
 # and survive the group kill).
 RESTORE_FAULTS = ["staging:killtree", "apply:killtree", "runc-restore:killtree", "criu:pre-restore",

@@ -64,6 +64,7 @@ TAR_OPTIONS = (
     "--pax-option=delete=atime,delete=ctime,delete=mtime",
     "--numeric-owner", "--xattrs", "--xattrs-exclude=trusted.overlay.*", "--xattrs-exclude=user.overlay.*",
     "--sort=name", f"--blocking-factor={_BLOCKING}", "--warning=no-file-ignored",
+    # Exclusions are exact paths from the top (-X: one a line), the names to archive NUL-separated (-T).
     "--anchored", "--no-wildcards", "--null", "--verbatim-files-from",
 )
 
@@ -76,7 +77,7 @@ class Listing:
     kind: str                 # OVERLAY_DIFF | FULL
     root_mode: int            # st_mode & 0o7777 of the container root
     names: list[str]          # top-level entries to archive, sorted
-    exclude: list[str]        # tree paths tar must not archive: whiteouts, SKIP paths below the top
+    exclude: list[str]        # tree paths tar must not archive: whiteouts, SKIP paths below the top (_excludable)
     deleted: list[str]        # container paths, e.g. "/etc/gone", sorted
 
 
@@ -121,12 +122,20 @@ def _walk(top: str, kind: str, lowers: list[str] | None, root_mode: int) -> List
                         return None
                 stack.append((de.path, name + "/"))
             elif overlay and not (de.is_file(follow_symlinks=False) or de.is_symlink()) and _whiteout(de.path):
+                if not _excludable(name):
+                    return None
                 deleted.append("/" + name)
                 exclude.append(name)
                 continue
             if not rel:
                 names.append(name)
     return Listing(top, kind, root_mode, sorted(names), exclude, sorted(deleted))
+
+
+def _excludable(name: str) -> bool:
+    """Whether tar's --exclude-from can name it: that file is read line by line (--null does not apply
+    to it in tar 1.34) and trailing blanks are cut from each line."""
+    return "\n" not in name and not name[-1].isspace()
 
 
 def _whiteout(path: str) -> bool:
@@ -166,8 +175,9 @@ def run(tar: str, listing: Listing, spool_dir: str | None, level: int, threads: 
     with tempfile.TemporaryFile(prefix="runc-ckpt-tarlist-", dir=spool_dir) as names, \
             tempfile.TemporaryFile(prefix="runc-ckpt-tarexcl-", dir=spool_dir) as exclude, \
             tempfile.TemporaryFile(prefix="runc-ckpt-tarerr-", dir=spool_dir) as errors:
-        for f, items in ((names, listing.names), (exclude, listing.exclude)):
-            f.write(b"".join(os.fsencode(n) + b"\0" for n in items))
+        names.write(b"".join(os.fsencode(n) + b"\0" for n in listing.names))
+        exclude.write(b"".join(os.fsencode(n) + b"\n" for n in listing.exclude))
+        for f in (names, exclude):
             f.flush()
         argv = [tar, *TAR_OPTIONS, f"--exclude-from=/dev/fd/{exclude.fileno()}", "--directory", listing.top,
                 f"--files-from=/dev/fd/{names.fileno()}"]
