@@ -8,6 +8,7 @@ mtimes, link targets, devices, xattrs and data.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import signal
@@ -21,7 +22,7 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from runc_ckpt.archive import export, tarstage
+from runc_ckpt.archive import compression, export, tarstage
 from runc_ckpt.archive.scan import Scanner, plan_rootfs
 from runc_ckpt.archive.writer import TarWriter
 from runc_ckpt.base.errors import RuncCkptError
@@ -29,6 +30,7 @@ from runc_ckpt.rootfs import diff
 from runc_ckpt.rootfs.diff import SKIP
 from runc_ckpt.rootfs.mountinfo import OverlayDirs
 from runc_ckpt.runtime import atomicfile
+from runc_ckpt.trust import seal, sealkeys
 from tests.export_helpers import capability_blob, read_members, request
 from tests.unit.test_rootfs_scan import whiteout
 
@@ -50,16 +52,15 @@ def python_tar(top: Path, overlay: bool) -> bytes:
     return data[512:512 + tw.members["t"].size]
 
 
-def gnu_tar(top: Path, overlay: bool, tmp: Path) -> tuple[bytes, tarstage.Spooled]:
+def gnu_tar(top: Path, overlay: bool, tmp: Path) -> tuple[bytes, tarstage.Done]:
     dirs = OverlayDirs(str(top), []) if overlay else None
     listing = tarstage.list_tree(diff.RootfsSource(str(top), 0o755, dirs))
     assert listing is not None
-    spooled = tarstage.run(tarstage.tar_binary() or "tar", listing, str(tmp), 3, 0)
-    spooled.spool.seek(0)
-    with spooled.spool:
-        data = zstandard.ZstdDecompressor().stream_reader(spooled.spool).read()
-    assert len(data) == spooled.size
-    return data, spooled
+    frame = io.BytesIO()
+    done = tarstage.run(tarstage.tar_binary() or "tar", listing, frame, str(tmp), 3, 0)
+    data = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(frame.getvalue())).read()
+    assert len(data) == done.size and hashlib.sha256(data).hexdigest() == done.sha256
+    return data, done
 
 
 def entries(data: bytes) -> dict[str, tuple]:
@@ -213,11 +214,12 @@ def _fake_tar(tmp_path: Path, status: int, message: str) -> str:
 def test_tar_status_1_is_warnings_and_2_fails_with_its_last_line(tmp_path, tree):
     listing = tarstage.list_tree(diff.RootfsSource(str(tree), 0o755, None))
     assert listing is not None
-    spooled = tarstage.run(_fake_tar(tmp_path, 1, "tar: x: file changed as we read it"), listing, str(tmp_path), 3, 0)
-    spooled.spool.close()
-    assert spooled.warnings == ["tar: x: file changed as we read it"] and spooled.size == 2048
+    done = tarstage.run(_fake_tar(tmp_path, 1, "tar: x: file changed as we read it"), listing, io.BytesIO(),
+                        str(tmp_path), 3, 0)
+    assert done.warnings == ["tar: x: file changed as we read it"] and done.size == 2048
     with pytest.raises(RuncCkptError, match="rootfs diff .* failed: tar: x: Cannot open: Input/output error"):
-        tarstage.run(_fake_tar(tmp_path, 2, "tar: x: Cannot open: Input/output error"), listing, str(tmp_path), 3, 0)
+        tarstage.run(_fake_tar(tmp_path, 2, "tar: x: Cannot open: Input/output error"), listing, io.BytesIO(),
+                     str(tmp_path), 3, 0)
 
 
 def test_a_failing_tar_leaves_no_file_behind(tmp_path, tree, monkeypatch):
@@ -237,10 +239,11 @@ def test_a_file_that_shrinks_while_tar_reads_it_is_padded_with_a_warning(tmp_pat
     shrunk = []
 
     def readv(fd: int, buffers: list) -> int:
-        if not shrunk:
+        n = real_readv(fd, buffers)
+        if not shrunk:              # tar's first record holds big's header: tar has its size and reads on
             os.truncate(top / "big", 4096)
             shrunk.append(1)
-        return real_readv(fd, buffers)
+        return n
 
     monkeypatch.setattr(tarstage.os, "readv", readv)
     result = _staged_export(tmp_path, top)
@@ -309,3 +312,36 @@ def test_whiteouts_with_pattern_characters_are_excluded_literally(tmp_path):
     (upper / "etc" / "a").write_text("kept: [ab] is no pattern")
     got = entries(gnu_tar(upper, True, tmp_path)[0])
     assert sorted(got) == ["etc", "etc/a", "etc/xy"]
+
+
+def test_the_header_goes_into_a_slot_before_tar_s_frame(tmp_path, tree):
+    """Plain zstd: tar's frame streams into the archive itself; the header's slot ends in a skippable frame."""
+    result = _staged_export(tmp_path, tree)
+    raw = Path(result.archive).read_bytes()
+    assert b"\x50\x2a\x4d\x18" in raw                       # the skippable frame after the header's frame
+    assert entries(read_members(result.archive)["rootfs-diff.tar"].data) == entries(python_tar(tree, False))
+
+
+def test_a_sealed_archive_copies_tar_s_frame_from_a_spool(tmp_path, tree, seal_keys):
+    """Sealed: nothing may be written into the file out of order, so the frame is spooled, then copied."""
+    result = _staged_export(tmp_path, tree, seal_for=(sealkeys.load_recipient(f"jwe:{seal_keys['ec'][1]}"),))
+    plain = tmp_path / "plain.tar.zst"
+    with open(result.archive, "rb") as f, open(plain, "wb") as out:
+        reader = seal.SealReader(f, [sealkeys.load_private(seal_keys["ec"][0])], result.archive)
+        while data := reader.read(1 << 20):
+            out.write(data)
+    assert b"\x50\x2a\x4d\x18" not in plain.read_bytes()
+    assert entries(read_members(plain)["rootfs-diff.tar"].data) == entries(python_tar(tree, False))
+    assert sorted(os.listdir(tmp_path / "out")) == ["ckpt.tar.zst"]
+
+
+@pytest.mark.parametrize("header", [bytes(512), os.urandom(1536)], ids=["ustar", "incompressible-pax"])
+def test_frame_of_size_fills_its_slot_exactly(header):
+    frame = compression.frame_of_size(header, export.HEADER_SLOT, 3)
+    assert len(frame) == export.HEADER_SLOT
+    assert zstandard.ZstdDecompressor().stream_reader(io.BytesIO(frame), read_across_frames=True).read() == header
+
+
+def test_frame_of_size_refuses_a_slot_it_cannot_fill():
+    with pytest.raises(RuncCkptError, match="does not fit"):
+        compression.frame_of_size(os.urandom(512), 100, 3)

@@ -5,9 +5,9 @@ images exist. Everything streams into one compressed tar with no
 intermediate files: each volume is an uncompressed inner tar whose size comes
 from a stat pre-pass (see archive.writer), and so is the rootfs diff of a
 stream, a gzip or plain archive, or one with digests. A zstd archive's
-rootfs diff is made by GNU tar (archive.tarstage): compressed into a spool as
-tar runs, then spliced in as its own zstd frame; trees only our walker
-renders, or a host without tar, keep the stat pre-pass.
+rootfs diff is made by GNU tar (archive.tarstage), compressed as tar runs
+into zstd frames of its own, its header put in front afterwards (Frames);
+trees only our walker renders, or a host without tar, keep the stat pre-pass.
 
 Atomicity: the archive streams into runtime.atomicfile.writing() -- a
 flock-ed temp file beside FILE, fsynced (a helper thread flushes it as it
@@ -27,8 +27,10 @@ import errno
 import hashlib
 import json
 import os
+import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -190,18 +192,22 @@ def add_images(tw: TarWriter, req: ExportRequest, entries: EntrySpool, mtime: in
 
 @dataclass
 class Frames:
-    """Where a spliced member goes: the compressor `out` (its frame ends first), the sink below it, and
-    the directory for the spool (the archive's)."""
+    """Where a spliced member goes: below the compressor `out` (whose frame ends first), into `sink`.
+
+    `direct` is the archive file itself when sink writes straight into it (nothing sealed): then tar's
+    frame streams into the file behind a reserved slot, which gets the header once the size is known.
+    Otherwise tar's frame waits in an anonymous spool in spool_dir (the archive's) and is copied.
+    """
 
     out: BinaryIO
     sink: compression.Sink
     spool_dir: str
+    direct: BinaryIO | None = None
 
-    def splice(self, spooled: tarstage.Spooled) -> None:
-        compression.end_frame(self.out)
-        spooled.spool.seek(0)
-        while data := spooled.spool.read(tarstage.CHUNK):
-            self.sink.write(data)
+
+# Bytes reserved for the spliced member's header frame: a ustar or PAX header compresses to far less,
+# and a skippable frame fills the rest (compression.frame_of_size).
+HEADER_SLOT = 4096
 
 
 def write_members(tw: TarWriter, req: ExportRequest, plan: Plan, now: float,
@@ -248,16 +254,35 @@ def write_members(tw: TarWriter, req: ExportRequest, plan: Plan, now: float,
 
 
 def _add_staged(tw: TarWriter, req: ExportRequest, listing: tarstage.Listing, frames: Frames, mtime: int) -> None:
-    """rootfs-diff.tar by GNU tar: spooled while tar runs, then its header and frame go in."""
+    """rootfs-diff.tar by GNU tar, as zstd frames of its own: see Frames."""
     tar = tarstage.tar_binary()
     if tar is None:
         raise RuncCkptError("GNU tar is gone from this host since the export began")
-    spooled = tarstage.run(tar, listing, frames.spool_dir, req.level, req.threads)
-    with contextlib.closing(spooled.spool):
-        for line in spooled.warnings:
+
+    def splice(header: Callable[[int], bytes]) -> MemberDigest:
+        compression.end_frame(frames.out)
+        if frames.direct is not None:
+            frames.sink.flush()
+            fd = frames.direct.fileno()
+            slot = os.lseek(fd, 0, os.SEEK_CUR)
+            frames.sink.write(bytes(HEADER_SLOT))
+            done = tarstage.run(tar, listing, frames.sink, frames.spool_dir, req.level, req.threads)
+            head = compression.frame_of_size(header(done.size), HEADER_SLOT, req.level)
+            if os.pwrite(fd, head, slot) != len(head):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        else:
+            with tempfile.TemporaryFile(prefix="runc-ckpt-rootfs-", dir=frames.spool_dir) as spool:
+                done = tarstage.run(tar, listing, spool, frames.spool_dir, req.level, req.threads)
+                frames.out.write(header(done.size))
+                compression.end_frame(frames.out)
+                spool.seek(0)
+                while data := spool.read(tarstage.CHUNK):
+                    frames.sink.write(data)
+        for line in done.warnings:
             tw.on_change(line)
-        tw.add_spliced(layout.ROOTFS_DIFF, MemberDigest(spooled.size, spooled.sha256),
-                       lambda: frames.splice(spooled), mtime)
+        return MemberDigest(done.size, done.sha256)
+
+    tw.add_spliced(layout.ROOTFS_DIFF, splice, mtime)
 
 
 def add_manifest(tw: TarWriter, req: ExportRequest, rootfs_info: JSONObject, archived: list[str],
@@ -380,7 +405,8 @@ def write_archive(req: ExportRequest) -> ExportResult:
                     # TarWriter types its sink BinaryIO; HashingWriter has the write and flush it uses.
                     tw = TarWriter(tar_hash or out, on_change=warnings.append, progress=shown)  # type: ignore[arg-type]
                     now = time.time()
-                    frames = Frames(out, sealer or file_hash or synced, directory)
+                    frames = Frames(out, sealer or file_hash or synced, directory,
+                                    raw if sealer is None and file_hash is None else None)
                     rootfs_info, archived = write_members(tw, req, planned, now, frames)
                     faults.point("export-write")
                     members, manifest_doc = add_manifest(tw, req, rootfs_info, archived, now)

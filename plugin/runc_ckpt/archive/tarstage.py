@@ -7,14 +7,13 @@ rootfs-diff.tar member and we only read its output from a pipe.
 
 The catch is the outer tar: the member's header needs its size before its
 first byte, which is known only when tar is done. So tar's output is hashed
-(the manifest's per-member SHA-256) and compressed as it arrives into a
-spool -- one zstd frame, in an anonymous temp file beside the archive
-(unlinked at creation: a kill -9 leaves nothing behind) -- while tar runs,
-and then the member's header and the spooled frame are spliced into the
-archive (archive.writer.TarWriter.add_spliced). zstd frames concatenate:
-every decoder reads the frames in a row as one stream. Compressing while tar
-runs keeps the overlap `tar | zstd` has; copying the compressed frame costs
-a fraction of the data.
+(the manifest's per-member SHA-256) and compressed as it arrives, as a zstd
+frame of its own, and the header goes in front of it afterwards
+(archive.export: into a slot reserved in the archive file before tar's frame,
+filled by compression.frame_of_size; a sealed archive copies the frame from
+an anonymous spool beside it instead). zstd frames concatenate: every decoder
+reads the frames in a row as one stream and passes over skippable ones.
+Compressing while tar runs keeps the overlap `tar | zstd` has.
 
 What tar must leave out, and what becomes deleted.files, one os.scandir walk
 finds from the directory entries' types alone (no stat per file): overlay
@@ -161,40 +160,35 @@ def _plain_dir(path: str, name: str, marks: list[str], lowers: list[str] | None,
 
 
 @dataclass
-class Spooled:
-    """tar's output, hashed and compressed: the member's size and digest, and the spool holding its frame."""
+class Done:
+    """What tar wrote: the member's size and SHA-256, and tar's warnings (files changed while read)."""
 
     size: int
     sha256: str
-    spool: BinaryIO           # one zstd frame of the member's bytes; close() drops it
     warnings: list[str]
 
 
-def run(tar: str, listing: Listing, spool_dir: str | None, level: int, threads: int) -> Spooled:
-    """Run tar over the listing; hash and compress its output into a spool in spool_dir (None: $TMPDIR)."""
-    with tempfile.TemporaryFile(prefix="runc-ckpt-tarlist-", dir=spool_dir) as names, \
-            tempfile.TemporaryFile(prefix="runc-ckpt-tarexcl-", dir=spool_dir) as exclude, \
-            tempfile.TemporaryFile(prefix="runc-ckpt-tarerr-", dir=spool_dir) as errors:
+def run(tar: str, listing: Listing, dest: compression.Sink, scratch: str | None, level: int, threads: int) -> Done:
+    """Run tar over the listing; hash its output and write it to dest as one zstd frame.
+
+    tar's file lists and messages go to anonymous files in scratch (None: $TMPDIR)."""
+    with tempfile.TemporaryFile(prefix="runc-ckpt-tarlist-", dir=scratch) as names, \
+            tempfile.TemporaryFile(prefix="runc-ckpt-tarexcl-", dir=scratch) as exclude, \
+            tempfile.TemporaryFile(prefix="runc-ckpt-tarerr-", dir=scratch) as errors:
         names.write(b"".join(os.fsencode(n) + b"\0" for n in listing.names))
         exclude.write(b"".join(os.fsencode(n) + b"\n" for n in listing.exclude))
         for f in (names, exclude):
             f.flush()
         argv = [tar, *TAR_OPTIONS, f"--exclude-from=/dev/fd/{exclude.fileno()}", "--directory", listing.top,
                 f"--files-from=/dev/fd/{names.fileno()}"]
-        spool = tempfile.TemporaryFile(prefix="runc-ckpt-rootfs-", dir=spool_dir)  # noqa: SIM115  # returned open
-        try:
-            size, sha = _pump(argv, (names.fileno(), exclude.fileno()), errors, spool, level, threads)
-        except BaseException:
-            spool.close()
-            raise
+        size, sha = _pump(argv, (names.fileno(), exclude.fileno()), errors, dest, level, threads)
         errors.seek(0)
-        return Spooled(size, sha, spool, [line for line in errors.read().decode(errors="replace").splitlines()
-                                          if line.strip()])
+        return Done(size, sha, [line for line in errors.read().decode(errors="replace").splitlines() if line.strip()])
 
 
-def _pump(argv: list[str], fds: tuple[int, int], errors: BinaryIO, spool: BinaryIO, level: int,
+def _pump(argv: list[str], fds: tuple[int, int], errors: BinaryIO, dest: compression.Sink, level: int,
           threads: int) -> tuple[int, str]:
-    """tar's stdout into the hash and the compressed spool; (bytes, sha256 hex) once tar succeeded."""
+    """tar's stdout into the hash and the compressor; (bytes, sha256 hex) once tar succeeded."""
     env = {**os.environ, "LC_ALL": "C"}     # messages in one language: they become our warnings
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors,
                             pass_fds=fds, env=env)
@@ -208,7 +202,7 @@ def _pump(argv: list[str], fds: tuple[int, int], errors: BinaryIO, spool: Binary
         size = 0
         buf = bytearray(CHUNK)
         view = memoryview(buf)
-        z = compression.compressing_writer(spool, "zstd", level, threads)
+        z = compression.compressing_writer(dest, "zstd", level, threads)
         while n := os.readv(out, [buf]):
             piece = view[:n]
             sha.update(piece)

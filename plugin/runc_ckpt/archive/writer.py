@@ -435,12 +435,12 @@ class TarWriter:
         self._data(END_OF_ARCHIVE)
         self.end()
 
-    def add_spliced(self, name: str, digest: MemberDigest, splice: Callable[[], None], mtime: int = 0) -> None:
-        """A member whose bytes reached the file some other way (archive.tarstage's compressed frame):
-        its header goes to `out`, then splice() puts the data below it, then the padding follows."""
-        self._put(encode_header(Entry(name, REG, 0o600, size=digest.size, mtime=mtime)))
+    def add_spliced(self, name: str, splice: Callable[[Callable[[int], bytes]], MemberDigest], mtime: int = 0) -> None:
+        """A member whose header and data reach the file below `out` (archive.tarstage's frame): everything
+        so far is handed to `out` first; splice(header) writes them, given the header for a size, and
+        returns the member's digest; the padding follows through `out`."""
         self._flush()
-        splice()
+        digest = splice(lambda size: encode_header(Entry(name, REG, 0o600, size=size, mtime=mtime)))
         self.members[name] = digest
         self._put(_ZEROS[:padding(digest.size)])
 
