@@ -170,6 +170,12 @@ def test_names_that_look_like_options_and_hold_newlines(tmp_path):
     assert (top / "--remove-files").exists()
 
 
+@pytest.fixture(autouse=True)
+def any_tree_is_staged(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These trees are small: take the tar stage all the same (test_a_small_tree_... checks the bound)."""
+    monkeypatch.setattr(tarstage, "MIN_ENTRIES", 0)
+
+
 def _staged_export(tmp_path: Path, rootfs: Path, **kw: object) -> export.ExportResult:
     return export.write_archive(request(tmp_path, rootfs, **kw))
 
@@ -257,8 +263,9 @@ KILLED = """
 import sys
 sys.path[:0] = {path!r}
 from pathlib import Path
-from runc_ckpt.archive import export
+from runc_ckpt.archive import export, tarstage
 from tests.export_helpers import request
+tarstage.MIN_ENTRIES = 0
 export.write_archive(request(Path({tmp!r}), Path({top!r})))
 """
 
@@ -345,3 +352,20 @@ def test_frame_of_size_fills_its_slot_exactly(header):
 def test_frame_of_size_refuses_a_slot_it_cannot_fill():
     with pytest.raises(RuncCkptError, match="does not fit"):
         compression.frame_of_size(os.urandom(512), 100, 3)
+
+
+def test_a_small_tree_keeps_the_python_writer_and_a_big_one_takes_tar(tmp_path, monkeypatch):
+    monkeypatch.setattr(tarstage, "MIN_ENTRIES", 50)
+    runs = []
+    real = tarstage.run
+    monkeypatch.setattr(tarstage, "run", lambda *a: runs.append(1) or real(*a))
+    top = tmp_path / "top"
+    (top / "d").mkdir(parents=True)
+    for i in range(48):
+        (top / "d" / f"f{i}").write_text(str(i))
+    _staged_export(tmp_path, top)                    # 49 entries
+    assert runs == []
+    (top / "d" / "f48").write_text("48")
+    result = _staged_export(tmp_path, top)           # 50
+    assert runs == [1]
+    assert len(entries(read_members(result.archive)["rootfs-diff.tar"].data)) == 50

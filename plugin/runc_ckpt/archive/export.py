@@ -149,7 +149,8 @@ def plan(req: ExportRequest, spool_dir: str | None = None, stage: bool = False) 
 
     The planned entries spool to spool_dir (an export passes the archive's directory: it has room for
     the archive anyway; None: $TMPDIR, e.g. for a stream). With stage (a zstd archive without digests),
-    the rootfs diff is only listed, for GNU tar (archive.tarstage), where the walk can render it.
+    the rootfs diff is only listed, for GNU tar (archive.tarstage), where the walk can render it and
+    the tree is big enough to be worth tar's start.
     """
     images = Scanner(spool_dir=spool_dir)
     if req.previous_dir is not None:    # the pre-dump first, as an archive of a chain lays it out
@@ -170,7 +171,7 @@ def plan(req: ExportRequest, spool_dir: str | None = None, stage: bool = False) 
         return Plan(images.entries, None, volumes)
     source = req.rootfs_source or diff.locate(req.rootfs)
     listing = tarstage.list_tree(source) if stage and tarstage.tar_binary() else None
-    if listing is not None:
+    if listing is not None and listing.count >= tarstage.MIN_ENTRIES:
         return Plan(images.entries, None, volumes, listing)
     return Plan(images.entries, plan_rootfs(source, spool_dir=spool_dir), volumes)
 
