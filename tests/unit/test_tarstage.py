@@ -57,7 +57,9 @@ def gnu_tar(top: Path, overlay: bool, tmp: Path) -> tuple[bytes, tarstage.Done]:
     listing = tarstage.list_tree(diff.RootfsSource(str(top), 0o755, dirs))
     assert listing is not None
     frame = io.BytesIO()
-    done = tarstage.run(tarstage.tar_binary() or "tar", listing, frame, str(tmp), 3, 0)
+    z = compression.compressing_writer(frame, "zstd", 3, 0)
+    done = tarstage.run(tarstage.tar_binary() or "tar", listing, z, str(tmp))
+    z.close()
     data = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(frame.getvalue())).read()
     assert len(data) == done.size and hashlib.sha256(data).hexdigest() == done.sha256
     return data, done
@@ -220,12 +222,12 @@ def _fake_tar(tmp_path: Path, status: int, message: str) -> str:
 def test_tar_status_1_is_warnings_and_2_fails_with_its_last_line(tmp_path, tree):
     listing = tarstage.list_tree(diff.RootfsSource(str(tree), 0o755, None))
     assert listing is not None
-    done = tarstage.run(_fake_tar(tmp_path, 1, "tar: x: file changed as we read it"), listing, io.BytesIO(),
-                        str(tmp_path), 3, 0)
-    assert done.warnings == ["tar: x: file changed as we read it"] and done.size == 2048
+    out = io.BytesIO()
+    done = tarstage.run(_fake_tar(tmp_path, 1, "tar: x: file changed as we read it"), listing, out, str(tmp_path))
+    assert done.warnings == ["tar: x: file changed as we read it"] and out.getvalue() == bytes(2048) == bytes(done.size)
     with pytest.raises(RuncCkptError, match="rootfs diff .* failed: tar: x: Cannot open: Input/output error"):
         tarstage.run(_fake_tar(tmp_path, 2, "tar: x: Cannot open: Input/output error"), listing, io.BytesIO(),
-                     str(tmp_path), 3, 0)
+                     str(tmp_path))
 
 
 def test_a_failing_tar_leaves_no_file_behind(tmp_path, tree, monkeypatch):

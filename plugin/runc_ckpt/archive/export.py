@@ -30,7 +30,7 @@ import os
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -191,17 +191,39 @@ def add_images(tw: TarWriter, req: ExportRequest, entries: EntrySpool, mtime: in
             tw.add_entry(e)
 
 
+class Route:
+    """The compressor's sink, which can be pointed elsewhere for a while: a sealed archive's spliced frame
+    goes to a spool first (see Frames), through the same compressor."""
+
+    def __init__(self, target: compression.Sink) -> None:
+        self.target = target
+
+    def write(self, data: bytes) -> int:
+        return self.target.write(data)
+
+    def flush(self) -> None:
+        self.target.flush()
+
+    @contextlib.contextmanager
+    def to(self, other: compression.Sink) -> Iterator[None]:
+        saved, self.target = self.target, other
+        try:
+            yield
+        finally:
+            self.target = saved
+
+
 @dataclass
 class Frames:
-    """Where a spliced member goes: below the compressor `out` (whose frame ends first), into `sink`.
+    """Where a spliced member goes: through the compressor `out` as frames of its own, into `route`.
 
-    `direct` is the archive file itself when sink writes straight into it (nothing sealed): then tar's
+    `direct` is the archive file itself when route writes straight into it (nothing sealed): then tar's
     frame streams into the file behind a reserved slot, which gets the header once the size is known.
-    Otherwise tar's frame waits in an anonymous spool in spool_dir (the archive's) and is copied.
+    Otherwise tar's frame goes to an anonymous spool in spool_dir (the archive's), copied after the header.
     """
 
     out: BinaryIO
-    sink: compression.Sink
+    route: Route
     spool_dir: str
     direct: BinaryIO | None = None
 
@@ -261,24 +283,28 @@ def _add_staged(tw: TarWriter, req: ExportRequest, listing: tarstage.Listing, fr
         raise RuncCkptError("GNU tar is gone from this host since the export began")
 
     def splice(header: Callable[[int], bytes]) -> MemberDigest:
-        compression.end_frame(frames.out)
+        out, route = frames.out, frames.route
+        compression.end_frame(out)
         if frames.direct is not None:
-            frames.sink.flush()
+            route.flush()
             fd = frames.direct.fileno()
             slot = os.lseek(fd, 0, os.SEEK_CUR)
-            frames.sink.write(bytes(HEADER_SLOT))
-            done = tarstage.run(tar, listing, frames.sink, frames.spool_dir, req.level, req.threads)
+            route.write(bytes(HEADER_SLOT))
+            done = tarstage.run(tar, listing, out, frames.spool_dir)
+            compression.end_frame(out)
             head = compression.frame_of_size(header(done.size), HEADER_SLOT, req.level)
             if os.pwrite(fd, head, slot) != len(head):
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         else:
             with tempfile.TemporaryFile(prefix="runc-ckpt-rootfs-", dir=frames.spool_dir) as spool:
-                done = tarstage.run(tar, listing, spool, frames.spool_dir, req.level, req.threads)
-                frames.out.write(header(done.size))
-                compression.end_frame(frames.out)
+                with route.to(spool):
+                    done = tarstage.run(tar, listing, out, frames.spool_dir)
+                    compression.end_frame(out)
+                out.write(header(done.size))
+                compression.end_frame(out)
                 spool.seek(0)
                 while data := spool.read(tarstage.CHUNK):
-                    frames.sink.write(data)
+                    route.write(data)
         for line in done.warnings:
             tw.on_change(line)
         return MemberDigest(done.size, done.sha256)
@@ -400,14 +426,13 @@ def write_archive(req: ExportRequest) -> ExportResult:
                     file_hash = HashingWriter(synced) if req.digests else None
                     # Sealed: the compressed stream is encrypted as it is written, never on disk in the clear.
                     sealer = seal.SealWriter(file_hash or synced, req.seal_for) if req.seal_for else None
-                    out = compression.compressing_writer(sealer or file_hash or synced,
-                                                         req.compress, req.level, req.threads)
+                    route = Route(sealer or file_hash or synced)
+                    out = compression.compressing_writer(route, req.compress, req.level, req.threads)
                     tar_hash = HashingWriter(out) if req.digests else None
                     # TarWriter types its sink BinaryIO; HashingWriter has the write and flush it uses.
                     tw = TarWriter(tar_hash or out, on_change=warnings.append, progress=shown)  # type: ignore[arg-type]
                     now = time.time()
-                    frames = Frames(out, sealer or file_hash or synced, directory,
-                                    raw if sealer is None and file_hash is None else None)
+                    frames = Frames(out, route, directory, raw if sealer is None and file_hash is None else None)
                     rootfs_info, archived = write_members(tw, req, planned, now, frames)
                     faults.point("export-write")
                     members, manifest_doc = add_manifest(tw, req, rootfs_info, archived, now)

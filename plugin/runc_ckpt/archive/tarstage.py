@@ -7,13 +7,14 @@ rootfs-diff.tar member and we only read its output from a pipe.
 
 The catch is the outer tar: the member's header needs its size before its
 first byte, which is known only when tar is done. So tar's output is hashed
-(the manifest's per-member SHA-256) and compressed as it arrives, as a zstd
-frame of its own, and the header goes in front of it afterwards
-(archive.export: into a slot reserved in the archive file before tar's frame,
-filled by compression.frame_of_size; a sealed archive copies the frame from
-an anonymous spool beside it instead). zstd frames concatenate: every decoder
-reads the frames in a row as one stream and passes over skippable ones.
-Compressing while tar runs keeps the overlap `tar | zstd` has.
+(the manifest's per-member SHA-256) and compressed as it arrives by the
+archive's own compressor, as a zstd frame of its own, and the header goes in
+front of it afterwards (archive.export.Frames: into a slot reserved in the
+archive file before tar's frame, filled by compression.frame_of_size; a
+sealed archive routes the frame to an anonymous spool beside it, and copies
+it after the header). zstd frames concatenate: every decoder reads the
+frames in a row as one stream and passes over skippable ones. Compressing
+while tar runs keeps the overlap `tar | zstd` has.
 
 What tar must leave out, and what becomes deleted.files, one os.scandir walk
 finds from the directory entries' types alone (no stat per file): overlay
@@ -45,7 +46,6 @@ import tempfile
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from runc_ckpt.archive import compression
 from runc_ckpt.archive.scan import hidden_lower, overlay_flag, xattr_names
 from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.rootfs.diff import FULL, OVERLAY_DIFF, SKIP, RootfsSource
@@ -173,8 +173,9 @@ class Done:
     warnings: list[str]
 
 
-def run(tar: str, listing: Listing, dest: compression.Sink, scratch: str | None, level: int, threads: int) -> Done:
-    """Run tar over the listing; hash its output and write it to dest as one zstd frame.
+def run(tar: str, listing: Listing, out: BinaryIO, scratch: str | None) -> Done:
+    """Run tar over the listing; hash its output and write it to out (the archive's compressor: one
+    compressor's buffers, ~50 MiB with two zstd workers, not two).
 
     tar's file lists and messages go to anonymous files in scratch (None: $TMPDIR)."""
     with tempfile.TemporaryFile(prefix="runc-ckpt-tarlist-", dir=scratch) as names, \
@@ -186,34 +187,31 @@ def run(tar: str, listing: Listing, dest: compression.Sink, scratch: str | None,
             f.flush()
         argv = [tar, *TAR_OPTIONS, f"--exclude-from=/dev/fd/{exclude.fileno()}", "--directory", listing.top,
                 f"--files-from=/dev/fd/{names.fileno()}"]
-        size, sha = _pump(argv, (names.fileno(), exclude.fileno()), errors, dest, level, threads)
+        size, sha = _pump(argv, (names.fileno(), exclude.fileno()), errors, out)
         errors.seek(0)
         return Done(size, sha, [line for line in errors.read().decode(errors="replace").splitlines() if line.strip()])
 
 
-def _pump(argv: list[str], fds: tuple[int, int], errors: BinaryIO, dest: compression.Sink, level: int,
-          threads: int) -> tuple[int, str]:
-    """tar's stdout into the hash and the compressor; (bytes, sha256 hex) once tar succeeded."""
+def _pump(argv: list[str], fds: tuple[int, int], errors: BinaryIO, out: BinaryIO) -> tuple[int, str]:
+    """tar's stdout into the hash and `out`; (bytes, sha256 hex) once tar succeeded."""
     env = {**os.environ, "LC_ALL": "C"}     # messages in one language: they become our warnings
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors,
                             pass_fds=fds, env=env)
     try:
         assert proc.stdout is not None
-        out = proc.stdout.fileno()
+        pipe = proc.stdout.fileno()
         with contextlib.suppress(OSError):
-            fcntl.fcntl(out, _F_SETPIPE_SZ, CHUNK)
+            fcntl.fcntl(pipe, _F_SETPIPE_SZ, CHUNK)
         faults.point("export-tar")
         sha = hashlib.sha256()
         size = 0
         buf = bytearray(CHUNK)
         view = memoryview(buf)
-        z = compression.compressing_writer(dest, "zstd", level, threads)
-        while n := os.readv(out, [buf]):
+        while n := os.readv(pipe, [buf]):
             piece = view[:n]
             sha.update(piece)
-            z.write(piece)
+            out.write(piece)          # the compressor copies what it keeps: buf is reusable
             size += n
-        z.close()
         rc = proc.wait()
     finally:
         if proc.poll() is None:
