@@ -371,3 +371,17 @@ def test_a_small_tree_keeps_the_python_writer_and_a_big_one_takes_tar(tmp_path, 
     result = _staged_export(tmp_path, top)           # 50
     assert runs == [1]
     assert len(entries(read_members(result.archive)["rootfs-diff.tar"].data)) == 50
+
+
+def test_an_entry_removed_after_the_walk_is_a_warning(tmp_path):
+    top = tmp_path / "top"
+    (top / "d").mkdir(parents=True)
+    (top / "d" / "f").write_text("kept")
+    (top / "gone-top").write_text("x")
+    listing = tarstage.list_tree(diff.RootfsSource(str(top), 0o755, None))
+    assert listing is not None and listing.names == ["d", "gone-top"]
+    (top / "gone-top").unlink()
+    frame = io.BytesIO()
+    done = tarstage.run(tarstage.tar_binary() or "tar", listing, frame, str(tmp_path))
+    assert any("gone-top" in w and "No such file" in w for w in done.warnings), done.warnings
+    assert sorted(entries(frame.getvalue())) == ["d", "d/f"]

@@ -29,8 +29,9 @@ and integer mtimes, PAX records only for xattrs (all but overlay's own), long
 names and big numbers; hardlinks within the tree as links; sockets left out.
 Files that change while tar reads them are handled by tar, as by our writer:
 a shrunk file is padded with zeros, a grown one cut at its size, each with a
-warning; a file removed meanwhile is left out (a warning too). tar's exit
-status 1 means just those; 2 fails the export.
+warning; a file removed or unreadable meanwhile is left out (a warning too,
+--ignore-failed-read). tar's exit status 1 means just those; 2 fails the
+export.
 """
 
 from __future__ import annotations
@@ -65,6 +66,9 @@ TAR_OPTIONS = (
     "--pax-option=delete=atime,delete=ctime,delete=mtime",
     "--numeric-owner", "--xattrs", "--xattrs-exclude=trusted.overlay.*", "--xattrs-exclude=user.overlay.*",
     "--sort=name", f"--blocking-factor={_BLOCKING}", "--warning=no-file-ignored",
+    # A file that cannot be read (removed since the walk, even a top-level one) is a warning, as in
+    # archive.writer, not a failed export.
+    "--ignore-failed-read",
     # Exclusions are exact paths from the top (-X: one a line), the names to archive NUL-separated (-T).
     "--anchored", "--no-wildcards", "--null", "--verbatim-files-from",
 )
