@@ -238,7 +238,7 @@ def write_members(tw: TarWriter, req: ExportRequest, plan: Plan, now: float,
     """Write all members but the manifest, in podman's order, to tw (a file's or a stream's tar);
     returns (the manifest's "rootfs" entry, the volumes archived) for add_manifest().
 
-    A staged plan needs frames: tar's compressed spool goes into the file below the compressor."""
+    A staged plan needs frames: where tar's frames and the header go (see Frames)."""
     mtime = int(now)
     add_images(tw, req, plan.images, mtime)
     if req.parent is not None:
