@@ -47,12 +47,14 @@ import tempfile
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from runc_ckpt.archive.hashpipe import HashPipe
 from runc_ckpt.archive.scan import hidden_lower, overlay_flag, xattr_names
 from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.rootfs.diff import FULL, OVERLAY_DIFF, SKIP, RootfsSource
 from runc_ckpt.runtime import faults
 
 CHUNK = 1 << 20
+PIPE_DEPTH = 4            # pieces read (up to CHUNK each) queued for the hashing thread: a few MiB held at most
 # Below this many entries the Python writer is as quick: tar's start costs ~2 ms, our writer ~20 us a file.
 MIN_ENTRIES = 128
 _F_SETPIPE_SZ = 1031      # fcntl: bigger pipe, fewer reads (Linux; pipe-max-size caps it, 1 MiB by default)
@@ -209,13 +211,18 @@ def _pump(argv: list[str], fds: tuple[int, int], errors: BinaryIO, out: BinaryIO
         faults.point("export-tar")
         sha = hashlib.sha256()
         size = 0
-        buf = bytearray(CHUNK)
-        view = memoryview(buf)
-        while n := os.readv(pipe, [buf]):
-            piece = view[:n]
-            sha.update(piece)
-            out.write(piece)          # the compressor copies what it keeps: buf is reusable
-            size += n
+        # The hash in a thread (archive.hashpipe): inline, it held the reading thread ~0.6 s a GiB, and the
+        # 1 GiB + 20k export took 1.3 x `tar | zstd` instead of ~1.0. Each piece is new bytes: the thread
+        # hashes it after we move on.
+        hasher = HashPipe(PIPE_DEPTH)
+        try:
+            while piece := os.read(pipe, CHUNK):
+                hasher.update(sha, [memoryview(piece)])
+                out.write(piece)
+                size += len(piece)
+            digest = hasher.digest(sha)
+        finally:
+            hasher.close()
         rc = proc.wait()
     finally:
         if proc.poll() is None:
@@ -228,4 +235,4 @@ def _pump(argv: list[str], fds: tuple[int, int], errors: BinaryIO, out: BinaryIO
         lines = errors.read().decode(errors="replace").strip().splitlines()
         why = lines[-1] if lines else f"exit status {rc}"
         raise RuncCkptError(f"archiving the rootfs diff with {argv[0]} failed: {why}")
-    return size, sha.hexdigest()
+    return size, digest
