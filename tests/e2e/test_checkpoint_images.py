@@ -156,10 +156,15 @@ def test_image_build_of_a_podman_export_restores(podman_env, tmp_path, tmp_path_
                    "from-build", env, volume_source / "counter", before)
 
 
-def test_export_of_a_podman_container_restores_under_podman(podman_env, tmp_path, runc_ckpt_bin):  # noqa: F811
-    """config.dump as podman writes it (rootfsImageID/Name, namedVolumes): `podman container restore --import`."""
+@pytest.mark.parametrize("many", [False, True], ids=["small-diff", "gnu-tar-diff"])
+def test_export_of_a_podman_container_restores_under_podman(podman_env, tmp_path, runc_ckpt_bin, many):  # noqa: F811
+    """config.dump as podman writes it (rootfsImageID/Name, namedVolumes): `podman container restore --import`.
+    gnu-tar-diff: 300 new files, so GNU tar writes the diff (archive.tarstage) and podman's Go zstd reader
+    meets our spliced frames, the header slot's skippable frame among them."""
     name = podman_env.run_counter(volume="vol1")
     wait_for(lambda: podman_env.counter(name) > 3, timeout=30, what="podman counter")
+    if many:
+        podman_env.podman("exec", name, "sh", "-c", "mkdir /many; for i in $(seq 300); do echo $i > /many/f$i; done")
     cid = podman_env.inspect(name)["Id"]
     archive = tmp_path / "web.tar.zst"
     out = _ckpt(runc_ckpt_bin, podman_env, "checkpoint", "--export", str(archive), cid)
@@ -170,5 +175,9 @@ def test_export_of_a_podman_container_restores_under_podman(podman_env, tmp_path
     assert info["sizes"]["volumes"].keys() == {"vol1"}
     podman_env.podman("rm", "-f", name)
     podman_env.podman("volume", "rm", "vol1")
+    if many:
+        assert b"\x50\x2a\x4d\x18" in archive.read_bytes()      # the header slot's skippable frame
     podman_env.podman("container", "restore", "--import", str(archive))
     wait_for(lambda: podman_env.counter(name) > before + 2, timeout=30, what="counter to continue under podman")
+    if many:
+        assert podman_env.podman("exec", name, "cat", "/many/f1", "/many/f300").stdout.split() == ["1", "300"]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from runc_ckpt.archive import export
+from runc_ckpt.archive import export, tarstage
 from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.runtime.criu import stats
 from tests.conftest import require_tool
@@ -42,8 +42,21 @@ def change_rootfs(root: Path) -> None:
     (root / "data" / "sub").mkdir()
 
 
-@pytest.mark.parametrize("algo", ["zstd", "gzip", "none"])
-def test_overlay_diff_archive(make_bundle, tmp_path, algo):
+def staged_runs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Every tree takes GNU tar's stage (archive.tarstage), however small; returns a list its runs append to."""
+    monkeypatch.setattr(tarstage, "MIN_ENTRIES", 0)
+    runs: list[int] = []
+    real = tarstage.run
+    monkeypatch.setattr(tarstage, "run", lambda *a: runs.append(1) or real(*a))
+    return runs
+
+
+@pytest.mark.parametrize("algo", ["zstd", "zstd-tar", "gzip", "none"])
+def test_overlay_diff_archive(make_bundle, tmp_path, algo, monkeypatch):
+    """zstd: a tree this small has the Python writer; zstd-tar: GNU tar's stage writes the same diff."""
+    staged = algo == "zstd-tar"
+    runs = staged_runs(monkeypatch) if staged else []
+    algo = algo.removesuffix("-tar")
     tar = require_tool("tar")
     require_tool("zstd")
     b = make_bundle(volumes={"vol1": "/vol1"})
@@ -82,6 +95,7 @@ def test_overlay_diff_archive(make_bundle, tmp_path, algo):
     for name, want in doc["members"].items():
         assert want == {"size": len(m[name].data), "sha256": hashlib.sha256(m[name].data).hexdigest()}
     assert result.rootfs_kind == "overlay-diff" and result.volumes == ["vol1"]
+    assert runs == ([1] if staged else [])
 
     # GNU tar reads the outer stream, and restores owners, modes and xattrs from the inner one.
     listing = subprocess.run(LIST_CMD[algo].format(f=path), shell=True, capture_output=True, text=True,
@@ -97,7 +111,9 @@ def test_overlay_diff_archive(make_bundle, tmp_path, algo):
     assert os.stat(out / "etc" / "hl-a").st_ino == os.stat(out / "etc" / "hl-b").st_ino
 
 
-def test_opaque_directory_on_real_overlay(tmp_path):
+@pytest.mark.parametrize("staged", [False, True], ids=["python", "tar"])
+def test_opaque_directory_on_real_overlay(tmp_path, monkeypatch, staged):
+    runs = staged_runs(monkeypatch) if staged else []
     lower, upper, work, merged = (tmp_path / d for d in ("lower", "upper", "work", "merged"))
     for d in (lower / "opt" / "app" / "sub", upper, work, merged):
         d.mkdir(parents=True)
@@ -118,6 +134,7 @@ def test_opaque_directory_on_real_overlay(tmp_path):
         diff = inner(m["rootfs-diff.tar"])
         assert diff["opt/app/new"].data == b"new" and diff["opt/app/sub/fresh"].data == b"fresh"
         assert "opt/keep" not in diff
+        assert runs == ([1] if staged else [])
     finally:
         subprocess.run(["umount", "-l", str(merged)], check=False)
 
@@ -181,25 +198,29 @@ def test_inner_tar_is_extractable_by_python(make_bundle, tmp_path):
     assert stat.S_IMODE(os.lstat(out / "suid").st_mode) == 0o4755
 
 
-def test_redirected_dir_and_metacopy_file(tmp_path):
-    """redirect_dir/metacopy overlays: the upper dir/file alone lacks the data; the archive must not."""
+@pytest.mark.parametrize("options", ["redirect_dir=on,metacopy=on", "redirect_dir=on"], ids=["both", "redirect"])
+def test_redirected_dir_and_metacopy_file(tmp_path, monkeypatch, options):
+    """redirect_dir/metacopy overlays: the upper dir/file alone lacks the data; the archive must not.
+    GNU tar's stage cannot render them: the Python writer does, however big the tree."""
+    runs = staged_runs(monkeypatch)
     lower, upper, work, merged = (tmp_path / d for d in ("lower", "upper", "work", "merged"))
     for d in (lower / "srv" / "old-name", upper, work, merged):
         d.mkdir(parents=True)
     (lower / "srv" / "old-name" / "payload").write_text("from lower\n")
     (lower / "meta").write_bytes(b"M" * 10000)
     subprocess.run(["mount", "-t", "overlay", "overlay", "-o",
-                    f"lowerdir={lower},upperdir={upper},workdir={work},redirect_dir=on,metacopy=on",
+                    f"lowerdir={lower},upperdir={upper},workdir={work},{options}",
                     str(merged)], check=True)
     try:
         os.rename(merged / "srv" / "old-name", merged / "srv" / "new-name")
         os.chown(merged / "meta", 4321, 4321)                    # a metadata-only copy-up
         assert "trusted.overlay.redirect" in os.listxattr(upper / "srv" / "new-name")
-        assert "trusted.overlay.metacopy" in os.listxattr(upper / "meta")
+        assert ("trusted.overlay.metacopy" in os.listxattr(upper / "meta")) == ("metacopy" in options)
         m = read_members(export.write_archive(request(tmp_path, merged)).archive)
         diff = inner(m["rootfs-diff.tar"])
         assert diff["srv/new-name/payload"].data == b"from lower\n"
         assert diff["meta"].data == b"M" * 10000 and diff["meta"].info.uid == 4321
+        assert runs == []
         assert "/srv/old-name" in json.loads(m["deleted.files"].data)
     finally:
         subprocess.run(["umount", "-l", str(merged)], check=False)

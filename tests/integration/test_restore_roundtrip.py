@@ -90,3 +90,28 @@ def test_bind_mount_listed_in_volumes_annotation_round_trips(make_bundle, contai
     assert (host / "sub" / "b").read_text() == "bound\n"
     assert (b.volumes["vol1"] / "sub" / "v").read_text() == "kept\n"
     assert not [n for n in os.listdir(host) if n.startswith(".runc-ckpt")]
+
+
+MANY = "mkdir /many; for i in $(seq 300); do echo $i > /many/f$i; done; ln /many/f7 /many/link; " + SCRIPT
+
+
+def test_many_file_overlay_diff_round_trips_through_gnu_tar(make_bundle, containers, busybox_lower, tmp_path,
+                                                            runc_ckpt_bin):
+    """300 new files (archive.tarstage: GNU tar writes the diff, spliced as zstd frames), a hardlink, a
+    deleted lower file: inspect verifies it, restore --import brings all of it back."""
+    b = make_bundle(args=["sh", "-c", MANY], volumes={"vol1": "/data"})
+    env = restore_env(tmp_path)
+    archive = tmp_path / "many.tar.zst"
+    cid, before = run_and_export(runc_ckpt_bin, containers, b, archive, env)
+    assert b"\x50\x2a\x4d\x18" in archive.read_bytes()      # the header slot's skippable frame: tar's path ran
+    as_new_host(b, busybox_lower)
+    info = subprocess.run([runc_ckpt_bin, "inspect", "--format", "json", str(archive)], capture_output=True,
+                          text=True, check=False)
+    assert info.returncode == 0, info.stderr
+    assert json.loads(info.stdout)["verified"] is True
+    import_and_continue(runc_ckpt_bin, containers, archive, b, cid, before, env)
+    assert [(b.rootfs / "many" / f"f{i}").read_text() for i in (1, 150, 300)] == ["1\n", "150\n", "300\n"]
+    assert len(os.listdir(b.rootfs / "many")) == 301
+    assert os.stat(b.rootfs / "many" / "link").st_ino == os.stat(b.rootfs / "many" / "f7").st_ino
+    assert not (b.rootfs / "etc" / "lower-file").exists()
+    assert (b.volumes["vol1"] / "sub" / "v").read_text() == "kept\n"

@@ -35,7 +35,7 @@ from tests.integration.treekill_helpers import (
 
 # Inside runc checkpoint (before CRIU), inside CRIU's dump (its action scripts), then ours.
 CHECKPOINT_FAULTS = ["dump:killtree", "criu:pre-dump", "criu:network-lock", "criu:post-dump",
-                     "export-write:killtree", "rename:killtree"]
+                     "export-tar:killtree", "export-write:killtree", "rename:killtree"]
 # Ours, inside runc restore (before CRIU), inside CRIU's restore (whose tasks run in a session of their own
 # and survive the group kill).
 RESTORE_FAULTS = ["staging:killtree", "apply:killtree", "runc-restore:killtree", "criu:pre-restore",
@@ -170,6 +170,10 @@ def cycle_migrate(src: tuple[TreeHost, Bundle], dst: tuple[TreeHost, Bundle], ci
 @pytest.mark.parametrize("fault", CHECKPOINT_FAULTS)
 def test_tree_kill_during_checkpoint_export(host_a, make_bundle, tmp_path, fault):
     b = make_bundle(name="web")
+    if fault.startswith("export-tar:"):       # a rootfs diff big enough for GNU tar's stage (tarstage.MIN_ENTRIES)
+        (b.rootfs / "many").mkdir()
+        for i in range(300):
+            (b.rootfs / "many" / f"f{i}").write_bytes(os.urandom(4096))
     cid = start(host_a, b)
     try:
         killed, _ = cycle_checkpoint(host_a, b, cid, fault, tmp_path / "A.tar.zst")

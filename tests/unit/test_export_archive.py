@@ -137,6 +137,10 @@ class _Failing:
             os.kill(os.getpid(), self.action)  # type: ignore[arg-type]
         return self.inner.write(data)  # type: ignore[attr-defined]
 
+    def flush(self, *mode: int) -> None:
+        """The compressor's flush (a zstd frame's end takes a mode: archive.tarstage's splice)."""
+        self.inner.flush(*mode)  # type: ignore[attr-defined]
+
     def close(self) -> None:
         self.inner.close()  # type: ignore[attr-defined]
 

@@ -18,7 +18,9 @@ from tests.export_helpers import request
 
 
 class Recorder(progress.NullProgress):
-    """A progress display that keeps every update() and its total."""
+    """A progress display that keeps every update() and its total, as if a person were watching."""
+
+    watched = True
 
     def __init__(self, total: int | None = None) -> None:
         self.total = total

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import struct
 from typing import BinaryIO, Protocol
 
 from runc_ckpt.base.errors import RuncCkptError
@@ -63,13 +64,37 @@ def compressing_writer(raw: Sink, algorithm: str, level: int = 3, threads: int =
     raise RuncCkptError(f"unknown compression {algorithm!r}: choose one of {', '.join(ALGORITHMS)}")
 
 
+def end_frame(writer: BinaryIO) -> None:
+    """End compressing_writer()'s current zstd frame: what follows may be another frame, written below it."""
+    import zstandard
+    writer.flush(zstandard.FLUSH_FRAME)  # type: ignore[call-arg]  # zstandard's writer takes a flush mode
+
+
+_SKIPPABLE = struct.Struct("<II")
+_SKIPPABLE_MAGIC = 0x184D2A50        # zstd's skippable frames: decoders pass over their content
+
+
+def frame_of_size(data: bytes, size: int, level: int) -> bytes:
+    """data as a zstd frame of exactly `size` bytes: compressed, then a skippable frame filling the rest
+    (a slot reserved in the file before data was known, see archive.export)."""
+    import zstandard
+    frame = zstandard.ZstdCompressor(level=level).compress(data)
+    gap = size - len(frame)
+    if gap == 0:
+        return frame
+    if gap < _SKIPPABLE.size:
+        raise RuncCkptError(f"internal error: a {len(data)}-byte frame does not fit its {size}-byte slot")
+    return frame + _SKIPPABLE.pack(_SKIPPABLE_MAGIC, gap - _SKIPPABLE.size) + bytes(gap - _SKIPPABLE.size)
+
+
 def decompressing_reader(raw: BinaryIO) -> BinaryIO:
     """A reader of the decompressed stream; raw must support peek() or be seekable."""
     head = raw.peek(4)[:4] if hasattr(raw, "peek") else _peek_seek(raw)
     algorithm = detect(head)
     if algorithm == "zstd":
         import zstandard
-        return zstandard.ZstdDecompressor().stream_reader(raw, closefd=False)
+        # Our archives may hold several frames in a row (archive.tarstage splices one in).
+        return zstandard.ZstdDecompressor().stream_reader(raw, closefd=False, read_across_frames=True)
     if algorithm == "gzip":
         return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]  # see above
     return raw

@@ -2,8 +2,12 @@
 
 `runc-ckpt checkpoint --export FILE` calls write_archive() once the CRIU
 images exist. Everything streams into one compressed tar with no
-intermediate files: the rootfs diff and each volume are uncompressed inner
-tars whose size comes from a stat pre-pass (see archive.writer).
+intermediate files: each volume is an uncompressed inner tar whose size comes
+from a stat pre-pass (see archive.writer), and so is the rootfs diff of a
+stream, a gzip or plain archive, or one with digests. A zstd archive's
+rootfs diff is made by GNU tar (archive.tarstage), compressed as tar runs
+into zstd frames of its own, its header put in front afterwards (Frames);
+trees only our walker renders, or a host without tar, keep the stat pre-pass.
 
 Atomicity: the archive streams into runtime.atomicfile.writing() -- a
 flock-ed temp file beside FILE, fsynced (a helper thread flushes it as it
@@ -23,12 +27,14 @@ import errno
 import hashlib
 import json
 import os
+import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, BinaryIO
 
-from runc_ckpt.archive import compression, layout, manifest
+from runc_ckpt.archive import compression, layout, manifest, tarstage
 from runc_ckpt.archive.exporttarget import check_target
 from runc_ckpt.archive.manifest import MemberDigest
 from runc_ckpt.archive.scan import RootfsPlan, Scanner, plan_rootfs
@@ -124,6 +130,7 @@ class Plan:
     images: EntrySpool
     rootfs: RootfsPlan | None
     volumes: dict[str, TreePlan]     # volume name -> its tree, in bind-mount order
+    staged: tarstage.Listing | None = None  # the rootfs diff GNU tar writes (then rootfs is None)
 
     @property
     def total(self) -> int:
@@ -138,11 +145,13 @@ class Plan:
                 tree.entries.close()
 
 
-def plan(req: ExportRequest, spool_dir: str | None = None) -> Plan:
+def plan(req: ExportRequest, spool_dir: str | None = None, stage: bool = False) -> Plan:
     """Stat every tree before the temp file exists: a missing volume fails early, and the display has a total.
 
     The planned entries spool to spool_dir (an export passes the archive's directory: it has room for
-    the archive anyway; None: $TMPDIR, e.g. for a stream).
+    the archive anyway; None: $TMPDIR, e.g. for a stream). With stage (a zstd archive without digests),
+    the rootfs diff is only listed, for GNU tar (archive.tarstage), where the walk can render it and
+    the tree is big enough to be worth tar's start.
     """
     images = Scanner(spool_dir=spool_dir)
     if req.previous_dir is not None:    # the pre-dump first, as an archive of a chain lays it out
@@ -159,8 +168,13 @@ def plan(req: ExportRequest, spool_dir: str | None = None) -> Plan:
             scan = Scanner(spool_dir=spool_dir)
             scan.walk(bm.source)
             volumes[bm.volume] = scan.plan()
-    rootfs = plan_rootfs(req.rootfs_source or diff.locate(req.rootfs), spool_dir=spool_dir) if req.include_rootfs else None
-    return Plan(images.entries, rootfs, volumes)
+    if not req.include_rootfs:
+        return Plan(images.entries, None, volumes)
+    source = req.rootfs_source or diff.locate(req.rootfs)
+    listing = tarstage.list_tree(source) if stage and tarstage.tar_binary() else None
+    if listing is not None and listing.count >= tarstage.MIN_ENTRIES:
+        return Plan(images.entries, None, volumes, listing)
+    return Plan(images.entries, plan_rootfs(source, spool_dir=spool_dir), volumes)
 
 
 def add_images(tw: TarWriter, req: ExportRequest, entries: EntrySpool, mtime: int) -> None:
@@ -179,9 +193,54 @@ def add_images(tw: TarWriter, req: ExportRequest, entries: EntrySpool, mtime: in
             tw.add_entry(e)
 
 
-def write_members(tw: TarWriter, req: ExportRequest, plan: Plan, now: float) -> tuple[JSONObject, list[str]]:
+class Route:
+    """The compressor's sink, which can be pointed elsewhere for a while: a sealed archive's spliced frame
+    goes to a spool first (see Frames), through the same compressor."""
+
+    def __init__(self, target: compression.Sink) -> None:
+        self.target = target
+
+    def write(self, data: bytes) -> int:
+        return self.target.write(data)
+
+    def flush(self) -> None:
+        self.target.flush()
+
+    @contextlib.contextmanager
+    def to(self, other: compression.Sink) -> Iterator[None]:
+        saved, self.target = self.target, other
+        try:
+            yield
+        finally:
+            self.target = saved
+
+
+@dataclass
+class Frames:
+    """Where a spliced member goes: through the compressor `out` as frames of its own, into `route`.
+
+    `direct` is the archive file itself when route writes straight into it (nothing sealed): then tar's
+    frame streams into the file behind a reserved slot, which gets the header once the size is known.
+    Otherwise tar's frame goes to an anonymous spool in spool_dir (the archive's), copied after the header.
+    """
+
+    out: BinaryIO
+    route: Route
+    spool_dir: str
+    direct: BinaryIO | None = None
+
+
+# Bytes reserved for the spliced member's header frame: a ustar or PAX header compresses to far less,
+# and a skippable frame fills the rest (compression.frame_of_size).
+HEADER_SLOT = 4096
+
+
+def write_members(tw: TarWriter, req: ExportRequest, plan: Plan, now: float,
+                  frames: Frames | None = None) -> tuple[JSONObject, list[str]]:
     """Write all members but the manifest, in podman's order, to tw (a file's or a stream's tar);
-    returns (the manifest's "rootfs" entry, the volumes archived) for add_manifest()."""
+    returns (the manifest's "rootfs" entry, the volumes archived) for add_manifest().
+
+    A staged plan needs frames: where tar's frames and the header go (see Frames)."""
     mtime = int(now)
     add_images(tw, req, plan.images, mtime)
     if req.parent is not None:
@@ -201,6 +260,12 @@ def write_members(tw: TarWriter, req: ExportRequest, plan: Plan, now: float) -> 
         tw.add_tree(layout.ROOTFS_DIFF, plan.rootfs.tree, mtime)
         tw.add_bytes(layout.DELETED_FILES, json_member(plan.rootfs.deleted), mtime=mtime)
         rootfs_info = {"kind": plan.rootfs.kind, "root_mode": plan.rootfs.root_mode}
+    elif plan.staged is not None:
+        if frames is None:
+            raise RuncCkptError("internal error: a rootfs diff for GNU tar, but nowhere to splice it")
+        _add_staged(tw, req, plan.staged, frames, mtime)
+        tw.add_bytes(layout.DELETED_FILES, json_member(plan.staged.deleted), mtime=mtime)
+        rootfs_info = {"kind": plan.staged.kind, "root_mode": plan.staged.root_mode}
     elif req.rootfs_source is not None:
         rootfs_info["root_mode"] = req.rootfs_source.root_mode
     elif req.rootfs and os.path.isdir(req.rootfs):
@@ -211,6 +276,42 @@ def write_members(tw: TarWriter, req: ExportRequest, plan: Plan, now: float) -> 
     for name, tree in plan.volumes.items():
         tw.add_tree(layout.volume_member(name), tree, mtime)
     return rootfs_info, list(plan.volumes)
+
+
+def _add_staged(tw: TarWriter, req: ExportRequest, listing: tarstage.Listing, frames: Frames, mtime: int) -> None:
+    """rootfs-diff.tar by GNU tar, as zstd frames of its own: see Frames."""
+    tar = tarstage.tar_binary()
+    if tar is None:
+        raise RuncCkptError("GNU tar is gone from this host since the export began")
+
+    def splice(header: Callable[[int], bytes]) -> MemberDigest:
+        out, route = frames.out, frames.route
+        compression.end_frame(out)
+        if frames.direct is not None:
+            route.flush()
+            fd = frames.direct.fileno()
+            slot = os.lseek(fd, 0, os.SEEK_CUR)
+            route.write(bytes(HEADER_SLOT))
+            done = tarstage.run(tar, listing, out, frames.spool_dir)
+            compression.end_frame(out)
+            head = compression.frame_of_size(header(done.size), HEADER_SLOT, req.level)
+            if os.pwrite(fd, head, slot) != len(head):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        else:
+            with tempfile.TemporaryFile(prefix="runc-ckpt-rootfs-", dir=frames.spool_dir) as spool:
+                with route.to(spool):
+                    done = tarstage.run(tar, listing, out, frames.spool_dir)
+                    compression.end_frame(out)
+                out.write(header(done.size))
+                compression.end_frame(out)
+                spool.seek(0)
+                while data := spool.read(tarstage.CHUNK):
+                    route.write(data)
+        for line in done.warnings:
+            tw.on_change(line)
+        return MemberDigest(done.size, done.sha256)
+
+    tw.add_spliced(layout.ROOTFS_DIFF, splice, mtime)
 
 
 def add_manifest(tw: TarWriter, req: ExportRequest, rootfs_info: JSONObject, archived: list[str],
@@ -315,23 +416,26 @@ def write_archive(req: ExportRequest) -> ExportResult:
     planned: Plan | None = None
     with signals.deferred(interrupt=True) as deferral:
         try:
-            planned = plan(req, directory)
+            shown = Progress.create(req.flags, "export") if req.flags else NullProgress()
+            # GNU tar's rootfs diff has no size before it is written: a display's total needs the stat pre-pass.
+            planned = plan(req, directory, stage=req.compress == "zstd" and not req.digests and not shown.watched)
+            shown.total = planned.total
             # Unbuffered: the compressors hand over big pieces already, and after an
             # error nothing is left in a buffer to be flushed into the temp file.
-            shown = Progress.create(req.flags, "export", planned.total) if req.flags else NullProgress()
             with atomicfile.writing(target, 0o600, guard=deferral.critical) as raw:
                 ino = os.fstat(raw.fileno()).st_ino
                 with contextlib.closing(_EarlyWriteback(raw)) as synced, shown:
                     file_hash = HashingWriter(synced) if req.digests else None
                     # Sealed: the compressed stream is encrypted as it is written, never on disk in the clear.
                     sealer = seal.SealWriter(file_hash or synced, req.seal_for) if req.seal_for else None
-                    out = compression.compressing_writer(sealer or file_hash or synced,
-                                                         req.compress, req.level, req.threads)
+                    route = Route(sealer or file_hash or synced)
+                    out = compression.compressing_writer(route, req.compress, req.level, req.threads)
                     tar_hash = HashingWriter(out) if req.digests else None
                     # TarWriter types its sink BinaryIO; HashingWriter has the write and flush it uses.
                     tw = TarWriter(tar_hash or out, on_change=warnings.append, progress=shown)  # type: ignore[arg-type]
                     now = time.time()
-                    rootfs_info, archived = write_members(tw, req, planned, now)
+                    frames = Frames(out, route, directory, raw if sealer is None and file_hash is None else None)
+                    rootfs_info, archived = write_members(tw, req, planned, now, frames)
                     faults.point("export-write")
                     members, manifest_doc = add_manifest(tw, req, rootfs_info, archived, now)
                     tw.close()

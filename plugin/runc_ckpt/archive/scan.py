@@ -41,14 +41,14 @@ def _is_overlay_xattr(name: str) -> bool:
     return name.startswith(_OVERLAY_XATTRS)
 
 
-def _xattr_names(path: str) -> list[str]:
+def xattr_names(path: str) -> list[str]:
     try:
         return os.listxattr(path, follow_symlinks=False)
     except OSError:        # ENOTSUP on filesystems without xattrs; a vanished file
         return []
 
 
-def _overlay_flag(path: str, names: Iterable[str], key: str) -> bytes | None:
+def overlay_flag(path: str, names: Iterable[str], key: str) -> bytes | None:
     """Value of trusted.overlay.<key> or user.overlay.<key>, if set."""
     for prefix in _OVERLAY_XATTRS:
         if prefix + key in names:
@@ -69,6 +69,36 @@ def _xattrs(path: str, names: list[str]) -> dict[str, bytes] | None:
         except OSError:
             continue
     return out or None
+
+
+def hidden_lower(lowers: list[str] | None, skip: frozenset[str], name: str, upper_dir: str) -> list[str]:
+    """Container paths of the lower entries an opaque upper directory `name` hides (lowers top first;
+    empty or None: unknown, and the directory itself is listed, podman's way)."""
+    if not lowers:
+        return ["/" + name]
+    lower: dict[str, bool] = {}
+    for layer in lowers:
+        try:
+            with os.scandir(os.path.join(layer, name)) as it:
+                for de in it:
+                    lower.setdefault(de.name, de.is_dir(follow_symlinks=False))
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+    try:
+        with os.scandir(upper_dir) as it:
+            upper = {de.name: de.is_dir(follow_symlinks=False) for de in it}
+    except (FileNotFoundError, NotADirectoryError):
+        upper = {}
+    out = []
+    for child in sorted(lower):
+        rel = f"{name}/{child}"
+        if rel in skip:
+            continue
+        if child not in upper:
+            out.append("/" + rel)
+        elif lower[child] and upper[child]:
+            out.extend(hidden_lower(lowers, skip, rel, os.path.join(upper_dir, child)))
+    return out
 
 
 class Scanner:
@@ -114,7 +144,7 @@ class Scanner:
                     st = os.lstat(path)
                 except FileNotFoundError:
                     continue
-                names = _xattr_names(path)
+                names = xattr_names(path)
                 if not names and st.st_nlink == 1 and stat.S_ISREG(st.st_mode):
                     # The common case, kept lean for trees of many small files.
                     self.entries.append(Entry.regular(name, None if derived else path, st))
@@ -133,7 +163,7 @@ class Scanner:
         fmt = stat.S_IFMT(st.st_mode)
         overlay_marks = overlay and any(map(_is_overlay_xattr, names))
         whiteout = fmt == stat.S_IFCHR and st.st_rdev == 0 or (
-            overlay_marks and fmt == stat.S_IFREG and _overlay_flag(path, names, "whiteout") is not None)
+            overlay_marks and fmt == stat.S_IFREG and overlay_flag(path, names, "whiteout") is not None)
         if overlay and whiteout:
             self.deleted.append("/" + name)
             return None
@@ -150,49 +180,21 @@ class Scanner:
         if derived:
             entry.source = None
         if overlay_marks and fmt == stat.S_IFREG and self.merged and \
-                _overlay_flag(path, names, "metacopy") is not None:
+                overlay_flag(path, names, "metacopy") is not None:
             # The upper file holds metadata only; its data is in a lower layer.
             entry.source, entry.ino = os.path.join(self.merged, name), 0
         self.entries.append(entry)    # complete now: the spool may write it out
         if fmt != stat.S_IFDIR:
             return None
         if overlay_marks:
-            if self.merged and _overlay_flag(path, names, "redirect") is not None:
+            if self.merged and overlay_flag(path, names, "redirect") is not None:
                 # A renamed lower directory: its content lives elsewhere in the
                 # lower layers, so archive the whole merged view of it.
                 self.walk(os.path.join(self.merged, name), name + "/")
                 return None
-            if _overlay_flag(path, names, "opaque") == b"y":
-                self.deleted.extend(self._hidden_lower(name, path))
+            if overlay_flag(path, names, "opaque") == b"y":
+                self.deleted.extend(hidden_lower(self.lowers, self.skip, name, path))
         return (path, name + "/")
-
-    def _hidden_lower(self, name: str, upper_dir: str) -> list[str]:
-        """Container paths of the lower entries an opaque upper directory hides."""
-        if not self.lowers:
-            return ["/" + name]
-        lower: dict[str, bool] = {}
-        for layer in self.lowers:
-            try:
-                with os.scandir(os.path.join(layer, name)) as it:
-                    for de in it:
-                        lower.setdefault(de.name, de.is_dir(follow_symlinks=False))
-            except (FileNotFoundError, NotADirectoryError):
-                continue
-        try:
-            with os.scandir(upper_dir) as it:
-                upper = {de.name: de.is_dir(follow_symlinks=False) for de in it}
-        except (FileNotFoundError, NotADirectoryError):
-            upper = {}
-        out = []
-        for child in sorted(lower):
-            rel = f"{name}/{child}"
-            if rel in self.skip:
-                continue
-            if child not in upper:
-                out.append("/" + rel)
-            elif lower[child] and upper[child]:
-                out.extend(self._hidden_lower(rel, os.path.join(upper_dir, child)))
-        return out
 
 
 @dataclass

@@ -435,6 +435,15 @@ class TarWriter:
         self._data(END_OF_ARCHIVE)
         self.end()
 
+    def add_spliced(self, name: str, splice: Callable[[Callable[[int], bytes]], MemberDigest], mtime: int = 0) -> None:
+        """A member whose header and data reach the file below `out` (archive.tarstage's frame): everything
+        so far is handed to `out` first; splice(header) writes them, given the header for a size, and
+        returns the member's digest; the padding follows through `out`."""
+        self._flush()
+        digest = splice(lambda size: encode_header(Entry(name, REG, 0o600, size=size, mtime=mtime)))
+        self.members[name] = digest
+        self._put(_ZEROS[:padding(digest.size)])
+
     def flush(self) -> None:
         """Hand everything written so far to `out` and flush it (a stream's phase boundary)."""
         self._flush()

@@ -47,6 +47,8 @@ def enabled(flags: GlobalFlags, stream: TextIO) -> bool:
 class Progress:
     """Bytes done, total when known, and rate, redrawn in place on a terminal."""
 
+    watched = True    # a person sees it: what a display promises (a total) may be worth paying for
+
     def __init__(self, label: str, total: int | None, stream: TextIO,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.label = label
@@ -112,6 +114,9 @@ class Progress:
 
 class NullProgress:
     """The disabled display: same API, does nothing."""
+
+    watched = False
+    total: int | None = None
 
     def update(self, nbytes: int) -> None:
         pass

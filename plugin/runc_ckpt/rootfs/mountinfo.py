@@ -13,6 +13,8 @@ import re
 from dataclasses import dataclass, field
 
 MOUNTINFO = "/proc/self/mountinfo"
+# overlayfs's default for metacopy: mountinfo names the option only where a mount differs from it.
+METACOPY_DEFAULT = "/sys/module/overlay/parameters/metacopy"
 _OCTAL = re.compile(r"\\([0-7]{3})")
 _LOWER_SPLIT = re.compile(r"(?<!\\):")
 
@@ -29,6 +31,7 @@ class Mount:
 class OverlayDirs:
     upper: str
     lowers: list[str]      # top-most first; empty when they cannot be resolved to absolute paths
+    metacopy: bool = False  # upper files may hold metadata only, their data in a lower layer
 
 
 def unescape(text: str) -> str:
@@ -72,4 +75,13 @@ def overlay_dirs(mount: Mount) -> OverlayDirs | None:
               for p in _LOWER_SPLIT.split(mount.super_options.get("lowerdir", "")) if p]
     if not all(os.path.isabs(p) for p in lowers):
         lowers = []   # relative to the engine's working directory at mount time: unknowable here
-    return OverlayDirs(upper, lowers)
+    metacopy = mount.super_options.get("metacopy")
+    return OverlayDirs(upper, lowers, metacopy == "on" if metacopy else _metacopy_default())
+
+
+def _metacopy_default() -> bool:
+    try:
+        with open(METACOPY_DEFAULT, "rb") as f:
+            return f.read(1) == b"Y"
+    except OSError:         # overlay not loaded (then no mount uses it) or no sysfs: assume the worst
+        return True

@@ -19,6 +19,7 @@ Phases, in the order a flow passes them:
   images-sig    a signed images dir has its manifest, its signature not yet (trust.imagesdir)
   seal          an encrypted archive or stream has its first record written (trust.seal)
   export-write  the archive's temp file holds its first members
+  export-tar    GNU tar is writing the rootfs diff into its spool (archive.tarstage)
   sign          a signed archive's manifest is written, its signature not yet
   rename        the archive is complete, just before its rename
   tmpfs-wipe    the encrypted export is complete, its plaintext images on tmpfs not yet wiped
@@ -49,7 +50,7 @@ from runc_ckpt.base.errors import RuncCkptError
 
 ENV_VAR = "RUNC_CKPT_FAULT"
 PHASES = ("tmpfs-made", "chain-staged", "dump", "memory-dump", "memory-round-1", "memory-round-2", "memory-round-3",
-          "memory-round-4", "incremental-built", "images-sig", "seal", "export-write", "sign", "rename",
+          "memory-round-4", "incremental-built", "images-sig", "seal", "export-tar", "export-write", "sign", "rename",
           "tmpfs-wipe", "tmpfs-seal", "staging", "apply", "runc-restore",
           "hello-sent", "phase1-sent", "dumped", "stream-sent", "hello-read", "phase1-staged", "staged", "applied")
 _fired: set[str] = set()
