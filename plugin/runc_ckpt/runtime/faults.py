@@ -18,8 +18,8 @@ Phases, in the order a flow passes them:
   incremental-built  --incremental-from: P1' is built in the scratch dir, the archive not yet begun
   images-sig    a signed images dir has its manifest, its signature not yet (trust.imagesdir)
   seal          an encrypted archive or stream has its first record written (trust.seal)
-  export-write  the archive's temp file holds its first members
   export-tar    GNU tar is writing the rootfs diff into its spool (archive.tarstage)
+  export-write  the archive's temp file holds its first members
   sign          a signed archive's manifest is written, its signature not yet
   rename        the archive is complete, just before its rename
   tmpfs-wipe    the encrypted export is complete, its plaintext images on tmpfs not yet wiped
