@@ -9,15 +9,12 @@ from pathlib import Path
 import pycriu.images
 import pytest
 
-from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.runtime.criu import incremental
 from tests.conftest import require_tool
 from tests.integration.conftest import runc, wait_for
 
-# Fills MIB MiB page by page from (page, generation), then on /change: rewrites every EVERY-th page, unmaps the
-# last 64 pages and maps 64 new ones (which may land on the old addresses). On /verify it checks every page it
-# still has against what it must hold and writes "ok <pages>" or "bad <count>" to /result.
-TOUCHER_C = r"""
+# What the page workloads share: a page's content from (page, generation), and files written whole.
+PAGES_C = r"""
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +34,12 @@ static void put(const char *f, const char *text) {
     if (write(fd, text, strlen(text)) < 0) exit(2);
     close(fd); rename(tmp, f);
 }
+"""
+
+# Fills MIB MiB page by page from (page, generation), then on /change: rewrites every EVERY-th page, unmaps the
+# last 64 pages and maps 64 new ones (which may land on the old addresses). On /verify it checks every page it
+# still has against what it must hold and writes "ok <pages>" or "bad <count>" to /result.
+TOUCHER_C = PAGES_C + r"""
 int main(int argc, char **argv) {
     unsigned long n = strtoul(argv[1], 0, 10) << 8, every = strtoul(argv[2], 0, 10), extra = 64, keep = n;
     unsigned char *p = mmap(0, n * PG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), *q = 0;

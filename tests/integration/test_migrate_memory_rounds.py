@@ -20,33 +20,14 @@ import pytest
 from tests.conftest import require_tool
 from tests.integration.conftest import wait_for
 from tests.integration.migrate_helpers import _finish, make_host, target_bundle
-from tests.integration.test_incremental_real import _verify
+from tests.integration.test_incremental_real import PAGES_C, _verify
 from tests.integration.test_migrate_memory_precopy import _status, _stopped, _tmpfs_left
 from tests.integration.treekill_helpers import settle_time
 
 # argv: MiB, pages rewritten every 5 ms (the ring). On /burst it rewrites every 10th page (a change
 # larger than a round's budget, so a second round runs); on /verify it checks every page against its
 # generation and writes "ok <pages>" or "bad <count>" to /result.
-DIRTIER_C = r"""
-#include <fcntl.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
-#define PG 4096
-static void fill(unsigned char *p, unsigned long page, unsigned long gen) {
-    unsigned long long x = 0x9E3779B97F4A7C15ULL * (page + 1) ^ (gen + 1) * 0xD1B54A32D192ED03ULL;
-    for (int j = 0; j < PG; j += 8) { x ^= x << 13; x ^= x >> 7; x ^= x << 17; *(unsigned long long *)(p + j) = x; }
-}
-static int exists(const char *f) { struct stat st; return stat(f, &st) == 0; }
-static void put(const char *f, const char *text) {
-    char tmp[64]; snprintf(tmp, sizeof tmp, "%s.tmp", f);
-    int fd = open(tmp, O_CREAT | O_WRONLY | O_TRUNC, 0644);
-    if (write(fd, text, strlen(text)) < 0) exit(2);
-    close(fd); rename(tmp, f);
-}
+DIRTIER_C = PAGES_C + r"""
 int main(int argc, char **argv) {
     unsigned long n = strtoul(argv[1], 0, 10) << 8, rate = strtoul(argv[2], 0, 10), pos = 0;
     unsigned char *p = mmap(0, n * PG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);

@@ -162,6 +162,19 @@ def _stopped(pid: int) -> bool:
 
 # Each phase that holds plaintext on tmpfs: the dir made (before runc), the archive half written (the
 # container dumped and gone: its only copy), the archive complete but the images not yet wiped.
+def _encrypted_marker_container(make_bundle, tmp_path: Path, runc_ckpt_bin: str
+                                ) -> tuple[list[str], list[str], TreeHost, Bundle, str]:
+    """A fresh key pair's encryption and decryption flags, a tree host, and a marker container running on it."""
+    keys = _keys(runc_ckpt_bin, tmp_path / "keys")
+    host: TreeHost = make_tree_host(tmp_path, "a", runc_ckpt_bin)
+    b = marker_bundle(make_bundle)
+    cid = new_id()
+    subprocess.run(["runc", "--root", str(host.root), "run", "-d", "--bundle", str(b.path), cid],
+                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+    return (["--encryption-key", f"jwe:{keys / 'encryption.pub'}"], ["--decryption-key", str(keys / "encryption.key")],
+            host, b, cid)
+
+
 PLAINTEXT_FAULTS = ["tmpfs-made:killtree", "export-write:killtree", "tmpfs-wipe:killtree"]
 
 
@@ -172,14 +185,7 @@ def test_a_tree_killed_while_plaintext_is_on_tmpfs_leaves_none_after_the_next_ca
     """The engine's protocol (treekill_helpers): retry; run the one command an error names. The retry
     keeps a complete dump on tmpfs while it is the container's only copy; once the container runs again,
     the next call wipes it. At the end the container runs once and no plaintext is anywhere."""
-    keys = _keys(runc_ckpt_bin, tmp_path / "keys")
-    enc = ["--encryption-key", f"jwe:{keys / 'encryption.pub'}"]
-    dec = ["--decryption-key", str(keys / "encryption.key")]
-    host: TreeHost = make_tree_host(tmp_path, "a", runc_ckpt_bin)
-    b = marker_bundle(make_bundle)
-    cid = new_id()
-    subprocess.run(["runc", "--root", str(host.root), "run", "-d", "--bundle", str(b.path), cid],
-                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+    enc, dec, host, b, cid = _encrypted_marker_container(make_bundle, tmp_path, runc_ckpt_bin)
     try:
         marker = read_marker(b)
         wait_for(lambda: counter(b) > 2, what="counter")
@@ -383,16 +389,9 @@ def test_an_encrypted_restore_import_keeps_the_decrypted_images_off_the_disk(mak
     """restore --import of an encrypted archive: while runc restores (our call paused there), the marker is on
     tmpfs -- CRIU's decrypted images -- and in no file anywhere else; after the restore, or after the whole
     tree is killed there and the engine's retry, it is nowhere, and the container runs once."""
-    keys = _keys(runc_ckpt_bin, tmp_path / "keys")
-    enc = ["--encryption-key", f"jwe:{keys / 'encryption.pub'}"]
-    dec = ["--decryption-key", str(keys / "encryption.key")]
-    host: TreeHost = make_tree_host(tmp_path, "a", runc_ckpt_bin)
+    enc, dec, host, b, cid = _encrypted_marker_container(make_bundle, tmp_path, runc_ckpt_bin)
     (tmp_path / "tmpdir").mkdir()
     host.env["TMPDIR"] = str(tmp_path / "tmpdir")
-    b = marker_bundle(make_bundle)
-    cid = new_id()
-    subprocess.run(["runc", "--root", str(host.root), "run", "-d", "--bundle", str(b.path), cid],
-                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
     try:
         marker = read_marker(b)
         wait_for(lambda: counter(b) > 2, what="counter")
