@@ -255,7 +255,7 @@ def phase0(runc: str, inv: Invocation, state_dir: str, p: CheckpointRequest, run
         predump.finish(pre_plan)
         t.plan = predump.plan(state_dir, t.state.id, predump.CallerPaths(), False, True)
     pause = _pause(work, runc_seconds)
-    pages_bytes = send_p0(tw, directory, mtime)
+    pages_bytes = send_images(tw, directory, layout.PRE_CHECKPOINT_DIR, mtime)
     done = Phase0(choice.method, pause, runc_seconds, pages_bytes)
     if choice.method == features.CONTENT_DIFF:
         done.index = incremental.index_parent(directory)
@@ -299,10 +299,10 @@ def rounds(runc: str, inv: Invocation, state_dir: str, p: CheckpointRequest, run
     while why is None:
         k = first.rounds[-1].number + 1
         faults.point(f"memory-round-{k}")
-        _, in_use = _in_use(t)
-        if max_pause is not None and in_use is not None and in_use / rate(state_dir) > max_pause:
-            why = (f"round {k}'s estimated pause {in_use / rate(state_dir):.2f} s exceeds "
-                   f"--pre-copy-max-pause {max_pause:g} s")
+        in_use = _in_use(t)[1] if max_pause is not None else None
+        estimate = in_use / rate(state_dir) if in_use is not None else 0.0
+        if max_pause is not None and estimate > max_pause:
+            why = f"round {k}'s estimated pause {estimate:.2f} s exceeds --pre-copy-max-pause {max_pause:g} s"
             break
         name = f"round-{k}"
         ok, runc_seconds = _dump(runc, inv, t, p0_args(Choice(features.CONTENT_DIFF, ""), t, p, runc_flags,
@@ -315,7 +315,7 @@ def rounds(runc: str, inv: Invocation, state_dir: str, p: CheckpointRequest, run
         result = incremental.build_from_index(first.index, dump, built)
         safe_remove.remove_tree(dump)
         member = layout.pre_copy_round(k)
-        changed = send_round(tw, built, member, first.top, mtime)
+        changed = send_images(tw, built, member, mtime, first.top)
         tw.flush()                                  # on the link now: the next round follows it
         first.index = incremental.index_over(first.index, built)
         first.top = member
@@ -331,34 +331,21 @@ def rounds(runc: str, inv: Invocation, state_dir: str, p: CheckpointRequest, run
                              f"{', '.join(f'{r.pause:.3f}' for r in first.rounds)} s); stopped: {why}")
 
 
-def send_round(tw: TarWriter, directory: str, member: str, parent: str, mtime: int) -> int:
-    """A round's incremental image as member/<name>, its `parent` link to the round before; its pages' bytes."""
+def send_images(tw: TarWriter, directory: str, member: str, mtime: int, parent: str | None = None) -> int:
+    """A phase-0 dump's files as member/<name>, its pages' bytes. Only regular files (a dump has nothing
+    else), but for a round's `parent` link, sent pointing at the round before (parent: its member dir)."""
     tw.add_entry(Entry(member, DIR, 0o700, mtime=mtime))
     pages = 0
     for name in sorted(os.listdir(directory)):
         path = os.path.join(directory, name)
-        if name == incremental.PARENT_LINK:
+        if name == incremental.PARENT_LINK and parent is not None:
             tw.add_entry(Entry(f"{member}/{name}", SYM, 0o777, mtime=mtime, linkname=f"../{parent}"))
             continue
-        if not os.path.isfile(path) or os.path.islink(path):
-            raise RuncCkptError(f"memory pre-copy round {directory}: {name} is not a regular file")
+        if name == incremental.PARENT_LINK or not os.path.isfile(path) or os.path.islink(path):
+            raise RuncCkptError(f"memory dump {directory}: {name} is not a regular file")
         if name.startswith("pages-"):
             pages += os.path.getsize(path)
         tw.add_file(f"{member}/{name}", path)
-    return pages
-
-
-def send_p0(tw: TarWriter, directory: str, mtime: int) -> int:
-    """P0's files as pre-checkpoint/<name> (only regular files: a dump has nothing else); its pages' bytes."""
-    tw.add_entry(Entry(layout.PRE_CHECKPOINT_DIR, DIR, 0o700, mtime=mtime))
-    pages = 0
-    for name in sorted(os.listdir(directory)):
-        path = os.path.join(directory, name)
-        if name == incremental.PARENT_LINK or not os.path.isfile(path) or os.path.islink(path):
-            raise RuncCkptError(f"phase-0 dump {directory}: {name} is not a regular file")
-        if name.startswith("pages-"):
-            pages += os.path.getsize(path)
-        tw.add_file(f"{layout.PRE_CHECKPOINT_DIR}/{name}", path)
     return pages
 
 
