@@ -80,13 +80,18 @@ MIB = 64
 EVERY = 10
 
 
+def static_program(tmp_path_factory: pytest.TempPathFactory, name: str, source: str) -> Path:
+    """The C program `source` built static (it runs in a busybox container) as a file named `name`."""
+    gcc = require_tool("gcc")
+    work = tmp_path_factory.mktemp(name)
+    (work / f"{name}.c").write_text(source)
+    subprocess.run([gcc, "-static", "-O2", "-o", str(work / name), str(work / f"{name}.c")], check=True)
+    return work / name
+
+
 @pytest.fixture(scope="session")
 def toucher(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    gcc = require_tool("gcc")
-    work = tmp_path_factory.mktemp("toucher")
-    (work / "toucher.c").write_text(TOUCHER_C)
-    subprocess.run([gcc, "-static", "-O2", "-o", str(work / "toucher"), str(work / "toucher.c")], check=True)
-    return work / "toucher"
+    return static_program(tmp_path_factory, "toucher", TOUCHER_C)
 
 
 def _pages_bytes(directory: Path) -> int:

@@ -22,7 +22,7 @@ import pytest
 from runc_ckpt.runtime import memscratch
 from runc_ckpt.runtime.criu import images
 from tests.integration.conftest import wait_for
-from tests.integration.migrate_helpers import _finish, make_host, pipe, target_bundle
+from tests.integration.migrate_helpers import _finish, make_host, target_bundle
 from tests.integration.test_incremental_real import EVERY, MIB, _verify, toucher  # noqa: F401 (a fixture)
 from tests.integration.test_tree_kill_real import start
 from tests.integration.test_trust_real import _rewrite
@@ -52,15 +52,20 @@ def _tmpfs_left(cid: str) -> list[str]:
     return glob.glob(os.path.join(memscratch.TMPFS, f".memory-*-{cid}.runc-ckpt-*"))
 
 
-def _toucher_pair(make_bundle, containers, tmp_path, busybox_lower, toucher):  # noqa: F811
+def workload_pair(make_bundle, containers, tmp_path, busybox_lower, program: Path, args: list[str], prefix: str):
+    """Hosts a and b, the static `program` running with `args` on a (once it filled its memory), b's bundle."""
     a, b = make_host(tmp_path, "a", [tmp_path / "volumes"]), make_host(tmp_path, "b", [tmp_path / "volumes"])
-    src = make_bundle(args=["/toucher", str(MIB), str(EVERY)], name="src")
-    subprocess.run(["cp", str(toucher), str(src.rootfs / "toucher")], check=True)
+    src = make_bundle(args=[f"/{program.name}", *args], name="src")
+    subprocess.run(["cp", str(program), str(src.rootfs / program.name)], check=True)
     containers.root = a.root
-    cid = containers.run(src, cid=f"mem-{os.urandom(4).hex()}")
+    cid = containers.run(src, cid=f"{prefix}-{os.urandom(4).hex()}")
     wait_for(lambda: (src.rootfs / "ready").exists(), timeout=30, what="the workload to fill its memory")
     dst = target_bundle(make_bundle, src, busybox_lower)
     return a, b, src, dst, cid
+
+
+def _toucher_pair(make_bundle, containers, tmp_path, busybox_lower, toucher):  # noqa: F811
+    return workload_pair(make_bundle, containers, tmp_path, busybox_lower, toucher, [str(MIB), str(EVERY)], "mem")
 
 
 def test_memory_crosses_before_the_freeze_and_restores_intact(make_bundle, containers, tmp_path, busybox_lower,

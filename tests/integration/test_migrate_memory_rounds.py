@@ -17,11 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import require_tool
 from tests.integration.conftest import wait_for
-from tests.integration.migrate_helpers import _finish, make_host, target_bundle
-from tests.integration.test_incremental_real import PAGES_C, _verify
-from tests.integration.test_migrate_memory_precopy import _status, _stopped, _tmpfs_left
+from tests.integration.migrate_helpers import _finish
+from tests.integration.test_incremental_real import PAGES_C, _verify, static_program
+from tests.integration.test_migrate_memory_precopy import _status, _stopped, _tmpfs_left, workload_pair
 from tests.integration.treekill_helpers import settle_time
 
 # argv: MiB, pages rewritten every 5 ms (the ring). On /burst it rewrites every 10th page (a change
@@ -64,11 +63,7 @@ ROUNDS = re.compile(r"(\d+) memory rounds after phase 0 \(bytes sent: ([0-9, ]+)
 
 @pytest.fixture(scope="session")
 def dirtier(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    gcc = require_tool("gcc")
-    work = tmp_path_factory.mktemp("dirtier")
-    (work / "dirtier.c").write_text(DIRTIER_C)
-    subprocess.run([gcc, "-static", "-O2", "-o", str(work / "dirtier"), str(work / "dirtier.c")], check=True)
-    return work / "dirtier"
+    return static_program(tmp_path_factory, "dirtier", DIRTIER_C)
 
 
 @pytest.mark.parametrize("fault", [None, "memory-round-2:killtree"])
@@ -77,13 +72,8 @@ def test_rounds_chase_a_dirtying_workload_and_its_memory_restores_intact(
     """Stopped before round 1, the workload rewrites a tenth of its pages (over the 5 % budget), so at least
     two rounds run while it keeps writing. With a tree kill before round 2 (round 1 already on the link)
     the target keeps nothing, the source keeps running, and the retry still moves every page intact."""
-    a, b = make_host(tmp_path, "a", [tmp_path / "volumes"]), make_host(tmp_path, "b", [tmp_path / "volumes"])
-    src = make_bundle(args=["/dirtier", str(MIB), str(RATE)], name="src")
-    subprocess.run(["cp", str(dirtier), str(src.rootfs / "dirtier")], check=True)
-    containers.root = a.root
-    cid = containers.run(src, cid=f"rounds-{os.urandom(4).hex()}")
-    wait_for(lambda: (src.rootfs / "ready").exists(), timeout=30, what="the workload to fill its memory")
-    dst = target_bundle(make_bundle, src, busybox_lower)
+    a, b, src, dst, cid = workload_pair(make_bundle, containers, tmp_path, busybox_lower, dirtier, [str(MIB), str(RATE)],
+                                        "rounds")
 
     def send(faults: str) -> tuple[subprocess.CompletedProcess, subprocess.CompletedProcess]:
         r, w = os.pipe()
