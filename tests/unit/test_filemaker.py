@@ -140,3 +140,14 @@ def test_the_hostile_corpus_stages_alike_with_and_without_the_helper(name, tmp_p
     assert helper[0] == inline[0]
     assert {k.split("/", 1)[-1]: v[:3] for k, v in helper[1].items()} == \
         {k.split("/", 1)[-1]: v[:3] for k, v in inline[1].items()}
+
+
+def test_no_process_to_fork_means_in_process_as_before(tmp_path, monkeypatch, helpers):
+    def no_fork():
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+    monkeypatch.setattr(filemaker.os, "fork", no_fork)
+    entries = [d("a", 0o750)] + [f(f"a/f{i}", b"x" * i, mode=0o4755, uid=i) for i in range(50)]
+    fds = len(os.listdir("/proc/self/fd"))
+    without = _extract(entries, tmp_path / "without", 0, monkeypatch)
+    assert len(os.listdir("/proc/self/fd")) == fds                 # the helper's pipes were closed
+    assert helpers == [] and without == _extract(entries, tmp_path / "inline", NEVER, monkeypatch)

@@ -78,6 +78,7 @@ class FileMaker:
     """The parent's end: add_file()/add_dir(), barrier() and forget() around anything else, close() at the end."""
 
     def __init__(self, root: Tree, unsafe: type[RuncCkptError]) -> None:
+        """Fork the helper; OSError (no process or fd to be had) leaves nothing behind."""
         self._unsafe = unsafe
         ops_r, self._ops = os.pipe()
         self._replies, replies_w = os.pipe()
@@ -85,7 +86,12 @@ class FileMaker:
             fcntl.fcntl(self._ops, _F_SETPIPE_SZ, PIPE_SIZE)
         except OSError:
             pass    # a smaller pipe (a lowered pipe-max-size) only overlaps less
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError:
+            for fd in (ops_r, self._ops, self._replies, replies_w):
+                os.close(fd)
+            raise
         if pid == 0:     # the helper: never returns
             code = 1
             try:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import math
 import os
 import stat
 import tarfile
@@ -295,7 +296,7 @@ def extract(tar: TarStream, root: Root, what: str, allow_devices: bool,
     result = result or Extracted()
     old_umask = os.umask(0)
     maker: FileMaker | None = None
-    small = 0
+    small, fork_at = 0, float(FORK_AFTER)
     explicit_at: dict[tuple[str, ...], int] = {}     # with a helper: the member index of each DirMeta
 
     def replaced(index: int, parts: tuple[str, ...]) -> None:
@@ -307,8 +308,11 @@ def extract(tar: TarStream, root: Root, what: str, allow_devices: bool,
 
     try:
         for index, member in enumerate(tar):
-            if maker is None and small >= FORK_AFTER:
-                maker = FileMaker(root, UnsafeArchive)
+            if maker is None and small >= fork_at:
+                try:
+                    maker = FileMaker(root, UnsafeArchive)
+                except OSError:
+                    fork_at = math.inf      # no process or fd to spare: the rest in-process, as before
             if maker is not None:
                 if _hand_over(tar, member, maker, index, what, result, explicit_at):
                     continue
