@@ -186,6 +186,8 @@ def _serve(root: Tree, unsafe: type[RuncCkptError], ops: int, replies: int) -> N
     read, unpack, size = source.read, _OP.unpack, _OP.size
     replaced: list[bytes] = []
     error = (_NO_ERROR, 0, b"")
+    last_dir = b""               # a tree's files come directory by directory: decode each directory once
+    dir_parts: Parts = ()
     while True:
         head = read(size)
         if len(head) < size:
@@ -202,8 +204,10 @@ def _serve(root: Tree, unsafe: type[RuncCkptError], ops: int, replies: int) -> N
         if error[0] != _NO_ERROR:
             continue
         try:
-            d = os.fsdecode(body[:dlen])
-            parts = (*d.split("/"), os.fsdecode(body[dlen:dlen + nlen])) if d else (os.fsdecode(body[:nlen]),)
+            if body[:dlen] != last_dir:
+                last_dir = body[:dlen]
+                dir_parts = tuple(os.fsdecode(last_dir).split("/")) if dlen else ()
+            parts = (*dir_parts, os.fsdecode(body[dlen:dlen + nlen]))
             root.trim()
             if kind == _FILE:
                 if _make_file(root, parts, mode, uid, gid, mtime, memoryview(body)[dlen + nlen:]):
