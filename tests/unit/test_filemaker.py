@@ -56,6 +56,11 @@ def _tree(root: Path, dir_mtimes: bool = True) -> dict[str, tuple]:
     return out
 
 
+def _odd(entry, mtime):
+    entry[0].mtime = mtime
+    return entry
+
+
 def _extract(entries, where: Path, fork_after: int, monkeypatch) -> dict[str, tuple]:
     monkeypatch.setattr(safeextract, "FORK_AFTER", fork_after)
     where.mkdir()
@@ -78,6 +83,9 @@ def test_a_tree_made_by_the_helper_equals_the_in_process_one(tmp_path, monkeypat
         f("suid", b"s", mode=0o4755, uid=5, gid=6),                        # chown, then the setuid bit
         f("d0/f3", b"again"),                                               # a repeated name
         d("late"), d("late/sub", 0o700, uid=9),
+        *[d("/".join(["n" * 250] * k)) for k in (1, 2, 3)], f("/".join(["n" * 250] * 3) + "/deep"),  # long PAX paths
+        _odd(f("unowned", b"u", uid=-1), 1_700_000_000),                  # owner -1: fchown keeps ours
+        _odd(f("future", b"f"), (1 << 33) + 5),                           # past what an op holds
     ]
     helper = _extract(entries, tmp_path / "helper", 0, monkeypatch)
     inline = _extract(entries, tmp_path / "inline", NEVER, monkeypatch)

@@ -36,22 +36,28 @@ import os
 import signal
 import stat
 import struct
+import sys
 from collections.abc import Callable
 from typing import Protocol
 
 from runc_ckpt.base.errors import RuncCkptError
 
-# kind, member index, dir length, name length, mode, uid, gid, mtime, data length
-_OP = struct.Struct("<BQHHIQQdQ")
+# kind, member index, path length, length of the path's directory part, mode, uid, gid, mtime, data length
+_OP = struct.Struct("<BQIIIIIdQ")
 _FILE, _DIR, _FORGET, _BARRIER = 1, 2, 3, 4
 _REPLY = struct.Struct("<IBiI")          # replaced paths, error kind, errno, error text length
-_REPLACED = struct.Struct("<QH")        # member index, path length
+_REPLACED = struct.Struct("<QI")        # member index, path length
 _NO_ERROR, _UNSAFE, _OSERROR, _OTHER = 0, 1, 2, 3
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 BATCH_BYTES = 256 << 10       # what the parent gathers before one write to the pipe
 PIPE_SIZE = 1 << 20           # the helper may lag the parser by this much
 _F_SETPIPE_SZ = 1031          # fcntl.F_SETPIPE_SZ (Python 3.10+ names it on Linux; typeshed does not)
 _BLOCKED = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+_FS_ENCODING, _FS_ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
+# What the op's fields hold; a member outside them (a negative base-256 owner, a mtime past 2242)
+# is made in-process, where it fails or succeeds as it always did.
+MAX_ID = (1 << 32) - 1
+MAX_MTIME = 1 << 33
 
 Parts = tuple[str, ...]
 
@@ -123,9 +129,9 @@ class FileMaker:
 
     def _add(self, kind: int, index: int, parts: Parts, mode: int, uid: int, gid: int, mtime: float,
              data: bytes | memoryview) -> None:
-        d = os.fsencode("/".join(parts[:-1]))
-        n = os.fsencode(parts[-1])
-        self._pending += (_OP.pack(kind, index, len(d), len(n), mode, uid, gid, mtime, len(data)), d, n, data)
+        path = "/".join(parts).encode(_FS_ENCODING, _FS_ERRORS)     # os.fsencode, once per file
+        self._pending += (_OP.pack(kind, index, len(path), max(path.rfind(b"/"), 0), mode, uid, gid, mtime,
+                                   len(data)), path, data)
         self._pending_bytes += len(data) + 64
         if self._pending_bytes >= BATCH_BYTES:
             self._send()
@@ -192,7 +198,7 @@ def _serve(root: Tree, unsafe: type[RuncCkptError], ops: int, replies: int) -> N
         head = read(size)
         if len(head) < size:
             return
-        kind, index, dlen, nlen, mode, uid, gid, mtime, dsize = unpack(head)
+        kind, index, plen, dlen, mode, uid, gid, mtime, dsize = unpack(head)
         if kind == _BARRIER:
             os.write(replies, _REPLY.pack(len(replaced), error[0], error[1], len(error[2])) + b"".join(replaced)
                      + error[2])
@@ -200,17 +206,17 @@ def _serve(root: Tree, unsafe: type[RuncCkptError], ops: int, replies: int) -> N
             if error[0] != _NO_ERROR:
                 return
             continue
-        body = read(dlen + nlen + dsize)
+        body = read(plen + dsize)
         if error[0] != _NO_ERROR:
             continue
         try:
             if body[:dlen] != last_dir:
                 last_dir = body[:dlen]
                 dir_parts = tuple(os.fsdecode(last_dir).split("/")) if dlen else ()
-            parts = (*dir_parts, os.fsdecode(body[dlen:dlen + nlen]))
+            parts = (*dir_parts, os.fsdecode(body[dlen + 1 if dlen else 0:plen]))
             root.trim()
             if kind == _FILE:
-                if _make_file(root, parts, mode, uid, gid, mtime, memoryview(body)[dlen + nlen:]):
+                if _make_file(root, parts, mode, uid, gid, mtime, memoryview(body)[plen:]):
                     path = os.fsencode("/".join(parts))
                     replaced.append(_REPLACED.pack(index, len(path)) + path)
             elif kind == _DIR:

@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Self
 
-from runc_ckpt.archive.filemaker import FileMaker, create_file, make_dir, set_owner_mode
+from runc_ckpt.archive.filemaker import MAX_ID, MAX_MTIME, FileMaker, create_file, make_dir, set_owner_mode
 from runc_ckpt.archive.tarstream import Source, TarStream
 from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.runtime import safe_remove
@@ -343,7 +343,7 @@ def _hand_over(tar: TarStream, m: tarfile.TarInfo, maker: FileMaker, index: int,
     """Send a small regular file or a directory to the helper; False: extract() must do it itself."""
     if m.type in _REGULAR:
         size = m.size
-        if size > HELPER_MAX or (m.pax_headers and _xattrs(m)):
+        if size > HELPER_MAX or (m.pax_headers and _xattrs(m)) or not _fits(m):
             return False
         parts = split_name(m.name, what)
         if not parts:
@@ -366,6 +366,11 @@ def _hand_over(tar: TarStream, m: tarfile.TarInfo, maker: FileMaker, index: int,
         return False
     result.members += 1
     return True
+
+
+def _fits(m: tarfile.TarInfo) -> bool:
+    """Whether the owner and mtime fit filemaker's op (any real tree's do)."""
+    return 0 <= m.uid <= MAX_ID and 0 <= m.gid <= MAX_ID and 0 <= m.mtime < MAX_MTIME
 
 
 def _extract_one(tar: TarStream, m: tarfile.TarInfo, root: Root, what: str, allow_devices: bool,
