@@ -24,7 +24,8 @@ NEVER = 1 << 30
 
 @pytest.fixture
 def helpers(monkeypatch):
-    """The pids of the helpers forked, to check they were reaped."""
+    """The pids of the helpers forked, to check they were reaped (on a machine of any CPU count)."""
+    monkeypatch.setattr(safeextract.os, "sched_getaffinity", lambda _pid: {0, 1})
     pids: list[int] = []
     real = filemaker.FileMaker.__init__
 
@@ -142,9 +143,10 @@ def _stage_case(name: str, tmp: Path, fork_after: int, monkeypatch) -> tuple[str
 
 
 @pytest.mark.parametrize("name", sorted(builder.corpus(Path("/x"), "/x/v")))
-def test_the_hostile_corpus_stages_alike_with_and_without_the_helper(name, tmp_path, monkeypatch):
+def test_the_hostile_corpus_stages_alike_with_and_without_the_helper(name, tmp_path, monkeypatch, helpers):
     helper = _stage_case(name, tmp_path / "helper", 0, monkeypatch)
     inline = _stage_case(name, tmp_path / "inline", NEVER, monkeypatch)
+    assert not any(os.path.exists(f"/proc/{pid}") for pid in helpers)
     assert helper[0] == inline[0]
     assert {k.split("/", 1)[-1]: v[:3] for k, v in helper[1].items()} == \
         {k.split("/", 1)[-1]: v[:3] for k, v in inline[1].items()}
@@ -159,3 +161,9 @@ def test_no_process_to_fork_means_in_process_as_before(tmp_path, monkeypatch, he
     without = _extract(entries, tmp_path / "without", 0, monkeypatch)
     assert len(os.listdir("/proc/self/fd")) == fds                 # the helper's pipes were closed
     assert helpers == [] and without == _extract(entries, tmp_path / "inline", NEVER, monkeypatch)
+
+
+def test_on_one_cpu_there_is_no_helper(tmp_path, monkeypatch, helpers):
+    monkeypatch.setattr(safeextract.os, "sched_getaffinity", lambda _pid: {0})
+    _extract([f(f"f{i}") for i in range(20)], tmp_path / "one", 0, monkeypatch)
+    assert helpers == []

@@ -296,7 +296,8 @@ def extract(tar: TarStream, root: Root, what: str, allow_devices: bool,
     result = result or Extracted()
     old_umask = os.umask(0)
     maker: FileMaker | None = None
-    small, fork_at = 0, float(FORK_AFTER)
+    # On one CPU the helper could only take turns with the parser: its ops would cost without overlapping.
+    small, fork_at = 0, float(FORK_AFTER) if len(os.sched_getaffinity(0)) > 1 else math.inf
     explicit_at: dict[tuple[str, ...], int] = {}     # with a helper: the member index of each DirMeta
 
     def replaced(index: int, parts: tuple[str, ...]) -> None:
