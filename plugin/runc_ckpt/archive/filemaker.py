@@ -25,7 +25,14 @@ The helper's first error (an UnsafeArchive or another RuncCkptError raised
 by Root, an OSError) comes back at the next barrier and is raised in the
 parent, whose caller removes the staging dir as always. The helper blocks
 SIGINT/SIGTERM/SIGHUP (the parent decides) and exits at the end of its input,
-when the parent closes the pipe or dies.
+when the parent closes the pipe or dies. The extracting process has threads
+(reader.ReadAhead, HashPipe); the helper touches none of their locks, only
+os calls and objects of its own.
+
+Measured on the busy 2-core machine (reader.stage of 50k x 1 KiB on tmpfs):
+0.66-0.72 s wall against 0.91-0.96 s in-process, and 2.8 s against 3.75 s
+for 200k. The CPU time grows by ~3.6 us a file (ops packed, piped and
+unpacked), which is why a process that may run on one CPU forks no helper.
 """
 
 from __future__ import annotations

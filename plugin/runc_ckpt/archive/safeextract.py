@@ -277,8 +277,8 @@ def copy_data(src: Source, fd: int, size: int, what: str) -> None:
 
 
 # Regular files (of at most HELPER_MAX bytes, in one extract() call) made in-process before the
-# rest of the tree goes to a forked helper (archive.filemaker): the fork and its pipe cost ~2 ms,
-# about what 100 files cost; a small tree never forks.
+# rest of the tree goes to a forked helper (archive.filemaker): fork, pipes and reaping took 1.3-1.5 ms
+# here (more in a bigger process), what ~100 files cost; a small tree never forks.
 FORK_AFTER = 256
 HELPER_MAX = 1 << 20        # bigger files are written here, after a barrier
 
@@ -301,8 +301,8 @@ def extract(tar: TarStream, root: Root, what: str, allow_devices: bool,
     explicit_at: dict[tuple[str, ...], int] = {}     # with a helper: the member index of each DirMeta
 
     def replaced(index: int, parts: tuple[str, ...]) -> None:
-        # A file of the helper's replaced parts (and what was below): as _replace() does, in member order.
-        # A directory member recorded before the fork has no index: it came earlier.
+        # The helper's file `index` took the place of what was at parts: as _replace() does in-process,
+        # forget its fds and drop its directory metadata if that was recorded earlier (before the fork: no index).
         root.forget(parts)
         if explicit_at.get(parts, -1) < index:
             result.explicit_dirs.pop(parts, None)
@@ -442,6 +442,8 @@ def _extract_regular(tar: TarStream, m: tarfile.TarInfo, root: Root, parts: tupl
 _REGULAR = frozenset((tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE))
 _EXTRACT_TYPES = frozenset((tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE, tarfile.DIRTYPE, tarfile.SYMTYPE,
                             tarfile.LNKTYPE, tarfile.CHRTYPE, tarfile.BLKTYPE, tarfile.FIFOTYPE))
+
+
 def _replace(root: Root, parts: tuple[str, ...], result: Extracted) -> None:
     """An earlier member of the same name (or what a link made) gives way to a non-directory."""
     root.remove(parts)
