@@ -144,3 +144,42 @@ def test_restore_import_print_stats_and_tcp_close(make_bundle, containers, busyb
     assert stats["container_statistics"][0]["runtime_restore_duration"] > 0
     log = (tmp_path / "state" / cid / "restore-work" / "restore.log").read_text()
     assert "Parsing config file /run/runc-ckpt/criu-" in log
+
+
+MANY = ("mkdir /many; i=0; while [ $i -lt 600 ]; do echo $i > /many/f$i; i=$((i+1)); done; "
+        "chown 5:6 /many/f7; chmod 4755 /many/f8; ln -s f1 /many/link; ln /many/f2 /many/hard; "
+        "mkdir -m 0710 /many/sub; echo s > /many/sub/s; " + COUNTER)
+
+
+def _files(top: Path) -> dict[str, tuple]:
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(top):
+        for name in dirnames + filenames:
+            p = Path(dirpath) / name
+            st = p.lstat()
+            body = os.readlink(p) if p.is_symlink() else p.read_bytes() if p.is_file() else None
+            out[str(p.relative_to(top))] = (st.st_mode, st.st_uid, st.st_gid, int(st.st_mtime), st.st_nlink, body)
+    return out
+
+
+def test_restore_import_of_a_many_file_diff_keeps_every_file(make_bundle, containers, busybox_lower, tmp_path,
+                                                             runc_ckpt_bin):
+    """600 files: past safeextract.FORK_AFTER, so a forked helper makes most of them; owners, setuid,
+    links and directory modes come back as written."""
+    b = make_bundle(args=["sh", "-c", MANY], volumes={"vol1": "/data"})
+    cid = containers.run(b)
+    wait_for(lambda: b.counter() > 3, what="counter to start")
+    images = tmp_path / "images"
+    runc(containers.root, "checkpoint", "--image-path", str(images), cid)
+    written = _files(b.upper / "many")
+    assert len(written) == 604 and written["f8"][0] & 0o7777 == 0o4755 and written["hard"][4] == 2
+    archive = tmp_path / "ckpt.tar.zst"
+    build_archive(archive, images, b, cid)
+    as_new_host(b, busybox_lower)
+
+    out = subprocess.run([runc_ckpt_bin, "--root", str(containers.root), "restore", "--import", str(archive),
+                          "--bundle", str(b.path), "-d", cid], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, text=True, env=restore_env(tmp_path), timeout=120, check=False)
+    assert out.returncode == 0, out.stderr
+    assert containers.status(cid) == "running"
+    assert _files(b.rootfs / "many") == written

@@ -16,6 +16,15 @@ from runc_ckpt.state import transaction
 from tests.hostile.builder import d, dev, f, hard, sym, tar_bytes
 
 
+@pytest.fixture(autouse=True, params=["in-process", "helper"])
+def maker_mode(request, monkeypatch):
+    """Every test runs twice: members made in-process, and (FORK_AFTER 0) by the forked helper from the start."""
+    if request.param == "helper":
+        monkeypatch.setattr(safeextract, "FORK_AFTER", 0)
+        monkeypatch.setattr(safeextract.os, "sched_getaffinity", lambda _pid: {0, 1})     # any machine
+    return request.param
+
+
 def _extract(entries, root_dir, allow_devices=True):
     with Root(str(root_dir), "test") as root:
         tar = TarStream(BytesSource(tar_bytes(entries)), "test")

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import math
 import os
 import stat
 import tarfile
@@ -33,6 +34,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Self
 
+from runc_ckpt.archive.filemaker import MAX_ID, MAX_MTIME, FileMaker, create_file, make_dir, set_owner_mode
 from runc_ckpt.archive.tarstream import Source, TarStream
 from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.runtime import safe_remove
@@ -274,27 +276,102 @@ def copy_data(src: Source, fd: int, size: int, what: str) -> None:
             view = view[os.write(fd, view):]
 
 
+# Regular files (of at most HELPER_MAX bytes, in one extract() call) made in-process before the
+# rest of the tree goes to a forked helper (archive.filemaker): fork, pipes and reaping took 1.3-1.5 ms
+# here (more in a bigger process), what ~100 files cost; a small tree never forks.
+FORK_AFTER = 256
+HELPER_MAX = 1 << 20        # bigger files are written here, after a barrier
+
+
 def extract(tar: TarStream, root: Root, what: str, allow_devices: bool,
             result: Extracted | None = None) -> Extracted:
     """Write every member of a streaming tar into root, refusing anything unsafe.
 
     Owners, modes (setuid included), symlinks, hardlinks, mtimes and PAX
     xattrs are kept. Hardlinks may only point at members already extracted
-    into this root. Device nodes are refused unless allow_devices.
+    into this root. Device nodes are refused unless allow_devices. Past
+    FORK_AFTER small files, a helper process makes files and directories
+    while this one parses (archive.filemaker); all else waits for it.
     """
     result = result or Extracted()
     old_umask = os.umask(0)
+    maker: FileMaker | None = None
+    # On one CPU the helper could only take turns with the parser: its ops would cost without overlapping.
+    small, fork_at = 0, float(FORK_AFTER) if len(os.sched_getaffinity(0)) > 1 else math.inf
+    explicit_at: dict[tuple[str, ...], int] = {}     # with a helper: the member index of each DirMeta
+
+    def replaced(index: int, parts: tuple[str, ...]) -> None:
+        # The helper's file `index` took the place of what was at parts: as _replace() does in-process,
+        # forget its fds and drop its directory metadata if that was recorded earlier (before the fork: no index).
+        root.forget(parts)
+        if explicit_at.get(parts, -1) < index:
+            result.explicit_dirs.pop(parts, None)
+
     try:
-        for member in tar:
+        for index, member in enumerate(tar):
+            if maker is None and small >= fork_at:
+                try:
+                    maker = FileMaker(root, UnsafeArchive)
+                except OSError:
+                    fork_at = math.inf      # no process or fd to spare: the rest in-process, as before
+            if maker is not None:
+                if _hand_over(tar, member, maker, index, what, result, explicit_at):
+                    continue
+                maker.barrier(replaced)
             root.trim()
             _extract_one(tar, member, root, what, allow_devices, result)
             result.members += 1
+            if maker is not None:
+                parts = split_name(member.name, what)
+                if parts:
+                    maker.forget(parts)      # what the helper has cached there may be gone
+            elif member.type in _REGULAR and member.size <= HELPER_MAX:
+                small += 1
+        if maker is not None:
+            maker.barrier(replaced)
         for meta in sorted(result.explicit_dirs.values(), key=lambda m: -len(m.parts)):
             root.trim()
             apply_dir_meta(root, meta, result)
     finally:
+        if maker is not None:
+            maker.close()
         os.umask(old_umask)
     return result
+
+
+def _hand_over(tar: TarStream, m: tarfile.TarInfo, maker: FileMaker, index: int, what: str, result: Extracted,
+               explicit_at: dict[tuple[str, ...], int]) -> bool:
+    """Send a small regular file or a directory to the helper; False: extract() must do it itself."""
+    if m.type in _REGULAR:
+        size = m.size
+        if size > HELPER_MAX or (m.pax_headers and _xattrs(m)) or not _fits(m):
+            return False
+        parts = split_name(m.name, what)
+        if not parts:
+            return False
+        data: bytes | memoryview = tar.read_view(size)
+        if len(data) < size:        # the file spans two pieces of the read-ahead
+            data = bytes(data) + tar.read(size - len(data))
+            if len(data) < size:
+                raise RuncCkptError(f"{what}: {m.name!r}: archive is truncated")
+        maker.add_file(index, parts, m.mode & 0o7777, m.uid, m.gid, m.mtime, data)
+        result.bytes += size
+    elif m.type == tarfile.DIRTYPE:
+        parts = split_name(m.name, what)
+        if not parts:
+            return False
+        maker.add_dir(index, parts)
+        result.explicit_dirs[parts] = DirMeta(parts, m.mode & 0o7777, m.uid, m.gid, m.mtime, _xattrs(m))
+        explicit_at[parts] = index
+    else:
+        return False
+    result.members += 1
+    return True
+
+
+def _fits(m: tarfile.TarInfo) -> bool:
+    """Whether the owner and mtime fit filemaker's op (any real tree's do)."""
+    return 0 <= m.uid <= MAX_ID and 0 <= m.gid <= MAX_ID and 0 <= m.mtime < MAX_MTIME
 
 
 def _extract_one(tar: TarStream, m: tarfile.TarInfo, root: Root, what: str, allow_devices: bool,
@@ -313,20 +390,13 @@ def _extract_one(tar: TarStream, m: tarfile.TarInfo, root: Root, what: str, allo
             raise UnsafeArchive(f"{label}: the root may only be a directory")
         result.explicit_dirs[()] = DirMeta((), m.mode & 0o7777, m.uid, m.gid, m.mtime, _xattrs(m))
         return
+    if m.isdir():
+        make_dir(root, parts)
+        result.explicit_dirs[parts] = DirMeta(parts, m.mode & 0o7777, m.uid, m.gid, m.mtime, _xattrs(m))
+        return
     parent = root.dir(parts[:-1], create=True)
     assert parent is not None
     name = parts[-1]
-    # Create first, look only on EEXIST (see _extract_regular).
-    if m.isdir():
-        try:
-            os.mkdir(name, 0o700, dir_fd=parent)
-        except FileExistsError:
-            existing = root.lstat(parts)
-            if existing is not None and not stat.S_ISDIR(existing.st_mode):
-                root.remove(parts)
-                os.mkdir(name, 0o700, dir_fd=parent)
-        result.explicit_dirs[parts] = DirMeta(parts, m.mode & 0o7777, m.uid, m.gid, m.mtime, _xattrs(m))
-        return
     try:
         _make_node(m, label, root, name, parent)
     except FileExistsError:
@@ -345,16 +415,10 @@ def _extract_regular(tar: TarStream, m: tarfile.TarInfo, root: Root, parts: tupl
     """A regular file: the one member kind a many-file tree is made of, so its path is kept short."""
     parent = root.dir(parts[:-1], create=True)
     assert parent is not None
-    name = parts[-1]
     mode = m.mode & 0o7777
-    # Create first and look only on EEXIST: staging starts empty, so a name
-    # the archive repeats is rare, and a stat per member was a tenth of the
-    # time of a many-file tree. The outcome is the same as looking first.
-    try:
-        fd = _create(name, mode, parent)
-    except FileExistsError:
-        _replace(root, parts, result)
-        fd = _create(name, mode, parent)
+    fd, gave_way = create_file(root, parent, parts, mode)
+    if gave_way:
+        result.explicit_dirs.pop(parts, None)
     try:
         size = m.size
         if size:
@@ -366,10 +430,7 @@ def _extract_regular(tar: TarStream, m: tarfile.TarInfo, root: Root, parts: tupl
                 view = view[os.write(fd, view):]
             if left:
                 copy_data(tar, fd, left, f"{what}: {m.name!r}")
-        if (m.uid, m.gid) != Root.OWNER or not root.creates_ours(parts[:-1], parent):
-            os.fchown(fd, m.uid, m.gid)
-        if mode & 0o7000:
-            os.fchmod(fd, mode)  # after chown, which clears setuid bits; else O_CREAT set the mode
+        set_owner_mode(root, fd, parts[:-1], parent, mode, m.uid, m.gid)
         if m.pax_headers:
             _set_xattrs(fd, _xattrs(m), result)
         os.utime(fd, (m.mtime, m.mtime))
@@ -381,12 +442,6 @@ def _extract_regular(tar: TarStream, m: tarfile.TarInfo, root: Root, parts: tupl
 _REGULAR = frozenset((tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE))
 _EXTRACT_TYPES = frozenset((tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE, tarfile.DIRTYPE, tarfile.SYMTYPE,
                             tarfile.LNKTYPE, tarfile.CHRTYPE, tarfile.BLKTYPE, tarfile.FIFOTYPE))
-_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-
-
-def _create(name: str, mode: int, parent: int) -> int:
-    """A new regular file, created with its final permission bits (umask is 0 during extract)."""
-    return os.open(name, _CREATE, mode & 0o777, dir_fd=parent)
 
 
 def _replace(root: Root, parts: tuple[str, ...], result: Extracted) -> None:
