@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import shutil
@@ -33,7 +32,7 @@ def test_incremental_from_and_its_key_reach_the_frozen_request():
     req = _checkpoint("--export", "/b/2.tar", "--incremental-from", "/b/1.tar", "--decryption-key", "k.pem", "c1")
     assert (req.incremental_from, req.decryption_keys, req.export) == ("/b/1.tar", ("k.pem",), "/b/2.tar")
     assert "--incremental-from" not in req.runc_argv and "/b/1.tar" not in req.runc_argv
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(AttributeError):   # a frozen record: no field can be set
         req.incremental_from = "x"  # type: ignore[misc]
     assert _checkpoint("--export", "/b/2.tar", "c1").incremental_from is None
 

@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import BinaryIO, Protocol
+from typing import BinaryIO, NamedTuple, Protocol
 
 from runc_ckpt.archive import compression, layout, manifest, safeextract
 from runc_ckpt.archive.hashpipe import HashPipe
@@ -214,8 +214,7 @@ class MemberSource(ViewReader):
             self.read_view(TAR_BUFSIZE)
 
 
-@dataclass
-class StagedTree:
+class StagedTree(NamedTuple):
     """A tar extracted into a staging directory inside its target directory."""
 
     member: str
@@ -230,8 +229,7 @@ class StagedTree:
         self.target.close()
 
 
-@dataclass
-class Targets:
+class Targets(NamedTuple):
     """Where staged data goes; None reads and hashes without writing (inspect).
 
     volume_dir(name, staged) -> the volume's directory, or None to skip it.
