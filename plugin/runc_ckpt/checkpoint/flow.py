@@ -68,19 +68,8 @@ class Target:
     methods and the dataclasses/inspect imports are start-up every checkpoint would pay.
     """
 
-    __slots__ = (
-        "base",
-        "plan",
-        "policy",
-        "post_hooks",
-        "pre_hooks",
-        "raw_input",
-        "rootfs_source",
-        "seal_for",
-        "sign_key",
-        "spec",
-        "state",
-    )
+    __slots__ = ("base", "plan", "policy", "post_hooks", "pre_hooks", "raw_input", "rootfs_source", "seal_for",
+                 "sign_key", "spec", "state")
 
     def __init__(self, raw_input: str, state: ContainerState, spec: dict, plan: predump.Plan, pol: policy.Policy,
                  pre_hooks: list[hooks.Hook], post_hooks: list[hooks.Hook], seal_for: tuple[SealKey, ...] = (),
