@@ -312,16 +312,15 @@ def global_flags() -> list[HelpFlag]:
 
 def config_defaults() -> dict[str, str | None]:
     """runc_ckpt.settings.config.Config's defaults, spelled as the page writes them (None: no default)."""
-    import dataclasses
     config = _import_runc_ckpt("runc_ckpt.settings.config")
     defaults: dict[str, str | None] = {}
-    for f in dataclasses.fields(config.Config):
-        value = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+    for name in config.Config._fields:
+        value = config.Config._field_defaults.get(name)
         if isinstance(value, float) and value.is_integer():
             value = int(value)
-        if isinstance(value, list):
+        if isinstance(value, tuple):
             value = "[" + ", ".join(map(str, value)) + "]"
-        defaults[f.name] = None if value is None else str(value)
+        defaults[name] = None if value is None else str(value)
     return defaults
 
 

@@ -145,8 +145,7 @@ def test_real_criu_images(make_bundle, containers, tmp_path):
     wait_for(lambda: b.counter() > 3, what="counter to start")
     images, work = tmp_path / "images", tmp_path / "work"
     runc(containers.root, "checkpoint", "--image-path", str(images), "--work-path", str(work), cid)
-    req = request(tmp_path, b.rootfs, spec=b.config())
-    req.image_dir, req.work_dir = str(images), str(work)
+    req = request(tmp_path, b.rootfs, spec=b.config(), image_dir=str(images), work_dir=str(work))
     result = export.write_archive(req)
     m = read_members(result.archive)
     on_disk = sorted(p.name for p in images.iterdir() if p.is_file())
@@ -168,8 +167,7 @@ def test_really_full_disk_leaves_nothing(tmp_path, algo, fs_size):
     target = tmp_path / "small"
     target.mkdir()
     with mounted("-t", "tmpfs", "-o", f"size={fs_size}", "tmpfs", str(target)):
-        req = request(tmp_path, root, compress=algo)
-        req.archive = str(target / "a.tar")
+        req = request(tmp_path, root, compress=algo, archive=str(target / "a.tar"))
         with pytest.raises(RuncCkptError, match="No space left on device"):
             export.write_archive(req)
         assert os.listdir(target) == []
@@ -181,8 +179,7 @@ def test_read_only_target_directory(tmp_path):
     target = tmp_path / "ro"
     target.mkdir()
     with mounted("-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(target)):
-        req = request(tmp_path, root)
-        req.archive = str(target / "a.tar.zst")
+        req = request(tmp_path, root, archive=str(target / "a.tar.zst"))
         with pytest.raises(RuncCkptError, match="cannot write in .*Read-only file system"):
             export.write_archive(req)
 

@@ -186,8 +186,7 @@ def test_signal_mid_stream_leaves_nothing_and_restores_handler(tmp_path, rootfs,
 
 
 def test_missing_target_directory(tmp_path, rootfs):
-    req = request(tmp_path, rootfs)
-    req.archive = str(tmp_path / "no" / "such" / "dir" / "a.tar.zst")
+    req = request(tmp_path, rootfs)._replace(archive=str(tmp_path / "no" / "such" / "dir" / "a.tar.zst"))
     with pytest.raises(RuncCkptError, match="directory .* does not exist"):
         export.write_archive(req)
     assert not (tmp_path / "no").exists()
@@ -227,13 +226,11 @@ def test_a_checked_target_is_probed_once_per_export(tmp_path, rootfs, monkeypatc
     """checkpoint --export checks its target before the dump (one probe); the write does not probe again."""
     made = _probes(monkeypatch)
     req = request(tmp_path, rootfs)
-    req.archive = exporttarget.check_target(req.archive)
-    req.target_checked = True
+    req = req._replace(archive=exporttarget.check_target(req.archive), target_checked=True)
     export.write_archive(req)
     assert len(made) == 1 and os.path.isfile(req.archive)
     assert not any(os.path.exists(p) for p in made)
-    unchecked = request(tmp_path, rootfs)            # auto-export, an image's layer: the write checks
-    unchecked.archive = str(tmp_path / "second.tar.zst")
+    unchecked = request(tmp_path, rootfs, archive=str(tmp_path / "second.tar.zst"))  # auto-export, an image's layer: the write checks
     export.write_archive(unchecked)
     assert len(made) == 2
 

@@ -43,9 +43,13 @@ def test_podman_shaped_text(tmp_path, runc_ckpt_bin):
 def test_engine_from_annotation():
     from runc_ckpt.archive.reader import Staged
     from runc_ckpt.archive.summary import engine_of
-    assert engine_of(Staged("x", spec={"annotations": {"io.container.manager": "cri-o"}})) == "CRI-O"
-    assert engine_of(Staged("x", spec={})) == "containerd"
-    assert engine_of(Staged("x", spec={}, manifest_raw=b"{}")) == "runc-ckpt"
+    staged = Staged("x")
+    staged.spec = {"annotations": {"io.container.manager": "cri-o"}}
+    assert engine_of(staged) == "CRI-O"
+    staged.spec = {}
+    assert engine_of(staged) == "containerd"
+    staged.manifest_raw = b"{}"
+    assert engine_of(staged) == "runc-ckpt"
 
 
 def test_verification_failure_exits_non_zero(tmp_path, runc_ckpt_bin):

@@ -102,14 +102,16 @@ LAZY = [
     # no TOML parser (podmanstore.storage_graphroot: only for a bundle that names its image; ~12 ms),
     # no PyYAML for a plain config file (settings.plainyaml; import + load ~15 ms), no export writer
     # before the dump (archive.export, ~25 ms: loaded by metadata.hostfacts while runc dumps), and no
-    # archive reader (state.transaction's staging sweep names its prefix from safeextract; ~3-5 ms, 10 modules)
+    # archive reader (state.transaction's staging sweep names its prefix from safeextract; ~3-5 ms, 10 modules),
+    # and no dataclasses (records are NamedTuples or slotted classes: dataclasses + inspect ~10 ms, ~0.5 ms a class)
     (["checkpoint", "--export", "{tmp}/out.tar", "web"], "runc_ckpt.checkpoint.flow",
      ["runc_ckpt.migrate.sender", "runc_ckpt.migrate.stream", "runc_ckpt.image.transport",
       "runc_ckpt.image.create", "tomllib", "yaml", "runc_ckpt.archive.export",
       "runc_ckpt.checkpoint.incremental_export", "runc_ckpt.runtime.criu.incremental", "xxhash",
-      "runc_ckpt.archive.reader", "gzip"]),
-    # restore --import FILE with a plain config file: no PyYAML either
-    (["restore", "--import", "{tmp}/a.tar", "--bundle", "{tmp}", "web"], "runc_ckpt.restore.importer", ["yaml"]),
+      "runc_ckpt.archive.reader", "gzip", "dataclasses", "inspect"]),
+    # restore --import FILE with a plain config file: no PyYAML either, nor dataclasses
+    (["restore", "--import", "{tmp}/a.tar", "--bundle", "{tmp}", "web"], "runc_ckpt.restore.importer",
+     ["yaml", "dataclasses", "inspect"]),
 ]
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import shutil
@@ -33,7 +32,7 @@ def test_incremental_from_and_its_key_reach_the_frozen_request():
     req = _checkpoint("--export", "/b/2.tar", "--incremental-from", "/b/1.tar", "--decryption-key", "k.pem", "c1")
     assert (req.incremental_from, req.decryption_keys, req.export) == ("/b/1.tar", ("k.pem",), "/b/2.tar")
     assert "--incremental-from" not in req.runc_argv and "/b/1.tar" not in req.runc_argv
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(AttributeError):   # a frozen record: no field can be set
         req.incremental_from = "x"  # type: ignore[misc]
     assert _checkpoint("--export", "/b/2.tar", "c1").incremental_from is None
 
@@ -173,14 +172,16 @@ def test_names_that_loop_back_are_refused(tmp_path):
     ([], "bad"),
 ])
 def test_a_bad_record_is_refused(record, status):
-    staged = reader.Staged(path="c.tar", manifest={"members": {}}, parent_raw=json.dumps(record).encode())
+    staged = reader.Staged("c.tar")
+    staged.manifest, staged.parent_raw = {"members": {}}, json.dumps(record).encode()
     with pytest.raises(chain.ChainError) as e:
         chain.parse(staged)
     assert e.value.status == status
 
 
 def test_a_record_without_a_manifest_is_refused():
-    staged = reader.Staged(path="c.tar", parent_raw=b'{"archive": "p.tar"}')
+    staged = reader.Staged("c.tar")
+    staged.parent_raw = b'{"archive": "p.tar"}'
     with pytest.raises(chain.ChainError, match="must carry a manifest"):
         chain.parse(staged)
 
@@ -193,7 +194,7 @@ def test_a_chain_too_long_for_a_new_link_is_refused(three, monkeypatch):
 
 
 def test_a_podman_archive_cannot_be_a_parent(tmp_path):
-    staged = reader.Staged(path="podman.tar")
+    staged = reader.Staged("podman.tar")
     with pytest.raises(chain.ChainError, match="has no runc-ckpt.manifest.json"):
         chain.link_to("podman.tar", staged, str(tmp_path / "d.tar"))
 

@@ -30,7 +30,7 @@ import json
 import os
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from runc_ckpt.archive import layout, reader
 from runc_ckpt.base.errors import RuncCkptError
@@ -52,8 +52,7 @@ class ChainError(RuncCkptError):
         self.status = status
 
 
-@dataclass(frozen=True)
-class Link:
+class Link(NamedTuple):
     """What an incremental archive records of its parent."""
 
     archive: str            # the parent's file name, relative to the child's directory
@@ -116,8 +115,7 @@ def locate(link: Link, child_path: str, search_dir: str | None) -> str:
     return os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(child_path)), link.archive))
 
 
-@dataclass
-class Ancestor:
+class Ancestor(NamedTuple):
     """One parent of a chain, read and checked; link is how its child named it (None: the caller named it)."""
 
     path: str

@@ -30,9 +30,8 @@ import os
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, BinaryIO
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, BinaryIO, NamedTuple
 
 from runc_ckpt.archive import compression, layout, manifest, tarstage
 from runc_ckpt.archive.exporttarget import check_target
@@ -57,8 +56,7 @@ if TYPE_CHECKING:
 _ZSTD_LEVELS = range(1, 23)
 
 
-@dataclass
-class ExportRequest:
+class ExportRequest(NamedTuple):
     archive: str            # target FILE
     compress: str           # "zstd" | "gzip" | "none"
     level: int              # compression level (zstd 1-22, gzip clamps to 1-9)
@@ -86,14 +84,13 @@ class ExportRequest:
     parent_member: str = layout.PRE_CHECKPOINT_DIR  # where the images' `parent` link leads (a stream's last pre-copy round)
 
 
-@dataclass
-class ExportResult:
+class ExportResult(NamedTuple):
     archive: str
     size: int                       # bytes of the compressed file
     members: dict[str, MemberDigest]
     rootfs_kind: str                # "overlay-diff" | "full" | "none"
     volumes: list[str]              # names archived
-    warnings: list[str] = field(default_factory=list)   # files that changed while being read
+    warnings: Sequence[str] = ()   # files that changed while being read
     sha256: str | None = None       # with digests: of the file as written (compressed)
     diff_id: str | None = None      # with digests: of the uncompressed tar stream
     manifest_sha256: str | None = None  # with digests: of our manifest member (an image annotation names it)
@@ -118,8 +115,7 @@ def json_member(value: object) -> bytes:
     return json.dumps(value).encode()
 
 
-@dataclass
-class Plan:
+class Plan(NamedTuple):
     """What an export reads, from the stat pre-pass, before a byte is written: the display's total.
 
     The images (spooled entries), the rootfs diff's tree and each volume's;
@@ -172,7 +168,7 @@ def plan(req: ExportRequest, spool_dir: str | None = None, stage: bool = False) 
         return Plan(images.entries, None, volumes)
     source = req.rootfs_source or diff.locate(req.rootfs)
     listing = tarstage.list_tree(source) if stage and tarstage.tar_binary() else None
-    if listing is not None and listing.count >= tarstage.MIN_ENTRIES:
+    if listing is not None and listing.walked >= tarstage.MIN_ENTRIES:
         return Plan(images.entries, None, volumes, listing)
     return Plan(images.entries, plan_rootfs(source, spool_dir=spool_dir), volumes)
 
@@ -215,8 +211,7 @@ class Route:
             self.target = saved
 
 
-@dataclass
-class Frames:
+class Frames(NamedTuple):
     """Where a spliced member goes: through the compressor `out` as frames of its own, into `route`.
 
     `direct` is the archive file itself when route writes straight into it (nothing sealed): then tar's

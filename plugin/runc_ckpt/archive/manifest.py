@@ -17,15 +17,14 @@ Podman's own exports have no manifest; restore then checks only the layout.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from runc_ckpt.archive import layout
 from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.base.jsondoc import JSONObject
 
 
-@dataclass(frozen=True)
-class MemberDigest:
+class MemberDigest(NamedTuple):
     size: int
     sha256: str
 

@@ -21,8 +21,7 @@ import tarfile
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import BinaryIO, Protocol
+from typing import BinaryIO, NamedTuple, Protocol
 
 from runc_ckpt.archive import compression, layout, manifest, safeextract
 from runc_ckpt.archive.hashpipe import HashPipe
@@ -214,8 +213,7 @@ class MemberSource(ViewReader):
             self.read_view(TAR_BUFSIZE)
 
 
-@dataclass
-class StagedTree:
+class StagedTree(NamedTuple):
     """A tar extracted into a staging directory inside its target directory."""
 
     member: str
@@ -230,8 +228,7 @@ class StagedTree:
         self.target.close()
 
 
-@dataclass
-class Targets:
+class Targets(NamedTuple):
     """Where staged data goes; None reads and hashes without writing (inspect).
 
     volume_dir(name, staged) -> the volume's directory, or None to skip it.
@@ -250,33 +247,40 @@ class Targets:
     sealed_images: Callable[[str], None] | None = None
 
 
-@dataclass
 class Staged:
-    """Everything read from one archive, staged and hashed, not yet applied."""
+    """Everything read from one archive, staged and hashed, not yet applied (filled in as stage() reads).
 
-    path: str
-    compression: str = "none"
-    spec: JSONObject | None = None
-    config_dump: JSONObject | None = None
-    network_status: object = None
-    deleted: list[str] = field(default_factory=list)
-    stats_dump: bytes | None = None
-    dump_log: bytes | None = None   # CRIU's dump.log, its first MAX_SMALL_MEMBER bytes
-    manifest_raw: bytes | None = None
-    manifest_sig: bytes | None = None                           # its signature member, checked by trust.verdict
-    manifest: JSONObject | None = None
-    parent_raw: bytes | None = None                             # an incremental archive's parent (archive.chain)
-    members: dict[str, MemberDigest] = field(default_factory=dict)
-    checkpoint_dirs: set[str] = field(default_factory=set)
-    rootfs: StagedTree | None = None
-    volumes: dict[str, StagedTree] = field(default_factory=dict)
-    volume_sizes: dict[str, int] = field(default_factory=dict)
-    files: dict[str, str] = field(default_factory=dict)  # member -> path in the import dir
-    ignored: list[str] = field(default_factory=list)
-    inventory_mtime: float | None = None
-    hello: JSONObject | None = None                            # a stream's first member (layout.HELLO)
-    sealed_for: list[str] = field(default_factory=list)        # encrypted: its recipients' key fingerprints
+    A plain slotted class, not a dataclass: the dataclasses import and generated methods are
+    start-up every restore --import would pay.
+    """
 
+    __slots__ = ("checkpoint_dirs", "compression", "config_dump", "deleted", "dump_log", "files", "hello", "ignored",
+                 "inventory_mtime", "manifest", "manifest_raw", "manifest_sig", "members", "network_status",
+                 "parent_raw", "path", "rootfs", "sealed_for", "spec", "stats_dump", "volume_sizes", "volumes")
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.compression: str = "none"
+        self.spec: JSONObject | None = None
+        self.config_dump: JSONObject | None = None
+        self.network_status: object = None
+        self.deleted: list[str] = []
+        self.stats_dump: bytes | None = None
+        self.dump_log: bytes | None = None  # CRIU's dump.log, its first MAX_SMALL_MEMBER bytes
+        self.manifest_raw: bytes | None = None
+        self.manifest_sig: bytes | None = None  # its signature member, checked by trust.verdict
+        self.manifest: JSONObject | None = None
+        self.parent_raw: bytes | None = None  # an incremental archive's parent (archive.chain)
+        self.members: dict[str, MemberDigest] = {}
+        self.checkpoint_dirs: set[str] = set()
+        self.rootfs: StagedTree | None = None
+        self.volumes: dict[str, StagedTree] = {}
+        self.volume_sizes: dict[str, int] = {}
+        self.files: dict[str, str] = {}  # member -> path in the import dir
+        self.ignored: list[str] = []
+        self.inventory_mtime: float | None = None
+        self.hello: JSONObject | None = None  # a stream's first member (layout.HELLO)
+        self.sealed_for: list[str] = []  # encrypted: its recipients' key fingerprints
     def discard(self) -> None:
         """Remove every staging directory this read created (not the import dir itself)."""
         if self.rootfs is not None:

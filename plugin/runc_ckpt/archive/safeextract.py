@@ -31,8 +31,7 @@ import stat
 import tarfile
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from typing import Self
+from typing import NamedTuple, Self
 
 from runc_ckpt.archive.filemaker import MAX_ID, MAX_MTIME, FileMaker, create_file, make_dir, set_owner_mode
 from runc_ckpt.archive.tarstream import Source, TarStream
@@ -221,8 +220,7 @@ class Root:
             os.unlink(parts[-1], dir_fd=parent)
 
 
-@dataclass
-class DirMeta:
+class DirMeta(NamedTuple):
     """Metadata of an explicit directory member, applied after its children are in place."""
 
     parts: tuple[str, ...]
@@ -233,14 +231,16 @@ class DirMeta:
     xattrs: dict[str, bytes]
 
 
-@dataclass
 class Extracted:
-    """What extract() staged: the explicit directories (for the merge) and counts."""
+    """What extract() staged: the explicit directories (for the merge) and counts (added to as it goes)."""
 
-    explicit_dirs: dict[tuple[str, ...], DirMeta] = field(default_factory=dict)
-    members: int = 0
-    bytes: int = 0
-    xattrs_skipped: int = 0
+    __slots__ = ("bytes", "explicit_dirs", "members", "xattrs_skipped")
+
+    def __init__(self) -> None:
+        self.explicit_dirs: dict[tuple[str, ...], DirMeta] = {}
+        self.members = 0
+        self.bytes = 0
+        self.xattrs_skipped = 0
 
 
 def _xattrs(member: tarfile.TarInfo) -> dict[str, bytes]:
@@ -484,13 +484,15 @@ def apply_dir_meta(root: Root, meta: DirMeta, result: Extracted) -> None:
 # ---------------------------------------------------------------- merge
 
 
-@dataclass
 class MergePlan:
-    """Checked operations: move staged entries into the target, then deletions."""
+    """Checked operations: move staged entries into the target, then deletions (filled by plan_merge)."""
 
-    moves: list[tuple[str, ...]] = field(default_factory=list)       # target absent
-    replaces: list[tuple[str, ...]] = field(default_factory=list)    # target removed first
-    deletions: list[tuple[str, ...]] = field(default_factory=list)
+    __slots__ = ("deletions", "moves", "replaces")
+
+    def __init__(self) -> None:
+        self.moves: list[tuple[str, ...]] = []       # target absent
+        self.replaces: list[tuple[str, ...]] = []    # target removed first
+        self.deletions: list[tuple[str, ...]] = []
 
 
 def plan_merge(staging: Root, target: Root, explicit_dirs: Iterable[tuple[str, ...]],

@@ -29,7 +29,7 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Iterable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from runc_ckpt.archive.writer import Entry, EntrySpool, TreePlan
 from runc_ckpt.rootfs.diff import FULL, OVERLAY_DIFF, SKIP, RootfsSource
@@ -197,8 +197,7 @@ class Scanner:
         return (path, name + "/")
 
 
-@dataclass
-class RootfsPlan:
+class RootfsPlan(NamedTuple):
     kind: str                      # OVERLAY_DIFF | FULL
     tree: TreePlan
     deleted: list[str]             # container paths, e.g. "/etc/gone"

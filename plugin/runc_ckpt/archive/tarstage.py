@@ -44,8 +44,7 @@ import shutil
 import stat
 import subprocess
 import tempfile
-from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 from runc_ckpt.archive.hashpipe import HashPipe
 from runc_ckpt.archive.scan import hidden_lower, overlay_flag, xattr_names
@@ -76,8 +75,7 @@ TAR_OPTIONS = (
 )
 
 
-@dataclass
-class Listing:
+class Listing(NamedTuple):
     """What tar archives of a tree: its top-level names, the paths it leaves out; and the deletions."""
 
     top: str                  # the tree's root (an overlay's upper dir, or a plain root)
@@ -86,7 +84,7 @@ class Listing:
     names: list[str]          # top-level entries to archive, sorted
     exclude: list[str]        # tree paths tar must not archive: whiteouts, SKIP paths below the top (_excludable)
     deleted: list[str]        # container paths, e.g. "/etc/gone", sorted
-    count: int                # entries walked
+    walked: int               # entries walked
 
 
 def tar_binary() -> str | None:
@@ -170,8 +168,7 @@ def _plain_dir(path: str, name: str, marks: list[str], lowers: list[str] | None,
     return True
 
 
-@dataclass
-class Done:
+class Done(NamedTuple):
     """What tar wrote: the member's size and SHA-256, and tar's warnings (files changed while read)."""
 
     size: int

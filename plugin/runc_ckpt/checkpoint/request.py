@@ -9,7 +9,7 @@ the caller spelled them arrive here as argv already (runc_argv, runc_flags).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from runc_ckpt.settings.policy import Compression, PolicyFlags
 
@@ -18,8 +18,7 @@ __all__ = ["STREAM", "CheckpointRequest", "Compression", "PolicyFlags"]
 STREAM = "-"  # --export -: the archive goes to stdout (written by runc_ckpt.migrate.sender)
 
 
-@dataclass(frozen=True)
-class CheckpointRequest:
+class CheckpointRequest(NamedTuple):
     """One `checkpoint` call: which containers, where the images and the archive go, and runc's argv.
 
     containers: the names as given (none with all/latest). export: the archive
@@ -52,7 +51,7 @@ class CheckpointRequest:
     sign_passphrase_file: str | None = None
     incremental_from: str | None = None  # --incremental-from: the archive whose pages the export leaves out
     decryption_keys: tuple[str, ...] = ()  # open an encrypted --incremental-from archive (flags, then config)
-    policy: PolicyFlags = field(default_factory=PolicyFlags)
+    policy: PolicyFlags = PolicyFlags()
     runc_argv: tuple[str, ...] = ()
     runc_flags: tuple[str, ...] = ()
 

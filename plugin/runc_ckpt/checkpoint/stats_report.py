@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from runc_ckpt.runtime.criu import stats
 
 
-@dataclass(frozen=True)
-class ContainerStats:
+class ContainerStats(NamedTuple):
     id: str
     raw_input: str
     runtime_us: int

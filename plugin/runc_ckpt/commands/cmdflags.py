@@ -10,14 +10,13 @@ flags. Flags we do not know are kept, in place, for runc. Each Option carries it
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from runc_ckpt.base import goflags
 from runc_ckpt.base.errors import PassToRunc, RuncCkptError
 
 
-@dataclass(frozen=True)
-class Option:
+class Option(NamedTuple):
     """One flag. kind: 'bool', 'value' (last wins) or 'list' (repeatable value)."""
 
     names: tuple[str, ...]
@@ -34,8 +33,7 @@ class Option:
         return self.names[0].replace("-", "_")
 
 
-@dataclass
-class Parsed:
+class Parsed(NamedTuple):
     """Parsed flags: values by Option.key, what runc gets, positionals.
 
     forward holds the tokens meant for runc in the caller's order: runc's

@@ -9,6 +9,8 @@ refuses a layer whose manifest is not the one the annotation names.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from runc_ckpt.base.jsondoc import JSONObject
 from runc_ckpt.runtime.hostinfo import HostInfo, criu_number
 
@@ -73,7 +75,7 @@ def is_checkpoint(annotations: dict[str, str]) -> bool:
     return any(k in annotations for k in (PODMAN_NAME, CRIO_NAME, CRIU + "container.name"))
 
 
-def recorded(annotations: dict[str, str]) -> dict[str, str]:
+def recorded(annotations: Mapping[str, str]) -> dict[str, str]:
     """The host facts an image records (podman's names first, checkpointctl's as fallback)."""
     out = {}
     for key in ("host_arch", "host_kernel", "criu_version", "runtime_version", "cgroups_version"):

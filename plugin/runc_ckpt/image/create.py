@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 
 from runc_ckpt.archive.export import ExportRequest, write_archive
 from runc_ckpt.base import runclog
@@ -20,20 +21,17 @@ from runc_ckpt.image.reference import Reference
 from runc_ckpt.runtime import hostinfo
 
 
-def create(ref: Reference, req: ExportRequest, scratch_parent: str, flags: GlobalFlags | None) -> list[str]:
+def create(ref: Reference, req: ExportRequest, scratch_parent: str, flags: GlobalFlags | None) -> Sequence[str]:
     """Write the checkpoint described by req as an image at ref; returns the export's warnings."""
     host = hostinfo.current()
     warnings: list[str] = []
-    req.spec = image_annotations.spec_for_crio(req.spec)
     # Encrypted: skopeo seals the layer with ocicrypt, the format image tools read; the layer
     # itself is our plain archive, as in any checkpoint image.
     encrypt_for = tuple(f"jwe:{k.path}" for k in req.seal_for)
-    req.seal_for = ()
+    req = req._replace(spec=image_annotations.spec_for_crio(req.spec), seal_for=(), digests=True)
 
     def make_layer(directory: str) -> tuple[oci.Layer, dict[str, str]]:
-        req.archive = os.path.join(directory, f".runc-ckpt-layer-{os.getpid()}")
-        req.digests = True
-        result = write_archive(req)
+        result = write_archive(req._replace(archive=os.path.join(directory, f".runc-ckpt-layer-{os.getpid()}")))
         warnings.extend(result.warnings)
         assert result.sha256 and result.diff_id
         layer = oci.Layer(result.archive, result.sha256, result.diff_id, result.size, req.compress)

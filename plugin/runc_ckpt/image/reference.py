@@ -8,7 +8,7 @@ containers-storage, `localhost/NAME:latest` when NAME has no registry or tag.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from runc_ckpt.base.errors import RuncCkptError
 
@@ -26,8 +26,7 @@ _NAME = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?::[0-9]+)?"
                    r"(?:@sha256:[0-9a-f]{64})?$")
 
 
-@dataclass(frozen=True)
-class Reference:
+class Reference(NamedTuple):
     """One parsed reference: transport, where (dir/file/repo/name) and the tag if any."""
 
     transport: str

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import NamedTuple
 
 from runc_ckpt.archive import layout
 from runc_ckpt.archive.manifest import MemberDigest
@@ -25,14 +27,13 @@ from runc_ckpt.image import reference
 _ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.zst", ".tzst", ".zst", ".gz")
 
 
-@dataclass
-class Source:
+class Source(NamedTuple):
     """A checkpoint to read: path of the tar stream, and for an image its reference and annotations."""
 
     path: str
     reference: str | None = None
     sha256: str | None = None
-    annotations: dict[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = MappingProxyType({})
     manifest_digest: str | None = None
 
     @property

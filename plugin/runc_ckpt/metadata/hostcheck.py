@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
+from typing import NamedTuple
 
 from runc_ckpt.metadata.needs import DIRECTORY, FILE, BindNeed, FileNeed, Needs, kind_of, sha256
 from runc_ckpt.runtime import buildid, hostinfo, volumes
@@ -29,15 +31,13 @@ FLAG_NEEDS = (("tcp_established", "tcp-established", "established TCP connection
 CGROUP_V1_PROBE = ("pids", "memory", "cpu", "freezer")
 
 
-@dataclass(frozen=True)
-class Check:
+class Check(NamedTuple):
     what: str
     ok: bool
     detail: str
 
 
-@dataclass(frozen=True)
-class Target:
+class Target(NamedTuple):
     """The host side: where the restore would run and how."""
 
     rootfs: str
@@ -47,7 +47,7 @@ class Target:
     diff_root: str | None = None              # the staged rootfs diff (laid over rootfs), if any
     deleted: frozenset[str] = frozenset()     # what the diff deletes ("/etc/x")
     id_in_use: str | None = None              # "container ID x already exists here" when it does
-    base_image: dict[str, str] = field(default_factory=dict)
+    base_image: Mapping[str, str] = MappingProxyType({})
     ignore_binds: frozenset[str] = frozenset()  # destinations the restore recreates itself (podman's files)
     check_cgroup: bool = True                 # runc's own restore judges its cgroup first: leave it to runc
     cache_dir: str | None = None              # the state dir: its cached cpuinfo.img (runtime.criu.cpuinfo)
@@ -129,7 +129,7 @@ def _cgroup_pids(path: str, version: str) -> list[str]:
     return []
 
 
-def _binds(recorded: list[BindNeed], target: Target) -> list[Check]:
+def _binds(recorded: Sequence[BindNeed], target: Target) -> list[Check]:
     out = []
     was = {b.destination: b for b in recorded}
     for m in volumes.bind_entries(target.spec or {}):

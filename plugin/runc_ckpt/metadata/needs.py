@@ -20,8 +20,9 @@ import base64
 import hashlib
 import os
 import stat
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import NamedTuple
 
 from runc_ckpt.rootfs import diff
 from runc_ckpt.runtime import hostinfo, volumes
@@ -32,8 +33,7 @@ HASH_LIMIT = 16 << 20        # sha256 only files up to this size (without a buil
 FILE, DIRECTORY, OTHER = "file", "directory", "other"
 
 
-@dataclass(frozen=True)
-class FileNeed:
+class FileNeed(NamedTuple):
     """A file on the container's root mount that CRIU will open on restore."""
 
     path: str
@@ -44,8 +44,7 @@ class FileNeed:
     sha256: str | None = None
 
 
-@dataclass(frozen=True)
-class BindNeed:
+class BindNeed(NamedTuple):
     """A bind mount's source and what it was (directory, file, other) when checkpointed."""
 
     destination: str
@@ -53,19 +52,18 @@ class BindNeed:
     kind: str
 
 
-@dataclass
-class Needs:
+class Needs(NamedTuple):
     """Everything the pre-flight compares; `recorded` is False when derived from the images alone."""
 
-    files: list[FileNeed] = field(default_factory=list)
-    binds: list[BindNeed] = field(default_factory=list)
+    files: tuple[FileNeed, ...] = ()
+    binds: tuple[BindNeed, ...] = ()
     tcp_established: bool = False
     file_locks: bool = False
     ext_unix_sk: bool = False
     cpuinfo: bytes | None = None
     cgroup_version: str | None = None
     cgroup_driver: str | None = None
-    base_image: dict[str, str] = field(default_factory=dict)    # name, id where known
+    base_image: Mapping[str, str] = MappingProxyType({})    # name, id where known
     recorded: bool = True
 
 
@@ -84,7 +82,7 @@ def sha256(path: str) -> str | None:
     return h.hexdigest()
 
 
-def binds_of(spec: dict) -> list[BindNeed]:
+def binds_of(spec: dict) -> tuple[BindNeed, ...]:
     """The spec's bind mounts with the type of each source as it is on this host (missing: not listed)."""
     out = []
     for m in volumes.bind_entries(spec):
@@ -96,14 +94,14 @@ def binds_of(spec: dict) -> list[BindNeed]:
         except OSError:
             continue
         out.append(BindNeed(os.path.normpath(str(m.get("destination", ""))), source, kind))
-    return out
+    return tuple(out)
 
 
 def from_images(image_dir: str, spec: dict | None) -> Needs:
     """The needs the CRIU images state by themselves (no hashes; bind kinds unknown unless spec given)."""
     found = images.read(image_dir) if images.available() and images.is_image_dir(image_dir) else images.ImageNeeds()
-    return Needs(files=[FileNeed(f.path, kind_of(f.mode), f.mode, f.size, f.build_id) for f in found.files],
-                 binds=[], tcp_established=found.tcp_established, file_locks=found.file_locks,
+    return Needs(files=tuple(FileNeed(f.path, kind_of(f.mode), f.mode, f.size, f.build_id) for f in found.files),
+                 tcp_established=found.tcp_established, file_locks=found.file_locks,
                  ext_unix_sk=found.ext_unix_sk, cpuinfo=found.cpuinfo, recorded=False)
 
 
@@ -145,14 +143,10 @@ def record(image_dir: str, spec: dict, rootfs: str, source: diff.RootfsSource | 
             where = _where(source, rootfs, rel)
             digest = sha256(where) if where else None
         files.append(FileNeed(f.path, f.kind, f.mode, f.size, f.build_id, digest))
-    needs.files = files
-    needs.binds = binds_of(spec)
-    needs.cpuinfo = needs.cpuinfo or dump_cpuinfo(criu)
-    needs.cgroup_version = hostinfo.cgroups_version()
-    needs.cgroup_driver = "systemd" if systemd_cgroup else "cgroupfs"
-    needs.base_image = {k: v for k, v in base_image.items() if v}
-    needs.recorded = True
-    return needs
+    return needs._replace(files=tuple(files), binds=binds_of(spec), cpuinfo=needs.cpuinfo or dump_cpuinfo(criu),
+                          cgroup_version=hostinfo.cgroups_version(),
+                          cgroup_driver="systemd" if systemd_cgroup else "cgroupfs",
+                          base_image={k: v for k, v in base_image.items() if v}, recorded=True)
 
 
 def live(spec: dict, criu: str, systemd_cgroup: bool) -> Needs:
@@ -162,8 +156,9 @@ def live(spec: dict, criu: str, systemd_cgroup: bool) -> Needs:
 
 
 def to_json(needs: Needs) -> dict:
-    doc = asdict(needs)
-    doc["version"] = VERSION
+    doc = needs._asdict()
+    doc.update(files=[f._asdict() for f in needs.files], binds=[b._asdict() for b in needs.binds],
+               base_image=dict(needs.base_image), version=VERSION)
     doc["cpuinfo"] = base64.b64encode(needs.cpuinfo).decode() if needs.cpuinfo else None
     doc.pop("recorded")
     return doc
@@ -175,8 +170,8 @@ def from_json(doc: object) -> Needs | None:
         return None
     try:
         raw = doc.get("cpuinfo")
-        return Needs(files=[FileNeed(**f) for f in doc.get("files") or []],
-                     binds=[BindNeed(**b) for b in doc.get("binds") or []],
+        return Needs(files=tuple(FileNeed(**f) for f in doc.get("files") or []),
+                     binds=tuple(BindNeed(**b) for b in doc.get("binds") or []),
                      tcp_established=bool(doc.get("tcp_established")), file_locks=bool(doc.get("file_locks")),
                      ext_unix_sk=bool(doc.get("ext_unix_sk")),
                      cpuinfo=base64.b64decode(raw) if isinstance(raw, str) and raw else None,

@@ -10,7 +10,8 @@ they usually work.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from typing import NamedTuple
 
 from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.base.jsondoc import JSONObject
@@ -20,15 +21,14 @@ from runc_ckpt.runtime import hostinfo
 OK, DIFFERS, MISMATCH = "same", "differs", "mismatch"
 
 
-@dataclass(frozen=True)
-class Row:
+class Row(NamedTuple):
     what: str
     recorded: str
     here: str
     verdict: str
 
 
-def recorded(manifest: JSONObject | None, annotations: dict[str, str]) -> dict[str, str]:
+def recorded(manifest: JSONObject | None, annotations: Mapping[str, str]) -> dict[str, str]:
     """The checkpointing host's facts: an image's annotations, else our manifest's host/versions."""
     out = image_annotations.recorded(annotations)
     man = manifest or {}

@@ -195,7 +195,7 @@ def p0_args(choice: Choice, t: flow.Target, p: CheckpointRequest, runc_flags: li
                 "--work-path", os.path.join(scratch, _work(name))]
     else:
         assert pre_plan is not None
-        ours = pre_plan.add_flags
+        ours = list(pre_plan.add_flags)
     return ["checkpoint", *t.policy.runc_flags(p.policy.keys()), *ours, *runc_flags]
 
 
@@ -373,7 +373,7 @@ def freeze_images(first: Phase0 | None, req: export.ExportRequest, scratch: str 
                              f"{sum(len(h.digests) for h in (hashed or {}).values()) // incremental.DIGEST} "
                              f"pages hashed while CRIU wrote them, {caught_up - began:.3f} s to catch up, "
                              f"{built.bytes_read} bytes read after; built in {time.monotonic() - began:.3f} s)")
-    return dataclasses.replace(req, image_dir=out, parent_member=first.top)
+    return req._replace(image_dir=out, parent_member=first.top)
 
 
 def p1_on_tmpfs(state_dir: str, t: flow.Target, p: CheckpointRequest) -> bool:

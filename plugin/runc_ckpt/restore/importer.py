@@ -39,7 +39,8 @@ import json
 import os
 import subprocess
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
+from typing import NamedTuple
 
 from runc_ckpt.archive import chain, layout, reader, safeextract
 from runc_ckpt.archive.tarstream import FileSource, TarStream
@@ -123,8 +124,7 @@ def _id_lock(cfg: config.Config, inv: Invocation, cid: str) -> contextlib.Abstra
                      cfg.lock_timeout, what=f"container {cid}")
 
 
-@dataclass(frozen=True)
-class _Target:
+class _Target(NamedTuple):
     """The bundle a restore --import writes into, as found under its lock."""
 
     bundle: str
@@ -134,8 +134,7 @@ class _Target:
     base_empty: bool
 
 
-@dataclass
-class _Held:
+class _Held(NamedTuple):
     """What the call holds while it runs: the signal deferral, its context stack and its locks."""
 
     deferral: signals.Deferral
@@ -143,8 +142,7 @@ class _Held:
     locks: list[lock.Held]
 
 
-@dataclass(frozen=True)
-class _Settled:
+class _Settled(NamedTuple):
     """What was decided about the staged archive before anything is applied."""
 
     spec: dict
@@ -647,7 +645,7 @@ def _spec_from_archive(staged: reader.Staged, archive: str, bundle: str) -> dict
 class _VolumeTargets:
     """Decides, while the archive streams, where each volumes/<name>.tar is staged."""
 
-    def __init__(self, existing: dict | None, volume_roots: list[str], ignore: bool,
+    def __init__(self, existing: dict | None, volume_roots: Sequence[str], ignore: bool,
                  journal: transaction.Journal, trust: bool) -> None:
         self.existing = existing
         self.journal = journal

@@ -16,7 +16,8 @@ user's own host path: that is an error naming it, never guessed.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections.abc import Sequence
+from typing import NamedTuple
 
 from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.runtime import atomicfile, volumes
@@ -28,7 +29,7 @@ PODMAN_FILES = {"/etc/hosts": "hosts", "/etc/hostname": "hostname", "/run/.conta
 
 
 def volume_destinations(spec: dict | None, config_dump: dict | None, manifest: dict | None,
-                        volume_roots: list[str]) -> dict[str, str]:
+                        volume_roots: Sequence[str]) -> dict[str, str]:
     """Named volume -> its destination in the container, from what the archive says."""
     found: dict[str, str] = {}
     for m in (manifest or {}).get("bind_mounts") or []:
@@ -59,8 +60,7 @@ def source_for(spec: dict, destination: str) -> str | None:
     return source
 
 
-@dataclass
-class Remap:
+class Remap(NamedTuple):
     destination: str
     old_source: str
     new_source: str

@@ -10,8 +10,7 @@ StreamSession protocol below (restore does not import migrate).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from runc_ckpt.settings.policy import PolicyFlags
 
@@ -21,8 +20,7 @@ if TYPE_CHECKING:   # the reader (and its stack) loads only where an import runs
 __all__ = ["ImportRequest", "PolicyFlags", "RestoreRequest", "StreamSession"]
 
 
-@dataclass(frozen=True)
-class RestoreRequest:
+class RestoreRequest(NamedTuple):
     """`restore` without --import: runc's own, with our policy, hooks and --tcp-close.
 
     runc_argv: the caller's argv minus the flags runc 1.1.5 lacks, in its order;
@@ -36,13 +34,12 @@ class RestoreRequest:
     skip_preflight: bool = False        # restore even when the host pre-flight refuses
     check: bool = False                 # run the host pre-flight only, change nothing
     signature_policy: str | None = None  # --signature-policy (else runc-ckpt.yaml's, else the default file)
-    policy: PolicyFlags = field(default_factory=PolicyFlags)
+    policy: PolicyFlags = PolicyFlags()
     dropped: tuple[str, ...] = ()
     runc_argv: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class ImportRequest:
+class ImportRequest(NamedTuple):
     """`restore --import SOURCE`: an archive, a checkpoint image, or "-" (a stream, via migrate.receiver).
 
     runc_flags: the caller's runc restore flags (but --bundle, --image-path and
@@ -70,7 +67,7 @@ class ImportRequest:
     decryption_keys: tuple[str, ...] = ()  # private keys for an encrypted archive (flags, then config)
     signature_policy: str | None = None    # --signature-policy (else runc-ckpt.yaml's, else the default file)
     peer: str | None = None                # a stream's sender ($SOCAT_PEERADDR): the policy's stream scope
-    policy: PolicyFlags = field(default_factory=PolicyFlags)
+    policy: PolicyFlags = PolicyFlags()
     runc_flags: tuple[str, ...] = ()
 
     @property

@@ -22,6 +22,7 @@ Volume directories are created and filled only under volume_roots.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.runtime import volumes
@@ -35,19 +36,19 @@ DEFAULT_CAPS = frozenset({
     "CAP_SYS_CHROOT"})
 
 
-def under_roots(path: str, roots: list[str]) -> bool:
+def under_roots(path: str, roots: Sequence[str]) -> bool:
     """Whether path lies strictly inside one of roots (after normalising, without following links)."""
     p = os.path.normpath(path)
     return any(p.startswith(os.path.normpath(r).rstrip("/") + "/") for r in roots)
 
 
-def check_volume_source(source: str, roots: list[str], what: str) -> None:
+def check_volume_source(source: str, roots: Sequence[str], what: str) -> None:
     if not under_roots(source, roots):
         raise RuncCkptError(f"{what}: the archive's spec puts it at {source}, outside volume_roots "
                             f"({', '.join(roots) or 'none'}); give the bundle a config.json, or pass {FLAG}")
 
 
-def problems(spec: dict, roots: list[str], remapped: frozenset[str]) -> list[str]:
+def problems(spec: dict, roots: Sequence[str], remapped: frozenset[str]) -> list[str]:
     """What the spec asks of the host beyond a confined container; remapped: destinations we recreate."""
     found = []
     for kind, hooks in (spec.get("hooks") or {}).items() if isinstance(spec.get("hooks"), dict) else []:
@@ -83,7 +84,7 @@ def problems(spec: dict, roots: list[str], remapped: frozenset[str]) -> list[str
     return found
 
 
-def check(spec: dict, roots: list[str], remapped: frozenset[str], archive: str) -> None:
+def check(spec: dict, roots: Sequence[str], remapped: frozenset[str], archive: str) -> None:
     """Refuse an archived spec that reaches outside a confined container (see the module doc)."""
     found = problems(spec, roots, remapped)
     if found:

@@ -11,7 +11,7 @@ restore has to recreate it: CRIU refuses a root whose mode differs
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.rootfs import mountinfo
@@ -25,8 +25,7 @@ NONE = "none"
 SKIP = frozenset({"dev", "proc", "run", "sys", "etc/hosts", "etc/resolv.conf", "etc/mtab"})
 
 
-@dataclass(frozen=True)
-class RootfsSource:
+class RootfsSource(NamedTuple):
     """Where the container root's changes are read from, found while the root is still mounted.
 
     Engines unmount a container's root as soon as its process ends (podman's

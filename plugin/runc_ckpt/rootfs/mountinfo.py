@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import NamedTuple
 
 MOUNTINFO = "/proc/self/mountinfo"
 # overlayfs's default for metacopy: mountinfo names the option only where a mount differs from it.
@@ -19,16 +21,14 @@ _OCTAL = re.compile(r"\\([0-7]{3})")
 _LOWER_SPLIT = re.compile(r"(?<!\\):")
 
 
-@dataclass(frozen=True)
-class Mount:
+class Mount(NamedTuple):
     mount_point: str
     fstype: str
     source: str
-    super_options: dict[str, str] = field(default_factory=dict)
+    super_options: Mapping[str, str] = MappingProxyType({})
 
 
-@dataclass(frozen=True)
-class OverlayDirs:
+class OverlayDirs(NamedTuple):
     upper: str
     lowers: list[str]      # top-most first; empty when they cannot be resolved to absolute paths
     metacopy: bool = False  # upper files may hold metadata only, their data in a lower layer

@@ -12,8 +12,8 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.base.globalflags import Invocation
@@ -25,8 +25,7 @@ _MSG = re.compile(r'level=(?:error|fatal|panic) msg=("(?:[^"\\]|\\.)*"|\S+)')
 NOT_CHECKPOINTABLE = ("created", "stopped")
 
 
-@dataclass(frozen=True)
-class ContainerState:
+class ContainerState(NamedTuple):
     """The fields of `runc state` that checkpoint uses."""
 
     id: str

@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import os
 import platform
-from dataclasses import dataclass
+from typing import NamedTuple
 
 # Python's machine names -> Go's GOARCH, which podman writes.
 _GOARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386", "i386": "386",
            "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64", "mips64": "mips64"}
 
 
-@dataclass(frozen=True)
-class HostInfo:
+class HostInfo(NamedTuple):
     arch: str
     kernel: str
     cgroups: str

@@ -27,7 +27,8 @@ from __future__ import annotations
 import os
 import signal
 import time
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from typing import NamedTuple
 
 from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.runtime import mounttable, procscan, safe_remove
@@ -37,14 +38,13 @@ POLL = 0.05
 KILL_WAIT = 5.0
 
 
-@dataclass(frozen=True)
-class Scope:
+class Scope(NamedTuple):
     """Where one container's leftovers can be."""
 
     root: str                         # runc --root
     cid: str
-    work_dirs: list[str] = field(default_factory=list)   # ours: whatever is mounted below them is a leftover
-    criu_dirs: list[str] = field(default_factory=list)   # where CRIU restored from: a criu task holding them is
+    work_dirs: Sequence[str] = ()   # ours: whatever is mounted below them is a leftover
+    criu_dirs: Sequence[str] = ()   # where CRIU restored from: a criu task holding them is
     cgroup: str | None = None         # the container's cgroup path, when a killed restore of ours made it
     rootfs: str | None = None         # its rootfs: a task in that cgroup is ours only if this is its root
 

@@ -36,7 +36,7 @@ import os
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.runtime import atomicfile, lockrepair, procscan
@@ -46,8 +46,7 @@ POLL = 0.05
 _SAFE = re.compile(r"[^A-Za-z0-9_.+-]")
 
 
-@dataclass(frozen=True)
-class Held:
+class Held(NamedTuple):
     """A lock this process holds; fd stays valid until hold() ends."""
 
     key: str

@@ -18,9 +18,8 @@ import os
 import re
 import subprocess
 import tempfile
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import IO
+from collections.abc import Callable, Sequence
+from typing import IO, NamedTuple
 
 from runc_ckpt.base import runclog, signals
 from runc_ckpt.base.globalflags import GlobalFlags
@@ -30,11 +29,10 @@ _TEXT_ERROR = re.compile(r"(?:^|\s)level=(?:error|fatal|panic)(?:\s|$)")
 _ERROR_LEVELS = ("error", "fatal", "panic")
 
 
-@dataclass
-class RuncResult:
+class RuncResult(NamedTuple):
     returncode: int
     logged_error: bool                  # runc's error reached the caller's log (or stderr)
-    dropped: list[str] = field(default_factory=list)  # earlier error messages kept out of the log
+    dropped: Sequence[str] = ()  # earlier error messages kept out of the log
     signum: int | None = None           # SIGINT/SIGTERM/SIGHUP that arrived while runc ran (runc was let finish)
 
     @property

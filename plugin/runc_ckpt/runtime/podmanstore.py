@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from typing import NamedTuple
 
 DEFAULT_STORAGE_CONF = "/etc/containers/storage.conf"
 MAX_JSON = 64 << 20
 
 
-@dataclass(frozen=True)
-class PodmanOrigin:
+class PodmanOrigin(NamedTuple):
     """A container podman created: its storage, name and image."""
 
     graphroot: str

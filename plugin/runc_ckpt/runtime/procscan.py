@@ -12,7 +12,7 @@ reads /proc; it is called on the paths that repair, not on every call.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 
 def starttime(pid: int) -> int | None:
@@ -111,7 +111,7 @@ def _root_of(argv: list[str]) -> str:
     return os.path.realpath("/run/runc")
 
 
-def holding(paths: list[str]) -> list[int]:
+def holding(paths: Sequence[str]) -> list[int]:
     """Processes (not us) with an fd, cwd or root at or below one of paths."""
     prefixes = [os.path.realpath(p).rstrip("/") for p in paths]
     me = os.getpid()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import string
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.base.jsondoc import JSONObject
@@ -25,8 +25,7 @@ BIND_PREFIX = "bind-"
 _PLAIN = frozenset(string.ascii_letters + string.digits + "_")
 
 
-@dataclass(frozen=True)
-class BindMount:
+class BindMount(NamedTuple):
     destination: str
     source: str
     volume: str | None     # the name it is archived under (named volume or listed bind), else None

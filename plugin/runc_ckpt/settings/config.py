@@ -10,7 +10,8 @@ the file and the key, never silently ignored.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from typing import NamedTuple
 
 from runc_ckpt.base import configfile
 from runc_ckpt.base.configfile import ENV_VAR
@@ -21,8 +22,7 @@ from runc_ckpt.settings import plainyaml
 _SCHEMAS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "schemas")
 
 
-@dataclass
-class Config:
+class Config(NamedTuple):
     """The settings of runc-ckpt.yaml; field names are the YAML keys (see schemas/config.schema.json)."""
 
     runc: str | None = None
@@ -30,12 +30,11 @@ class Config:
     compress: str = "zstd"
     compress_level: int = 3
     compress_threads: int = 0
-    volume_roots: list[str] = field(default_factory=lambda: [
-        "/var/lib/containers/storage/volumes", "/var/lib/docker/volumes"])
+    volume_roots: Sequence[str] = ("/var/lib/containers/storage/volumes", "/var/lib/docker/volumes")
     export_dir: str | None = None
     # An annotation (set by whoever creates the container, e.g. a Kubernetes
     # user) must not make a root runtime write archives anywhere it likes.
-    export_roots: list[str] = field(default_factory=lambda: ["/var/lib/runc-ckpt/exports"])
+    export_roots: Sequence[str] = ("/var/lib/runc-ckpt/exports",)
     retention: int = 0
     hooks_dir: str = "/etc/containers/runc-ckpt/hooks.d"
     hook_timeout: float = 30.0
@@ -52,7 +51,7 @@ class Config:
     sign_by_sigstore_private_key: str | None = None
     sign_passphrase_file: str | None = None
     signature_policy: str | None = None
-    decryption_key: list[str] = field(default_factory=list)
+    decryption_key: Sequence[str] = ()
     path: str | None = None  # the file these settings came from; None: built-in defaults
     keys: frozenset[str] = frozenset()  # the keys that file set, so logs can tell a default from a choice
 

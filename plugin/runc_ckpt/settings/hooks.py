@@ -18,7 +18,7 @@ import signal
 import subprocess
 import tempfile
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from runc_ckpt.base import runclog
 from runc_ckpt.base.errors import RuncCkptError
@@ -32,8 +32,7 @@ _OUTPUT_TAIL = 300  # characters of a failed hook's output quoted in the error
 _OUTPUT_KEPT = 4096  # bytes of a hook's output read back (for the debug log)
 
 
-@dataclass(frozen=True)
-class Hook:
+class Hook(NamedTuple):
     """One validated hook definition."""
 
     name: str

@@ -16,9 +16,8 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from runc_ckpt.base import goflags
 from runc_ckpt.base.errors import RuncCkptError
@@ -55,8 +54,7 @@ FLAGS = {
 RUNC_BOOLEANS = {"tcp_established": "--tcp-established", "file_locks": "--file-locks"}
 
 
-@dataclass(frozen=True)
-class PolicyFlags:
+class PolicyFlags(NamedTuple):
     """The command-line flags a policy yields to (FLAGS), as a request carries them; None: not given."""
 
     compress: Compression | None = None
@@ -74,8 +72,7 @@ class PolicyFlags:
         return frozenset(self.given())
 
 
-@dataclass(frozen=True)
-class Policy:
+class Policy(NamedTuple):
     """Resolved settings for one checkpoint or restore; `sources` says where each came from."""
 
     compress: str = "zstd"
@@ -91,7 +88,7 @@ class Policy:
     hooks: tuple[str, ...] = ()          # hook names enabled by annotation (besides their `when`)
     volume_roots: tuple[str, ...] = ()
     hook_timeout: float = 30.0
-    sources: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), compare=False)
+    sources: Mapping[str, str] = MappingProxyType({})
 
     def runc_flags(self, given: set[str] | frozenset[str] = frozenset()) -> list[str]:
         """runc flags this policy adds: booleans it turned on that the caller did not pass itself.

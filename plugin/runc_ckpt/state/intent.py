@@ -20,7 +20,7 @@ import json
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from runc_ckpt.runtime import atomicfile, procscan
 
@@ -31,8 +31,7 @@ SENT = "sent"                # a stream without a back channel was sent: whether
 _PREFIX = ".intent-"
 
 
-@dataclass(frozen=True)
-class Intent:
+class Intent(NamedTuple):
     """One recorded intent; alive: whether the call that wrote it still runs."""
 
     op: str

@@ -44,7 +44,8 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from typing import NamedTuple
 
 from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.runtime import containerid, faults, safe_remove
@@ -62,8 +63,7 @@ RUNC_DEFAULT_IMAGES = "checkpoint"
 SUPERSEDED = ".superseded"           # marks images being replaced (see _install)
 
 
-@dataclass(frozen=True)
-class CallerPaths:
+class CallerPaths(NamedTuple):
     """What the caller said with runc's own flags (None: not given)."""
 
     image_path: str | None = None
@@ -72,8 +72,7 @@ class CallerPaths:
     pre_dump: bool = False
 
 
-@dataclass
-class Plan:
+class Plan(NamedTuple):
     """Where one checkpoint writes, and the runc flags that say so."""
 
     image_dir: str                 # absolute: where runc/CRIU write the images
@@ -81,7 +80,7 @@ class Plan:
     work_dir: str                  # absolute: dump.log and stats-dump
     pre_dump: bool
     parent_path: str | None        # relative to image_dir, as runc gets it
-    add_flags: list[str] = field(default_factory=list)  # runc flags we add to the caller's
+    add_flags: Sequence[str] = ()  # runc flags we add to the caller's
     container_dir: str | None = None  # <state_dir>/<id> when the images are ours
     own_work: bool = False         # work_dir is ours (we may tidy it)
     memory_dir: str | None = None  # the tmpfs dir holding image_dir (state/tmpfsimages): encrypted, a pre-copy freeze

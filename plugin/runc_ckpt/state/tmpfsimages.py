@@ -40,7 +40,7 @@ import contextlib
 import json
 import os
 import secrets
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.rootfs import mountinfo
@@ -53,8 +53,7 @@ INVENTORY = "inventory.img"      # CRIU's last write: the dump is complete
 _RECORD = ".tmpfs-"
 
 
-@dataclass(frozen=True)
-class Record:
+class Record(NamedTuple):
     """One tmpfs dir a call made for a container; alive: whether that call still runs."""
 
     path: str                    # the record file in the container's state dir

@@ -33,7 +33,7 @@ import os
 import shutil
 import stat
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from runc_ckpt.archive import safeextract
 from runc_ckpt.runtime import atomicfile, safe_remove
@@ -43,8 +43,7 @@ ORIGINALS = "originals"       # copies of files we rewrite (config.json), inside
 UNDO_SUFFIX = ".undo"
 
 
-@dataclass
-class Step:
+class Step(NamedTuple):
     op: str
     path: str = ""            # absolute: the target entry (or created path)
     aside: str = ""           # absolute: where a backup or original copy is
@@ -53,7 +52,7 @@ class Step:
     cid: str = ""
 
     def to_json(self) -> str:
-        return json.dumps({k: v for k, v in self.__dict__.items() if v not in ("", None)})
+        return json.dumps({k: v for k, v in self._asdict().items() if v not in ("", None)})
 
     @classmethod
     def from_json(cls, line: str) -> Step:

@@ -29,7 +29,7 @@ import base64
 import binascii
 import json
 import os
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from runc_ckpt.base.errors import RuncCkptError
 
@@ -40,15 +40,13 @@ _KEYS = {ACCEPT: {"type"}, REJECT: {"type"}, SIGNED: {"type", "keyPath", "keyPat
 MAX_SIZE = 1 << 20
 
 
-@dataclass(frozen=True)
-class Requirement:
+class Requirement(NamedTuple):
     type: str
     keys: tuple[bytes, ...] = ()    # sigstoreSigned: the trusted public keys' PEM
     key_sources: tuple[str, ...] = ()  # where each came from (a path, or "keyData"), for error lines
 
 
-@dataclass(frozen=True)
-class Policy:
+class Policy(NamedTuple):
     path: str | None                # None: no policy file (everything is accepted, and said so)
     default: tuple[Requirement, ...]
     transports: dict[str, dict[str, tuple[Requirement, ...]]]

@@ -13,8 +13,7 @@ and the JWE `kid` that picks the private key on the way back).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.trust.keys import fingerprint_of
@@ -28,8 +27,7 @@ MIN_RSA_BITS = 2048
 _CURVES = ("secp256r1", "secp384r1", "secp521r1")
 
 
-@dataclass(frozen=True)
-class SealKey:
+class SealKey(NamedTuple):
     """One key of a pair, loaded: its JWK for jwcrypto, its fingerprint, the file it came from."""
 
     jwk: jwk.JWK

@@ -16,8 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.trust import keys
@@ -33,8 +32,7 @@ ALGORITHM = "ecdsa-p256-sha256"
 MAX_SIZE = 4096   # a signature document is ~250 bytes; anything larger is not one
 
 
-@dataclass(frozen=True)
-class Signature:
+class Signature(NamedTuple):
     key: str          # the fingerprint the signer claims
     value: bytes      # DER ECDSA signature
 

@@ -10,15 +10,14 @@ inspect prints it, restore enforces it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.trust import keys, signature
 from runc_ckpt.trust.policy import ACCEPT, REJECT, Policy, Requirement
 
 
-@dataclass(frozen=True)
-class Verdict:
+class Verdict(NamedTuple):
     scope: str                # the policy scope that applied ("default", "archive:/path", ...)
     accepted: bool
     reason: str               # one line: why

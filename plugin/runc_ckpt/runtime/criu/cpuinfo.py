@@ -20,7 +20,7 @@ import binascii
 import os
 import subprocess
 import tempfile
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.runtime import hostcache
@@ -30,8 +30,7 @@ CPUINFO_IMG = "cpuinfo.img"
 CACHE_NAME = "criu-cpuinfo"
 
 
-@dataclass(frozen=True)
-class Verdict:
+class Verdict(NamedTuple):
     ok: bool
     detail: str      # CRIU's own words when not ok
 

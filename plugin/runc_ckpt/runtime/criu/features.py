@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.runtime import hostcache
@@ -22,8 +22,7 @@ FEATURE = "mem_dirty_track"
 CACHE_NAME = "criu-features"
 
 
-@dataclass(frozen=True)
-class Answer:
+class Answer(NamedTuple):
     supported: bool
     detail: str  # CRIU's own words when unsupported
 
@@ -65,8 +64,7 @@ PRE_DUMP = "pre-dump"            # CRIU's own: soft-dirty tracked pre-dumps, the
 CONTENT_DIFF = "content-diff"    # two full dumps compared page by page (runtime/criu/incremental)
 
 
-@dataclass(frozen=True)
-class MemoryPrecopy:
+class MemoryPrecopy(NamedTuple):
     """How memory can move before a freeze on this host, and why: to pick it and to say which was taken."""
 
     method: str   # PRE_DUMP or CONTENT_DIFF

@@ -18,9 +18,8 @@ from __future__ import annotations
 import importlib
 import os
 import struct
-from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 # pycriu (and the protobuf runtime under it) costs ~70 ms to import, more than the
 # whole pre-flight of a recorded checkpoint, which never needs it: it is loaded on
@@ -61,8 +60,7 @@ class ImageError(Exception):
     """An image pycriu cannot read."""
 
 
-@dataclass(frozen=True)
-class ImageFile:
+class ImageFile(NamedTuple):
     """A file the restore opens on the root mount: path in the container, CRIU's recorded size/mode/build-ID."""
 
     path: str
@@ -71,15 +69,17 @@ class ImageFile:
     build_id: str | None     # hex, as the ELF note holds it
 
 
-@dataclass
 class ImageNeeds:
-    """What the images ask of the restoring host."""
+    """What the images ask of the restoring host (filled in by read() as it goes through them)."""
 
-    files: list[ImageFile] = field(default_factory=list)
-    tcp_established: bool = False
-    file_locks: bool = False
-    ext_unix_sk: bool = False
-    cpuinfo: bytes | None = None      # cpuinfo.img when the dump wrote one
+    __slots__ = ("cpuinfo", "ext_unix_sk", "file_locks", "files", "tcp_established")
+
+    def __init__(self) -> None:
+        self.files: list[ImageFile] = []
+        self.tcp_established = False
+        self.file_locks = False
+        self.ext_unix_sk = False
+        self.cpuinfo: bytes | None = None      # cpuinfo.img when the dump wrote one
 
 
 def available() -> bool:

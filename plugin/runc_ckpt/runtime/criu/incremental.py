@@ -40,8 +40,7 @@ import shutil
 import stat
 import threading
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import xxhash
 
@@ -74,8 +73,7 @@ def _pages_name(pages_id: int) -> str:
     return f"pages-{pages_id}.img"
 
 
-@dataclass(frozen=True)
-class Entry:
+class Entry(NamedTuple):
     """One pagemap entry, with CRIU's compatibility rules applied (pagemap.c init_compat_pagemap_entry)."""
 
     vaddr: int
@@ -91,8 +89,7 @@ class Entry:
         return bool(self.flags & PE_PRESENT)
 
 
-@dataclass(frozen=True)
-class Pagemap:
+class Pagemap(NamedTuple):
     pages_id: int
     entries: list[Entry]
 
@@ -100,14 +97,16 @@ class Pagemap:
         return sum(e.nr_pages for e in self.entries if e.present)
 
 
-@dataclass
 class PagemapDigests:
-    """The digests of one parent pagemap's pages, by present range, sorted by address."""
+    """The digests of one parent pagemap's pages, by present range, sorted by address (filled by _index)."""
 
-    starts: list[int] = field(default_factory=list)      # vaddr of each present range
-    ends: list[int] = field(default_factory=list)
-    firsts: list[int] = field(default_factory=list)      # index of its first page in digests
-    digests: bytearray = field(default_factory=bytearray)
+    __slots__ = ("digests", "ends", "firsts", "starts")
+
+    def __init__(self) -> None:
+        self.starts: list[int] = []      # vaddr of each present range
+        self.ends: list[int] = []
+        self.firsts: list[int] = []      # index of its first page in digests
+        self.digests = bytearray()
 
     def covered(self, vaddr: int, end: int) -> Iterator[tuple[int, int, int]]:
         """(start, stop, first digest index) of each present parent range overlapping [vaddr, end)."""
@@ -119,16 +118,14 @@ class PagemapDigests:
             i += 1
 
 
-@dataclass(frozen=True)
-class ParentIndex:
+class ParentIndex(NamedTuple):
     """What the builder needs of a parent dump: its path and the digests of its pages, per pagemap image."""
 
     path: str
     pagemaps: dict[str, PagemapDigests]
 
 
-@dataclass(frozen=True)
-class Result:
+class Result(NamedTuple):
     """What one build did: pages in the later dump, and how many of them had to be kept."""
 
     pages: int
@@ -258,8 +255,7 @@ def _chunks(f: io.BufferedReader, entry: Entry, buf: memoryview, where: str) -> 
         yield vaddr, view
 
 
-@dataclass(frozen=True)
-class Hashed:
+class Hashed(NamedTuple):
     """The digests of a pages file's first len(digests) // DIGEST pages, and which file it was."""
 
     identity: tuple[int, int]         # st_dev, st_ino
