@@ -9,6 +9,7 @@ from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.base.globalflags import Invocation
 from runc_ckpt.commands import cmdflags, options
 from runc_ckpt.restore.request import ImportRequest, RestoreRequest
+from runc_ckpt.runtime.criu import imagereader
 from runc_ckpt.settings.policy import PolicyFlags
 
 NAME = "runc restore - restore a container from a previous checkpoint"
@@ -35,9 +36,15 @@ def run(inv: Invocation) -> int:
         from runc_ckpt.migrate.request import MigrateReceive
         return receiver.receive(inv, MigrateReceive(import_request(parsed), handshake=parsed.flag("handshake")))
     if source:
-        # Imported here, not at the top: runc's own restore skips the import stack (~30 ms; test_layering LAZY).
-        from runc_ckpt.restore import importer
-        return importer.restore(inv, import_request(parsed))
+        # The pre-flight's CRIU image reader is forked first, holding no lock yet: it imports pycriu (~55 ms)
+        # on the other core while this process loads the import stack and stages (runtime.criu.imagereader).
+        imagereader.start()
+        try:
+            # Imported here, not at the top: runc's own restore skips the import stack (~30 ms; test_layering LAZY).
+            from runc_ckpt.restore import importer
+            return importer.restore(inv, import_request(parsed))
+        finally:
+            imagereader.stop()
     # Imported here, not at the top: --help and runc's usage errors (exec'd runc) load no flow (test_layering LAZY).
     from runc_ckpt.restore import runc_restore
     for opt in options.RESTORE:

@@ -26,7 +26,7 @@ from typing import NamedTuple
 
 from runc_ckpt.rootfs import diff
 from runc_ckpt.runtime import hostinfo, volumes
-from runc_ckpt.runtime.criu import cpuinfo, images
+from runc_ckpt.runtime.criu import cpuinfo, imagereader
 
 VERSION = 1
 HASH_LIMIT = 16 << 20        # sha256 only files up to this size (without a build-ID): "where cheap"
@@ -99,7 +99,7 @@ def binds_of(spec: dict) -> tuple[BindNeed, ...]:
 
 def from_images(image_dir: str, spec: dict | None) -> Needs:
     """The needs the CRIU images state by themselves (no hashes; bind kinds unknown unless spec given)."""
-    found = images.read(image_dir) if images.available() and images.is_image_dir(image_dir) else images.ImageNeeds()
+    found = imagereader.needs(image_dir)       # from the restore's forked helper when one runs
     return Needs(files=tuple(FileNeed(f.path, kind_of(f.mode), f.mode, f.size, f.build_id) for f in found.files),
                  tcp_established=found.tcp_established, file_locks=found.file_locks,
                  ext_unix_sk=found.ext_unix_sk, cpuinfo=found.cpuinfo, recorded=False)

@@ -1,0 +1,170 @@
+"""A forked helper that imports pycriu and reads a checkpoint's needs while the restore stages its archive.
+
+Importing pycriu (the protobuf runtime and every *_pb2 module) costs ~55 ms
+of CPU, a fifth of a tiny `restore --import`, and a podman archive (no
+manifest, so no recorded needs) must have its CRIU images read before
+anything is applied. A thread would not help: the import holds the GIL,
+and staging is Python too. A child forked before the locks does the import
+on the other core while the parent locks, stages and verifies; the parent
+then sends the staged images dir and waits for the answer where it would
+have read the images itself, so a refusal still comes before any change.
+
+The child only reads: its stdio is /dev/null, every inherited descriptor
+but its two pipes is closed (no lock outlives us through it), and it ends
+at EOF on its request pipe, which is what it sees when the parent dies or
+has no question. The images are untrusted here as in the parent: pycriu
+decodes them, an ImageError comes back as text and is raised in the
+parent; any other failure of the child (killed, crashed) makes the parent
+read the images itself, so the check is never weaker than in-process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+from runc_ckpt.runtime.criu import images
+
+_MAX_ANSWER = 64 << 20      # the parent's own child; still, never read without a bound
+
+
+class Helper:
+    """The forked reader: `needs(image_dir)` asks it once; `close()` ends it (and reaps it) in any case."""
+
+    def __init__(self) -> None:
+        req_r, self._req_w = os.pipe()
+        self._ans_r, ans_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:                    # the child: never returns into the caller's code
+            code = 1
+            try:
+                os.close(self._req_w)
+                os.close(self._ans_r)
+                _serve(req_r, ans_w)
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(req_r)
+        os.close(ans_w)
+        self._pid: int | None = pid
+
+    def needs(self, image_dir: str) -> images.ImageNeeds | None:
+        """The images' needs from the child; None when it could not answer (then read them in-process)."""
+        try:
+            os.write(self._req_w, os.fsencode(image_dir))
+            os.close(self._req_w)
+            self._req_w = -1
+            chunks = []
+            size = 0
+            while chunk := os.read(self._ans_r, 1 << 16):
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > _MAX_ANSWER:
+                    return None
+            doc = json.loads(b"".join(chunks)) if chunks else None
+        except (OSError, ValueError):
+            return None
+        finally:
+            self.close()
+        if not isinstance(doc, dict):
+            return None
+        if "error" in doc:
+            raise images.ImageError(str(doc["error"]))
+        return _decode(doc)
+
+    def close(self) -> None:
+        """End the child (it only reads, so a kill loses nothing) and reap it; idempotent."""
+        for fd in (self._req_w, self._ans_r):
+            if fd >= 0:
+                os.close(fd)
+        self._req_w = self._ans_r = -1
+        if self._pid is not None:
+            pid, self._pid = self._pid, None
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            os.waitpid(pid, 0)
+
+
+def _serve(req_r: int, ans_w: int) -> None:
+    """The child's whole life: detach from the caller's descriptors, import pycriu, answer one request."""
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    keep = sorted({req_r, ans_w})
+    os.closerange(3, keep[0])
+    os.closerange(keep[0] + 1, keep[1])
+    os.closerange(keep[1] + 1, os.sysconf("SC_OPEN_MAX"))
+    signal.signal(signal.SIGINT, signal.SIG_DFL)     # the caller's Ctrl-C ends the child quietly
+    available = images.available()
+    request = b""
+    while chunk := os.read(req_r, 1 << 16):
+        request += chunk
+    if not request:
+        return                          # EOF: the parent has no question, or is gone
+    image_dir = os.fsdecode(request)
+    try:
+        found = images.read(image_dir) if available and images.is_image_dir(image_dir) else images.ImageNeeds()
+        answer = _encode(found)
+    except images.ImageError as e:
+        answer = {"error": str(e)}
+    data = json.dumps(answer).encode()
+    while data:
+        data = data[os.write(ans_w, data):]
+
+
+def _encode(found: images.ImageNeeds) -> dict[str, object]:
+    return {"files": [[f.path, f.mode, f.size, f.build_id] for f in found.files],
+            "tcp_established": found.tcp_established, "file_locks": found.file_locks,
+            "ext_unix_sk": found.ext_unix_sk,
+            "cpuinfo": found.cpuinfo.hex() if found.cpuinfo is not None else None}
+
+
+def _decode(doc: dict[str, object]) -> images.ImageNeeds | None:
+    try:
+        files = [images.ImageFile(str(p), int(m), None if s is None else int(s), None if b is None else str(b))
+                 for p, m, s, b in doc["files"]]        # type: ignore[attr-defined]
+        cpu = doc["cpuinfo"]
+        found = images.ImageNeeds()
+        found.files = files
+        found.tcp_established = doc["tcp_established"] is True
+        found.file_locks = doc["file_locks"] is True
+        found.ext_unix_sk = doc["ext_unix_sk"] is True
+        found.cpuinfo = bytes.fromhex(cpu) if isinstance(cpu, str) else None
+        return found
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+_helper: Helper | None = None
+
+
+def start() -> None:
+    """Fork the helper now (before any lock is taken: it must hold none), if none runs yet."""
+    global _helper
+    if _helper is None:
+        _helper = Helper()
+
+
+def stop() -> None:
+    """End the helper if it still runs (the call is over, or the images were never needed)."""
+    global _helper
+    if _helper is not None:
+        helper, _helper = _helper, None
+        helper.close()
+
+
+def needs(image_dir: str) -> images.ImageNeeds:
+    """The needs the images in image_dir state: from the helper when one runs, else read here.
+    None known when pycriu is not installed or image_dir holds no checkpoint. Raises images.ImageError."""
+    global _helper
+    if _helper is not None:
+        helper, _helper = _helper, None
+        found = helper.needs(image_dir)
+        if found is not None:
+            return found
+    if images.available() and images.is_image_dir(image_dir):
+        return images.read(image_dir)
+    return images.ImageNeeds()
