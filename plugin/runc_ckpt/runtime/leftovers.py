@@ -17,7 +17,8 @@ such kills (issue 19):
 Everything here is asked for one ID under the caller's lock, after
 wait_idle() made sure no runc is still working on it (runc-ckpt may have
 been killed alone: then runc goes on, and its work must not be repaired
-under its feet). Each repair comes back as one message; what cannot be
+under its feet) -- whenever suspect() or an orphaned intent record says
+there is something to repair; otherwise nothing is repaired and nothing waits. Each repair comes back as one message; what cannot be
 repaired raises RuncCkptError naming the leftover and the command that
 clears it.
 """
