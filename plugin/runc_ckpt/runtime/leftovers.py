@@ -17,7 +17,8 @@ such kills (issue 19):
 Everything here is asked for one ID under the caller's lock, after
 wait_idle() made sure no runc is still working on it (runc-ckpt may have
 been killed alone: then runc goes on, and its work must not be repaired
-under its feet). Each repair comes back as one message; what cannot be
+under its feet) -- whenever suspect() or an orphaned intent record says
+there is something to repair; otherwise nothing is repaired and nothing waits. Each repair comes back as one message; what cannot be
 repaired raises RuncCkptError naming the leftover and the command that
 clears it.
 """
@@ -75,14 +76,31 @@ def has_state(scope: Scope) -> bool:
     return os.path.lexists(os.path.join(scope.runc_dir, "state.json"))
 
 
-def repair(scope: Scope) -> list[str]:
-    """Kill survivors, unmount, remove the state-less runc dir; one message per thing done."""
+def mounted(scope: Scope) -> list[str]:
+    """What is mounted in the runc dir and in our work dirs (one read of mountinfo), each dir's deepest first."""
+    points = mounttable.mount_points()
+    return [p for d in (scope.runc_dir, *scope.work_dirs) for p in mounttable.below(d, points=points)]
+
+
+def suspect(scope: Scope, mounts: list[str]) -> bool:
+    """Whether a killed runc or CRIU may have left something for this ID (mounts: mounted(scope)).
+
+    A runc still at work on the ID (its runc-ckpt killed alone) shows here, or in an orphaned intent
+    record (state/intent): a runc dir without state.json, criu-root or a cgroup yard mounted, a dir CRIU
+    restores from. Without any of these there is nothing to repair, so nobody needs to be waited for,
+    and the /proc scan of wait_idle (every process's cmdline: thousands on a Kubernetes node) is skipped.
+    """
+    return not has_state(scope) or bool(mounts) or any(os.path.lexists(d) for d in scope.criu_dirs)
+
+
+def repair(scope: Scope, mounts: list[str]) -> list[str]:
+    """Kill survivors, unmount (mounts: mounted(scope)), remove the state-less runc dir; one message per thing done."""
     done: list[str] = []
     if not has_state(scope):
         done += _kill_survivors(scope)
     # No runc works on the ID (wait_idle): criu-root is only mounted while runc restore runs (runc records the
     # container at CRIU's post-restore, before it unmounts), the cgroup yard only while CRIU runs.
-    for point in mounttable.below(scope.runc_dir) + [p for d in scope.work_dirs for p in mounttable.below(d)]:
+    for point in mounts:
         why = mounttable.unmount(point)
         if why is not None:
             raise RuncCkptError(f"{point} is left mounted by a killed runc or CRIU and cannot be unmounted "

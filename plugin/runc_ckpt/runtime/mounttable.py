@@ -36,11 +36,16 @@ def mount_points(mountinfo: str = MOUNTINFO) -> list[str]:
     return points
 
 
-def below(path: str, mountinfo: str = MOUNTINFO, include_self: bool = True) -> list[str]:
-    """Mount points at or under path (real path), deepest first: the order to unmount them in."""
+def below(path: str, mountinfo: str = MOUNTINFO, include_self: bool = True,
+          points: list[str] | None = None) -> list[str]:
+    """Mount points at or under path (real path), deepest first: the order to unmount them in.
+
+    points: mount_points() already read by the caller, which asks about several paths at once.
+    """
     top = os.path.realpath(path)
     prefix = top.rstrip("/") + "/"
-    found = {p for p in mount_points(mountinfo) if p.startswith(prefix) or (include_self and p == top)}
+    found = {p for p in (mount_points(mountinfo) if points is None else points)
+             if p.startswith(prefix) or (include_self and p == top)}
     return sorted(found, key=lambda p: (p.count("/"), p), reverse=True)
 
 

@@ -5,7 +5,11 @@ without --import, both ends of a stream) calls settle() under the
 container's lock, before it reads the container's state. In order:
 
   1. a runc still working on the ID (its runc-ckpt was killed alone) is
-     waited for, as the lock used to make us wait (runtime/leftovers.wait_idle);
+     waited for, as the lock used to make us wait (runtime/leftovers.wait_idle).
+     That wait scans every process's cmdline, so it runs only when there is
+     something to repair: an orphaned intent record, or what leftovers.suspect
+     sees (no state.json, a mount in the runc or work dir, a dir CRIU restores
+     from). A healthy container's checkpoint scans nothing;
   2. survivors of a killed `runc restore` (the intent record says one ran,
      runc never recorded the container) are killed, CRIU's cgroup yard and
      runc's criu-root are unmounted, a runc dir without state.json goes
@@ -87,7 +91,6 @@ def journal_ids(bundle: str) -> list[str]:
 
 def settle(runc: str, root: str, state_dir: str, cid: str, bundle: str | None, timeout: float) -> list[str]:
     """Steps 1-4 above for cid (call with its lock held); one message per repair."""
-    leftovers.wait_idle(root, cid, timeout)
     cdir = container_dir(state_dir, cid)
     killed = intent.orphaned(cdir)
     bundle = bundle or next((i.bundle for i in killed.values() if i.bundle), None)
@@ -96,7 +99,13 @@ def settle(runc: str, root: str, state_dir: str, cid: str, bundle: str | None, t
         criu_dirs=[os.path.join(cdir, RESTORE_WORK), *(recovery.stale_import_dirs(bundle) if bundle else [])],
         cgroup=cgroup_of(bundle, cid) if bundle and intent.RESTORE in killed else None,
         rootfs=rootfs_of(bundle) if bundle else None)
-    done = leftovers.repair(scope)
+    mounts = leftovers.mounted(scope)
+    if killed or leftovers.suspect(scope, mounts):
+        # Reading the records above changed nothing; what runc may still be doing is waited for before
+        # anything is repaired, and then looked at again.
+        leftovers.wait_idle(root, cid, timeout)
+        mounts = leftovers.mounted(scope)
+    done = leftovers.repair(scope, mounts)
     exists = leftovers.has_state(scope)
     if intent.RESTORE in killed and exists and (held := leftovers.half_restored(scope)):
         # Recorded by runc at CRIU's post-restore, but CRIU died before it finished the tasks: a broken
