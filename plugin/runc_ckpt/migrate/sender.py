@@ -268,7 +268,10 @@ def _after_failure(runc: str, inv: Invocation, p: CheckpointRequest, t: flow.Tar
     argv = [runc, *inv.runc_globals, "restore", "--detach", "--image-path", plan.final_dir,
             "--work-path", plan.work_dir, "--bundle", t.state.bundle, *_restore_flags(p, t), t.state.id]
     runclog.debug(inv.flags, f"--export -: restoring here: {' '.join(argv)}")
-    rc = subprocess.run(argv, stdin=subprocess.DEVNULL, check=False).returncode
+    # Recorded like restore --import's runc restore: a runc that outlives us (killed alone) is waited for
+    # and its half-restored leftovers repaired by the next call (state/settle gates its /proc scan on it).
+    with intent.recorded(str(plan.container_dir), intent.RESTORE, t.state.bundle, inv.flags.root):
+        rc = subprocess.run(argv, stdin=subprocess.DEVNULL, check=False).returncode
     if rc == 0:
         return (f"container {t.state.id} was restored here from its images (kept in {plan.final_dir}); "
                 "the target keeps nothing")
