@@ -76,7 +76,7 @@ def memory_in_use(tmp_path, monkeypatch):
 def _target(tmp_path, state_dir: str, image_path: str | None = None) -> flow.Target:
     bundle = tmp_path / "bundle"
     bundle.mkdir(exist_ok=True)
-    st = ContainerState(CID, "running", str(bundle), str(bundle / "rootfs"), "2026-12-01T00:00:00Z", 1, {})
+    st = ContainerState(CID, "running", str(bundle), str(bundle / "rootfs"), "2026-12-01T00:00:00Z", 0, {})
     plan = predump.plan(state_dir, CID, predump.CallerPaths(image_path=image_path), False, False, True)
     return flow.Target(CID, st, {}, plan, Policy(), [], [])
 

@@ -158,7 +158,7 @@ def _record_rate(state_dir: str, pages_bytes: int, pause: float) -> None:
 
 def _in_use(t: flow.Target) -> tuple[str | None, int | None]:
     """The container's cgroup and the bytes a dump of it writes (rss + shmem), if known."""
-    cgroup = settle.cgroup_of(t.state.bundle, t.state.id)
+    cgroup = cgroupmem.of_pid(t.state.pid) or settle.cgroup_of(t.state.bundle, t.state.id)
     return cgroup, (cgroupmem.dumpable_bytes(cgroup) if cgroup is not None else None)
 
 
