@@ -458,6 +458,7 @@ class Result:
 ROUNDS_LINE = re.compile(r"(\d+) memory rounds after phase 0 \(bytes sent: ([0-9, ]+); pauses: ([0-9., ]+) s\); "
                          r"stopped: (.*?)\"?$", re.MULTILINE)
 P0_PAUSE = re.compile(r"phase-0 pause ([0-9.]+) s \(the container frozen")
+DUMP_INTO = re.compile(r"(?:phase-0 memory|memory round \d+) dump into (\S+): ")   # memory.dump_dir's choice
 
 
 def criu_frozen(work: Path) -> float | None:
@@ -472,13 +473,14 @@ def criu_frozen(work: Path) -> float | None:
 def rounds_of(err: str) -> tuple[str, float | None]:
     """(what the rounds were, the longest CRIU frozen_time of phase 0's dumps) from the sender's stderr."""
     m = ROUNDS_LINE.search(err)
+    into = ", ".join("tmpfs" if d.startswith("/dev/shm/") else "disk" for d in DUMP_INTO.findall(err))
     if m is None:
         p0 = P0_PAUSE.search(err)
-        return "none (one phase-0 dump)", float(p0.group(1)) if p0 else None
+        return f"none (one phase-0 dump, into {into})", float(p0.group(1)) if p0 else None
     sizes = [mib(int(x)) for x in m.group(2).split(", ")]
     pauses = [float(x) for x in m.group(3).split(", ")]
     what = (f"{m.group(1)} after phase 0 (pages sent: {', '.join(sizes)}; CRIU frozen "
-            f"{', '.join(f'{x:.2f}' for x in pauses)} s); stopped: {m.group(4)}")
+            f"{', '.join(f'{x:.2f}' for x in pauses)} s; into {into}); stopped: {m.group(4)}")
     return what, max(pauses)
 
 

@@ -122,6 +122,6 @@ def leftovers(*dirs: Path) -> list[str]:
     for d in dirs:
         for dirpath, dirnames, filenames in os.walk(d):
             for n in dirnames + filenames:
-                if n.startswith((".runc-ckpt", ".checkpoint.new-", "checkpoint.old-", ".incremental-")) or ".runc-ckpt-" in n:
+                if n.startswith((".runc-ckpt", ".checkpoint.new-", "checkpoint.old-", ".scratch-")) or ".runc-ckpt-" in n:
                     found.append(os.path.join(dirpath, n))
     return found

@@ -79,6 +79,6 @@ def test_tree_kill_during_an_incremental_export(host_a, make_bundle, tmp_path, f
         assert full.returncode == 0, full.stderr
         cycle_incremental(host_a, b, cid, fault, parent, child)
         assert_nothing_left([(host_a, b)], cid, tmp_path)
-        assert not list(host_a.state.rglob(".incremental-*"))
+        assert not list(host_a.state.rglob(".scratch-*"))
     finally:
         cleanup([(host_a, b)], cid)

@@ -1,4 +1,4 @@
-"""A killed --incremental-from export's scratch dir: swept by the next call on the container, whatever it is
+"""A killed call's scratch dir (--incremental-from, --pre-copy): swept by the next call on the container, whatever it is
 (state/settle via state/callscratch); a live call's dir, whose flock is held, is never taken."""
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ def test_sweep_removes_a_dead_calls_scratch_but_never_a_live_ones(tmp_path):
     other.mkdir()
     try:
         messages = callscratch.sweep(str(tmp_path))
-        assert messages == [f"removed {dead}, the scratch dir of a killed checkpoint --incremental-from"]
+        assert messages == [f"removed {dead}, the scratch dir of a killed call"]
         assert not os.path.lexists(dead)
         assert os.path.isfile(os.path.join(live, "pages-1.img")) and other.is_dir()
     finally:

@@ -221,7 +221,7 @@ def test_a_bad_parent_refuses_the_checkpoint_before_runc_runs(env, capfd, parent
     assert "--incremental-from" in err and len(err.strip().splitlines()) == 1, err
     assert not env.checkpoint_calls()
     assert not (env.tmp / "next.tar.zst").exists()
-    assert not list((env.state_dir / "ctr").glob(".incremental-*"))
+    assert not list((env.state_dir / "ctr").glob(".scratch-*"))
 
 
 def test_an_encrypted_parent_needs_its_key(tmp_path, seal_keys):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+from pathlib import Path
 
 import pytest
 
@@ -16,7 +17,7 @@ from runc_ckpt.checkpoint.request import CheckpointRequest
 from runc_ckpt.commands import checkpoint as checkpoint_cmd
 from runc_ckpt.commands import cmdflags, options
 from runc_ckpt.migrate import memory
-from runc_ckpt.runtime import cgroupmem
+from runc_ckpt.runtime import cgroupmem, writeback
 from runc_ckpt.runtime.containerstate import ContainerState
 from runc_ckpt.runtime.criu import features, incremental
 from runc_ckpt.runtime.criu.incremental import PAGE
@@ -75,7 +76,7 @@ def memory_in_use(tmp_path, monkeypatch):
 def _target(tmp_path, state_dir: str, image_path: str | None = None) -> flow.Target:
     bundle = tmp_path / "bundle"
     bundle.mkdir(exist_ok=True)
-    st = ContainerState(CID, "running", str(bundle), str(bundle / "rootfs"), "2026-12-01T00:00:00Z", 1, {})
+    st = ContainerState(CID, "running", str(bundle), str(bundle / "rootfs"), "2026-12-01T00:00:00Z", 0, {})
     plan = predump.plan(state_dir, CID, predump.CallerPaths(image_path=image_path), False, False, True)
     return flow.Target(CID, st, {}, plan, Policy(), [], [])
 
@@ -211,19 +212,22 @@ def _debug_invocation() -> Invocation:
     return Invocation(flags, [], "checkpoint", [])
 
 
-def _fake_round_dumps(fp, tmp_path, state_dir: str, pages: list[list[bytes]], calls: list[str]) -> str:
-    """runc checkpoint --leave-running into scratch/<p0|round-k>, each a full dump of `pages[k]` at one address."""
+def _fake_round_dumps(fp, tmp_path, state_dir: str, pages: list[list[bytes]], calls: list[str],
+                      where: list[Path] | None = None) -> str:
+    """runc checkpoint --leave-running into scratch/<p0|round-k> (or where[k]/...), each a full dump of
+    `pages[k]` at one address."""
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     for k, content in enumerate(pages):
         name = memory.P0 if k == 0 else f"round-{k}"
+        base = where[k] if where is not None else scratch
 
-        def dumped(process, name=name, content=content) -> None:
+        def dumped(process, name=name, content=content, base=base) -> None:
             calls.append(name)
-            write_dump(scratch / name, {"pagemap-1.img": (1, [(A, content, incremental.PE_PRESENT)])})
-            (scratch / f"{name}-work").mkdir()
-        fp.register(["runc", "checkpoint", "--leave-running", "--image-path", str(scratch / name),
-                     "--work-path", str(scratch / f"{name}-work"), CID], callback=dumped)
+            write_dump(base / name, {"pagemap-1.img": (1, [(A, content, incremental.PE_PRESENT)])})
+            (base / f"{name}-work").mkdir()
+        fp.register(["runc", "checkpoint", "--leave-running", "--image-path", str(base / name),
+                     "--work-path", str(base / f"{name}-work"), CID], callback=dumped)
     return str(scratch)
 
 
@@ -273,3 +277,51 @@ def test_a_round_over_the_pause_bound_is_not_run(fp, tmp_path, state_dir, memory
 
     assert calls == ["p0"] and first.top == "pre-checkpoint"
     assert "round 1's estimated pause 2.67 s exceeds --pre-copy-max-pause 1 s" in capfd.readouterr().err
+
+
+def test_each_dump_goes_to_disk_only_while_the_page_cache_takes_it_before_writeback(fp, tmp_path, state_dir,
+                                                                                     memory_in_use, monkeypatch,
+                                                                                     capfd):
+    """P0 finds room for twice its bytes under the writeback threshold: the disk dir; round 1 does not
+    (another writer dirtied the page cache): tmpfs. What is built from a dump always goes to tmpfs, and
+    neither dir keeps anything between rounds."""
+    memory_in_use(64 << 20)
+    rooms = iter([128 << 20, (128 << 20) - 1])
+    monkeypatch.setattr(writeback, "headroom", lambda: next(rooms))
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    p0 = [page(f"p{i}") for i in range(40)]
+    r1 = [page("r") if i == 0 else p0[i] for i in range(40)]        # within the budget: round 1 is the last
+    calls: list[str] = []
+    scratch = _fake_round_dumps(fp, tmp_path, state_dir, [p0, r1], calls, [disk, tmp_path / "scratch"])
+    t = _target(tmp_path, state_dir)
+    tw = TarWriter(io.BytesIO())
+    inv = _debug_invocation()
+    first = memory.phase0("runc", inv, state_dir, CheckpointRequest(), [CID], t,
+                          memory.Choice(features.CONTENT_DIFF, ""), scratch, tw, 0, str(disk))
+    assert first is not None
+    memory.rounds("runc", inv, state_dir, CheckpointRequest(), [CID], t, first, scratch, tw, 0, None, str(disk))
+    assert calls == ["p0", "round-1"]
+    assert tw.members["pre-checkpoint.1/pages-1.img"].size == PAGE
+    assert os.listdir(disk) == [] and os.listdir(scratch) == []
+    err = capfd.readouterr().err
+    assert f"phase-0 memory dump into {disk}: 64 MiB x 2 fit in the 128 MiB" in err
+    assert f"round 1 dump into {scratch}: 64 MiB x 2 do not fit in the 127 MiB" in err
+
+
+def test_without_the_memory_figure_a_dump_stays_in_tmpfs(tmp_path, state_dir, monkeypatch):
+    monkeypatch.setattr(writeback, "headroom", lambda: 1 << 40)
+    t = _target(tmp_path, state_dir)                     # no cgroup memory.stat: in use unknown
+    assert memory.dump_dir(t, "/dev/shm/x", "/state/ctr/.scratch-1")[0] == "/dev/shm/x"
+
+
+def test_an_encrypted_streams_dumps_stay_in_tmpfs_whatever_the_page_cache_takes(tmp_path, state_dir, memory_in_use,
+                                                                                monkeypatch):
+    """Plaintext pages of an encrypted export never go to disk (issue 20), not even for seconds."""
+    memory_in_use(64 << 20)
+    monkeypatch.setattr(writeback, "headroom", lambda: 1 << 40)
+    t = _target(tmp_path, state_dir)
+    assert memory.dump_dir(t, "/dev/shm/x", "/state/ctr/.scratch-1")[0] == "/state/ctr/.scratch-1"
+    t.seal_for = (object(),)                          # any recipient: the stream is sealed
+    where, why = memory.dump_dir(t, "/dev/shm/x", "/state/ctr/.scratch-1")
+    assert where == "/dev/shm/x" and "encrypted" in why

@@ -62,7 +62,6 @@ def prepare(parent: str, archive: str, container_dir: str, trust: trustpolicy.Po
             decryption_keys: tuple[str, ...], flags: GlobalFlags | None) -> Base:
     """Read, verify, judge and index the chain ending in `parent`, for a child written to `archive`."""
     parent = os.path.abspath(parent)
-    os.makedirs(container_dir, mode=0o700, exist_ok=True)
     fd, scratch = callscratch.make(container_dir)   # a killed call's: swept by state/settle, under the lock
     try:
         ancestors = chain.stage(parent, None, None, scratch, None, trust, decryption_keys, flags)
