@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime, timezone
 
 import pytest
 
 from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.checkpoint import autoexport
 
-T0 = datetime(2026, 11, 26, 10, 0, 0, 123456, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 26, 10, 0, 0, 123456, tzinfo=UTC)
 
 
 @pytest.mark.parametrize("compress,ext", [("zstd", ".tar.zst"), ("gzip", ".tar.gz"), ("none", ".tar")])
@@ -139,9 +139,3 @@ def test_prepare_refuses_a_file(tmp_path):
     f.write_text("")
     with pytest.raises(RuncCkptError, match="export dir"):
         autoexport.prepare(str(f))
-
-
-@pytest.mark.parametrize("export_dir,pre_dump,want", [(None, False, False), ("/x", False, True),
-                                                      ("/x", True, False)])
-def test_wanted(export_dir, pre_dump, want):
-    assert autoexport.wanted(export_dir, pre_dump) is want

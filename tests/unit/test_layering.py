@@ -102,13 +102,18 @@ LAZY = [
     # no TOML parser (podmanstore.storage_graphroot: only for a bundle that names its image; ~12 ms),
     # no PyYAML for a plain config file (settings.plainyaml; import + load ~15 ms), no export writer
     # before the dump (archive.export, ~25 ms: loaded by metadata.hostfacts while runc dumps), and no
-    # archive reader (state.transaction's staging sweep names its prefix from safeextract; ~3-5 ms, 10 modules),
-    # and no dataclasses (records are NamedTuples or slotted classes: dataclasses + inspect ~10 ms, ~0.5 ms a class)
+    # archive reader nor safeextract (state.transaction's staging sweep takes its prefix from archive.layout; the
+    # journaled merge is state.journaledmerge's, an import's only: ~5 ms, 11 modules),
+    # and no dataclasses (records are NamedTuples or slotted classes: dataclasses + inspect ~10 ms, ~0.5 ms a class);
+    # no packaging before the dump (checkpoint.packaging: config.dump, versions, needs and the platform
+    # module, ~8 ms, loaded by metadata.hostfacts while runc dumps), no ctypes (runtime.mounttable: unmounts only)
     (["checkpoint", "--export", "{tmp}/out.tar", "web"], "runc_ckpt.checkpoint.flow",
      ["runc_ckpt.migrate.sender", "runc_ckpt.migrate.stream", "runc_ckpt.image.transport",
       "runc_ckpt.image.create", "tomllib", "yaml", "runc_ckpt.archive.export",
       "runc_ckpt.checkpoint.incremental_export", "runc_ckpt.runtime.criu.incremental", "xxhash",
-      "runc_ckpt.archive.reader", "gzip", "dataclasses", "inspect"]),
+      "runc_ckpt.archive.reader", "gzip", "dataclasses", "inspect", "runc_ckpt.checkpoint.packaging",
+      "runc_ckpt.metadata.configdump", "runc_ckpt.metadata.needs", "platform", "ctypes",
+      "runc_ckpt.archive.safeextract", "tarfile"]),
     # restore --import FILE with a plain config file: no PyYAML either, nor dataclasses
     (["restore", "--import", "{tmp}/a.tar", "--bundle", "{tmp}", "web"], "runc_ckpt.restore.importer",
      ["yaml", "dataclasses", "inspect"]),

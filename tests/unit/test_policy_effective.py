@@ -6,7 +6,7 @@ import pytest
 
 from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.settings.config import Config
-from runc_ckpt.settings.policy import ANNOTATIONS, effective
+from runc_ckpt.settings.policy import ANNOTATIONS, Policy, effective
 
 P = "io.runc-ckpt."
 
@@ -210,3 +210,9 @@ def test_policy_is_frozen():
     pol = effective(Config(), {}, {})
     with pytest.raises(AttributeError):
         pol.compress = "none"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("export_dir,pre_dump,want", [(None, False, False), ("/x", False, True),
+                                                      ("/x", True, False)])
+def test_auto_export_only_of_a_complete_checkpoint(export_dir, pre_dump, want):
+    assert Policy(export_dir=export_dir).auto_exports(pre_dump) is want

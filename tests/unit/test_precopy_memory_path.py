@@ -12,8 +12,8 @@ import pytest
 from runc_ckpt.archive.writer import TarWriter
 from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.base.globalflags import GlobalFlags, Invocation
-from runc_ckpt.checkpoint import flow
 from runc_ckpt.checkpoint.request import CheckpointRequest
+from runc_ckpt.checkpoint.target import Target
 from runc_ckpt.commands import checkpoint as checkpoint_cmd
 from runc_ckpt.commands import cmdflags, options
 from runc_ckpt.migrate import memory
@@ -73,12 +73,12 @@ def memory_in_use(tmp_path, monkeypatch):
     return put
 
 
-def _target(tmp_path, state_dir: str, image_path: str | None = None) -> flow.Target:
+def _target(tmp_path, state_dir: str, image_path: str | None = None) -> Target:
     bundle = tmp_path / "bundle"
     bundle.mkdir(exist_ok=True)
     st = ContainerState(CID, "running", str(bundle), str(bundle / "rootfs"), "2026-12-01T00:00:00Z", 0, {})
     plan = predump.plan(state_dir, CID, predump.CallerPaths(image_path=image_path), False, False, True)
-    return flow.Target(CID, st, {}, plan, Policy(), [], [])
+    return Target(CID, st, {}, plan, Policy(), [], [])
 
 
 def _tracking(fp, criu: str, supported: bool) -> None:

@@ -14,7 +14,7 @@ from runc_ckpt.archive import safeextract
 from runc_ckpt.base import signals
 from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.runtime import atomicfile, lock
-from runc_ckpt.state import transaction
+from runc_ckpt.state import journaledmerge, transaction
 from tests.hostile.harness import snapshot
 
 # ---------------------------------------------------------------- signals
@@ -147,7 +147,7 @@ def test_a_journaled_merge_is_undone_exactly_even_by_another_process(tmp_path):
     j = transaction.Journal(str(tmp_path / "import"))
     with safeextract.Root(str(staging), "s") as s, safeextract.Root(str(target), "t") as t:
         plan = safeextract.plan_merge(s, t, [], ["/deleted"], "test")
-        transaction.apply_merge(j, s, t, plan, {}, safeextract.Extracted(), str(tmp_path / "import" / "undo"))
+        journaledmerge.apply_merge(j, s, t, plan, {}, safeextract.Extracted(), str(tmp_path / "import" / "undo"))
     j.close()
     assert (target / "etc" / "new").exists() and not (target / "deleted").exists()
     assert transaction.undo(transaction.read(str(tmp_path / "import"))) == []

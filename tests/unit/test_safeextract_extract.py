@@ -12,7 +12,7 @@ from runc_ckpt.archive import safeextract
 from runc_ckpt.archive.safeextract import Root, UnsafeArchive
 from runc_ckpt.archive.tarstream import BytesSource, TarStream
 from runc_ckpt.base.errors import RuncCkptError
-from runc_ckpt.state import transaction
+from runc_ckpt.state import journaledmerge, transaction
 from tests.hostile.builder import d, dev, f, hard, sym, tar_bytes
 
 
@@ -92,7 +92,7 @@ def _merge(tmp_path, entries, deleted=(), prepare=None):
     journal = transaction.Journal(tempfile.mkdtemp(prefix="import-", dir=tmp_path))
     try:
         plan = safeextract.plan_merge(staging, root, result.explicit_dirs, deleted, "t")
-        transaction.apply_merge(journal, staging, root, plan, result.explicit_dirs, result,
+        journaledmerge.apply_merge(journal, staging, root, plan, result.explicit_dirs, result,
                                 undo_dir=staging.path + transaction.UNDO_SUFFIX)
         transaction.commit(journal.steps)
     finally:

@@ -35,6 +35,9 @@ HELLO = "migrate/hello.json"           # first member of a stream: who sends, fo
 PHASE1_END = "migrate/phase1-end.json"  # pre-copy: all of phase 1 is before this member
 ROOTFS_REMOVED = "migrate/rootfs-removed.json"  # pre-copy: paths of rootfs-diff.tar gone by the freeze
 ROOTFS_DELTA = "migrate/rootfs-delta.tar"       # pre-copy: what changed in the rootfs after phase 1
+# Not a member: the staging dir an import extracts the rootfs into, beside it (archive.reader makes it;
+# state.transaction sweeps what killed runs left, on every checkpoint, without loading the reader).
+ROOTFS_STAGING_PREFIX = ".runc-ckpt-staging-"
 STDIO = "-"                            # --export -/--import -: the archive is stdout/stdin
 
 FORMAT = "runc-ckpt"

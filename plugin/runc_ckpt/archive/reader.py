@@ -611,7 +611,7 @@ def _stage_tree(reader: MemberSource, member: str, directory: str, what: str,
     target = safeextract.Root(directory, what)
     parent = safeextract.Root(home, what) if home and os.stat(home).st_dev == os.fstat(target.fd).st_dev else None
     try:
-        name, remove_dir = safeextract.make_staging(target, safeextract.ROOTFS_STAGING_PREFIX, parent)
+        name, remove_dir = safeextract.make_staging(target, layout.ROOTFS_STAGING_PREFIX, parent)
     except BaseException:
         target.close()
         if parent is not None:

@@ -14,7 +14,7 @@ Two phases keep a refusal from leaving anything half-applied:
      Refusal or error: the staging directory is removed, the target untouched.
   2. plan_merge() checks the staged tree against the target (and deletions
      against the target) without changing anything; the journaled merge
-     (state/transaction.apply_merge) then rename()s the staged entries into
+     (state/journaledmerge.apply_merge) then rename()s the staged entries into
      place with move(), copying only on EXDEV.
 
 Headers are parsed by archive/tarstream (our own parser); tarfile's extraction
@@ -615,11 +615,6 @@ def _copy_meta(sfd: int, dfd: int, st: os.stat_result) -> None:
             if e.errno not in (errno.ENOTSUP, errno.EPERM):
                 raise
     os.utime(dfd, ns=(st.st_atime_ns, st.st_mtime_ns))
-
-
-# The rootfs staging dir of an import (archive.reader), named here, beside make_staging, so that
-# state.transaction's sweep of killed runs' staging needs no import of the whole reader on every checkpoint.
-ROOTFS_STAGING_PREFIX = ".runc-ckpt-staging-"
 
 
 def make_staging(target: Root, prefix: str, home: Root | None = None) -> tuple[str, Callable[[], None]]:

@@ -1,6 +1,6 @@
 """Auto-export bookkeeping: where the next archive of a container goes, and retention.
 
-When policy sets export_dir, every checkpoint of the container also writes an
+When policy sets export_dir (settings.policy.Policy.auto_exports), every checkpoint of the container also writes an
 archive there (export.write_archive places it atomically). Names are
 `<container-id>-<UTC timestamp>.tar[.zst|.gz]`: the fixed-width timestamp makes
 them sort by time, and the strict pattern lets prune() touch only files
@@ -22,11 +22,6 @@ _STAMP = "%Y%m%dT%H%M%S.%fZ"
 _STAMP_RE = r"[0-9]{8}T[0-9]{6}\.[0-9]{6}Z"
 _EXT_RE = r"\.tar(?:\.zst|\.gz)?"
 # runc's own rule for container IDs.
-
-
-def wanted(export_dir: str | None, pre_dump: bool) -> bool:
-    """Auto-export only a complete checkpoint: a pre-dump has no restorable images."""
-    return export_dir is not None and not pre_dump
 
 
 def prepare(export_dir: str) -> None:

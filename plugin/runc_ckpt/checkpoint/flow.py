@@ -23,33 +23,35 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from runc_ckpt.archive import exporttarget, layout
+from runc_ckpt.archive import exporttarget
 from runc_ckpt.base import goflags, realrunc, runclog, signals
 from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.base.globalflags import Invocation
-from runc_ckpt.checkpoint import autoexport, stats_report
+from runc_ckpt.checkpoint import stats_report
 from runc_ckpt.checkpoint.request import CheckpointRequest
-from runc_ckpt.image import reference
-from runc_ckpt.image.reference import Reference
-from runc_ckpt.metadata import configdump, hostfacts, needs
+from runc_ckpt.checkpoint.target import Target
+from runc_ckpt.metadata import hostfacts
 from runc_ckpt.rootfs import diff
 from runc_ckpt.runtime import containerstate, faults, lock, logrelay, ocispec, volumes
 from runc_ckpt.runtime.containerstate import ContainerState
-from runc_ckpt.runtime.criu import cpuinfo, features
+from runc_ckpt.runtime.criu import features
 from runc_ckpt.settings import config, hooks, policy
 from runc_ckpt.state import intent, predump, recovery, settle, tmpfsimages
 from runc_ckpt.trust import imagesdir, keys, sealeddir, sealkeys
 from runc_ckpt.trust import policy as trustpolicy
-from runc_ckpt.trust.sealkeys import SealKey
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    from runc_ckpt.archive import export as exporter
     from runc_ckpt.checkpoint.incremental_export import Base
+    from runc_ckpt.image.reference import Reference
+
+
+# What runs after the dump (the export writer among its imports): metadata.hostfacts loads it while
+# runc dumps, where the flow only waits.
+PACKAGING = "runc_ckpt.checkpoint.packaging"
 
 
 class RuncFailed(Exception):
@@ -58,33 +60,6 @@ class RuncFailed(Exception):
     def __init__(self, code: int) -> None:
         super().__init__(code)
         self.code = code
-
-
-class Target:
-    """One container to checkpoint, fully checked before anything is touched.
-
-    Mutable: the flow adds what it learns on the way (rootfs_source before the dump, base, a
-    migration's next plan). A plain slotted class, not a dataclass: its ~0.5 ms of generated
-    methods and the dataclasses/inspect imports are start-up every checkpoint would pay.
-    """
-
-    __slots__ = ("base", "plan", "policy", "post_hooks", "pre_hooks", "raw_input", "rootfs_source", "seal_for",
-                 "sign_key", "spec", "state")
-
-    def __init__(self, raw_input: str, state: ContainerState, spec: dict, plan: predump.Plan, pol: policy.Policy,
-                 pre_hooks: list[hooks.Hook], post_hooks: list[hooks.Hook], seal_for: tuple[SealKey, ...] = (),
-                 sign_key: ec.EllipticCurvePrivateKey | None = None) -> None:
-        self.raw_input = raw_input
-        self.state = state
-        self.spec = spec
-        self.plan = plan
-        self.policy = pol
-        self.pre_hooks = pre_hooks
-        self.post_hooks = post_hooks
-        self.rootfs_source: diff.RootfsSource | None = None  # found before the dump when an archive needs the rootfs
-        self.seal_for = seal_for      # the archive's recipients (--encryption-key, else the node key)
-        self.sign_key = sign_key      # signs the manifest (--sign-by-..., else the node key)
-        self.base: Base | None = None  # --incremental-from: the parent chain, indexed before the dump
 
 
 # A caller that writes the archive itself (runc_ckpt.migrate.sender, --export -): it gets the one
@@ -214,7 +189,7 @@ def _locked(runc: str, inv: Invocation, cfg: config.Config, req: CheckpointReque
                               seal_for=seal_for, sign_key=sign_key))
     if req.export or image_ref:
         for t in targets:
-            check_self_contained(t.plan)
+            predump.check_self_contained(t.plan)
     if targets and (targets[0].plan.pre_dump or targets[0].plan.parent_path is not None):
         features.require_memory_tracking(inv.flags.criu, cfg.state_dir, req.why_tracking())
     results = []
@@ -287,32 +262,10 @@ def _seal_caller_images(t: Target) -> None:
 def check_image_target(text: str) -> Reference:
     """The parsed --create-image reference, once we know it can be written."""
     # Imported here, not at the top: image/'s writers cost ~14 ms only --create-image needs (test_layering LAZY).
-    from runc_ckpt.image import transport
+    from runc_ckpt.image import reference, transport
     ref = reference.parse(text, "--create-image")
     transport.check_target(ref)
     return ref
-
-
-def check_self_contained(plan: predump.Plan) -> None:
-    """An archive holds one pre-checkpoint (podman's --import-previous takes one), so a dump that
-    builds on a chain of them would restore with pages missing: refuse it before touching anything."""
-    if plan.parent_path is None:
-        return
-    parent = parent_dir(plan)
-    if plan.pre_dump:
-        raise RuncCkptError(f"--export: this pre-checkpoint would hold only the pages changed since "
-                            f"{plan.parent_path}, and an archive holds one self-contained pre-checkpoint; "
-                            "export the first pre-checkpoint of a chain (after a full checkpoint)")
-    if os.path.lexists(os.path.join(parent, "parent")):
-        raise RuncCkptError(f"--export: the pre-checkpoint {plan.parent_path} itself builds on another one, "
-                            "and an archive holds one self-contained pre-checkpoint")
-
-
-def parent_dir(plan: predump.Plan) -> str:
-    """The directory of the pre-dump a dump builds on (plan.parent_path is relative to its image dir)."""
-    assert plan.parent_path is not None
-    return os.path.normpath(os.path.join(os.path.realpath(os.path.dirname(plan.image_dir)),
-                                         os.path.basename(plan.image_dir), plan.parent_path))
 
 
 def select(runc: str, inv: Invocation, req: CheckpointRequest) -> list[tuple[str, ContainerState]]:
@@ -370,15 +323,19 @@ def _checkpoint_one(runc: str, inv: Invocation, cfg: config.Config, req: Checkpo
     if deferral.signum is not None:
         raise RuncCkptError(f"interrupted by {deferral.signame} before the checkpoint of {st.id} started: "
                             f"the container is untouched", deferral.exit_code)
-    auto_export = autoexport.wanted(t.policy.export_dir, plan.pre_dump)
+    auto_export = t.policy.auto_exports(plan.pre_dump)
     exporting = archive is not None or image_ref is not None or auto_export
     if exporting and not t.policy.ignore_rootfs and not plan.pre_dump:
         # Engines unmount the root as soon as the process ends (podman's cleanup, containerd's
         # shim), which a dump without --leave-running causes: find its overlay dirs while mounted.
         t.rootfs_source = diff.locate(st.rootfs)
     predump.prepare(plan)
-    # What the manifest records of this host is gathered while runc dumps (metadata.hostfacts).
-    facts = hostfacts.HostFacts(runc, inv.flags.criu, not plan.pre_dump, cfg.state_dir) if exporting else None
+    # What the manifest records of this host is gathered while runc dumps (metadata.hostfacts), and the
+    # packaging after the dump is loaded there too; the thread starts once runc has been spawned.
+    # (zstandard: archive.compression imports it when it first compresses.)
+    preload = (PACKAGING, "zstandard") if t.policy.compress == "zstd" else (PACKAGING,)
+    facts = hostfacts.HostFacts(runc, inv.flags.criu, not plan.pre_dump, cfg.state_dir, preload) \
+        if exporting else None
     try:
         return _dump_and_export(runc, inv, cfg, req, runc_flags, t, archive, image_ref, deferral, auto_export,
                                 hook_state, facts)
@@ -406,7 +363,7 @@ def _dump_and_export(runc: str, inv: Invocation, cfg: config.Config, req: Checkp
                           stdout=sys.stderr if req.print_stats else None,
                           pass_fds=(fd,) if fd >= 0 and _is_open(fd) else (),
                           context=lambda dropped: _failure_context(runc, inv, t, dropped, since=started_at) or None,
-                          phase="dump")
+                          phase="dump", spawned=facts.start if facts is not None else None)
     runtime_us = stats_report.micros(time.monotonic() - began)
     if result.returncode != 0:
         predump.abandon(plan)
@@ -431,35 +388,17 @@ def _dump_and_export(runc: str, inv: Invocation, cfg: config.Config, req: Checkp
         # so they are not hashed a second time (a stream's downtime would pay for it).
         imagesdir.sign(plan.final_dir, t.state.id, t.sign_key)
     criu = _criu_stats(inv, plan) if req.print_stats else {}
-    # Auto-export first: an explicit --export tidies the images away afterwards.
-    if auto_export:
-        _auto_export(runc, inv, cfg, req, t, facts)
-    if archive is not None or image_ref is not None:
-        export(runc, inv, cfg, req, t, archive or "", image_ref=image_ref, target_checked=archive is not None,
-               facts=facts, base=t.base)
+    if auto_export or archive is not None or image_ref is not None:
+        # Imported here, not at the top: loaded in the host-facts thread while runc dumped (PACKAGING).
+        from runc_ckpt.checkpoint import packaging
+        # Auto-export first: an explicit --export tidies the images away afterwards.
+        if auto_export:
+            packaging.auto_export(runc, inv, cfg, req, t, facts)
+        if archive is not None or image_ref is not None:
+            packaging.export(runc, inv, cfg, req, t, archive or "", image_ref=image_ref,
+                             target_checked=archive is not None, facts=facts, base=t.base)
     hooks.run_stage("postcheckpoint", t.post_hooks, hook_state, inv.flags, t.policy.hook_timeout)
     return stats_report.ContainerStats(t.state.id, t.raw_input, runtime_us, criu)
-
-
-def _auto_export(runc: str, inv: Invocation, cfg: config.Config, req: CheckpointRequest, t: Target,
-                 facts: hostfacts.HostFacts | None = None) -> None:
-    """Policy's archive in export_dir, then retention.
-
-    runc already succeeded and the caller has its images, so a failure here is
-    a warning: failing the call would make the engine believe that a
-    checkpoint which happened (and may have stopped the container) did not.
-    """
-    pol = t.policy
-    assert pol.export_dir is not None
-    try:
-        check_self_contained(t.plan)
-        autoexport.prepare(pol.export_dir)
-        path = autoexport.archive_path(pol.export_dir, t.state.id, time.time(), pol.compress)
-        export(runc, inv, cfg, req, t, path, tidy=False, with_parent=True, facts=facts)
-        for removed in autoexport.prune(pol.export_dir, t.state.id, pol.retention):
-            runclog.debug(inv.flags, f"auto-export: retention removed {removed}")
-    except RuncCkptError as e:
-        runclog.warn(inv.flags, f"auto-export of {t.state.id} to {pol.export_dir}: {e}")
 
 
 def _is_open(fd: int) -> bool:
@@ -505,81 +444,3 @@ def _criu_stats(inv: Invocation, plan: predump.Plan) -> dict[str, int]:
     except RuncCkptError as e:
         runclog.warn(inv.flags, f"--print-stats: {e}")
         return {}
-
-
-def export(runc: str, inv: Invocation, cfg: config.Config, req: CheckpointRequest, t: Target,
-           archive: str, tidy: bool = True, image_ref: Reference | None = None, with_parent: bool = False,
-           target_checked: bool = False, facts: hostfacts.HostFacts | None = None,
-           base: Base | None = None) -> None:
-    """Write the archive (or, with image_ref, the image); on failure the images stay and the error says where.
-
-    with_parent: a dump taken --with-previous also stores its pre-dump as
-    pre-checkpoint/, so the archive restores alone (auto-export: no other
-    archive holds that pre-dump). An explicit --export keeps podman's layout:
-    the pre-checkpoint travels in its own archive (--import-previous). target_checked: checkpoint()
-    ran exporttarget.check_target on `archive` before the dump, so the write does not probe it again.
-    facts: the host's facts gathered while runc dumped (None: gathered now). base: the parent chain of
-    --incremental-from; the archive then holds only the pages changed since it (P1', built here).
-    """
-    plan = t.plan
-    ereq = export_request(runc, inv, req, t, archive, with_parent, facts)._replace(target_checked=target_checked)
-    try:
-        if base is not None:
-            image_dir, built = base.build(plan.final_dir)
-            ereq = ereq._replace(image_dir=image_dir, parent=base.link.to_json())
-            runclog.debug(inv.flags, f"export: {built.kept} of {built.pages} pages changed since "
-                                     f"{base.link.archive} (chain depth {base.link.depth})")
-        if image_ref is not None:
-            # Imported here, not at the top: image/'s writers cost ~14 ms only --create-image needs (test_layering LAZY).
-            from runc_ckpt.image import create
-            # Encrypted, the plain layer is written to tmpfs beside the images, then sealed by skopeo.
-            warnings = create.create(image_ref, ereq, plan.memory_dir or cfg.state_dir, inv.flags)
-        else:
-            # Imported here, not at the top: the writer's ~25 ms load while runc dumps (metadata.hostfacts,
-            # test_layering LAZY), where the flow only waits.
-            from runc_ckpt.archive import export as exporter
-            warnings = exporter.write_archive(ereq).warnings
-    except RuncCkptError as e:
-        raise RuncCkptError(f"{e}; the checkpoint images are kept in {plan.final_dir}") from None
-    for warning in warnings:
-        runclog.warn(inv.flags, f"export: {warning}")
-    if tidy and not req.keep:
-        predump.tidy_after_export(plan)
-
-
-def export_request(runc: str, inv: Invocation, req: CheckpointRequest, t: Target, archive: str,
-                   with_parent: bool = False, facts: hostfacts.HostFacts | None = None) -> exporter.ExportRequest:
-    """What an export of this container writes (to a file, an image, or a stream: runc_ckpt.migrate);
-    facts: this host's tool versions and cpuinfo.img, gathered while runc dumped (None: asked now)."""
-    # Imported here, not at the top: loaded while runc dumps (metadata.hostfacts; test_layering LAZY).
-    from runc_ckpt.archive import export as exporter
-    plan = t.plan
-    pol = t.policy
-    roots = configdump.volume_roots(t.state, list(pol.volume_roots))
-    dump = configdump.config_dump(t.state, t.spec, datetime.now(UTC), roots)
-    compress = pol.compress
-    opts = {"compress": compress, "leave_running": req.leave_running,
-            "pre_checkpoint": plan.pre_dump, "with_previous": req.with_previous,
-            "tcp_established": pol.tcp_established, "file_locks": pol.file_locks,
-            "ignore_rootfs": pol.ignore_rootfs, "ignore_volumes": pol.ignore_volumes}
-    return exporter.ExportRequest(
-        archive=archive, compress=compress, level=pol.compress_level, threads=pol.compress_threads,
-        image_dir=plan.final_dir,
-        image_member=layout.PRE_CHECKPOINT_DIR if plan.pre_dump else layout.CHECKPOINT_DIR,
-        work_dir=plan.work_dir, bundle=t.state.bundle, spec=t.spec, rootfs=t.state.rootfs,
-        rootfs_source=t.rootfs_source,
-        config_dump=dump, include_rootfs=not pol.ignore_rootfs and not plan.pre_dump,
-        include_volumes=not pol.ignore_volumes, volume_roots=roots,
-        manifest_fields={"versions": (facts.versions if facts else configdump.versions)(runc, inv.flags.criu),
-                         "host": configdump.host(),
-                         "container": {"id": t.state.id, "name": dump["name"]},
-                         "options": opts,
-                         # issue 21: what the restore will need of its host (metadata.needs)
-                         **({} if plan.pre_dump else {"needs": needs.to_json(needs.record(
-                             plan.final_dir, t.spec, t.state.rootfs, t.rootfs_source, inv.flags.criu,
-                             inv.flags.systemd_cgroup, {"name": dump.get("rootfsImageName", ""),
-                                                        "id": dump.get("rootfsImageID", "")},
-                             not pol.ignore_rootfs, facts.cpuinfo if facts else cpuinfo.dump))})},
-        flags=inv.flags, extra_volumes=pol.extra_volumes, seal_for=t.seal_for, sign_key=t.sign_key,
-        previous_dir=parent_dir(plan) if with_parent and plan.parent_path is not None and not plan.pre_dump
-        else None)

@@ -81,8 +81,8 @@ from runc_ckpt.archive.writer import DIR, SYM, Entry, TarWriter
 from runc_ckpt.base import runclog
 from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.base.globalflags import Invocation
-from runc_ckpt.checkpoint import flow
 from runc_ckpt.checkpoint.request import CheckpointRequest
+from runc_ckpt.checkpoint.target import Target
 from runc_ckpt.runtime import atomicfile, cgroupmem, containerstate, faults, logrelay, safe_remove, writeback
 from runc_ckpt.runtime.criu import features, incremental, stats
 from runc_ckpt.state import intent, predump, settle, tmpfsimages
@@ -156,13 +156,13 @@ def _record_rate(state_dir: str, pages_bytes: int, pause: float) -> None:
         pass
 
 
-def _in_use(t: flow.Target) -> tuple[str | None, int | None]:
+def _in_use(t: Target) -> tuple[str | None, int | None]:
     """The container's cgroup and the bytes a dump of it writes (rss + shmem), if known."""
     cgroup = cgroupmem.of_pid(t.state.pid) or settle.cgroup_of(t.state.bundle, t.state.id)
     return cgroup, (cgroupmem.dumpable_bytes(cgroup) if cgroup is not None else None)
 
 
-def choose(criu: str, state_dir: str, t: flow.Target, max_pause: float | None) -> Choice:
+def choose(criu: str, state_dir: str, t: Target, max_pause: float | None) -> Choice:
     """Decide before anything is frozen; max_pause None: no bound, 0: never pre-copy memory."""
     if not t.plan.ours or t.plan.parent_path is not None:
         return Choice(SKIPPED, "the caller named the image paths (--image-path/--parent-path): the memory "
@@ -198,7 +198,7 @@ def _work(name: str) -> str:
     return f"{name}-work"
 
 
-def dump_dir(t: flow.Target, scratch: str, disk: str | None) -> tuple[str, str]:
+def dump_dir(t: Target, scratch: str, disk: str | None) -> tuple[str, str]:
     """Where the next phase-0 dump goes (see the module docstring): disk while the page cache takes it
     with room to spare, else scratch (tmpfs); and why, for the debug line."""
     if disk is None:
@@ -214,7 +214,7 @@ def dump_dir(t: flow.Target, scratch: str, disk: str | None) -> tuple[str, str]:
     return (disk, why) if fits else (scratch, why)
 
 
-def p0_args(choice: Choice, t: flow.Target, p: CheckpointRequest, runc_flags: list[str], base: str | None,
+def p0_args(choice: Choice, t: Target, p: CheckpointRequest, runc_flags: list[str], base: str | None,
             pre_plan: predump.Plan | None, name: str = P0) -> list[str]:
     """`runc checkpoint` arguments of a phase-0 dump (P0, or the round dumped into base/name):
     the policy's and caller's flags, our paths."""
@@ -228,7 +228,7 @@ def p0_args(choice: Choice, t: flow.Target, p: CheckpointRequest, runc_flags: li
     return ["checkpoint", *t.policy.runc_flags(p.policy.keys()), *ours, *runc_flags]
 
 
-def _dump(runc: str, inv: Invocation, t: flow.Target, args: list[str], what: str) -> tuple[bool, float]:
+def _dump(runc: str, inv: Invocation, t: Target, args: list[str], what: str) -> tuple[bool, float]:
     """One phase-0 dump (the container keeps running); (whether runc succeeded, the seconds it took)."""
     runclog.debug(inv.flags, f"--pre-copy: {what}: running {' '.join([runc, *inv.runc_globals, *args])}")
     began = time.monotonic()
@@ -256,7 +256,7 @@ def _pause(work: str, runc_seconds: float) -> float:
 
 
 def phase0(runc: str, inv: Invocation, state_dir: str, p: CheckpointRequest, runc_flags: list[str],
-           t: flow.Target, choice: Choice, scratch: str | None, tw: TarWriter, mtime: int,
+           t: Target, choice: Choice, scratch: str | None, tw: TarWriter, mtime: int,
            disk: str | None = None) -> Phase0 | None:
     """Dump P0 (a short pause), stream it as pre-checkpoint/; None: the dump failed, memory goes after the freeze.
 
@@ -323,7 +323,7 @@ def stop_reason(done: list[Round], max_rounds: int = layout.PRE_COPY_ROUNDS) -> 
 
 
 def rounds(runc: str, inv: Invocation, state_dir: str, p: CheckpointRequest, runc_flags: list[str],
-           t: flow.Target, first: Phase0, scratch: str, tw: TarWriter, mtime: int,
+           t: Target, first: Phase0, scratch: str, tw: TarWriter, mtime: int,
            max_pause: float | None, disk: str | None = None) -> None:
     """After P0 (CONTENT_DIFF): run and stream the rounds stop_reason() asks for; first.index and
     first.top end up at the last one, which the freeze builds on. Each dump goes where dump_dir() says,
@@ -413,7 +413,7 @@ def freeze_images(first: Phase0 | None, req: export.ExportRequest, scratch: str 
     return req._replace(image_dir=out, parent_member=first.top)
 
 
-def p1_on_tmpfs(state_dir: str, t: flow.Target, p: CheckpointRequest) -> bool:
+def p1_on_tmpfs(state_dir: str, t: Target, p: CheckpointRequest) -> bool:
     """Move the freeze's dump P1 onto tmpfs (see the module docstring); whether it moved.
 
     Only for our own full dump (no caller paths, no parent) that is not on tmpfs already (encrypted)

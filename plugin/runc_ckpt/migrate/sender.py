@@ -47,8 +47,9 @@ from runc_ckpt.archive.writer import DIR, Entry, TarWriter, TreePlan
 from runc_ckpt.base import runclog, signals
 from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.base.globalflags import Invocation
-from runc_ckpt.checkpoint import flow
+from runc_ckpt.checkpoint import flow, packaging
 from runc_ckpt.checkpoint.request import CheckpointRequest
+from runc_ckpt.checkpoint.target import Target
 from runc_ckpt.metadata import needs
 from runc_ckpt.migrate import delta, handshake, hello, lazypages, memory, stream
 from runc_ckpt.migrate.request import MigrateSend
@@ -75,11 +76,11 @@ def send(inv: Invocation, cfg: config.Config, req: MigrateSend, started: float |
 
 
 def _send(runc: str, inv: Invocation, cfg: config.Config, m: MigrateSend, runc_flags: list[str],
-          t: flow.Target) -> int:
+          t: Target) -> int:
     p = m.checkpoint
     timeout = m.stream_timeout
     runc_flags = lazypages.without_lazy_flags(runc_flags, inv.flags, inv.flags.criu)
-    req = flow.export_request(runc, inv, p, t, layout.STDIO)
+    req = packaging.export_request(runc, inv, p, t, layout.STDIO)
     out = stream.StreamOut.take_stdout(timeout)
     replies = handshake.Replies() if m.handshake else None
     mode = hello.PRE_COPY if m.pre_copy else hello.PLAIN
@@ -260,7 +261,7 @@ def _say(req: export.ExportRequest, what: str, changed: TreePlan, removed: list[
                                  f"({changed.size} bytes), {len(removed)} removed since phase 1")
 
 
-def _after_failure(runc: str, inv: Invocation, p: CheckpointRequest, t: flow.Target, dumped: bool) -> str:
+def _after_failure(runc: str, inv: Invocation, p: CheckpointRequest, t: Target, dumped: bool) -> str:
     """Put the container back here if the dump stopped it; say what state things are in."""
     if not dumped and not p.leave_running:
         # A signal or hook failure right after a successful dump ends checkpoint_one with an error.
@@ -282,7 +283,7 @@ def _after_failure(runc: str, inv: Invocation, p: CheckpointRequest, t: flow.Tar
             f"in {plan.final_dir}")
 
 
-def _restore_flags(p: CheckpointRequest, t: flow.Target) -> list[str]:
+def _restore_flags(p: CheckpointRequest, t: Target) -> list[str]:
     """The dump's options that its restore must repeat."""
     wanted = {"--tcp-established": t.policy.tcp_established, "--file-locks": t.policy.file_locks,
               "--ext-unix-sk": p.ext_unix_sk, "--shell-job": p.shell_job}

@@ -54,7 +54,7 @@ from runc_ckpt.restore.request import ImportRequest, StreamSession
 from runc_ckpt.runtime import atomicfile, containerid, containerstate, criuconf, faults, lock, ocispec, safe_remove
 from runc_ckpt.runtime.criu import incremental, rootmode, stats
 from runc_ckpt.settings import config, hooks, policy
-from runc_ckpt.state import intent, recovery, settle, tmpfsimages, transaction
+from runc_ckpt.state import intent, journaledmerge, recovery, settle, tmpfsimages, transaction
 from runc_ckpt.trust import policy as trustpolicy
 from runc_ckpt.trust import verdict
 
@@ -726,7 +726,7 @@ def _apply_merges(journal: transaction.Journal, staged: reader.Staged,
     trees = ([("rootfs", staged.rootfs)] if staged.rootfs is not None else []) + list(staged.volumes.items())
     for key, tree in trees:
         try:
-            transaction.apply_merge(journal, tree.staging, tree.target, plans[key], tree.extracted.explicit_dirs,
+            journaledmerge.apply_merge(journal, tree.staging, tree.target, plans[key], tree.extracted.explicit_dirs,
                                     tree.extracted, undo_dir=tree.staging.path + transaction.UNDO_SUFFIX,
                                     step=lambda: faults.point("apply"))
         except OSError as e:

@@ -89,8 +89,8 @@ def _append(path: str, lines: list[str]) -> None:
         os.close(fd)
 
 
-def _wait_through_interrupts(argv: list[str], stdout: IO[str] | int | None,
-                             pass_fds: tuple[int, ...], phase: str | None) -> tuple[int, int | None]:
+def _wait_through_interrupts(argv: list[str], stdout: IO[str] | int | None, pass_fds: tuple[int, ...],
+                             phase: str | None, spawned: Callable[[], None] | None) -> tuple[int, int | None]:
     """Run argv to the end, however we are asked to stop meanwhile.
 
     Killing runc mid-dump (as subprocess.run does on KeyboardInterrupt) could
@@ -100,6 +100,8 @@ def _wait_through_interrupts(argv: list[str], stdout: IO[str] | int | None,
     """
     with signals.deferred() as deferral:
         proc = subprocess.Popen(argv, stdout=stdout, pass_fds=pass_fds)
+        if spawned is not None:
+            spawned()
         if phase is not None:
             faults.point(phase)
         return proc.wait(), deferral.signum
@@ -116,22 +118,24 @@ def amend_last_error(lines: list[str], context: str) -> list[str]:
 
 def run(runc: str, runc_globals: list[str], args: list[str], flags: GlobalFlags,
         stdout: IO[str] | int | None = None, pass_fds: tuple[int, ...] = (),
-        context: Callable[[list[str]], str | None] | None = None, phase: str | None = None) -> RuncResult:
+        context: Callable[[list[str]], str | None] | None = None, phase: str | None = None,
+        spawned: Callable[[], None] | None = None) -> RuncResult:
     """`runc [globals] args...`, relaying its log as described above.
 
     When runc fails and the log is a file, context(dropped messages) may
     return text to append to runc's one error line (in parentheses), so the
     caller's single error carries what runc's message lacks. phase names a
-    fault point (runtime.faults) reached once runc has started.
+    fault point (runtime.faults) reached once runc has started; spawned() is called then too (work
+    that should overlap runc's, not delay its start).
     """
     if not logs_to_file(flags):
-        rc, signum = _wait_through_interrupts([runc, *runc_globals, *args], stdout, pass_fds, phase)
+        rc, signum = _wait_through_interrupts([runc, *runc_globals, *args], stdout, pass_fds, phase, spawned)
         return RuncResult(rc, logged_error=rc > 0, signum=signum)
     fd, private = tempfile.mkstemp(prefix="runc-ckpt-runc-log-")
     os.close(fd)
     try:
         rc, signum = _wait_through_interrupts([runc, *runc_globals, "--log", private, *args],
-                                              stdout, pass_fds, phase)
+                                              stdout, pass_fds, phase, spawned)
         with open(private, encoding="utf-8", errors="replace") as f:
             lines = f.read().splitlines()
     finally:

@@ -90,6 +90,11 @@ class Policy(NamedTuple):
     hook_timeout: float = 30.0
     sources: Mapping[str, str] = MappingProxyType({})
 
+    def auto_exports(self, pre_dump: bool) -> bool:
+        """Whether a dump is also archived in export_dir: only a complete checkpoint (a pre-dump has no
+        restorable images)."""
+        return self.export_dir is not None and not pre_dump
+
     def runc_flags(self, given: set[str] | frozenset[str] = frozenset()) -> list[str]:
         """runc flags this policy adds: booleans it turned on that the caller did not pass itself.
 

@@ -119,6 +119,27 @@ def relative_parent(image_dir: str, pre_dir: str) -> str:
     return os.path.relpath(os.path.realpath(pre_dir), os.path.realpath(image_dir))
 
 
+def check_self_contained(p: Plan) -> None:
+    """An archive holds one pre-checkpoint (podman's --import-previous takes one), so a dump that
+    builds on a chain of them would restore with pages missing: refuse it before touching anything."""
+    if p.parent_path is None:
+        return
+    if p.pre_dump:
+        raise RuncCkptError(f"--export: this pre-checkpoint would hold only the pages changed since "
+                            f"{p.parent_path}, and an archive holds one self-contained pre-checkpoint; "
+                            "export the first pre-checkpoint of a chain (after a full checkpoint)")
+    if os.path.lexists(os.path.join(parent_dir(p), "parent")):
+        raise RuncCkptError(f"--export: the pre-checkpoint {p.parent_path} itself builds on another one, "
+                            "and an archive holds one self-contained pre-checkpoint")
+
+
+def parent_dir(p: Plan) -> str:
+    """The directory of the pre-dump a dump builds on (p.parent_path is relative to its image dir)."""
+    assert p.parent_path is not None
+    return os.path.normpath(os.path.join(os.path.realpath(os.path.dirname(p.image_dir)),
+                                         os.path.basename(p.image_dir), p.parent_path))
+
+
 def numbered(container_dir: str) -> list[int]:
     """The N of every pre-checkpoint.N directory, ascending."""
     try:

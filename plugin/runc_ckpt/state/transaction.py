@@ -32,10 +32,10 @@ import json
 import os
 import shutil
 import stat
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import NamedTuple
 
-from runc_ckpt.archive import safeextract
+from runc_ckpt.archive import layout
 from runc_ckpt.runtime import atomicfile, safe_remove
 
 JOURNAL = "journal"
@@ -211,51 +211,4 @@ def commit(steps: list[Step]) -> None:
 
 def sweep_staging(directory: str) -> list[str]:
     """Remove staging and undo dirs in directory that no live restore holds; returns them."""
-    return atomicfile.sweep(directory, lambda name: name.startswith(safeextract.ROOTFS_STAGING_PREFIX))
-
-
-# ---------------------------------------------------------------- the journaled merge
-
-
-def apply_merge(journal: Journal, staging: safeextract.Root, target: safeextract.Root,
-                plan: safeextract.MergePlan, explicit_dirs: dict[tuple[str, ...], safeextract.DirMeta],
-                result: safeextract.Extracted, undo_dir: str, step: Callable[[], None] = lambda: None) -> None:
-    """Apply a checked merge plan (safeextract.plan_merge), every change journaled first.
-
-    Replaced and deleted entries go aside into undo_dir (same filesystem as
-    target), not away; staged entries are renamed into place
-    (safeextract.move, a copy only across filesystems); then the explicit
-    directories get their metadata, deepest first. `step` is called between
-    operations (fault injection).
-    """
-    old_umask = os.umask(0)
-    try:
-        journal.undo_dir(undo_dir)
-        for parts in plan.replaces:
-            target.trim()
-            _aside(journal, target, parts, undo_dir)
-        for parts in plan.moves + plan.replaces:
-            staging.trim()
-            target.trim()
-            journal.moving(os.path.join(target.path, *parts))
-            safeextract.move(staging, target, parts)
-            step()
-        for parts in plan.deletions:
-            target.trim()
-            _aside(journal, target, parts, undo_dir)
-        for meta in sorted(explicit_dirs.values(), key=lambda m: -len(m.parts)):
-            target.trim()
-            if target.lstat(meta.parts) is not None:
-                journal.meta(os.path.join(target.path, *meta.parts))
-            safeextract.apply_dir_meta(target, meta, result)
-    finally:
-        os.umask(old_umask)
-
-
-def _aside(journal: Journal, target: safeextract.Root, parts: tuple[str, ...], undo_dir: str) -> None:
-    parent = target.dir(parts[:-1])
-    if parent is None or target.lstat(parts) is None:
-        return
-    aside = journal.backing_up(os.path.join(target.path, *parts), undo_dir)
-    target.forget(parts)
-    os.rename(parts[-1], aside, src_dir_fd=parent)
+    return atomicfile.sweep(directory, lambda name: name.startswith(layout.ROOTFS_STAGING_PREFIX))
