@@ -109,9 +109,13 @@ LAZY = [
       "runc_ckpt.image.create", "tomllib", "yaml", "runc_ckpt.archive.export",
       "runc_ckpt.checkpoint.incremental_export", "runc_ckpt.runtime.criu.incremental", "xxhash",
       "runc_ckpt.archive.reader", "gzip", "dataclasses", "inspect"]),
-    # restore --import FILE with a plain config file: no PyYAML either, nor dataclasses
+    # restore --import FILE with a plain config file: no PyYAML either, nor dataclasses; no libc binding
+    # (mounttable.unmount: a leftover's unmount only), no parent check or page hashing (incremental: a dump
+    # on a parent only), no state query or datetime (postrestore hooks only; configdump's are annotations),
+    # no private keys (an encrypted archive only), no stray-lock repair (a busy lock only)
     (["restore", "--import", "{tmp}/a.tar", "--bundle", "{tmp}", "web"], "runc_ckpt.restore.importer",
-     ["yaml", "dataclasses", "inspect"]),
+     ["yaml", "dataclasses", "inspect", "ctypes", "xxhash", "runc_ckpt.runtime.containerstate", "datetime",
+      "runc_ckpt.runtime.criu.incremental", "runc_ckpt.trust.sealkeys", "runc_ckpt.runtime.lockrepair"]),
 ]
 
 
