@@ -111,11 +111,10 @@ LAZY = [
       "runc_ckpt.archive.reader", "gzip", "dataclasses", "inspect"]),
     # restore --import FILE with a plain config file: no PyYAML either, nor dataclasses; no libc binding
     # (mounttable.unmount: a leftover's unmount only), no parent check or page hashing (incremental: a dump
-    # on a parent only), no state query or datetime (postrestore hooks only; configdump's are annotations),
-    # no private keys (an encrypted archive only), no stray-lock repair (a busy lock only)
+    # on a parent only), no state query or datetime (postrestore hooks only; configdump's are annotations)
     (["restore", "--import", "{tmp}/a.tar", "--bundle", "{tmp}", "web"], "runc_ckpt.restore.importer",
      ["yaml", "dataclasses", "inspect", "ctypes", "xxhash", "runc_ckpt.runtime.containerstate", "datetime",
-      "runc_ckpt.runtime.criu.incremental", "runc_ckpt.trust.sealkeys", "runc_ckpt.runtime.lockrepair"]),
+      "runc_ckpt.runtime.criu.incremental"]),
 ]
 
 

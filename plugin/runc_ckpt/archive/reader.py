@@ -31,7 +31,7 @@ from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.base.globalflags import GlobalFlags
 from runc_ckpt.base.jsondoc import JSONObject
 from runc_ckpt.base.progress import NullProgress, Progress
-from runc_ckpt.trust import seal
+from runc_ckpt.trust import seal, sealkeys
 
 # Members read into memory are small JSON files; a bigger one is hostile.
 MAX_SMALL_MEMBER = 16 << 20
@@ -357,9 +357,6 @@ def stage(path: str, targets: Targets, what_is_required: str = layout.CHECKPOINT
         counted = CountedFile(raw, shown, file_sha)  # type: ignore[arg-type]  # a stream source has its peek and read too
         plain: CountedFile | seal.SealReader = counted
         if seal.is_sealed(raw.peek(len(seal.MAGIC))):
-            # Imported here, not at the top: only an encrypted archive reads private keys (~0.6 ms of every
-            # other import; test_layering LAZY).
-            from runc_ckpt.trust import sealkeys
             plain = seal.SealReader(counted, sealkeys.load_privates(decryption_keys), path)
             staged.sealed_for = plain.header.fingerprints
         staged.compression = compression.detect(plain.peek(4)[:4])

@@ -452,7 +452,7 @@ class _Restore:
                     with contextlib.suppress(OSError):     # a node restoring thousands keeps no empty dirs
                         os.rmdir(settle.container_dir(self.cfg.state_dir, cid))
             if code == 0 and settled.post_hooks and made is not False:
-                # Imported here, not at the top: only postrestore hooks need it (~1.5 ms with datetime;
+                # Imported here, not at the top: only postrestore hooks need it (~2 ms with datetime;
                 # test_layering LAZY), as in runc_restore.
                 from runc_ckpt.runtime import containerstate
                 st = containerstate.state(self.runc, inv, cid)
@@ -542,8 +542,8 @@ def _check_parent(import_dir: str) -> None:
             raise RuncCkptError(f"the archive's memory pre-copy rounds {', '.join(map(str, rounds))} are not a "
                                 f"chain its {layout.CHECKPOINT_DIR}/ builds on (its parent must be ../{last})")
     if os.path.islink(link):
-        # Imported here, not at the top: only a dump on top of a parent is checked (~1 ms of every other
-        # restore --import; test_layering LAZY).
+        # Imported here, not at the top: only a dump on top of a parent is checked (~2 ms with xxhash, of
+        # every other restore --import; test_layering LAZY).
         from runc_ckpt.runtime.criu import incremental
         incremental.check_parent(image_dir)
 

@@ -39,7 +39,7 @@ from collections.abc import Iterator
 from typing import NamedTuple
 
 from runc_ckpt.base.errors import RuncCkptError
-from runc_ckpt.runtime import atomicfile, procscan
+from runc_ckpt.runtime import atomicfile, lockrepair, procscan
 
 LOCK_DIR = "locks"
 POLL = 0.05
@@ -100,9 +100,6 @@ def hold(state_dir: str, key: str, operation: str, timeout: float, what: str | N
                 if time.monotonic() >= deadline:
                     raise RuncCkptError(f"{what or key} is busy: {_holder(holder)} holds its lock {path}; "
                                         f"waited {timeout:g}s (lock_timeout in runc-ckpt.yaml)") from None
-                # Imported here, not at the top: only a busy lock may be a stray's (~0.4 ms of every call;
-                # test_layering LAZY).
-                from runc_ckpt.runtime import lockrepair
                 if lockrepair.orphaned(fd, holder) is not None:
                     lockrepair.replace(directory, path, fd)     # a stray's inherited fd: a fresh lock
                 else:

@@ -51,7 +51,7 @@ def below(path: str, mountinfo: str = MOUNTINFO, include_self: bool = True,
 def unmount(path: str) -> str | None:
     """umount2(path, MNT_DETACH); None on success (or when it is not mounted any more), else why not."""
     # Imported here, not at the top: only a leftover's unmount needs libc, and every restore --import
-    # imports this module (~1 ms; test_layering LAZY).
+    # imports this module (~2 ms; test_layering LAZY).
     import ctypes
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.umount2(os.fsencode(path), MNT_DETACH) == 0:
