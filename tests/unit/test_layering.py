@@ -114,9 +114,12 @@ LAZY = [
       "runc_ckpt.archive.reader", "gzip", "dataclasses", "inspect", "runc_ckpt.checkpoint.packaging",
       "runc_ckpt.metadata.configdump", "runc_ckpt.metadata.needs", "platform", "ctypes",
       "runc_ckpt.archive.safeextract", "tarfile"]),
-    # restore --import FILE with a plain config file: no PyYAML either, nor dataclasses
+    # restore --import FILE with a plain config file: no PyYAML either, nor dataclasses; no libc binding
+    # (mounttable.unmount: a leftover's unmount only), no parent check or page hashing (incremental: a dump
+    # on a parent only), no state query or datetime (postrestore hooks only; configdump's are annotations)
     (["restore", "--import", "{tmp}/a.tar", "--bundle", "{tmp}", "web"], "runc_ckpt.restore.importer",
-     ["yaml", "dataclasses", "inspect"]),
+     ["yaml", "dataclasses", "inspect", "ctypes", "xxhash", "runc_ckpt.runtime.containerstate", "datetime",
+      "runc_ckpt.runtime.criu.incremental"]),
 ]
 
 

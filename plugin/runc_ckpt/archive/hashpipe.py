@@ -26,8 +26,10 @@ class HashPipe:
 
     def __init__(self, depth: int = 16) -> None:
         self._q: queue.Queue[tuple[hashlib._Hash, list[memoryview]] | None] = queue.Queue(depth)
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
+        # Started by the first update(): an import whose members all stay under reader.MemberSource's
+        # HASH_BATCH (a tiny restore) hashes them inline and never pays for a thread (~0.1-1 ms, more
+        # while another process holds the second core).
+        self._thread: threading.Thread | None = None
 
     def _run(self) -> None:
         while True:
@@ -41,12 +43,18 @@ class HashPipe:
             self._q.task_done()
 
     def update(self, sha: hashlib._Hash, views: list[memoryview]) -> None:
+        if self._thread is None:
+            thread = threading.Thread(target=self._run, daemon=True)
+            thread.start()
+            self._thread = thread   # only once started: a signal raised in start() leaves close() nothing to join
         self._q.put((sha, views))
 
     def digest(self, sha: hashlib._Hash) -> str:
-        self._q.join()
+        if self._thread is not None:
+            self._q.join()
         return sha.hexdigest()
 
     def close(self) -> None:
-        self._q.put(None)
-        self._thread.join(timeout=5)
+        if self._thread is not None:
+            self._q.put(None)
+            self._thread.join(timeout=5)

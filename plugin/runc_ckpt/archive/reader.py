@@ -66,12 +66,18 @@ class ReadAhead(ViewReader):
     """Decompress in a background thread so decompression overlaps hashing and writing.
 
     zstandard and zlib release the GIL while they work, so this uses the
-    second core; the bounded queue keeps memory at a few MiB.
+    second core; the bounded queue keeps memory at a few MiB. `inline`
+    (a file of at most INLINE_MAX bytes): no thread, each chunk is
+    decompressed when the caller needs it, with the same errors.
     """
 
     CHUNK = 1 << 20
+    # A file at most this big (compressed) is decompressed in the caller's thread: a thread's start
+    # and hand-offs cost more than the overlap gains on a tiny restore's few KiB.
+    INLINE_MAX = 256 << 10
 
-    def __init__(self, raw: BinaryIO, what: str, depth: int = 8, partial: bool = False) -> None:
+    def __init__(self, raw: BinaryIO, what: str, depth: int = 8, partial: bool = False,
+                 inline: bool = False) -> None:
         self._q: queue.Queue[bytes | BaseException] = queue.Queue(depth)
         self._view = memoryview(b"")
         self._eof = False
@@ -82,22 +88,28 @@ class ReadAhead(ViewReader):
         # read() would wait for a whole chunk -- and a stream's hello would wait for phase 1.
         self._read = raw.read1 if partial else raw.read  # type: ignore[attr-defined]  # partial: a stream's reader has read1
         self._partial = partial
-        self._thread = threading.Thread(target=self._run, args=(raw,), daemon=True)
-        self._thread.start()
+        self._thread: threading.Thread | None = None
+        if not inline or partial:
+            self._thread = threading.Thread(target=self._run, daemon=True)
+            self._thread.start()
 
-    def _run(self, raw: BinaryIO) -> None:
+    def _next(self) -> bytes | BaseException:
+        """The next chunk (b"" at the end), or the error to raise in the reading thread."""
         try:
-            while not self._stop.is_set():
-                chunk = self._read(self.CHUNK)
-                self._put(chunk)
-                if not chunk:
-                    return
+            return self._read(self.CHUNK)
         except OSError as e:  # handed to the reading thread
-            self._put(CorruptStream(f"reading {self._what}: {e.strerror or e}"))
+            return CorruptStream(f"reading {self._what}: {e.strerror or e}")
         except seal.SealError as e:  # says itself what is wrong with the encrypted file
-            self._put(e)
+            return e
         except Exception as e:  # noqa: BLE001  # zstd/gzip: corrupt or truncated data, whatever its type
-            self._put(CorruptStream(f"archive {self._what} is truncated or corrupt: {e}"))
+            return CorruptStream(f"archive {self._what} is truncated or corrupt: {e}")
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            item = self._next()
+            self._put(item)
+            if not isinstance(item, bytes) or not item:
+                return
 
     def _put(self, item: bytes | BaseException) -> None:
         while not self._stop.is_set():
@@ -112,7 +124,7 @@ class ReadAhead(ViewReader):
             return True
         if self._eof:
             return False
-        item = self._q.get()
+        item = self._q.get() if self._thread is not None else self._next()
         if isinstance(item, BaseException):
             self._eof = True
             raise item
@@ -138,6 +150,8 @@ class ReadAhead(ViewReader):
         sender waiting for our reply): it is a daemon thread that stops once
         its read returns, so give up waiting for it after a second."""
         self._stop.set()
+        if self._thread is None:
+            return
         give_up = time.monotonic() + 1.0 if self._partial else None
         while self._thread.is_alive() and (give_up is None or time.monotonic() < give_up):
             try:
@@ -187,6 +201,7 @@ class MemberSource(ViewReader):
         self.sha = hashlib.sha256()
         self._pending: list[memoryview] = []
         self._pending_bytes = 0
+        self._handed = False    # some of this member's bytes went to the HashPipe
 
     def read_view(self, n: int) -> memoryview:
         v = self._tar.read_view(min(n, self.left))
@@ -200,10 +215,19 @@ class MemberSource(ViewReader):
 
     def _hand_over(self) -> None:
         self._hasher.update(self.sha, self._pending)
+        self._handed = True
         self._pending = []
         self._pending_bytes = 0
 
     def hexdigest(self) -> str:
+        if not self._handed:
+            # Under HASH_BATCH in all: the caller would only wait for the thread to hash it, so it is
+            # hashed here, without the hand-off (and no thread starts for an archive of small members).
+            for view in self._pending:
+                self.sha.update(view)
+            self._pending = []
+            self._pending_bytes = 0
+            return self.sha.hexdigest()
         if self._pending:
             self._hand_over()
         return self._hasher.digest(self.sha)
@@ -338,7 +362,8 @@ def stage(path: str, targets: Targets, what_is_required: str = layout.CHECKPOINT
         staged.compression = compression.detect(plain.peek(4)[:4])
         # CountedFile and SealReader have the peek and read the decompressor uses (it types its input BinaryIO).
         stream = compression.decompressing_reader(plain)  # type: ignore[arg-type]
-        reader = ReadAhead(stream, path, partial=size is None)
+        reader = ReadAhead(stream, path, partial=size is None,
+                           inline=size is not None and size <= ReadAhead.INLINE_MAX)
         tar = TarStream(reader, f"archive {path}")
         count = 0
         try:

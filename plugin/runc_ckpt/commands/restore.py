@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 
+from runc_ckpt.base import gcpause
 from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.base.globalflags import Invocation
 from runc_ckpt.commands import cmdflags, options
@@ -25,10 +26,19 @@ OWN_RUNC_FLAGS = {"bundle", "image_path", "work_path"}
 
 
 def run(inv: Invocation) -> int:
+    try:
+        return _run(inv)
+    finally:
+        imagereader.stop()      # the entry (cli) may have forked it for what looked like --import FILE
+
+
+def _run(inv: Invocation) -> int:
     parsed = cmdflags.parse_or_help(options.RESTORE, inv.args, "restore", NAME, USAGE, DESCRIPTION)
     if parsed is None:
         return 0
     source = parsed.text("import")
+    if not source or source == STDIO or parsed.flag("handshake"):
+        imagereader.stop()      # no archive file: nothing for the reader the entry may have forked
     if source == STDIO or parsed.flag("handshake"):
         check_stream_flags(parsed)
         # Imported here, not at the top: runc's own restore (every engine's) skips migrate (test_layering LAZY).
@@ -36,15 +46,14 @@ def run(inv: Invocation) -> int:
         from runc_ckpt.migrate.request import MigrateReceive
         return receiver.receive(inv, MigrateReceive(import_request(parsed), handshake=parsed.flag("handshake")))
     if source:
-        # The pre-flight's CRIU image reader is forked first, holding no lock yet: it imports pycriu (~55 ms)
-        # on the other core while this process loads the import stack and stages (runtime.criu.imagereader).
+        # The pre-flight's CRIU image reader is forked first (by the entry, or here), holding no lock yet: it
+        # imports pycriu (~55 ms) on the other core while this process loads the import stack and stages
+        # (runtime.criu.imagereader); run() ends it.
         imagereader.start()
-        try:
+        with gcpause.loading():
             # Imported here, not at the top: runc's own restore skips the import stack (~30 ms; test_layering LAZY).
             from runc_ckpt.restore import importer
-            return importer.restore(inv, import_request(parsed))
-        finally:
-            imagereader.stop()
+        return importer.restore(inv, import_request(parsed))
     # Imported here, not at the top: --help and runc's usage errors (exec'd runc) load no flow (test_layering LAZY).
     from runc_ckpt.restore import runc_restore
     for opt in options.RESTORE:

@@ -18,14 +18,18 @@ from __future__ import annotations
 
 import os
 import subprocess
-from datetime import datetime
+from typing import TYPE_CHECKING
 
 from runc_ckpt import __version__
 from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.base.jsondoc import JSONObject
 from runc_ckpt.runtime import hostcache, hostinfo, ocispec, podmanstore, volumes
-from runc_ckpt.runtime.containerstate import ContainerState
 from runc_ckpt.runtime.criu import features
+
+if TYPE_CHECKING:       # annotations only: restore --import (versions, host) loads neither (~2 ms)
+    from datetime import datetime
+
+    from runc_ckpt.runtime.containerstate import ContainerState
 
 RUNTIME_NAME = "runc-ckpt"
 # config.dump fields from the annotations engines set (CRI-O, containerd's CRI plugin); else empty.

@@ -51,8 +51,8 @@ from runc_ckpt.image import source as importsource
 from runc_ckpt.metadata import configdump, preflight
 from runc_ckpt.restore import hostpreflight, podmanspec, untrusted
 from runc_ckpt.restore.request import ImportRequest, StreamSession
-from runc_ckpt.runtime import atomicfile, containerid, containerstate, criuconf, faults, lock, ocispec, safe_remove
-from runc_ckpt.runtime.criu import incremental, rootmode, stats
+from runc_ckpt.runtime import atomicfile, containerid, criuconf, faults, lock, ocispec, safe_remove
+from runc_ckpt.runtime.criu import rootmode, stats
 from runc_ckpt.settings import config, hooks, policy
 from runc_ckpt.state import intent, journaledmerge, recovery, settle, tmpfsimages, transaction
 from runc_ckpt.trust import policy as trustpolicy
@@ -452,6 +452,9 @@ class _Restore:
                     with contextlib.suppress(OSError):     # a node restoring thousands keeps no empty dirs
                         os.rmdir(settle.container_dir(self.cfg.state_dir, cid))
             if code == 0 and settled.post_hooks and made is not False:
+                # Imported here, not at the top: only postrestore hooks need it (~2 ms with datetime;
+                # test_layering LAZY), as in runc_restore.
+                from runc_ckpt.runtime import containerstate
                 st = containerstate.state(self.runc, inv, cid)
                 hooks.run_stage("postrestore", settled.post_hooks,
                                 hooks.state_json(st.id, st.status, st.pid, st.bundle, settled.annotations),
@@ -529,7 +532,7 @@ def _check_parent(import_dir: str) -> None:
     so a dump pointed at an older round would restore pages the workload had already overwritten.
     """
     image_dir = os.path.join(import_dir, layout.CHECKPOINT_DIR)
-    link = os.path.join(image_dir, incremental.PARENT_LINK)
+    link = os.path.join(image_dir, "parent")    # CRIU's link to the parent (incremental.PARENT_LINK)
     rounds = [n for n in range(1, layout.PRE_COPY_ROUNDS + 1)
               if os.path.isdir(os.path.join(import_dir, layout.pre_copy_round(n)))]
     if rounds:
@@ -539,6 +542,9 @@ def _check_parent(import_dir: str) -> None:
             raise RuncCkptError(f"the archive's memory pre-copy rounds {', '.join(map(str, rounds))} are not a "
                                 f"chain its {layout.CHECKPOINT_DIR}/ builds on (its parent must be ../{last})")
     if os.path.islink(link):
+        # Imported here, not at the top: only a dump on top of a parent is checked (~2 ms with xxhash, of
+        # every other restore --import; test_layering LAZY).
+        from runc_ckpt.runtime.criu import incremental
         incremental.check_parent(image_dir)
 
 

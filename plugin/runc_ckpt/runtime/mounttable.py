@@ -50,8 +50,8 @@ def below(path: str, mountinfo: str = MOUNTINFO, include_self: bool = True,
 
 def unmount(path: str) -> str | None:
     """umount2(path, MNT_DETACH); None on success (or when it is not mounted any more), else why not."""
-    # Imported here, not at the top: ctypes (~2 ms) only for an unmount, rare, and this module is on every
-    # checkpoint's start-up path (runtime.safe_remove).
+    # Imported here, not at the top: only a leftover's unmount needs libc, and every checkpoint and
+    # restore --import imports this module (~2 ms; test_layering LAZY).
     import ctypes
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.umount2(os.fsencode(path), MNT_DETACH) == 0:

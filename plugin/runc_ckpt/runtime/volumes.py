@@ -11,7 +11,6 @@ the host and is only listed in the manifest, never archived.
 from __future__ import annotations
 
 import os
-import string
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
@@ -22,7 +21,8 @@ from runc_ckpt.settings.policy import ANNOTATION_PREFIX
 VOLUMES_ANNOTATION = ANNOTATION_PREFIX + "volumes"
 BIND_PREFIX = "bind-"
 # Kept as they are in a bind volume's name (see bind_volume_name for ".").
-_PLAIN = frozenset(string.ascii_letters + string.digits + "_")
+# (string.ascii_letters + string.digits, spelled out: the string module is ~0.4 ms of every restore --import)
+_PLAIN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
 
 
 class BindMount(NamedTuple):
