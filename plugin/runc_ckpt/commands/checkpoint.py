@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 
+from runc_ckpt.base import gcpause
 from runc_ckpt.base.errors import PassToRunc, RuncCkptError
 from runc_ckpt.base.globalflags import Invocation
 from runc_ckpt.checkpoint.request import STREAM, CheckpointRequest, Compression
@@ -44,8 +45,9 @@ def run(inv: Invocation) -> int:
                                                  stream_timeout=stream_timeout(parsed),
                                                  max_pause=max_pause(parsed, cfg)), started)
     # Imported here, not at the top: --help and runc's usage errors (exec'd runc) skip the flow's ~100 ms
-    # of imports (test_layering LAZY).
-    from runc_ckpt.checkpoint import flow
+    # of imports (test_layering LAZY). No GC pass while they load (base.gcpause).
+    with gcpause.loading():
+        from runc_ckpt.checkpoint import flow
     return flow.checkpoint(inv, cfg, req, started)
 
 
