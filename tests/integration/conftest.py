@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from runc_ckpt.state import tmpfsimages
 from tests.conftest import require_tool
 
 COUNTER = "i=0; while true; do i=$((i+1)); echo $i > /counter; sleep 0.1; done"
@@ -202,6 +203,20 @@ class Containers:
         for cid in self.ids:
             runc(self.root, "kill", cid, "KILL", check=False)
             runc(self.root, "delete", "--force", cid, check=False)
+
+
+@pytest.fixture(autouse=True)
+def tmpfs_images_go_with_the_test(tmp_path: Path) -> Iterator[None]:
+    """CRIU images a test's calls kept on the host's tmpfs go when the test ends (state.tmpfsimages).
+
+    A stream sent without a back channel keeps its images there by design (until the user deletes them),
+    as does a killed call whose container is gone; the record naming each lies in the test's state dir,
+    which pytest removes, and /dev/shm is RAM. Only dirs recorded under tmp_path are wiped.
+    """
+    yield
+    for record in tmp_path.rglob(".tmpfs-*.json"):
+        for found in tmpfsimages.records(str(record.parent)):
+            tmpfsimages.wipe(str(record.parent), found.directory)
 
 
 @pytest.fixture
