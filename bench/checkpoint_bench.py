@@ -8,6 +8,7 @@ Run as root (runc-ckpt is driven through its command line only: the venv's
     python bench/checkpoint_bench.py --scale 2              # every default size x2
     python bench/checkpoint_bench.py --cases memory,rootfs --size-mib 2048
     python bench/checkpoint_bench.py --smoke                # every case at a tiny size, no goal checks
+    python bench/checkpoint_bench.py --cases tiny --repeat 9   # the fixed cost: medians of 9 interleaved rounds
     python bench/checkpoint_bench.py --cases files1k,smallfiles --sizes files1k=300000,smallfiles=50000 \
         --contenders ours,limit                             # issue 22's many-file exports
 
@@ -272,6 +273,13 @@ def run_limit(rc: Bundles, case: str, size: int, src: str, out: str) -> Result:
 
 # ---------------------------------------------------------------- report
 
+def median(results: list[Result]) -> Result | None:
+    """The round with the median time (the lower middle one of an even count); None: the contender did not run."""
+    if not results:
+        return None
+    return sorted(results, key=lambda r: r.seconds)[(len(results) - 1) // 2]
+
+
 def report(rows: list[tuple[str, int, Result | str, Result | None, Result | None]], goals: Goals) -> None:
     """One block per case: times, each ratio and peak RSS against that case's goals."""
     print()
@@ -316,6 +324,9 @@ def main() -> int:
     ap.add_argument("--sizes", default="", help="per-case sizes, e.g. files1k=300000,smallfiles=50000 "
                     "(over --size-mib, --full and --smoke)")
     ap.add_argument("--dir", default="/var/tmp", help="where the work directory goes")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="rounds of every contender per case, interleaved; each one's median round is reported "
+                         "(a tiny checkpoint's single calls swing by +-50 ms on a shared 2-core machine)")
     ap.add_argument("--contenders", default="podman,ours,limit",
                     help="which to run besides ours (e.g. just `ours` for the 1M-file RSS case)")
     add_common_args(ap)
@@ -326,6 +337,8 @@ def main() -> int:
     unknown = (set(cases) | set(sizes)) - set(DEFAULTS)
     if unknown:
         ap.error(f"unknown cases: {', '.join(sorted(unknown))}")
+    if args.repeat < 1:
+        ap.error("--repeat takes a number of rounds, at least 1")
     require("podman", "conmon", "runc", "criu", "gcc", "tar", "zstd", "busybox")
     goals = Goals(smoke=args.smoke)
     work = Path(tempfile.mkdtemp(prefix="ckpt-bench-", dir=args.dir))
@@ -341,7 +354,8 @@ def main() -> int:
             pm = PodmanEnv(Path(tempfile.mkdtemp(prefix="rcpb-", dir="/tmp")), runc)
             pm.import_image(image_tar)
         rc = Bundles(work, lower, Runc(work / "runc-root", runc))
-        print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; runc {runc}; runc-ckpt {runc_ckpt}",
+        print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; runc {runc}; runc-ckpt {runc_ckpt}"
+              + (f"; each contender's median of {args.repeat} interleaved rounds" if args.repeat > 1 else ""),
               flush=True)
         # Untimed: runc-ckpt caches per-host tool answers in its state dir (runtime.hostcache), as any node
         # has after its first checkpoint; without this the first case alone would pay for them.
@@ -364,17 +378,20 @@ def main() -> int:
                 if case not in NO_DATA:
                     generate(case, size, src)
                     print(f"{label}: {du_mib(src):.0f} MiB of data", flush=True)
-                pod = lim = None
-                if pm is not None:
-                    pod = run_podman(pm, case, size, src, str(work / f"{case}-podman.tar.zst"))
-                    print(f"{label}: podman {pod.seconds:.2f}s", flush=True)
-                ours = run_ours(rc, runc_ckpt, case, size, src, str(work / f"{case}-ours.tar.zst"))
-                print(f"{label}: ours {ours.seconds:.2f}s", flush=True)
-                rc.discard()            # the disk back before the next copy of a big tree
-                if "limit" in args.contenders:
-                    lim = run_limit(rc, case, size, src, str(work / f"{case}-limit.tar.zst"))
-                    print(f"{label}: limit {lim.seconds:.2f}s", flush=True)
-                rows.append((label, size, pod, ours, lim))
+                pods, ourss, lims = [], [], []
+                for _ in range(args.repeat):
+                    if pm is not None:
+                        pods.append(run_podman(pm, case, size, src, str(work / f"{case}-podman.tar.zst")))
+                        print(f"{label}: podman {pods[-1].seconds:.2f}s", flush=True)
+                    ourss.append(run_ours(rc, runc_ckpt, case, size, src, str(work / f"{case}-ours.tar.zst")))
+                    print(f"{label}: ours {ourss[-1].seconds:.2f}s", flush=True)
+                    rc.discard()            # the disk back before the next copy of a big tree
+                    if "limit" in args.contenders:
+                        lims.append(run_limit(rc, case, size, src, str(work / f"{case}-limit.tar.zst")))
+                        print(f"{label}: limit {lims[-1].seconds:.2f}s", flush=True)
+                    for p in work.glob(f"{case}-*.tar.zst"):
+                        p.unlink()
+                rows.append((label, size, median(pods), median(ourss), median(lims)))
             except (BenchError, subprocess.SubprocessError) as e:
                 rows.append((label, size, str(e), None, None))
             finally:
