@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from runc_ckpt.metadata import configdump
-from runc_ckpt.runtime import hostcache
+from runc_ckpt.runtime import atomicfile, hostcache
 from runc_ckpt.runtime.criu import cpuinfo
 
 OWN_IMAGE = b"cpu-of-this-host"
@@ -142,3 +142,23 @@ def test_an_unwritable_cache_dir_still_answers(tools, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
     assert configdump.versions(runc, criu, str(blocker / "state"))["runc"] == "1.1.5"
+
+
+def test_a_killed_writers_temp_file_goes_with_the_next_write(tools, tmp_path):
+    """A tree kill while the host-facts thread wrote the cache left its temp file (unheld): the next
+    call misses the cache, asks again, and its write sweeps the dead temp; a live writer's stays."""
+    runc, criu = tools
+    state = tmp_path / "state"
+    state.mkdir()
+    dead = state / ".criu-cpuinfo.json.runc-ckpt-deadbeef.tmp"
+    dead.write_text('{"key": ')
+    live_fd, live = atomicfile.locked_temp(str(state), "criu-cpuinfo.json")   # flock held: a live writer
+    other = state / ".lock.runc-ckpt-cafef00d.tmp"                        # another file's temp: not ours to sweep
+    other.write_text("")
+    try:
+        assert cpuinfo.dump(criu, str(state)) == OWN_IMAGE
+        assert not dead.exists()
+        assert os.path.exists(live) and other.exists()
+        assert json.loads((state / "criu-cpuinfo.json").read_text())["value"]
+    finally:
+        os.close(live_fd)

@@ -57,11 +57,18 @@ def lookup(cache_dir: str, name: str, key: dict[str, object]) -> JSONValue | Non
 
 
 def store(cache_dir: str, name: str, key: dict[str, object], value: JSONValue) -> None:
-    """Best effort and atomic: a cache that cannot be written only costs a re-ask next time."""
+    """Best effort and atomic: a cache that cannot be written only costs a re-ask next time.
+
+    A call killed while it wrote this file (the host-facts thread writes it while runc dumps, so a
+    kill of the tree during the dump can land there) left its temp file; the next write of the same
+    file, which a killed write always makes due (the file was not replaced), sweeps it first.
+    """
+    path = os.path.join(cache_dir, name + ".json")
     try:
         os.makedirs(cache_dir, mode=0o700, exist_ok=True)
-        atomicfile.write_json(os.path.join(cache_dir, name + ".json"), {"key": key, "value": value}, mode=0o600,
-                              indent=None)
+        prefix = atomicfile.temp_prefix(os.path.basename(path))
+        atomicfile.sweep(cache_dir, lambda entry: entry.startswith(prefix))
+        atomicfile.write_json(path, {"key": key, "value": value}, mode=0o600, indent=None)
     except OSError:
         pass
 
