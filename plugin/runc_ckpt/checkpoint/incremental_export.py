@@ -21,7 +21,7 @@ from runc_ckpt.archive import chain, layout
 from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.base.globalflags import GlobalFlags
 from runc_ckpt.runtime import faults, safe_remove
-from runc_ckpt.runtime.criu import incremental
+from runc_ckpt.runtime.criu import PARENT_LINK, incremental
 from runc_ckpt.state import callscratch
 from runc_ckpt.trust import policy as trustpolicy
 
@@ -41,7 +41,7 @@ class Base:
         """P1' from the full dump, without its `parent` link (the archive names its parent by link instead)."""
         out = os.path.join(self.scratch, BUILT)
         result = incremental.build_from_index(self.index, dump, out)
-        os.unlink(os.path.join(out, incremental.PARENT_LINK))
+        os.unlink(os.path.join(out, PARENT_LINK))
         faults.point("incremental-built")
         return out, result
 

@@ -84,7 +84,7 @@ from runc_ckpt.base.globalflags import Invocation
 from runc_ckpt.checkpoint.request import CheckpointRequest
 from runc_ckpt.checkpoint.target import Target
 from runc_ckpt.runtime import atomicfile, cgroupmem, containerstate, faults, logrelay, safe_remove, writeback
-from runc_ckpt.runtime.criu import features, incremental, stats
+from runc_ckpt.runtime.criu import PARENT_LINK, features, incremental, stats
 from runc_ckpt.state import intent, predump, settle, tmpfsimages
 
 # CRIU 4.2.1 dumping a half-random idle workload to tmpfs on this project's 2-core test VM (a busy,
@@ -375,10 +375,10 @@ def send_images(tw: TarWriter, directory: str, member: str, mtime: int, parent: 
     pages = 0
     for name in sorted(os.listdir(directory)):
         path = os.path.join(directory, name)
-        if name == incremental.PARENT_LINK and parent is not None:
+        if name == PARENT_LINK and parent is not None:
             tw.add_entry(Entry(f"{member}/{name}", SYM, 0o777, mtime=mtime, linkname=f"../{parent}"))
             continue
-        if name == incremental.PARENT_LINK or not os.path.isfile(path) or os.path.islink(path):
+        if name == PARENT_LINK or not os.path.isfile(path) or os.path.islink(path):
             raise RuncCkptError(f"memory dump {directory}: {name} is not a regular file")
         if name.startswith("pages-"):
             pages += os.path.getsize(path)

@@ -52,7 +52,7 @@ from runc_ckpt.metadata import configdump, preflight
 from runc_ckpt.restore import hostpreflight, podmanspec, untrusted
 from runc_ckpt.restore.request import ImportRequest, StreamSession
 from runc_ckpt.runtime import atomicfile, containerid, criuconf, faults, lock, ocispec, safe_remove
-from runc_ckpt.runtime.criu import rootmode, stats
+from runc_ckpt.runtime.criu import PARENT_LINK, rootmode, stats
 from runc_ckpt.settings import config, hooks, policy
 from runc_ckpt.state import intent, journaledmerge, recovery, settle, tmpfsimages, transaction
 from runc_ckpt.trust import policy as trustpolicy
@@ -532,7 +532,7 @@ def _check_parent(import_dir: str) -> None:
     so a dump pointed at an older round would restore pages the workload had already overwritten.
     """
     image_dir = os.path.join(import_dir, layout.CHECKPOINT_DIR)
-    link = os.path.join(image_dir, "parent")    # CRIU's link to the parent (incremental.PARENT_LINK)
+    link = os.path.join(image_dir, PARENT_LINK)
     rounds = [n for n in range(1, layout.PRE_COPY_ROUNDS + 1)
               if os.path.isdir(os.path.join(import_dir, layout.pre_copy_round(n)))]
     if rounds:

@@ -49,6 +49,7 @@ from typing import NamedTuple
 
 from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.runtime import containerid, faults, safe_remove
+from runc_ckpt.runtime.criu import PARENT_LINK
 from runc_ckpt.state import tmpfsimages
 from runc_ckpt.trust import sealeddir
 
@@ -128,7 +129,7 @@ def check_self_contained(p: Plan) -> None:
         raise RuncCkptError(f"--export: this pre-checkpoint would hold only the pages changed since "
                             f"{p.parent_path}, and an archive holds one self-contained pre-checkpoint; "
                             "export the first pre-checkpoint of a chain (after a full checkpoint)")
-    if os.path.lexists(os.path.join(parent_dir(p), "parent")):
+    if os.path.lexists(os.path.join(parent_dir(p), PARENT_LINK)):
         raise RuncCkptError(f"--export: the pre-checkpoint {p.parent_path} itself builds on another one, "
                             "and an archive holds one self-contained pre-checkpoint")
 

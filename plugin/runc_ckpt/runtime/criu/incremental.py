@@ -46,7 +46,7 @@ import xxhash
 
 from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.runtime import atomicfile, safe_remove
-from runc_ckpt.runtime.criu import images
+from runc_ckpt.runtime.criu import PARENT_LINK, images
 
 # criu/include/pagemap.h
 PE_PARENT = 1 << 0
@@ -57,7 +57,6 @@ PE_KNOWN = PE_PARENT | PE_LAZY | PE_PRESENT
 PAGE = os.sysconf("SC_PAGE_SIZE")   # CRIU's PAGE_SIZE: dumps restore on the architecture that made them
 DIGEST = 16                         # xxh3-128
 CHUNK_PAGES = 256                   # pages read and hashed at a time: the builder's fixed buffer
-PARENT_LINK = "parent"              # criu/include/image.h CR_PARENT_LINK
 PAGEMAP_MAGIC = "PAGEMAP"
 MAX_PAGEMAP_BYTES = 64 << 20        # ~5M entries; a real pagemap is one entry per dumped range
 VADDR_END = 1 << 64
