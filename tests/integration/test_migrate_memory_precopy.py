@@ -90,6 +90,8 @@ def test_memory_crosses_before_the_freeze_and_restores_intact(make_bundle, conta
         assert ps.returncode == 0, serr_text + got.stderr
         assert pr.returncode == 0, got.stderr
         assert "memory pre-copy by content hash" in serr_text, serr_text
+        # runc made CRIU's dirs through our fd of the private tmpfs (runtime/privatetmpfs)
+        assert re.search(r"phase-0 memory dump into /proc/\d+/fd/\d+: a private tmpfs", serr_text), serr_text
         total, after, pause = SENT.search(serr_text).groups()
         # 64 MiB of incompressible pages went before the freeze; after it, about a tenth of them and the rest
         assert int(total) > MIB << 20
