@@ -17,7 +17,7 @@ from runc_ckpt.checkpoint.target import Target
 from runc_ckpt.commands import checkpoint as checkpoint_cmd
 from runc_ckpt.commands import cmdflags, options
 from runc_ckpt.migrate import memory
-from runc_ckpt.runtime import cgroupmem, privatetmpfs, writeback
+from runc_ckpt.runtime import cgroupmem, coldpages, privatetmpfs, writeback
 from runc_ckpt.runtime.containerstate import ContainerState
 from runc_ckpt.runtime.criu import features, incremental
 from runc_ckpt.runtime.criu.incremental import PAGE
@@ -372,3 +372,28 @@ def test_phase_0_dumps_into_the_private_tmpfs_and_leaves_nothing_in_it(fp, tmp_p
     err = capfd.readouterr().err
     assert f"phase-0 memory dump into {private}: a private tmpfs" in err
     assert f"round 1 dump into {private}: a private tmpfs" in err
+
+
+@pytest.mark.parametrize("reported", [True, False])
+def test_on_a_vm_whose_host_takes_back_free_pages_each_dump_is_warmed_first(fp, tmp_path, state_dir, memory_in_use,
+                                                                            monkeypatch, capfd, reported):
+    """runtime/coldpages: the bytes the dump will write are touched just before runc runs (the container
+    still running), for P0 and each round; where free pages stay the guest's, nothing is."""
+    memory_in_use(64 << 20)
+    monkeypatch.setattr(coldpages, "reported", lambda: reported)
+    calls: list[object] = []
+    monkeypatch.setattr(coldpages, "warm", lambda directory, size: calls.append(("warm", directory, size)) or 0.25)
+    p0 = [page(f"p{i}") for i in range(40)]
+    r1 = [page("r") if i == 0 else p0[i] for i in range(40)]
+    scratch = _fake_round_dumps(fp, tmp_path, state_dir, [p0, r1], calls)
+    t = _target(tmp_path, state_dir)
+    tw = TarWriter(io.BytesIO())
+    places = memory.Places(scratch)
+    first = memory.phase0("runc", _debug_invocation(), state_dir, CheckpointRequest(), [CID], t,
+                          memory.Choice(features.CONTENT_DIFF, ""), places, tw, 0)
+    assert first is not None
+    memory.rounds("runc", _debug_invocation(), state_dir, CheckpointRequest(), [CID], t, first, places, tw, 0, None)
+    warmed = ("warm", scratch, 64 << 20)
+    assert calls == ([warmed, "p0", warmed, "round-1"] if reported else ["p0", "round-1"])
+    err = capfd.readouterr().err
+    assert (f"64 MiB of {scratch} warmed for the phase-0 memory dump in 0.250 s" in err) is reported
