@@ -64,7 +64,10 @@ disk. When the page cache is near the background-writeback threshold
 the dump goes to /dev/shm (runtime/memscratch) instead: written back or
 throttled, the same dump took 2.1 s against 0.6. The disk dir is a
 state/callscratch dir in the container's state dir, swept like the tmpfs
-one if we are killed.
+one if we are killed. On a VM whose host takes back the guest's free pages
+(runtime/coldpages), wherever the dump goes, the bytes it will write are
+first written there and deleted (_warm), so that CRIU writes into pages
+the host has backed.
 
 The phase-0 pause is CRIU's own `frozen_time` of the P0 dump (stats-dump),
 reported apart from the downtime; it is estimated before anything is
