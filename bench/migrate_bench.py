@@ -473,7 +473,8 @@ def criu_frozen(work: Path) -> float | None:
 def rounds_of(err: str) -> tuple[str, float | None]:
     """(what the rounds were, the longest CRIU frozen_time of phase 0's dumps) from the sender's stderr."""
     m = ROUNDS_LINE.search(err)
-    into = ", ".join("tmpfs" if d.startswith("/dev/shm/") else "disk" for d in DUMP_INTO.findall(err))
+    into = ", ".join("private tmpfs" if d.startswith("/proc/") else "tmpfs" if d.startswith("/dev/shm/") else "disk"
+                     for d in DUMP_INTO.findall(err))
     if m is None:
         p0 = P0_PAUSE.search(err)
         return f"none (one phase-0 dump, into {into})", float(p0.group(1)) if p0 else None

@@ -17,7 +17,7 @@ from runc_ckpt.checkpoint.target import Target
 from runc_ckpt.commands import checkpoint as checkpoint_cmd
 from runc_ckpt.commands import cmdflags, options
 from runc_ckpt.migrate import memory
-from runc_ckpt.runtime import cgroupmem, writeback
+from runc_ckpt.runtime import cgroupmem, coldpages, privatetmpfs, writeback
 from runc_ckpt.runtime.containerstate import ContainerState
 from runc_ckpt.runtime.criu import features, incremental
 from runc_ckpt.runtime.criu.incremental import PAGE
@@ -243,10 +243,11 @@ def test_rounds_stream_a_chain_until_the_changed_set_fits_the_budget(fp, tmp_pat
     tw = TarWriter(io.BytesIO())
     inv = _debug_invocation()
     first = memory.phase0("runc", inv, state_dir, CheckpointRequest(), [CID], t,
-                          memory.Choice(features.CONTENT_DIFF, ""), scratch, tw, 0)
+                          memory.Choice(features.CONTENT_DIFF, ""), memory.Places(scratch), tw, 0)
     assert first is not None
 
-    memory.rounds("runc", inv, state_dir, CheckpointRequest(), [CID], t, first, scratch, tw, 0, None)
+    memory.rounds("runc", inv, state_dir, CheckpointRequest(), [CID], t, first, memory.Places(scratch), tw, 0,
+                  None)
 
     assert calls == ["p0", "round-1", "round-2"]
     assert [(r.number, r.changed) for r in first.rounds] == [(0, 40 * PAGE), (1, 10 * PAGE), (2, PAGE)]
@@ -269,11 +270,12 @@ def test_a_round_over_the_pause_bound_is_not_run(fp, tmp_path, state_dir, memory
     inv = _debug_invocation()
     tw = TarWriter(io.BytesIO())
     first = memory.phase0("runc", inv, state_dir, CheckpointRequest(), [CID], t,
-                          memory.Choice(features.CONTENT_DIFF, ""), scratch, tw, 0)
+                          memory.Choice(features.CONTENT_DIFF, ""), memory.Places(scratch), tw, 0)
     assert first is not None
     assert not os.path.exists(os.path.join(state_dir, memory.RATE_FILE))   # P0 too small to learn a rate
 
-    memory.rounds("runc", inv, state_dir, CheckpointRequest(), [CID], t, first, scratch, tw, 0, 1.0)
+    memory.rounds("runc", inv, state_dir, CheckpointRequest(), [CID], t, first, memory.Places(scratch), tw, 0,
+                  1.0)
 
     assert calls == ["p0"] and first.top == "pre-checkpoint"
     assert "round 1's estimated pause 2.67 s exceeds --pre-copy-max-pause 1 s" in capfd.readouterr().err
@@ -298,9 +300,10 @@ def test_each_dump_goes_to_disk_only_while_the_page_cache_takes_it_before_writeb
     tw = TarWriter(io.BytesIO())
     inv = _debug_invocation()
     first = memory.phase0("runc", inv, state_dir, CheckpointRequest(), [CID], t,
-                          memory.Choice(features.CONTENT_DIFF, ""), scratch, tw, 0, str(disk))
+                          memory.Choice(features.CONTENT_DIFF, ""), memory.Places(scratch, str(disk)), tw, 0)
     assert first is not None
-    memory.rounds("runc", inv, state_dir, CheckpointRequest(), [CID], t, first, scratch, tw, 0, None, str(disk))
+    memory.rounds("runc", inv, state_dir, CheckpointRequest(), [CID], t, first, memory.Places(scratch, str(disk)),
+                  tw, 0, None)
     assert calls == ["p0", "round-1"]
     assert tw.members["pre-checkpoint.1/pages-1.img"].size == PAGE
     assert os.listdir(disk) == [] and os.listdir(scratch) == []
@@ -312,7 +315,7 @@ def test_each_dump_goes_to_disk_only_while_the_page_cache_takes_it_before_writeb
 def test_without_the_memory_figure_a_dump_stays_in_tmpfs(tmp_path, state_dir, monkeypatch):
     monkeypatch.setattr(writeback, "headroom", lambda: 1 << 40)
     t = _target(tmp_path, state_dir)                     # no cgroup memory.stat: in use unknown
-    assert memory.dump_dir(t, "/dev/shm/x", "/state/ctr/.scratch-1")[0] == "/dev/shm/x"
+    assert memory.dump_dir(t, memory.Places("/dev/shm/x", "/state/ctr/.scratch-1"))[0] == "/dev/shm/x"
 
 
 def test_an_encrypted_streams_dumps_stay_in_tmpfs_whatever_the_page_cache_takes(tmp_path, state_dir, memory_in_use,
@@ -321,7 +324,76 @@ def test_an_encrypted_streams_dumps_stay_in_tmpfs_whatever_the_page_cache_takes(
     memory_in_use(64 << 20)
     monkeypatch.setattr(writeback, "headroom", lambda: 1 << 40)
     t = _target(tmp_path, state_dir)
-    assert memory.dump_dir(t, "/dev/shm/x", "/state/ctr/.scratch-1")[0] == "/state/ctr/.scratch-1"
+    assert memory.dump_dir(t, memory.Places("/dev/shm/x", "/state/ctr/.scratch-1"))[0] == "/state/ctr/.scratch-1"
     t.seal_for = (object(),)                          # any recipient: the stream is sealed
-    where, why = memory.dump_dir(t, "/dev/shm/x", "/state/ctr/.scratch-1")
+    where, why = memory.dump_dir(t, memory.Places("/dev/shm/x", "/state/ctr/.scratch-1"))
     assert where == "/dev/shm/x" and "encrypted" in why
+
+
+def test_a_dump_goes_to_the_private_tmpfs_while_it_has_room_encrypted_or_not(tmp_path, state_dir, memory_in_use,
+                                                                             monkeypatch):
+    """runtime/privatetmpfs first (CRIU writes it fastest, and it is RAM like /dev/shm, so an encrypted
+    stream's pages may go there too); a dump that would not fit there goes where it went before."""
+    memory_in_use(64 << 20)
+    monkeypatch.setattr(writeback, "headroom", lambda: 1 << 40)
+    monkeypatch.setattr(privatetmpfs, "room", lambda path: 64 << 20)
+    t = _target(tmp_path, state_dir)
+    places = memory.Places("/dev/shm/x", "/state/ctr/.scratch-1", "/proc/1/fd/9")
+    where, why = memory.dump_dir(t, places)
+    assert where == "/proc/1/fd/9" and "private tmpfs" in why
+    t.seal_for = (object(),)
+    assert memory.dump_dir(t, places)[0] == "/proc/1/fd/9"
+    monkeypatch.setattr(privatetmpfs, "room", lambda path: (64 << 20) - 1)
+    where, why = memory.dump_dir(t, places)
+    assert where == "/dev/shm/x" and why.startswith("64 MiB do not fit in the private tmpfs's 63 MiB; ")
+    assert "encrypted" in why
+    t.seal_for = ()
+    assert memory.dump_dir(t, places)[0] == "/state/ctr/.scratch-1"
+
+
+def test_phase_0_dumps_into_the_private_tmpfs_and_leaves_nothing_in_it(fp, tmp_path, state_dir, capfd):
+    """P0 and round 1 are dumped into the private tmpfs, what is built from them into scratch; both are
+    emptied as each dump is sent (the mount itself goes with the call: runtime/privatetmpfs)."""
+    private = tmp_path / "private"
+    private.mkdir()
+    p0 = [page(f"p{i}") for i in range(40)]
+    r1 = [page("r") if i == 0 else p0[i] for i in range(40)]
+    calls: list[str] = []
+    scratch = _fake_round_dumps(fp, tmp_path, state_dir, [p0, r1], calls, [private, private])
+    t = _target(tmp_path, state_dir)
+    tw = TarWriter(io.BytesIO())
+    places = memory.Places(scratch, None, str(private))
+    first = memory.phase0("runc", _debug_invocation(), state_dir, CheckpointRequest(), [CID], t,
+                          memory.Choice(features.CONTENT_DIFF, ""), places, tw, 0)
+    assert first is not None
+    memory.rounds("runc", _debug_invocation(), state_dir, CheckpointRequest(), [CID], t, first, places, tw, 0, None)
+    assert calls == ["p0", "round-1"] and tw.members["pre-checkpoint.1/pages-1.img"].size == PAGE
+    assert os.listdir(private) == [] and os.listdir(scratch) == []
+    err = capfd.readouterr().err
+    assert f"phase-0 memory dump into {private}: a private tmpfs" in err
+    assert f"round 1 dump into {private}: a private tmpfs" in err
+
+
+@pytest.mark.parametrize("reported", [True, False])
+def test_on_a_vm_whose_host_takes_back_free_pages_each_dump_is_warmed_first(fp, tmp_path, state_dir, memory_in_use,
+                                                                            monkeypatch, capfd, reported):
+    """runtime/coldpages: the bytes the dump will write are touched just before runc runs (the container
+    still running), for P0 and each round; where free pages stay the guest's, nothing is."""
+    memory_in_use(64 << 20)
+    monkeypatch.setattr(coldpages, "reported", lambda: reported)
+    calls: list[object] = []
+    monkeypatch.setattr(coldpages, "warm", lambda directory, size: calls.append(("warm", directory, size)) or 0.25)
+    p0 = [page(f"p{i}") for i in range(40)]
+    r1 = [page("r") if i == 0 else p0[i] for i in range(40)]
+    scratch = _fake_round_dumps(fp, tmp_path, state_dir, [p0, r1], calls)
+    t = _target(tmp_path, state_dir)
+    tw = TarWriter(io.BytesIO())
+    places = memory.Places(scratch)
+    first = memory.phase0("runc", _debug_invocation(), state_dir, CheckpointRequest(), [CID], t,
+                          memory.Choice(features.CONTENT_DIFF, ""), places, tw, 0)
+    assert first is not None
+    memory.rounds("runc", _debug_invocation(), state_dir, CheckpointRequest(), [CID], t, first, places, tw, 0, None)
+    warmed = ("warm", scratch, 64 << 20)
+    assert calls == ([warmed, "p0", warmed, "round-1"] if reported else ["p0", "round-1"])
+    err = capfd.readouterr().err
+    assert (f"64 MiB of {scratch} warmed for the phase-0 memory dump in 0.250 s" in err) is reported

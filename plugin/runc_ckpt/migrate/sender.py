@@ -54,7 +54,7 @@ from runc_ckpt.metadata import needs
 from runc_ckpt.migrate import delta, handshake, hello, lazypages, memory, stream
 from runc_ckpt.migrate.request import MigrateSend
 from runc_ckpt.rootfs import diff
-from runc_ckpt.runtime import containerstate, faults, memscratch
+from runc_ckpt.runtime import containerstate, faults, memscratch, privatetmpfs
 from runc_ckpt.runtime.criu import features
 from runc_ckpt.settings import config
 from runc_ckpt.state import callscratch, intent, predump, settle
@@ -108,23 +108,26 @@ def _send(runc: str, inv: Invocation, cfg: config.Config, m: MigrateSend, runc_f
                 if replies is not None:
                     handshake.require_go(replies, timeout or None)
                 first = _phase1(tw, req, now) if m.pre_copy else None
-                scratch = disk = None
+                places: memory.Places | None = None
                 if first is not None:
                     choice = memory.choose(inv.flags.criu, cfg.state_dir, t, m.max_pause)
                     # debug: a failed call's stderr stays its one error line (engines parse it)
                     runclog.debug(inv.flags, memory.describe(choice))
                     if choice.method == features.CONTENT_DIFF:
                         # P0, the rounds and P1' only pass through: tmpfs (runtime/memscratch), and for CRIU's
-                        # dumps the container's state dir (memory.dump_dir); removed however this call ends
-                        scratch = scratch_dirs.enter_context(memscratch.scratch(cfg.state_dir, t.state.id))
+                        # dumps a private tmpfs (runtime/privatetmpfs) or the container's state dir
+                        # (memory.dump_dir); removed however this call ends
                         assert t.plan.container_dir is not None     # CONTENT_DIFF: our images (memory.choose)
-                        disk = scratch_dirs.enter_context(callscratch.scratch(t.plan.container_dir))
+                        places = memory.Places(
+                            scratch_dirs.enter_context(memscratch.scratch(cfg.state_dir, t.state.id)),
+                            scratch_dirs.enter_context(callscratch.scratch(t.plan.container_dir)),
+                            scratch_dirs.enter_context(privatetmpfs.mounted()))
                     if choice.method != memory.SKIPPED:
-                        first0 = memory.phase0(runc, inv, cfg.state_dir, p, runc_flags, t, choice, scratch, tw,
-                                               int(now), disk)
-                    if first0 is not None and first0.index is not None and scratch is not None:
-                        memory.rounds(runc, inv, cfg.state_dir, p, runc_flags, t, first0, scratch, tw, int(now),
-                                      m.max_pause, disk)
+                        first0 = memory.phase0(runc, inv, cfg.state_dir, p, runc_flags, t, choice, places, tw,
+                                               int(now))
+                    if first0 is not None and first0.index is not None and places is not None:
+                        memory.rounds(runc, inv, cfg.state_dir, p, runc_flags, t, first0, places, tw, int(now),
+                                      m.max_pause)
                     if first0 is not None and first0.index is not None \
                             and memory.p1_on_tmpfs(cfg.state_dir, t, p):
                         runclog.debug(inv.flags, f"--pre-copy: the freeze dumps into {t.plan.image_dir}")
@@ -144,7 +147,8 @@ def _send(runc: str, inv: Invocation, cfg: config.Config, m: MigrateSend, runc_f
                 flow.checkpoint_one(runc, inv, cfg, p, runc_flags, t, None)
                 dumped = not p.leave_running
                 faults.point("dumped")
-                _phase2(tw, memory.freeze_images(first0, req, scratch, inv, hasher), first, now)
+                _phase2(tw, memory.freeze_images(first0, req, places.scratch if places else None, inv, hasher),
+                        first, now)
                 tw.close()
                 sink.close()
                 if sealer is not None:
