@@ -64,6 +64,7 @@ def test_the_helper_answers_what_an_in_process_read_does(image_dir):
     assert _facts(got) == _facts(images.read(str(image_dir)))
     assert [f.path for f in got.files] == ["/bin/busybox", "/etc/passwd"] and got.cpuinfo == b"\x01\x02cpu"
     assert imagereader._helper is None
+    imagereader.stop()                          # the call's end (commands.restore.run) reaps it
     with pytest.raises(ChildProcessError):      # reaped: no zombie left
         os.waitpid(pid, os.WNOHANG)
 
@@ -132,3 +133,31 @@ def _state(pid: int) -> str:
             return f.read().rsplit(")", 1)[1].split()[0]
     except OSError:
         return "Z"
+
+
+def test_asked_early_the_helper_answers_where_needs_is_called(image_dir):
+    """restore.hostpreflight.prefetch asks once the archive is staged; the answer is the same, taken later."""
+    imagereader.start()
+    helper = imagereader._helper
+    assert helper is not None
+    imagereader.ask(str(image_dir))
+    imagereader.ask(str(image_dir))             # one question: a second ask is a no-op
+    assert imagereader._helper is helper        # still the caller's until needs() takes the answer
+    assert _facts(imagereader.needs(str(image_dir))) == _facts(images.read(str(image_dir)))
+    assert imagereader._helper is None
+
+
+def test_an_answer_about_another_dir_is_not_used(image_dir, tmp_path):
+    """Asked about one dir, needed for another: the parent reads the one it needs itself."""
+    other = _image_dir(tmp_path / "other", [_reg(1, "/etc/hosts", 0o100644, 12)])
+    imagereader.start()
+    imagereader.ask(str(image_dir))
+    got = imagereader.needs(str(other))
+    assert [f.path for f in got.files] == ["/etc/hosts"]
+    assert _facts(got) == _facts(images.read(str(other)))
+
+
+def test_without_a_helper_ask_does_nothing(image_dir):
+    assert imagereader._helper is None
+    imagereader.ask(str(image_dir))
+    assert _facts(imagereader.needs(str(image_dir))) == _facts(images.read(str(image_dir)))

@@ -14,6 +14,9 @@ import subprocess
 
 import pytest
 
+from runc_ckpt.archive import reader
+from runc_ckpt.metadata import needs
+from runc_ckpt.restore import hostpreflight
 from runc_ckpt.runtime import hostinfo
 from tests.hostile import builder
 from tests.hostile.harness import make_target, snapshot
@@ -83,3 +86,17 @@ def test_image_annotations_are_checked_like_podman_writes_them(tmp_path, runc_ck
                         compression="none")
     out = t.restore("--import", f"oci:{layout}:1")
     assert out.returncode != 0 and f"architecture {OTHER_ARCH} there" in out.stderr, out.stderr
+
+
+@pytest.mark.parametrize(("manifest", "asked"), [
+    (None, True),                                                       # podman's archive: the images speak
+    ({"needs": {"version": needs.VERSION}}, False),                     # ours: the needs are recorded
+])
+def test_the_image_reader_is_asked_early_only_when_the_preflight_reads_images(monkeypatch, tmp_path, manifest,
+                                                                              asked):
+    calls = []
+    monkeypatch.setattr(hostpreflight.imagereader, "ask", calls.append)
+    staged = reader.Staged(path=str(tmp_path / "a.tar"))
+    staged.manifest = manifest
+    hostpreflight.prefetch(staged, str(tmp_path))
+    assert calls == ([str(tmp_path / "checkpoint")] if asked else [])

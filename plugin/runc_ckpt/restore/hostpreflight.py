@@ -18,7 +18,7 @@ from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.metadata import configdump, hostcheck, needs
 from runc_ckpt.restore import podmanspec
 from runc_ckpt.runtime import ocispec, podmanstore
-from runc_ckpt.runtime.criu import images
+from runc_ckpt.runtime.criu import imagereader, images
 
 OWN_FLAGS = ("tcp-established", "file-locks", "ext-unix-sk", "tcp-close")
 
@@ -51,6 +51,14 @@ def checkpoint_needs(manifest: dict | None, image_dir: str, spec: dict | None) -
         return needs.from_images(image_dir, spec)
     except images.ImageError as e:
         raise RuncCkptError(f"pre-flight: {e} (--skip-preflight restores anyway)") from None
+
+
+def prefetch(staged: reader.Staged, import_dir: str) -> None:
+    """Once the archive is staged: when the pre-flight will read its CRIU images (no needs recorded in the
+    manifest), the image reader the entry started (runtime.criu.imagereader) reads them now, on the other core,
+    while the archive is verified and settled; its answer is taken where for_import runs, as before."""
+    if needs.from_json((staged.manifest or {}).get("needs")) is None:
+        imagereader.ask(os.path.join(import_dir, layout.CHECKPOINT_DIR))
 
 
 def decide(checks: list[hostcheck.Check], what: str, skip: bool, check_only: bool,

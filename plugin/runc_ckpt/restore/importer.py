@@ -229,6 +229,7 @@ class _Restore:
         self._stage_previous(import_dir)
         staged, src, host_versions = self._stage(import_dir, volumes)
         faults.point("staging")
+        hostpreflight.prefetch(staged, import_dir)
         steps = [time.time()]       # wall clock: what a migration's downtime is made of (--debug)
         self._verify(staged, src, host_versions, volumes)
         self._stage_chain(staged, src, import_dir)

@@ -12,10 +12,13 @@ have read the images itself, so a refusal still comes before any change.
 The child only reads: its stdio is /dev/null, every inherited descriptor
 but its two pipes is closed (no lock outlives us through it), and it ends
 at EOF on its request pipe, which is what it sees when the parent dies or
-has no question. The images are untrusted here as in the parent: pycriu
-decodes them, an ImageError comes back as text and is raised in the
-parent; any other failure of the child (killed, crashed) makes the parent
-read the images itself, so the check is never weaker than in-process.
+has no question. It closes its answer pipe once the answer is written, so
+the parent reads to EOF without waiting for the child's exit, and the parent
+reaps it when the call ends (stop()), not on its way to runc restore. The
+images are untrusted here as in the parent: pycriu decodes them, an
+ImageError comes back as text and is raised in the parent; any other
+failure of the child (killed, crashed) makes the parent read the images
+itself, so the check is never weaker than in-process.
 """
 
 from __future__ import annotations
@@ -49,13 +52,29 @@ class Helper:
         os.close(req_r)
         os.close(ans_w)
         self._pid: int | None = pid
+        self._killed = False
+        self._asked: str | None = None      # the images dir the child was sent (it has one question)
+
+    def ask(self, image_dir: str) -> None:
+        """Send the child its one question now: it reads while the caller goes on. A failed send leaves the
+        answer to needs(), which then finds none (and the caller reads the images itself)."""
+        if self._asked is not None or self._req_w < 0:     # asked already, or hung up
+            return
+        self._asked = image_dir
+        try:
+            os.write(self._req_w, os.fsencode(image_dir))
+        except OSError:
+            pass
+        finally:
+            os.close(self._req_w)
+            self._req_w = -1
 
     def needs(self, image_dir: str) -> images.ImageNeeds | None:
         """The images' needs from the child; None when it could not answer (then read them in-process)."""
         try:
-            os.write(self._req_w, os.fsencode(image_dir))
-            os.close(self._req_w)
-            self._req_w = -1
+            self.ask(image_dir)
+            if self._asked != image_dir:        # it was asked about another dir: its answer is not this one's
+                return None
             chunks = []
             size = 0
             while chunk := os.read(self._ans_r, 1 << 16):
@@ -67,25 +86,32 @@ class Helper:
         except (OSError, ValueError):
             return None
         finally:
-            self.close()
+            self.hang_up()
         if not isinstance(doc, dict):
             return None
         if "error" in doc:
             raise images.ImageError(str(doc["error"]))
         return _decode(doc)
 
-    def close(self) -> None:
-        """End the child (it only reads, so a kill loses nothing) and reap it; idempotent."""
+    def hang_up(self) -> None:
+        """Close our pipe ends and end the child (it only reads, so a kill loses nothing), without waiting for
+        its exit (close() reaps it); idempotent."""
         for fd in (self._req_w, self._ans_r):
             if fd >= 0:
                 os.close(fd)
         self._req_w = self._ans_r = -1
-        if self._pid is not None:
-            pid, self._pid = self._pid, None
+        if self._pid is not None and not self._killed:
+            self._killed = True
             try:
-                os.kill(pid, signal.SIGKILL)
+                os.kill(self._pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+    def close(self) -> None:
+        """End the child and reap it; idempotent."""
+        self.hang_up()
+        if self._pid is not None:
+            pid, self._pid = self._pid, None
             os.waitpid(pid, 0)
 
 
@@ -115,6 +141,7 @@ def _serve(req_r: int, ans_w: int) -> None:
     data = json.dumps(answer).encode()
     while data:
         data = data[os.write(ans_w, data):]
+    os.close(ans_w)     # the parent's EOF now, not once this process (pycriu's ~30 MiB and all) is torn down
 
 
 def _encode(found: images.ImageNeeds) -> dict[str, object]:
@@ -141,6 +168,8 @@ def _decode(doc: dict[str, object]) -> images.ImageNeeds | None:
 
 
 _helper: Helper | None = None
+# Helpers that answered, reaped by stop() when the call ends: the restore never waits for a child's exit.
+_answered: list[Helper] = []
 
 
 def start() -> None:
@@ -151,11 +180,20 @@ def start() -> None:
 
 
 def stop() -> None:
-    """End the helper if it still runs (the call is over, or the images were never needed)."""
+    """End the helper if it still runs (the call is over, or the images were never needed); reap every helper."""
     global _helper
     if _helper is not None:
         helper, _helper = _helper, None
         helper.close()
+    while _answered:
+        _answered.pop().close()
+
+
+def ask(image_dir: str) -> None:
+    """Have the helper read image_dir now, if one runs, while the caller goes on; needs(image_dir) takes the
+    answer. The answer is used only where needs() is called: asking early changes no check's order."""
+    if _helper is not None:
+        _helper.ask(image_dir)
 
 
 def needs(image_dir: str) -> images.ImageNeeds:
@@ -164,6 +202,7 @@ def needs(image_dir: str) -> images.ImageNeeds:
     global _helper
     if _helper is not None:
         helper, _helper = _helper, None
+        _answered.append(helper)
         found = helper.needs(image_dir)
         if found is not None:
             return found
