@@ -93,7 +93,7 @@ def test_memory_crosses_before_the_freeze_and_restores_intact(make_bundle, conta
         # runc made CRIU's dirs through our fd of the private tmpfs (runtime/privatetmpfs)
         assert re.search(r"phase-0 memory dump into /proc/\d+/fd/\d+: a private tmpfs", serr_text), serr_text
         # on a VM whose host takes back free pages (these), the pages were touched before the freeze
-        assert ("warmed for the phase-0 memory dump" in serr_text) is coldpages.reported(), serr_text
+        assert ("pages warmed for the phase-0 memory dump" in serr_text) is coldpages.reported(), serr_text
         total, after, pause = SENT.search(serr_text).groups()
         # 64 MiB of incompressible pages went before the freeze; after it, about a tenth of them and the rest
         assert int(total) > MIB << 20

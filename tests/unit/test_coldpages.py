@@ -35,18 +35,20 @@ def test_without_virtio_in_sysfs_nothing_is_reported(tmp_path):
     assert coldpages.reported(str(tmp_path)) is False
 
 
-def test_warming_writes_the_bytes_then_leaves_nothing(tmp_path, monkeypatch):
+def test_warming_writes_the_bytes_in_a_thread_and_release_leaves_nothing(tmp_path, monkeypatch):
     written: list[int] = []
     real_write = os.write
     monkeypatch.setattr(os, "write", lambda fd, data: written.append(len(data)) or real_write(fd, data))
-    assert coldpages.warm(str(tmp_path), 3 * coldpages.CHUNK + 5) >= 0
-    assert sum(written) == 3 * coldpages.CHUNK + 5
+    warming = coldpages.Warming(str(tmp_path), 3 * coldpages.CHUNK + 5)
+    assert warming.release() >= 0
+    assert sum(written) == 3 * coldpages.CHUNK + 5 and warming.seconds > 0
     assert os.listdir(tmp_path) == []
 
 
 def test_warming_is_best_effort(tmp_path, monkeypatch):
-    """A dir it cannot write into, or a full one, is no error (the dump runs anyway), and no file is left."""
-    assert coldpages.warm(str(tmp_path / "gone"), 1 << 20) >= 0
+    """A dir it cannot write into, or a full one, is no error (the dump runs anyway), and no file is left;
+    a file it did not make is never deleted."""
+    assert coldpages.Warming(str(tmp_path / "gone"), 1 << 20).release() >= 0
     writes = iter([coldpages.CHUNK, OSError(28, "No space left on device")])
 
     def write(fd, data):
@@ -55,5 +57,5 @@ def test_warming_is_best_effort(tmp_path, monkeypatch):
             raise got
         return got
     monkeypatch.setattr(os, "write", write)
-    assert coldpages.warm(str(tmp_path), 4 * coldpages.CHUNK) >= 0
+    coldpages.Warming(str(tmp_path), 4 * coldpages.CHUNK).release()
     assert os.listdir(tmp_path) == []

@@ -53,6 +53,12 @@ def test_the_flag_beats_the_config_key_and_no_bound_is_the_default():
     assert checkpoint_cmd.max_pause(_parsed("--export", "-", "--pre-copy", CID), config.Config()) is None
 
 
+@pytest.fixture(autouse=True)
+def host_keeps_free_pages(monkeypatch):
+    """No free page reporting (runtime/coldpages) unless a test says so: these hosts have it."""
+    monkeypatch.setattr(coldpages, "reported", lambda: False)
+
+
 @pytest.fixture
 def state_dir(tmp_path) -> str:
     d = tmp_path / "state"
@@ -377,23 +383,41 @@ def test_phase_0_dumps_into_the_private_tmpfs_and_leaves_nothing_in_it(fp, tmp_p
 @pytest.mark.parametrize("reported", [True, False])
 def test_on_a_vm_whose_host_takes_back_free_pages_each_dump_is_warmed_first(fp, tmp_path, state_dir, memory_in_use,
                                                                             monkeypatch, capfd, reported):
-    """runtime/coldpages: the bytes the dump will write are touched just before runc runs (the container
-    still running), for P0 and each round; where free pages stay the guest's, nothing is."""
+    """runtime/coldpages: the bytes P0 will write are touched just before runc runs (the container still
+    running); each later dump's while the one before is sent, released just before it (the freeze's by the
+    sender); where free pages stay the guest's, nothing is."""
     memory_in_use(64 << 20)
     monkeypatch.setattr(coldpages, "reported", lambda: reported)
     calls: list[object] = []
-    monkeypatch.setattr(coldpages, "warm", lambda directory, size: calls.append(("warm", directory, size)) or 0.25)
+
+    class Warming:
+        seconds = 0.25
+
+        def __init__(self, directory: str, size: int) -> None:
+            calls.append(("warm", directory, size))
+
+        def release(self) -> float:
+            calls.append("release")
+            return 0.125
+    monkeypatch.setattr(coldpages, "Warming", Warming)
     p0 = [page(f"p{i}") for i in range(40)]
     r1 = [page("r") if i == 0 else p0[i] for i in range(40)]
     scratch = _fake_round_dumps(fp, tmp_path, state_dir, [p0, r1], calls)
     t = _target(tmp_path, state_dir)
     tw = TarWriter(io.BytesIO())
     places = memory.Places(scratch)
-    first = memory.phase0("runc", _debug_invocation(), state_dir, CheckpointRequest(), [CID], t,
+    inv = _debug_invocation()
+    first = memory.phase0("runc", inv, state_dir, CheckpointRequest(), [CID], t,
                           memory.Choice(features.CONTENT_DIFF, ""), places, tw, 0)
     assert first is not None
-    memory.rounds("runc", _debug_invocation(), state_dir, CheckpointRequest(), [CID], t, first, places, tw, 0, None)
+    memory.rounds("runc", inv, state_dir, CheckpointRequest(), [CID], t, first, places, tw, 0, None)
+    memory.finish_warming(inv, first, "freeze's dump")
     warmed = ("warm", scratch, 64 << 20)
-    assert calls == ([warmed, "p0", warmed, "round-1"] if reported else ["p0", "round-1"])
+    assert calls == ([warmed, "release", "p0", warmed, "release", "round-1", warmed, "release"] if reported
+                     else ["p0", "round-1"])
+    assert first.warming is None
     err = capfd.readouterr().err
-    assert (f"64 MiB of {scratch} warmed for the phase-0 memory dump in 0.250 s" in err) is reported
+    said = "pages warmed for the {} in 0.250 s, 0.125 s of it waited for"
+    assert (said.format("phase-0 memory dump") in err) is reported
+    assert (said.format("memory round 1 dump") in err) is reported
+    assert (said.format("freeze's dump") in err) is reported

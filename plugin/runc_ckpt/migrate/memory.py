@@ -66,8 +66,10 @@ throttled, the same dump took 2.1 s against 0.6. The disk dir is a
 state/callscratch dir in the container's state dir, swept like the tmpfs
 one if we are killed. On a VM whose host takes back the guest's free pages
 (runtime/coldpages), wherever the dump goes, the bytes it will write are
-first written there and deleted (_warm), so that CRIU writes into pages
-the host has backed.
+first written there (coldpages.Warming) and deleted just before the
+dump, so that CRIU writes into pages the host has backed: before P0
+inline, and for each later dump in a thread started once the dump before
+it is taken, while that one is built and sent.
 
 The phase-0 pause is CRIU's own `frozen_time` of the P0 dump (stats-dump),
 reported apart from the downtime; it is estimated before anything is
@@ -155,6 +157,7 @@ class Phase0:
     index: incremental.ParentIndex | None = None   # CONTENT_DIFF: digests of all the target holds
     rounds: list[Round] = dataclasses.field(default_factory=list)   # P0 and each round after it
     top: str = layout.PRE_CHECKPOINT_DIR            # the member dir of the last round: P1' builds on it
+    warming: coldpages.Warming | None = None        # the next dump's pages, touched while this one is sent
 
     @property
     def longest_pause(self) -> float:
@@ -282,14 +285,27 @@ def _dump(runc: str, inv: Invocation, t: Target, args: list[str], what: str) -> 
     return ok, time.monotonic() - began
 
 
-def _warm(inv: Invocation, t: Target, directory: str, what: str) -> None:
-    """On a VM whose host takes back free pages (runtime/coldpages), touch as many as the dump into
-    directory will write, so that CRIU writes into warm pages while the container is frozen."""
+def _start_warming(t: Target, directory: str) -> coldpages.Warming | None:
+    """On a VM whose host takes back free pages (runtime/coldpages): start touching as many pages in
+    directory as the next dump will write, so that CRIU writes into warm pages while the container is
+    frozen; None elsewhere."""
     in_use = _in_use(t)[1] if coldpages.reported() else None
-    if in_use:
-        took = coldpages.warm(directory, in_use)
-        runclog.debug(inv.flags, f"--pre-copy: {in_use >> 20} MiB of {directory} warmed for the {what} in "
-                                 f"{took:.3f} s (free page reporting)")
+    return coldpages.Warming(directory, in_use) if in_use else None
+
+
+def _warmed(inv: Invocation, warming: coldpages.Warming | None, what: str) -> None:
+    """Just before a dump: wait for its warming and free those pages for it to take."""
+    if warming is not None:
+        waited = warming.release()
+        runclog.debug(inv.flags, f"--pre-copy: pages warmed for the {what} in {warming.seconds:.3f} s, "
+                                 f"{waited:.3f} s of it waited for (free page reporting)")
+
+
+def finish_warming(inv: Invocation, first: Phase0 | None, what: str) -> None:
+    """Just before the next dump (a round's, or the freeze's): the warming started after the last one."""
+    if first is not None and first.warming is not None:
+        warming, first.warming = first.warming, None
+        _warmed(inv, warming, what)
 
 
 def _pause(work: str, runc_seconds: float) -> float:
@@ -321,7 +337,7 @@ def phase0(runc: str, inv: Invocation, state_dir: str, p: CheckpointRequest, run
     # Phase 1's tail compressed and on the link first: CRIU's dump does not share the CPU with the compressor.
     tw.flush()
     if base is not None:
-        _warm(inv, t, base, "phase-0 memory dump")
+        _warmed(inv, _start_warming(t, base), "phase-0 memory dump")
     try:
         ok, runc_seconds = _dump(runc, inv, t, p0_args(choice, t, p, runc_flags, base, pre_plan),
                                  "phase-0 memory dump")
@@ -337,9 +353,10 @@ def phase0(runc: str, inv: Invocation, state_dir: str, p: CheckpointRequest, run
         predump.finish(pre_plan)
         t.plan = predump.plan(state_dir, t.state.id, predump.CallerPaths(), False, True)
     pause = _pause(work, runc_seconds)
+    warming = _start_warming(t, base) if base is not None else None    # round 1's, while P0 is sent
     pages_bytes = send_images(tw, directory, layout.PRE_CHECKPOINT_DIR, mtime)
     tw.flush()                                      # on the link now: round 1's dump, or the freeze, follows it
-    done = Phase0(choice.method, pause, runc_seconds, pages_bytes)
+    done = Phase0(choice.method, pause, runc_seconds, pages_bytes, warming=warming)
     if choice.method == features.CONTENT_DIFF:
         done.index = incremental.index_parent(directory)
         for d in (directory, work):
@@ -389,14 +406,15 @@ def rounds(runc: str, inv: Invocation, state_dir: str, p: CheckpointRequest, run
             why = f"round {k}'s estimated pause {estimate:.2f} s exceeds --pre-copy-max-pause {max_pause:g} s"
             break
         name = f"round-{k}"
+        finish_warming(inv, first, f"memory round {k} dump")
         base, where = dump_dir(t, places)
         runclog.debug(inv.flags, f"--pre-copy: memory round {k} dump into {base}: {where}")
-        _warm(inv, t, base, f"memory round {k} dump")
         ok, runc_seconds = _dump(runc, inv, t, p0_args(Choice(features.CONTENT_DIFF, ""), t, p, runc_flags,
                                                         base, None, name), f"memory pre-copy round {k} dump")
         if not ok:
             why = f"round {k}'s dump failed"
             break
+        first.warming = _start_warming(t, base)     # the next dump's, while this one is built and sent
         dump, work = os.path.join(base, name), os.path.join(base, _work(name))
         built = os.path.join(places.scratch, f"{name}-incremental")
         pause = _pause(work, runc_seconds)

@@ -136,6 +136,7 @@ def _send(runc: str, inv: Invocation, cfg: config.Config, m: MigrateSend, runc_f
                 if first is not None and replies is not None:
                     _wait_phase1(replies)
                 faults.point("phase1-sent")
+                memory.finish_warming(inv, first0, "freeze's dump")
                 before_freeze = out.written
                 runclog.debug(inv.flags, f"--export -: {mode}, {before_freeze} bytes sent before the freeze")
                 frozen = time.monotonic()
