@@ -35,6 +35,7 @@ from typing import NamedTuple
 from runc_ckpt.archive import layout, reader
 from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.base.globalflags import GlobalFlags
+from runc_ckpt.runtime.criu import PARENT_LINK
 from runc_ckpt.trust import policy as trustpolicy
 from runc_ckpt.trust import verdict
 
@@ -175,11 +176,11 @@ def stage(first: str, link: Link | None, search_dir: str | None, into: str, imag
     chain: list[Ancestor] = []
     for ancestor in walk(first, link, search_dir, read):
         directory = os.path.join(into, f"{ANCESTOR_PREFIX}{len(chain) + 1}", layout.CHECKPOINT_DIR)
-        if ancestor.depth and os.path.lexists(os.path.join(directory, "parent")):
+        if ancestor.depth and os.path.lexists(os.path.join(directory, PARENT_LINK)):
             raise ChainError(f"parent archive {ancestor.path} holds a pre-checkpoint and names a parent: "
                              f"its images cannot build on both", "bad")
         if images is not None:
-            os.symlink(os.path.relpath(directory, images), os.path.join(images, "parent"))
+            os.symlink(os.path.relpath(directory, images), os.path.join(images, PARENT_LINK))
         images = directory
         chain.append(ancestor)
     return chain

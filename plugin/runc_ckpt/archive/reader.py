@@ -31,6 +31,7 @@ from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.base.globalflags import GlobalFlags
 from runc_ckpt.base.jsondoc import JSONObject
 from runc_ckpt.base.progress import NullProgress, Progress
+from runc_ckpt.runtime.criu import PARENT_LINK
 from runc_ckpt.trust import seal, sealkeys
 
 # Members read into memory are small JSON files; a bigger one is hostile.
@@ -420,7 +421,7 @@ def _stage_member(tar: TarStream, m: tarfile.TarInfo, staged: Staged, targets: T
     if staged.sealed_for and targets.sealed_images is not None and len(parts) == 2 \
             and (parts[0] in (layout.CHECKPOINT_DIR, layout.PRE_CHECKPOINT_DIR) or _round_of(parts[0]) is not None):
         targets.sealed_images(parts[0])
-    if m.issym() and len(parts) == 2 and parts[1] == "parent" and _parent_targets(parts[0]):
+    if m.issym() and len(parts) == 2 and parts[1] == PARENT_LINK and _parent_targets(parts[0]):
         # CRIU's link from a dump to its pre-dump (or a pre-copy round to the round before); the only
         # links an archive may carry, each to one of its siblings named in advance.
         allowed = _parent_targets(parts[0])
@@ -429,7 +430,7 @@ def _stage_member(tar: TarStream, m: tarfile.TarInfo, staged: Staged, targets: T
                                             f"{' or '.join(allowed)}, not {m.linkname!r}")
         if targets.import_dir is not None:
             d = _subdir(targets.import_dir, parts[0])
-            os.symlink(m.linkname.rstrip("/"), os.path.join(d, "parent"))
+            os.symlink(m.linkname.rstrip("/"), os.path.join(d, PARENT_LINK))
         return
     if not m.isreg():
         raise safeextract.UnsafeArchive(f"archive {staged.path}: member {name!r} is not a regular file")

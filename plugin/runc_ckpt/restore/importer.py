@@ -284,7 +284,7 @@ class _Restore:
         # The ancestors' images beside the child's: on tmpfs when the child is encrypted.
         home = self.plain_dir or import_dir
         images = os.path.join(home, layout.CHECKPOINT_DIR)
-        if os.path.lexists(os.path.join(images, "parent")):
+        if os.path.lexists(os.path.join(images, PARENT_LINK)):
             raise RuncCkptError(f"archive {self.archive} names a parent and holds a pre-checkpoint: "
                                 "its images cannot build on both")
         ancestors = chain.stage(chain.locate(link, self.archive, self.req.incremental_dir), link,

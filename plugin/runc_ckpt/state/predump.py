@@ -283,7 +283,7 @@ def prepare(p: Plan) -> None:
 
 def make_parent_link_relative(image_dir: str) -> None:
     """Rewrite an absolute `parent` symlink in image_dir as a relative one, atomically."""
-    link = os.path.join(image_dir, "parent")
+    link = os.path.join(image_dir, PARENT_LINK)
     try:
         target = os.readlink(link)
     except OSError:
