@@ -42,9 +42,19 @@ def flag_names(argv: Iterable[str]) -> frozenset[str]:
     return frozenset(out)
 
 
+def _recorded(manifest: dict | None) -> needs.Needs | None:
+    """The needs the manifest records, if it does (else the CRIU images are read)."""
+    return needs.from_json((manifest or {}).get("needs"))
+
+
+def _image_dir(import_dir: str) -> str:
+    """The staged archive's CRIU images, which the pre-flight reads when the manifest records no needs."""
+    return os.path.join(import_dir, layout.CHECKPOINT_DIR)
+
+
 def checkpoint_needs(manifest: dict | None, image_dir: str, spec: dict | None) -> needs.Needs:
     """The recorded needs when the manifest has them, else what the CRIU images say."""
-    recorded = needs.from_json((manifest or {}).get("needs"))
+    recorded = _recorded(manifest)
     if recorded is not None:
         return recorded
     try:
@@ -57,8 +67,8 @@ def prefetch(staged: reader.Staged, import_dir: str) -> None:
     """Once the archive is staged: when the pre-flight will read its CRIU images (no needs recorded in the
     manifest), the image reader the entry started (runtime.criu.imagereader) reads them now, on the other core,
     while the archive is verified and settled; its answer is taken where for_import runs, as before."""
-    if needs.from_json((staged.manifest or {}).get("needs")) is None:
-        imagereader.ask(os.path.join(import_dir, layout.CHECKPOINT_DIR))
+    if _recorded(staged.manifest) is None:
+        imagereader.ask(_image_dir(import_dir))       # the dir for_import asks about: the answer is kept
 
 
 def decide(checks: list[hostcheck.Check], what: str, skip: bool, check_only: bool,
@@ -97,7 +107,7 @@ def for_import(staged: reader.Staged, import_dir: str, rootfs: str, spec: dict, 
                criu: str, cache_dir: str, skip: bool, check_only: bool, warn: Callable[[str], None]) -> None:
     """`restore --import`: the staged archive's needs against this host, the diff laid over the rootfs;
     cache_dir: the state dir, whose cached host facts spare CRIU's CPU check of this host's own checkpoint."""
-    image_dir = os.path.join(import_dir, layout.CHECKPOINT_DIR)
+    image_dir = _image_dir(import_dir)
     target = hostcheck.Target(
         rootfs=rootfs, spec=spec, flags=flag_names(runc_flags), criu=criu, cache_dir=cache_dir,
         diff_root=staged.rootfs.staging.path if staged.rootfs is not None else None,
