@@ -14,10 +14,12 @@ import subprocess
 
 import pytest
 
+from runc_ckpt import cli
 from runc_ckpt.archive import reader
 from runc_ckpt.metadata import needs
 from runc_ckpt.restore import hostpreflight
 from runc_ckpt.runtime import hostinfo
+from runc_ckpt.runtime.criu import imagereader
 from tests.hostile import builder
 from tests.hostile.harness import make_target, snapshot
 from tests.image_helpers import PODMAN_NAME, oci_layout
@@ -100,3 +102,24 @@ def test_the_image_reader_is_asked_early_only_when_the_preflight_reads_images(mo
     staged.manifest = manifest
     hostpreflight.prefetch(staged, str(tmp_path))
     assert calls == ([str(tmp_path / "checkpoint")] if asked else [])
+
+
+@pytest.mark.parametrize(("case", "asked"), [("manifest-mismatch", False), ("benign", True)])
+def test_the_early_image_read_waits_for_the_verified_archive(tmp_path, runc_ckpt_bin, monkeypatch, case, asked):
+    """The prefetch hands untrusted CRIU images to pycriu: only once the manifest (and the trust policy) has
+    accepted them, as the pre-flight's own read always was; a refused archive is never decoded."""
+    t = make_target(tmp_path, runc_ckpt_bin)
+    archive = (builder.corpus(t.outside, str(t.volume))["manifest-mismatch"].archive if case != "benign"
+               else builder.base(str(t.volume)))
+    path = builder.write(archive, tmp_path / "archive.tar")
+    seen: list[str] = []
+    monkeypatch.setattr(imagereader, "start", lambda: None)       # no child: the question is what is asked
+    monkeypatch.setattr(imagereader, "ask", seen.append)
+    for key in ("RUNC_CKPT_RUNC", "RUNC_CKPT_CONFIG"):
+        monkeypatch.setenv(key, t.env[key])
+    monkeypatch.delenv("CRIU_CONFIG_FILE", raising=False)
+    code = cli.main(["--root", str(t.runc_root), "restore", "--import", str(path), "--bundle", str(t.bundle), "-d",
+                     "early-read"])
+    assert (code == 0) is asked
+    assert bool(seen) is asked
+    assert all(s.endswith("/checkpoint") for s in seen)

@@ -64,9 +64,9 @@ def checkpoint_needs(manifest: dict | None, image_dir: str, spec: dict | None) -
 
 
 def prefetch(staged: reader.Staged, import_dir: str) -> None:
-    """Once the archive is staged: when the pre-flight will read its CRIU images (no needs recorded in the
-    manifest), the image reader the entry started (runtime.criu.imagereader) reads them now, on the other core,
-    while the archive is verified and settled; its answer is taken where for_import runs, as before."""
+    """Once the archive is staged and verified: when the pre-flight will read its CRIU images (no needs
+    recorded in the manifest), the image reader the entry started (runtime.criu.imagereader) reads them now,
+    on the other core, while the archive is settled; its answer is taken where for_import runs, as before."""
     if _recorded(staged.manifest) is None:
         imagereader.ask(_image_dir(import_dir))       # the dir for_import asks about: the answer is kept
 

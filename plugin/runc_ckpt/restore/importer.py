@@ -229,9 +229,11 @@ class _Restore:
         self._stage_previous(import_dir)
         staged, src, host_versions = self._stage(import_dir, volumes)
         faults.point("staging")
-        hostpreflight.prefetch(staged, import_dir)
         steps = [time.time()]       # wall clock: what a migration's downtime is made of (--debug)
         self._verify(staged, src, host_versions, volumes)
+        # Only now: the images are untrusted, and pycriu decodes them only once the manifest and the trust
+        # policy have accepted them (test_preflight); the read then overlaps the chain, the ID and the policy.
+        hostpreflight.prefetch(staged, import_dir)
         self._stage_chain(staged, src, import_dir)
         steps.append(time.time())
         _check_parent(import_dir)
