@@ -30,11 +30,11 @@ import json
 import os
 import re
 from collections.abc import Callable, Iterator
-from typing import NamedTuple
 
 from runc_ckpt.archive import layout, reader
 from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.base.globalflags import GlobalFlags
+from runc_ckpt.base.record import Record
 from runc_ckpt.runtime.criu import PARENT_LINK
 from runc_ckpt.trust import policy as trustpolicy
 from runc_ckpt.trust import verdict
@@ -53,7 +53,7 @@ class ChainError(RuncCkptError):
         self.status = status
 
 
-class Link(NamedTuple):
+class Link(Record):
     """What an incremental archive records of its parent."""
 
     archive: str            # the parent's file name, relative to the child's directory
@@ -116,7 +116,7 @@ def locate(link: Link, child_path: str, search_dir: str | None) -> str:
     return os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(child_path)), link.archive))
 
 
-class Ancestor(NamedTuple):
+class Ancestor(Record):
     """One parent of a chain, read and checked; link is how its child named it (None: the caller named it)."""
 
     path: str

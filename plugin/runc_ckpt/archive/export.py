@@ -31,7 +31,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, BinaryIO, NamedTuple
+from typing import TYPE_CHECKING, BinaryIO
 
 from runc_ckpt.archive import compression, layout, manifest, tarstage
 from runc_ckpt.archive.exporttarget import check_target
@@ -43,6 +43,7 @@ from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.base.globalflags import GlobalFlags
 from runc_ckpt.base.jsondoc import JSONObject
 from runc_ckpt.base.progress import NullProgress, Progress
+from runc_ckpt.base.record import Record
 from runc_ckpt.rootfs import diff
 from runc_ckpt.runtime import atomicfile, faults
 from runc_ckpt.runtime import volumes as volumes_mod
@@ -56,7 +57,7 @@ if TYPE_CHECKING:
 _ZSTD_LEVELS = range(1, 23)
 
 
-class ExportRequest(NamedTuple):
+class ExportRequest(Record):
     archive: str            # target FILE
     compress: str           # "zstd" | "gzip" | "none"
     level: int              # compression level (zstd 1-22, gzip clamps to 1-9)
@@ -84,7 +85,7 @@ class ExportRequest(NamedTuple):
     parent_member: str = layout.PRE_CHECKPOINT_DIR  # where the images' `parent` link leads (a stream's last pre-copy round)
 
 
-class ExportResult(NamedTuple):
+class ExportResult(Record):
     archive: str
     size: int                       # bytes of the compressed file
     members: dict[str, MemberDigest]
@@ -115,7 +116,7 @@ def json_member(value: object) -> bytes:
     return json.dumps(value).encode()
 
 
-class Plan(NamedTuple):
+class Plan(Record):
     """What an export reads, from the stat pre-pass, before a byte is written: the display's total.
 
     The images (spooled entries), the rootfs diff's tree and each volume's;
@@ -211,7 +212,7 @@ class Route:
             self.target = saved
 
 
-class Frames(NamedTuple):
+class Frames(Record):
     """Where a spliced member goes: through the compressor `out` as frames of its own, into `route`.
 
     `direct` is the archive file itself when route writes straight into it (nothing sealed): then tar's

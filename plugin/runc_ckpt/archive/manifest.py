@@ -17,14 +17,14 @@ Podman's own exports have no manifest; restore then checks only the layout.
 from __future__ import annotations
 
 import json
-from typing import NamedTuple
 
 from runc_ckpt.archive import layout
 from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.base.jsondoc import JSONObject
+from runc_ckpt.base.record import Record
 
 
-class MemberDigest(NamedTuple):
+class MemberDigest(Record):
     size: int
     sha256: str
 

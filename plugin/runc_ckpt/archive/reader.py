@@ -21,7 +21,7 @@ import tarfile
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import BinaryIO, NamedTuple, Protocol
+from typing import BinaryIO, Protocol
 
 from runc_ckpt.archive import compression, layout, manifest, safeextract
 from runc_ckpt.archive.hashpipe import HashPipe
@@ -31,6 +31,7 @@ from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.base.globalflags import GlobalFlags
 from runc_ckpt.base.jsondoc import JSONObject
 from runc_ckpt.base.progress import NullProgress, Progress
+from runc_ckpt.base.record import Record
 from runc_ckpt.runtime.criu import PARENT_LINK
 from runc_ckpt.trust import seal, sealkeys
 
@@ -238,7 +239,7 @@ class MemberSource(ViewReader):
             self.read_view(TAR_BUFSIZE)
 
 
-class StagedTree(NamedTuple):
+class StagedTree(Record):
     """A tar extracted into a staging directory inside its target directory."""
 
     member: str
@@ -253,7 +254,7 @@ class StagedTree(NamedTuple):
         self.target.close()
 
 
-class Targets(NamedTuple):
+class Targets(Record):
     """Where staged data goes; None reads and hashes without writing (inspect).
 
     volume_dir(name, staged) -> the volume's directory, or None to skip it.

@@ -31,11 +31,12 @@ import stat
 import tarfile
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from typing import NamedTuple, Self
+from typing import Self
 
 from runc_ckpt.archive.filemaker import MAX_ID, MAX_MTIME, FileMaker, create_file, make_dir, set_owner_mode
 from runc_ckpt.archive.tarstream import Source, TarStream
 from runc_ckpt.base.errors import RuncCkptError
+from runc_ckpt.base.record import Record
 from runc_ckpt.runtime import safe_remove
 
 O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -220,7 +221,7 @@ class Root:
             os.unlink(parts[-1], dir_fd=parent)
 
 
-class DirMeta(NamedTuple):
+class DirMeta(Record):
     """Metadata of an explicit directory member, applied after its children are in place."""
 
     parts: tuple[str, ...]

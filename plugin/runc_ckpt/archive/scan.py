@@ -29,9 +29,9 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Iterable
-from typing import NamedTuple
 
 from runc_ckpt.archive.writer import Entry, EntrySpool, TreePlan
+from runc_ckpt.base.record import Record
 from runc_ckpt.rootfs.diff import FULL, OVERLAY_DIFF, SKIP, RootfsSource
 
 _OVERLAY_XATTRS = ("trusted.overlay.", "user.overlay.")
@@ -197,7 +197,7 @@ class Scanner:
         return (path, name + "/")
 
 
-class RootfsPlan(NamedTuple):
+class RootfsPlan(Record):
     kind: str                      # OVERLAY_DIFF | FULL
     tree: TreePlan
     deleted: list[str]             # container paths, e.g. "/etc/gone"

@@ -44,11 +44,12 @@ import shutil
 import stat
 import subprocess
 import tempfile
-from typing import BinaryIO, NamedTuple
+from typing import BinaryIO
 
 from runc_ckpt.archive.hashpipe import HashPipe
 from runc_ckpt.archive.scan import hidden_lower, overlay_flag, xattr_names
 from runc_ckpt.base.errors import RuncCkptError
+from runc_ckpt.base.record import Record
 from runc_ckpt.rootfs.diff import FULL, OVERLAY_DIFF, SKIP, RootfsSource
 from runc_ckpt.runtime import faults
 
@@ -75,7 +76,7 @@ TAR_OPTIONS = (
 )
 
 
-class Listing(NamedTuple):
+class Listing(Record):
     """What tar archives of a tree: its top-level names, the paths it leaves out; and the deletions."""
 
     top: str                  # the tree's root (an overlay's upper dir, or a plain root)
@@ -168,7 +169,7 @@ def _plain_dir(path: str, name: str, marks: list[str], lowers: list[str] | None,
     return True
 
 
-class Done(NamedTuple):
+class Done(Record):
     """What tar wrote: the member's size and SHA-256, and tar's warnings (files changed while read)."""
 
     size: int

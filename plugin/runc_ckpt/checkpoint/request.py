@@ -9,8 +9,7 @@ the caller spelled them arrive here as argv already (runc_argv, runc_flags).
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
+from runc_ckpt.base.record import Record
 from runc_ckpt.settings.policy import Compression, PolicyFlags
 
 __all__ = ["STREAM", "CheckpointRequest", "Compression", "PolicyFlags"]
@@ -18,7 +17,7 @@ __all__ = ["STREAM", "CheckpointRequest", "Compression", "PolicyFlags"]
 STREAM = "-"  # --export -: the archive goes to stdout (written by runc_ckpt.migrate.sender)
 
 
-class CheckpointRequest(NamedTuple):
+class CheckpointRequest(Record):
     """One `checkpoint` call: which containers, where the images and the archive go, and runc's argv.
 
     containers: the names as given (none with all/latest). export: the archive

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import json
 import os
-from typing import NamedTuple
 
+from runc_ckpt.base.record import Record
 from runc_ckpt.runtime.criu import stats
 
 
-class ContainerStats(NamedTuple):
+class ContainerStats(Record):
     id: str
     raw_input: str
     runtime_us: int

@@ -10,13 +10,13 @@ flags. Flags we do not know are kept, in place, for runc. Each Option carries it
 from __future__ import annotations
 
 import sys
-from typing import NamedTuple
 
 from runc_ckpt.base import goflags
 from runc_ckpt.base.errors import PassToRunc, RuncCkptError
+from runc_ckpt.base.record import Record
 
 
-class Option(NamedTuple):
+class Option(Record):
     """One flag. kind: 'bool', 'value' (last wins) or 'list' (repeatable value)."""
 
     names: tuple[str, ...]
@@ -33,7 +33,7 @@ class Option(NamedTuple):
         return self.names[0].replace("-", "_")
 
 
-class Parsed(NamedTuple):
+class Parsed(Record):
     """Parsed flags: values by Option.key, what runc gets, positionals.
 
     forward holds the tokens meant for runc in the caller's order: runc's

@@ -8,9 +8,9 @@ containers-storage, `localhost/NAME:latest` when NAME has no registry or tag.
 from __future__ import annotations
 
 import re
-from typing import NamedTuple
 
 from runc_ckpt.base.errors import RuncCkptError
+from runc_ckpt.base.record import Record
 
 OCI = "oci"
 OCI_ARCHIVE = "oci-archive"
@@ -26,7 +26,7 @@ _NAME = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?::[0-9]+)?"
                    r"(?:@sha256:[0-9a-f]{64})?$")
 
 
-class Reference(NamedTuple):
+class Reference(Record):
     """One parsed reference: transport, where (dir/file/repo/name) and the tag if any."""
 
     transport: str

@@ -14,20 +14,20 @@ import contextlib
 import os
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import NamedTuple
 
 from runc_ckpt.archive import layout
 from runc_ckpt.archive.manifest import MemberDigest
 from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.base.globalflags import GlobalFlags
 from runc_ckpt.base.jsondoc import JSONObject
+from runc_ckpt.base.record import Record
 from runc_ckpt.image import annotations as image_annotations
 from runc_ckpt.image import reference
 
 _ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.zst", ".tzst", ".zst", ".gz")
 
 
-class Source(NamedTuple):
+class Source(Record):
     """A checkpoint to read: path of the tar stream, and for an image its reference and annotations."""
 
     path: str

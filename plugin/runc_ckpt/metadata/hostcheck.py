@@ -14,8 +14,8 @@ import os
 import stat
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
-from typing import NamedTuple
 
+from runc_ckpt.base.record import Record
 from runc_ckpt.metadata.needs import DIRECTORY, FILE, BindNeed, FileNeed, Needs, kind_of, sha256
 from runc_ckpt.runtime import buildid, hostinfo, volumes
 from runc_ckpt.runtime.criu import cpuinfo
@@ -31,13 +31,13 @@ FLAG_NEEDS = (("tcp_established", "tcp-established", "established TCP connection
 CGROUP_V1_PROBE = ("pids", "memory", "cpu", "freezer")
 
 
-class Check(NamedTuple):
+class Check(Record):
     what: str
     ok: bool
     detail: str
 
 
-class Target(NamedTuple):
+class Target(Record):
     """The host side: where the restore would run and how."""
 
     rootfs: str

@@ -22,8 +22,8 @@ import os
 import stat
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import NamedTuple
 
+from runc_ckpt.base.record import Record
 from runc_ckpt.rootfs import diff
 from runc_ckpt.runtime import hostinfo, volumes
 from runc_ckpt.runtime.criu import cpuinfo, imagereader
@@ -33,7 +33,7 @@ HASH_LIMIT = 16 << 20        # sha256 only files up to this size (without a buil
 FILE, DIRECTORY, OTHER = "file", "directory", "other"
 
 
-class FileNeed(NamedTuple):
+class FileNeed(Record):
     """A file on the container's root mount that CRIU will open on restore."""
 
     path: str
@@ -44,7 +44,7 @@ class FileNeed(NamedTuple):
     sha256: str | None = None
 
 
-class BindNeed(NamedTuple):
+class BindNeed(Record):
     """A bind mount's source and what it was (directory, file, other) when checkpointed."""
 
     destination: str
@@ -52,7 +52,7 @@ class BindNeed(NamedTuple):
     kind: str
 
 
-class Needs(NamedTuple):
+class Needs(Record):
     """Everything the pre-flight compares; `recorded` is False when derived from the images alone."""
 
     files: tuple[FileNeed, ...] = ()

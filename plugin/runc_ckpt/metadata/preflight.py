@@ -11,17 +11,17 @@ they usually work.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import NamedTuple
 
 from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.base.jsondoc import JSONObject
+from runc_ckpt.base.record import Record
 from runc_ckpt.image import annotations as image_annotations
 from runc_ckpt.runtime import hostinfo
 
 OK, DIFFERS, MISMATCH = "same", "differs", "mismatch"
 
 
-class Row(NamedTuple):
+class Row(Record):
     what: str
     recorded: str
     here: str

@@ -40,13 +40,13 @@ import os
 import subprocess
 import time
 from collections.abc import Sequence
-from typing import NamedTuple
 
 from runc_ckpt.archive import chain, layout, reader, safeextract
 from runc_ckpt.archive.tarstream import FileSource, TarStream
 from runc_ckpt.base import realrunc, runclog, signals
 from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.base.globalflags import Invocation
+from runc_ckpt.base.record import Record
 from runc_ckpt.image import source as importsource
 from runc_ckpt.metadata import configdump, preflight
 from runc_ckpt.restore import hostpreflight, podmanspec, untrusted
@@ -124,7 +124,7 @@ def _id_lock(cfg: config.Config, inv: Invocation, cid: str) -> contextlib.Abstra
                      cfg.lock_timeout, what=f"container {cid}")
 
 
-class _Target(NamedTuple):
+class _Target(Record):
     """The bundle a restore --import writes into, as found under its lock."""
 
     bundle: str
@@ -134,7 +134,7 @@ class _Target(NamedTuple):
     base_empty: bool
 
 
-class _Held(NamedTuple):
+class _Held(Record):
     """What the call holds while it runs: the signal deferral, its context stack and its locks."""
 
     deferral: signals.Deferral
@@ -142,7 +142,7 @@ class _Held(NamedTuple):
     locks: list[lock.Held]
 
 
-class _Settled(NamedTuple):
+class _Settled(Record):
     """What was decided about the staged archive before anything is applied."""
 
     spec: dict

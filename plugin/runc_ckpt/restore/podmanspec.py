@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import NamedTuple
 
 from runc_ckpt.base.errors import RuncCkptError
+from runc_ckpt.base.record import Record
 from runc_ckpt.runtime import atomicfile, volumes
 
 BINDS_DIR = ".runc-ckpt-binds"
@@ -60,7 +60,7 @@ def source_for(spec: dict, destination: str) -> str | None:
     return source
 
 
-class Remap(NamedTuple):
+class Remap(Record):
     destination: str
     old_source: str
     new_source: str

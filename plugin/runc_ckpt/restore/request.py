@@ -10,8 +10,9 @@ StreamSession protocol below (restore does not import migrate).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
+from runc_ckpt.base.record import Record
 from runc_ckpt.settings.policy import PolicyFlags
 
 if TYPE_CHECKING:   # the reader (and its stack) loads only where an import runs, not for runc's own restore
@@ -20,7 +21,7 @@ if TYPE_CHECKING:   # the reader (and its stack) loads only where an import runs
 __all__ = ["ImportRequest", "PolicyFlags", "RestoreRequest", "StreamSession"]
 
 
-class RestoreRequest(NamedTuple):
+class RestoreRequest(Record):
     """`restore` without --import: runc's own, with our policy, hooks and --tcp-close.
 
     runc_argv: the caller's argv minus the flags runc 1.1.5 lacks, in its order;
@@ -39,7 +40,7 @@ class RestoreRequest(NamedTuple):
     runc_argv: tuple[str, ...] = ()
 
 
-class ImportRequest(NamedTuple):
+class ImportRequest(Record):
     """`restore --import SOURCE`: an archive, a checkpoint image, or "-" (a stream, via migrate.receiver).
 
     runc_flags: the caller's runc restore flags (but --bundle, --image-path and

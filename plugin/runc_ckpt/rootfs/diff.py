@@ -11,9 +11,9 @@ restore has to recreate it: CRIU refuses a root whose mode differs
 from __future__ import annotations
 
 import os
-from typing import NamedTuple
 
 from runc_ckpt.base.errors import RuncCkptError
+from runc_ckpt.base.record import Record
 from runc_ckpt.rootfs import mountinfo
 
 OVERLAY_DIFF = "overlay-diff"
@@ -25,7 +25,7 @@ NONE = "none"
 SKIP = frozenset({"dev", "proc", "run", "sys", "etc/hosts", "etc/resolv.conf", "etc/mtab"})
 
 
-class RootfsSource(NamedTuple):
+class RootfsSource(Record):
     """Where the container root's changes are read from, found while the root is still mounted.
 
     Engines unmount a container's root as soon as its process ends (podman's

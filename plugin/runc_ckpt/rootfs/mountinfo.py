@@ -12,7 +12,8 @@ import os
 import re
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import NamedTuple
+
+from runc_ckpt.base.record import Record
 
 MOUNTINFO = "/proc/self/mountinfo"
 # overlayfs's default for metacopy: mountinfo names the option only where a mount differs from it.
@@ -21,14 +22,14 @@ _OCTAL = re.compile(r"\\([0-7]{3})")
 _LOWER_SPLIT = re.compile(r"(?<!\\):")
 
 
-class Mount(NamedTuple):
+class Mount(Record):
     mount_point: str
     fstype: str
     source: str
     super_options: Mapping[str, str] = MappingProxyType({})
 
 
-class OverlayDirs(NamedTuple):
+class OverlayDirs(Record):
     upper: str
     lowers: list[str]      # top-most first; empty when they cannot be resolved to absolute paths
     metacopy: bool = False  # upper files may hold metadata only, their data in a lower layer

@@ -13,11 +13,11 @@ import json
 import re
 import subprocess
 from datetime import UTC, datetime
-from typing import NamedTuple
 
 from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.base.globalflags import Invocation
 from runc_ckpt.base.jsondoc import JSONObject
+from runc_ckpt.base.record import Record
 
 # logrus text format: msg="quoted" or msg=bare.
 _MSG = re.compile(r'level=(?:error|fatal|panic) msg=("(?:[^"\\]|\\.)*"|\S+)')
@@ -25,7 +25,7 @@ _MSG = re.compile(r'level=(?:error|fatal|panic) msg=("(?:[^"\\]|\\.)*"|\S+)')
 NOT_CHECKPOINTABLE = ("created", "stopped")
 
 
-class ContainerState(NamedTuple):
+class ContainerState(Record):
     """The fields of `runc state` that checkpoint uses."""
 
     id: str

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import os
 import platform
-from typing import NamedTuple
+
+from runc_ckpt.base.record import Record
 
 # Python's machine names -> Go's GOARCH, which podman writes.
 _GOARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386", "i386": "386",
            "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64", "mips64": "mips64"}
 
 
-class HostInfo(NamedTuple):
+class HostInfo(Record):
     arch: str
     kernel: str
     cgroups: str

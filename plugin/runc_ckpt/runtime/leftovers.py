@@ -29,9 +29,9 @@ import os
 import signal
 import time
 from collections.abc import Sequence
-from typing import NamedTuple
 
 from runc_ckpt.base.errors import RuncCkptError
+from runc_ckpt.base.record import Record
 from runc_ckpt.runtime import mounttable, procscan, safe_remove
 
 CGROUP_V1 = "/sys/fs/cgroup"
@@ -39,7 +39,7 @@ POLL = 0.05
 KILL_WAIT = 5.0
 
 
-class Scope(NamedTuple):
+class Scope(Record):
     """Where one container's leftovers can be."""
 
     root: str                         # runc --root

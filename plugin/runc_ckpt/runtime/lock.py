@@ -36,9 +36,9 @@ import os
 import re
 import time
 from collections.abc import Iterator
-from typing import NamedTuple
 
 from runc_ckpt.base.errors import RuncCkptError
+from runc_ckpt.base.record import Record
 from runc_ckpt.runtime import atomicfile, lockrepair, procscan
 
 LOCK_DIR = "locks"
@@ -46,7 +46,7 @@ POLL = 0.05
 _SAFE = re.compile(r"[^A-Za-z0-9_.+-]")
 
 
-class Held(NamedTuple):
+class Held(Record):
     """A lock this process holds; fd stays valid until hold() ends."""
 
     key: str

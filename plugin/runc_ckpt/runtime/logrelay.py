@@ -19,17 +19,18 @@ import re
 import subprocess
 import tempfile
 from collections.abc import Callable, Sequence
-from typing import IO, NamedTuple
+from typing import IO
 
 from runc_ckpt.base import runclog, signals
 from runc_ckpt.base.globalflags import GlobalFlags
+from runc_ckpt.base.record import Record
 from runc_ckpt.runtime import faults
 
 _TEXT_ERROR = re.compile(r"(?:^|\s)level=(?:error|fatal|panic)(?:\s|$)")
 _ERROR_LEVELS = ("error", "fatal", "panic")
 
 
-class RuncResult(NamedTuple):
+class RuncResult(Record):
     returncode: int
     logged_error: bool                  # runc's error reached the caller's log (or stderr)
     dropped: Sequence[str] = ()  # earlier error messages kept out of the log

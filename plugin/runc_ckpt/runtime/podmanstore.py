@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import json
 import os
-from typing import NamedTuple
+
+from runc_ckpt.base.record import Record
 
 DEFAULT_STORAGE_CONF = "/etc/containers/storage.conf"
 MAX_JSON = 64 << 20
 
 
-class PodmanOrigin(NamedTuple):
+class PodmanOrigin(Record):
     """A container podman created: its storage, name and image."""
 
     graphroot: str

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
-from typing import NamedTuple
 
 from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.base.jsondoc import JSONObject
+from runc_ckpt.base.record import Record
 from runc_ckpt.settings.policy import ANNOTATION_PREFIX
 
 VOLUMES_ANNOTATION = ANNOTATION_PREFIX + "volumes"
@@ -25,7 +25,7 @@ BIND_PREFIX = "bind-"
 _PLAIN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
 
 
-class BindMount(NamedTuple):
+class BindMount(Record):
     destination: str
     source: str
     volume: str | None     # the name it is archived under (named volume or listed bind), else None

@@ -11,18 +11,18 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import NamedTuple
 
 from runc_ckpt.base import configfile
 from runc_ckpt.base.configfile import ENV_VAR
 from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.base.globalflags import GlobalFlags  # builtins only, already loaded by cli
+from runc_ckpt.base.record import Record
 from runc_ckpt.settings import plainyaml
 
 _SCHEMAS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "schemas")
 
 
-class Config(NamedTuple):
+class Config(Record):
     """The settings of runc-ckpt.yaml; field names are the YAML keys (see schemas/config.schema.json)."""
 
     runc: str | None = None

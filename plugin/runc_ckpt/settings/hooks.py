@@ -18,11 +18,11 @@ import signal
 import subprocess
 import tempfile
 from collections.abc import Iterable, Mapping
-from typing import NamedTuple
 
 from runc_ckpt.base import runclog
 from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.base.globalflags import GlobalFlags
+from runc_ckpt.base.record import Record
 from runc_ckpt.settings.config import validate
 
 STAGES = ("precheckpoint", "postcheckpoint", "prerestore", "postrestore")
@@ -32,7 +32,7 @@ _OUTPUT_TAIL = 300  # characters of a failed hook's output quoted in the error
 _OUTPUT_KEPT = 4096  # bytes of a hook's output read back (for the debug log)
 
 
-class Hook(NamedTuple):
+class Hook(Record):
     """One validated hook definition."""
 
     name: str

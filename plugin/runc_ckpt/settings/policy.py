@@ -17,10 +17,11 @@ import os
 import re
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Literal, NamedTuple
+from typing import Literal
 
 from runc_ckpt.base import goflags
 from runc_ckpt.base.errors import RuncCkptError
+from runc_ckpt.base.record import Record
 from runc_ckpt.settings.config import Config
 
 ANNOTATION_PREFIX = "io.runc-ckpt."
@@ -54,7 +55,7 @@ FLAGS = {
 RUNC_BOOLEANS = {"tcp_established": "--tcp-established", "file_locks": "--file-locks"}
 
 
-class PolicyFlags(NamedTuple):
+class PolicyFlags(Record):
     """The command-line flags a policy yields to (FLAGS), as a request carries them; None: not given."""
 
     compress: Compression | None = None
@@ -72,7 +73,7 @@ class PolicyFlags(NamedTuple):
         return frozenset(self.given())
 
 
-class Policy(NamedTuple):
+class Policy(Record):
     """Resolved settings for one checkpoint or restore; `sources` says where each came from."""
 
     compress: str = "zstd"

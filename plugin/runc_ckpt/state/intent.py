@@ -20,8 +20,8 @@ import json
 import os
 import time
 from collections.abc import Iterator
-from typing import NamedTuple
 
+from runc_ckpt.base.record import Record
 from runc_ckpt.runtime import atomicfile, procscan
 
 CHECKPOINT = "checkpoint"    # runc checkpoint runs (the container may be frozen)
@@ -31,7 +31,7 @@ SENT = "sent"                # a stream without a back channel was sent: whether
 _PREFIX = ".intent-"
 
 
-class Intent(NamedTuple):
+class Intent(Record):
     """One recorded intent; alive: whether the call that wrote it still runs."""
 
     op: str

@@ -45,9 +45,9 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Sequence
-from typing import NamedTuple
 
 from runc_ckpt.base.errors import RuncCkptError
+from runc_ckpt.base.record import Record
 from runc_ckpt.runtime import containerid, faults, safe_remove
 from runc_ckpt.runtime.criu import PARENT_LINK
 from runc_ckpt.state import tmpfsimages
@@ -64,7 +64,7 @@ RUNC_DEFAULT_IMAGES = "checkpoint"
 SUPERSEDED = ".superseded"           # marks images being replaced (see _install)
 
 
-class CallerPaths(NamedTuple):
+class CallerPaths(Record):
     """What the caller said with runc's own flags (None: not given)."""
 
     image_path: str | None = None
@@ -73,7 +73,7 @@ class CallerPaths(NamedTuple):
     pre_dump: bool = False
 
 
-class Plan(NamedTuple):
+class Plan(Record):
     """Where one checkpoint writes, and the runc flags that say so."""
 
     image_dir: str                 # absolute: where runc/CRIU write the images

@@ -40,8 +40,8 @@ import contextlib
 import json
 import os
 import secrets
-from typing import NamedTuple
 
+from runc_ckpt.base import record
 from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.rootfs import mountinfo
 from runc_ckpt.runtime import atomicfile, faults, procscan, safe_remove
@@ -53,7 +53,7 @@ INVENTORY = "inventory.img"      # CRIU's last write: the dump is complete
 _RECORD = ".tmpfs-"
 
 
-class Record(NamedTuple):
+class Record(record.Record):
     """One tmpfs dir a call made for a container; alive: whether that call still runs."""
 
     path: str                    # the record file in the container's state dir

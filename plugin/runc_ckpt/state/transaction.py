@@ -33,9 +33,9 @@ import os
 import shutil
 import stat
 from collections.abc import Iterable
-from typing import NamedTuple
 
 from runc_ckpt.archive import layout
+from runc_ckpt.base.record import Record
 from runc_ckpt.runtime import atomicfile, safe_remove
 
 JOURNAL = "journal"
@@ -43,7 +43,7 @@ ORIGINALS = "originals"       # copies of files we rewrite (config.json), inside
 UNDO_SUFFIX = ".undo"
 
 
-class Step(NamedTuple):
+class Step(Record):
     op: str
     path: str = ""            # absolute: the target entry (or created path)
     aside: str = ""           # absolute: where a backup or original copy is

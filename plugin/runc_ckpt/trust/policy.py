@@ -29,9 +29,9 @@ import base64
 import binascii
 import json
 import os
-from typing import NamedTuple
 
 from runc_ckpt.base.errors import RuncCkptError
+from runc_ckpt.base.record import Record
 
 DEFAULT_PATH = "/etc/containers/runc-ckpt-policy.json"
 TRANSPORTS = ("archive", "dir", "docker", "oci", "stream")
@@ -40,13 +40,13 @@ _KEYS = {ACCEPT: {"type"}, REJECT: {"type"}, SIGNED: {"type", "keyPath", "keyPat
 MAX_SIZE = 1 << 20
 
 
-class Requirement(NamedTuple):
+class Requirement(Record):
     type: str
     keys: tuple[bytes, ...] = ()    # sigstoreSigned: the trusted public keys' PEM
     key_sources: tuple[str, ...] = ()  # where each came from (a path, or "keyData"), for error lines
 
 
-class Policy(NamedTuple):
+class Policy(Record):
     path: str | None                # None: no policy file (everything is accepted, and said so)
     default: tuple[Requirement, ...]
     transports: dict[str, dict[str, tuple[Requirement, ...]]]

@@ -13,9 +13,10 @@ and the JWE `kid` that picks the private key on the way back).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 from runc_ckpt.base.errors import RuncCkptError
+from runc_ckpt.base.record import Record
 from runc_ckpt.trust.keys import fingerprint_of
 
 if TYPE_CHECKING:
@@ -27,7 +28,7 @@ MIN_RSA_BITS = 2048
 _CURVES = ("secp256r1", "secp384r1", "secp521r1")
 
 
-class SealKey(NamedTuple):
+class SealKey(Record):
     """One key of a pair, loaded: its JWK for jwcrypto, its fingerprint, the file it came from."""
 
     jwk: jwk.JWK

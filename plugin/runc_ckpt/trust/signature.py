@@ -16,9 +16,10 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 from runc_ckpt.base.errors import RuncCkptError
+from runc_ckpt.base.record import Record
 from runc_ckpt.trust import keys
 
 if TYPE_CHECKING:
@@ -32,7 +33,7 @@ ALGORITHM = "ecdsa-p256-sha256"
 MAX_SIZE = 4096   # a signature document is ~250 bytes; anything larger is not one
 
 
-class Signature(NamedTuple):
+class Signature(Record):
     key: str          # the fingerprint the signer claims
     value: bytes      # DER ECDSA signature
 

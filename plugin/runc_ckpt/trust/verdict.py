@@ -10,14 +10,13 @@ inspect prints it, restore enforces it.
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 from runc_ckpt.base.errors import RuncCkptError
+from runc_ckpt.base.record import Record
 from runc_ckpt.trust import keys, signature
 from runc_ckpt.trust.policy import ACCEPT, REJECT, Policy, Requirement
 
 
-class Verdict(NamedTuple):
+class Verdict(Record):
     scope: str                # the policy scope that applied ("default", "archive:/path", ...)
     accepted: bool
     reason: str               # one line: why

@@ -20,9 +20,9 @@ import binascii
 import os
 import subprocess
 import tempfile
-from typing import NamedTuple
 
 from runc_ckpt.base.errors import RuncCkptError
+from runc_ckpt.base.record import Record
 from runc_ckpt.runtime import hostcache
 from runc_ckpt.runtime.criu import features
 
@@ -30,7 +30,7 @@ CPUINFO_IMG = "cpuinfo.img"
 CACHE_NAME = "criu-cpuinfo"
 
 
-class Verdict(NamedTuple):
+class Verdict(Record):
     ok: bool
     detail: str      # CRIU's own words when not ok
 

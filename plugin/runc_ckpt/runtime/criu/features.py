@@ -13,16 +13,16 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from typing import NamedTuple
 
 from runc_ckpt.base.errors import RuncCkptError
+from runc_ckpt.base.record import Record
 from runc_ckpt.runtime import hostcache
 
 FEATURE = "mem_dirty_track"
 CACHE_NAME = "criu-features"
 
 
-class Answer(NamedTuple):
+class Answer(Record):
     supported: bool
     detail: str  # CRIU's own words when unsupported
 
@@ -64,7 +64,7 @@ PRE_DUMP = "pre-dump"            # CRIU's own: soft-dirty tracked pre-dumps, the
 CONTENT_DIFF = "content-diff"    # two full dumps compared page by page (runtime/criu/incremental)
 
 
-class MemoryPrecopy(NamedTuple):
+class MemoryPrecopy(Record):
     """How memory can move before a freeze on this host, and why: to pick it and to say which was taken."""
 
     method: str   # PRE_DUMP or CONTENT_DIFF

@@ -19,7 +19,9 @@ import importlib
 import os
 import struct
 from types import ModuleType
-from typing import Any, BinaryIO, NamedTuple
+from typing import Any, BinaryIO
+
+from runc_ckpt.base.record import Record
 
 # pycriu (and the protobuf runtime under it) costs ~70 ms to import, more than the
 # whole pre-flight of a recorded checkpoint, which never needs it: it is loaded on
@@ -60,7 +62,7 @@ class ImageError(Exception):
     """An image pycriu cannot read."""
 
 
-class ImageFile(NamedTuple):
+class ImageFile(Record):
     """A file the restore opens on the root mount: path in the container, CRIU's recorded size/mode/build-ID."""
 
     path: str

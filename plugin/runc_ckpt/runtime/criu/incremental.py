@@ -40,11 +40,12 @@ import shutil
 import stat
 import threading
 from collections.abc import Iterator, Mapping
-from typing import Any, NamedTuple
+from typing import Any
 
 import xxhash
 
 from runc_ckpt.base.errors import RuncCkptError
+from runc_ckpt.base.record import Record
 from runc_ckpt.runtime import atomicfile, safe_remove
 from runc_ckpt.runtime.criu import PARENT_LINK, images
 
@@ -72,7 +73,7 @@ def _pages_name(pages_id: int) -> str:
     return f"pages-{pages_id}.img"
 
 
-class Entry(NamedTuple):
+class Entry(Record):
     """One pagemap entry, with CRIU's compatibility rules applied (pagemap.c init_compat_pagemap_entry)."""
 
     vaddr: int
@@ -88,7 +89,7 @@ class Entry(NamedTuple):
         return bool(self.flags & PE_PRESENT)
 
 
-class Pagemap(NamedTuple):
+class Pagemap(Record):
     pages_id: int
     entries: list[Entry]
 
@@ -117,14 +118,14 @@ class PagemapDigests:
             i += 1
 
 
-class ParentIndex(NamedTuple):
+class ParentIndex(Record):
     """What the builder needs of a parent dump: its path and the digests of its pages, per pagemap image."""
 
     path: str
     pagemaps: dict[str, PagemapDigests]
 
 
-class Result(NamedTuple):
+class Result(Record):
     """What one build did: pages in the later dump, and how many of them had to be kept."""
 
     pages: int
@@ -254,7 +255,7 @@ def _chunks(f: io.BufferedReader, entry: Entry, buf: memoryview, where: str) -> 
         yield vaddr, view
 
 
-class Hashed(NamedTuple):
+class Hashed(Record):
     """The digests of a pages file's first len(digests) // DIGEST pages, and which file it was."""
 
     identity: tuple[int, int]         # st_dev, st_ino
