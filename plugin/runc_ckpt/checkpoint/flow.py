@@ -93,8 +93,11 @@ def checkpoint(inv: Invocation, cfg: config.Config, req: CheckpointRequest, star
         if settle.needed(cfg.state_dir, inv.flags.root, name):
             with lock.hold(cfg.state_dir, lock.container_key(inv.flags.root, name), req.operation(),
                            cfg.lock_timeout, what=f"container {name}"):
-                for message in settle.settle(runc, inv.flags.root, cfg.state_dir, name, None, cfg.lock_timeout):
-                    runclog.warn(inv.flags, message)
+                repaired = settle.settle(runc, inv.flags.root, cfg.state_dir, name, None, cfg.lock_timeout)
+            for message in repaired:
+                runclog.warn(inv.flags, message)
+            if repaired:
+                containerstate.forget()     # a state asked ahead (commands.checkpoint) predates the repair
     try:
         chosen = select(runc, inv, req)
     except RuncCkptError as e:

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import time
 
-from runc_ckpt.base import gcpause
+from runc_ckpt.base import gcpause, realrunc
 from runc_ckpt.base.errors import PassToRunc, RuncCkptError
 from runc_ckpt.base.globalflags import Invocation
 from runc_ckpt.checkpoint.request import STREAM, CheckpointRequest, Compression
 from runc_ckpt.commands import cmdflags, options
+from runc_ckpt.runtime import containerstate
 from runc_ckpt.settings import config
 from runc_ckpt.settings.policy import PolicyFlags
 
@@ -26,6 +27,13 @@ DESCRIPTION = ("The checkpoint command saves the state of the container instance
 
 
 def run(inv: Invocation) -> int:
+    try:
+        return _run(inv)
+    finally:
+        containerstate.forget()     # a state asked ahead and never taken (the call failed before)
+
+
+def _run(inv: Invocation) -> int:
     parsed = cmdflags.parse_or_help(options.CHECKPOINT, inv.args, "checkpoint", NAME, USAGE, DESCRIPTION)
     if parsed is None:
         return 0
@@ -44,11 +52,23 @@ def run(inv: Invocation) -> int:
                                                  handshake=parsed.flag("handshake"),
                                                  stream_timeout=stream_timeout(parsed),
                                                  max_pause=max_pause(parsed, cfg)), started)
-    # Imported here, not at the top: --help and runc's usage errors (exec'd runc) skip the flow's ~100 ms
+    if len(req.containers) == 1:
+        ask_state_ahead(inv, cfg, req.containers[0])
+    # Imported here, not at the top: --help and runc's usage errors (exec'd runc) skip the flow's ~25 ms
     # of imports (test_layering LAZY). No GC pass while they load (base.gcpause).
     with gcpause.loading():
         from runc_ckpt.checkpoint import flow
     return flow.checkpoint(inv, cfg, req, started)
+
+
+def ask_state_ahead(inv: Invocation, cfg: config.Config, container: str) -> None:
+    """The flow's first question to runc, `runc state ID`, asked now: runc answers while the flow's modules
+    load (runtime.containerstate.prefetch). A runc that cannot be found is left for the flow to report."""
+    try:
+        runc = realrunc.find(cfg.runc)
+    except RuncCkptError:
+        return
+    containerstate.prefetch(runc, inv, container)
 
 
 def check_flags(p: cmdflags.Parsed) -> None:
