@@ -122,6 +122,6 @@ def fake_tmpfs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeTmpfs:
     monkeypatch.setattr(tmpfsimages, "TMPFS", str(root))
     monkeypatch.setattr(mountinfo, "find_mount",
                         lambda path, mountinfo_path=None: mountinfo.Mount(str(path), "tmpfs", "shm"))
-    monkeypatch.setattr(tmpfsimages.secrets, "token_hex", lambda n: "unit")
+    monkeypatch.setattr(tmpfsimages, "token", lambda: "unit")
     directory = str(root / f"{tmpfsimages.PREFIX}unit")
     return FakeTmpfs(root, directory, tmpfsimages.images_of(directory))

@@ -202,7 +202,7 @@ def test_target_is_a_directory(tmp_path, rootfs):
 def test_unwritable_target_directory(tmp_path, rootfs, monkeypatch):
     def refuse(*_a: object, **_k: object) -> None:
         raise PermissionError(errno.EACCES, "Permission denied")
-    monkeypatch.setattr(exporttarget.tempfile, "mkstemp", refuse)
+    monkeypatch.setattr(exporttarget.atomicfile, "new_file", refuse)
     req = request(tmp_path, rootfs)
     with pytest.raises(RuncCkptError, match="cannot write in .*Permission denied"):
         export.write_archive(req)
@@ -211,14 +211,14 @@ def test_unwritable_target_directory(tmp_path, rootfs, monkeypatch):
 def _probes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """check_target's probe files, as created (each is removed at once)."""
     made: list[str] = []
-    real = exporttarget.tempfile.mkstemp
+    real = exporttarget.atomicfile.new_file
 
     def counting(*a: object, **k: object):
-        fd, path = real(*a, **k)  # type: ignore[call-overload]  # the caller's own arguments
+        fd, path = real(*a, **k)  # type: ignore[arg-type]  # the caller's own arguments
         if os.path.basename(path).startswith(exporttarget.PROBE_PREFIX):
             made.append(path)
         return fd, path
-    monkeypatch.setattr(exporttarget.tempfile, "mkstemp", counting)
+    monkeypatch.setattr(exporttarget.atomicfile, "new_file", counting)
     return made
 
 

@@ -9,7 +9,6 @@ time spent waiting on runc.
 from __future__ import annotations
 
 import os
-import tempfile
 
 from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.runtime import atomicfile
@@ -40,7 +39,7 @@ def check_target(path: str, probe: bool = True) -> str:
     if not probe:
         return target
     try:
-        fd, probe_file = tempfile.mkstemp(prefix=PROBE_PREFIX, dir=directory)
+        fd, probe_file = atomicfile.new_file(directory, PROBE_PREFIX)
     except OSError as e:
         raise RuncCkptError(f"--export {path}: cannot write in {directory}: {e.strerror}") from None
     os.close(fd)

@@ -30,13 +30,13 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import os
 import re
 import time
 from collections.abc import Iterator
 
+from runc_ckpt.base import namedigest
 from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.base.record import Record
 from runc_ckpt.runtime import atomicfile, lockrepair, procscan
@@ -65,7 +65,7 @@ def bundle_key(bundle: str) -> str:
 
 
 def _key(kind: str, scope: str, name: str) -> str:
-    digest = hashlib.sha256(f"{kind}\0{scope}\0{name}".encode()).hexdigest()[:16]
+    digest = namedigest.hex_digest(f"{kind}\0{scope}\0{name}", 16)
     readable = _SAFE.sub("_", name or os.path.basename(scope))[:64]
     return f"{kind}-{readable}-{digest}"
 

@@ -17,10 +17,10 @@ memory until the next call on that container.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 from collections.abc import Iterator
 
+from runc_ckpt.base import namedigest
 from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.runtime import atomicfile, safe_remove
 
@@ -28,7 +28,7 @@ TMPFS = "/dev/shm"
 
 
 def _prefix(state_dir: str, cid: str) -> str:
-    tag = hashlib.sha256(os.path.realpath(state_dir).encode()).hexdigest()[:12]
+    tag = namedigest.hex_digest(os.path.realpath(state_dir), 12)
     return atomicfile.temp_prefix(f"memory-{tag}-{cid}")
 
 

@@ -14,7 +14,6 @@ caller learns why (RemoveRefused, or False with ignore_errors).
 from __future__ import annotations
 
 import os
-import shutil
 
 from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.runtime import mounttable
@@ -49,6 +48,9 @@ def remove_tree(path: str, ignore_errors: bool = False, dir_fd: int | None = Non
     Returns whether path is gone. ignore_errors: as shutil.rmtree's, and a
     refusal (a mount that stays) is also just False instead of RemoveRefused.
     """
+    # Imported here, not at the top: a checkpoint loads this module before runc is forked and removes
+    # nothing there; shutil (~2 ms) loads when a tree is removed.
+    import shutil
     where = os.path.join(f"/proc/self/fd/{dir_fd}", path) if dir_fd is not None else path
     try:
         unmount_below(os.path.realpath(where) if dir_fd is not None else where)

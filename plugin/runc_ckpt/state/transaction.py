@@ -30,7 +30,6 @@ import contextlib
 import fcntl
 import json
 import os
-import shutil
 import stat
 from collections.abc import Iterable
 
@@ -119,6 +118,7 @@ class Journal:
         if os.path.lexists(path):
             os.makedirs(os.path.join(self.import_dir, ORIGINALS), mode=0o700, exist_ok=True)
             aside = os.path.join(self.import_dir, ORIGINALS, os.path.basename(path))
+            import shutil  # here, not at the top: a checkpoint loads this module (~2 ms before runc's fork)
             shutil.copy2(path, aside, follow_symlinks=False)
         self.add(Step("file", path, aside))
 

@@ -21,7 +21,6 @@ not covered.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import stat
@@ -63,6 +62,7 @@ def _listing(directory: str) -> tuple[dict[str, dict[str, object]], dict[str, st
 
 
 def _sha256(path: str) -> str:
+    import hashlib  # here, not at the top: the flow loads this module before runc; signing is rare
     h = hashlib.sha256()
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import json
 import os
 from typing import TYPE_CHECKING
@@ -150,6 +149,7 @@ def fingerprint_of(key: ec.EllipticCurvePublicKey | rsa.RSAPublicKey) -> str:
     """sha256:<hex of the DER SubjectPublicKeyInfo>: one string for display and error lines."""
     from cryptography.hazmat.primitives import serialization
     der = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    import hashlib  # here, not at the top: the flow loads this module before runc, keys are rare (~2.5 ms)
     return "sha256:" + hashlib.sha256(der).hexdigest()
 
 

@@ -11,7 +11,6 @@ on the CRIU binary and the kernel, so it is cached in the state dir
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 
 from runc_ckpt.base.errors import RuncCkptError
@@ -29,6 +28,7 @@ class Answer(Record):
 
 def resolve(criu: str) -> str:
     """The CRIU binary runc would run for --criu (a name is looked up on PATH)."""
+    import shutil  # here, not at the top: the flow loads this module before runc; only a pre-dump asks
     path = criu if "/" in criu else shutil.which(criu)
     if path is None or not os.access(path, os.X_OK):
         raise RuncCkptError(f"criu binary {criu!r} not found: install CRIU or pass --criu PATH")
