@@ -96,6 +96,17 @@ def test_id_already_in_use(t):
     _run(t, builder.base(str(t.volume)), "already exists")
 
 
+@pytest.mark.parametrize("size, fragment", [(300_000, "truncated"), (3 << 20, "already exists")])
+def test_a_taken_id_is_judged_before_a_big_archive_is_read(t, size, fragment):
+    """runc is asked about the ID under its lock; a small archive is staged while it answers (its own error
+    comes first), a big one (> importer.SMALL_ARCHIVE) is not read until the answer: a taken ID refuses it."""
+    t.set_container_exists()
+    a = builder.base(str(t.volume), rootfs_diff=builder.tar_bytes([builder.f("big", os.urandom(size))]))
+    raw = builder.write(a, t.tmp / "full.tar").read_bytes()
+    (t.tmp / "full.tar").unlink()
+    _run(t, raw[: len(raw) - 4096], fragment)
+
+
 def test_id_from_archive_already_in_use(t):
     t.set_container_exists()
     _run(t, builder.base(str(t.volume)), "already exists", cid=None)
