@@ -66,3 +66,25 @@ def test_a_mount_left_in_the_runc_dir_waits(world, monkeypatch):
     monkeypatch.setattr(mounttable, "unmount", lambda path: None)
     assert any(point in m for m in _settle(root, state))
     assert scans == ["web"]
+
+
+def test_a_new_id_is_settled_without_reading_every_processs_fds(world, monkeypatch):
+    """A restore's new ID has no state.json: nothing of a killed restore can be held in dirs that are not there,
+    so the fd scan (procscan.holding: every fd of every process) is skipped."""
+    root, state, _ = world
+    (root / "web" / "state.json").unlink()
+    (root / "web").rmdir()
+    monkeypatch.setattr(leftovers.procscan, "holding", lambda paths: pytest.fail(f"fds scanned for {paths}"))
+    assert _settle(root, state) == []
+
+
+def test_a_killed_restores_work_dir_still_has_its_holders_looked_for(world, monkeypatch):
+    root, state, _ = world
+    (root / "web" / "state.json").unlink()
+    (root / "web").rmdir()
+    work = os.path.join(settle.container_dir(str(state), "web"), settle.RESTORE_WORK)
+    os.makedirs(work)
+    scanned: list[list[str]] = []
+    monkeypatch.setattr(leftovers.procscan, "holding", lambda paths: scanned.append(list(paths)) or [])
+    _settle(root, state)
+    assert scanned == [[work]]

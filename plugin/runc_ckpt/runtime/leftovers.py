@@ -124,7 +124,11 @@ def half_restored(scope: Scope) -> list[int]:
 
 def _kill_survivors(scope: Scope) -> list[str]:
     """Processes of a killed restore: they hold files in our work dirs, or sit in the container's cgroup."""
-    holders = procscan.holding(scope.criu_dirs) if scope.criu_dirs else []
+    # Only dirs that are there can have holders that matter: ours are removed only after this ran (settle before
+    # resolve_bundle). A new ID has no state, so without this gate every restore would read every process's fds
+    # (thousands on a Kubernetes node; ~3 ms here) to find nothing.
+    present = [d for d in scope.criu_dirs if os.path.lexists(d)]
+    holders = procscan.holding(present) if present else []
     strays = {p for p in holders if os.path.basename((procscan.cmdline(p) or [""])[0]).startswith("criu")}
     if scope.cgroup and scope.rootfs:
         # Another runc root may run a container of the same ID in the same cgroup: only tasks whose

@@ -51,9 +51,11 @@ def begin(container_dir: str, op: str, bundle: str, root: str) -> None:
     """Record that this process is about to hand the container to runc for op."""
     os.makedirs(container_dir, mode=0o700, exist_ok=True)
     pid, start = procscan.identity()
+    # Not durable (no fsyncs, ~1-3 ms): it tells the next call what a killed call left while the host runs (a
+    # frozen container, runc's dir, CRIU's tasks); a host crash ends all of those with it.
     atomicfile.write_json(_path(container_dir, op), {"pid": pid, "start": start, "bundle": bundle,
                                                      "root": os.path.realpath(root), "since": time.time()},
-                          mode=0o600, indent=None)
+                          mode=0o600, indent=None, durable=False)
 
 
 def end(container_dir: str, op: str) -> None:
