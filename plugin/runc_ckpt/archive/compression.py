@@ -6,7 +6,6 @@ none are accepted for podman parity. The file name never decides the format.
 
 from __future__ import annotations
 
-import gzip
 import os
 import struct
 from typing import BinaryIO, Protocol
@@ -58,6 +57,7 @@ def compressing_writer(raw: Sink, algorithm: str, level: int = 3, threads: int =
         return cctx.stream_writer(raw, closefd=False)  # type: ignore[arg-type]  # see above
     if algorithm == "gzip":
         level = min(max(level, 1), 9)
+        import gzip  # here, not at the top: only gzip archives need it
         return gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=level)  # type: ignore[return-value]  # see above
     if algorithm == "none":
         return _Uncompressed(raw)  # type: ignore[return-value]  # see above
@@ -96,6 +96,7 @@ def decompressing_reader(raw: BinaryIO) -> BinaryIO:
         # Our archives may hold several frames in a row (archive.tarstage splices one in).
         return zstandard.ZstdDecompressor().stream_reader(raw, closefd=False, read_across_frames=True)
     if algorithm == "gzip":
+        import gzip  # here, not at the top: only gzip archives need it
         return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]  # see above
     return raw
 

@@ -51,14 +51,12 @@ def _criu(value: str) -> int | None:
 
 def compare(rec: dict[str, str], host_versions: dict[str, str]) -> list[Row]:
     """One row per recorded fact, with this host's value and the verdict."""
-    here = hostinfo.current()
+    arch, kernel = hostinfo.goarch(), hostinfo.kernel()     # not current(): no distribution is compared
     rows = []
     if "host_arch" in rec:
-        rows.append(Row("architecture", rec["host_arch"], here.arch,
-                        OK if rec["host_arch"] == here.arch else MISMATCH))
+        rows.append(Row("architecture", rec["host_arch"], arch, OK if rec["host_arch"] == arch else MISMATCH))
     if "host_kernel" in rec:
-        rows.append(Row("kernel", rec["host_kernel"], here.kernel,
-                        OK if rec["host_kernel"] == here.kernel else DIFFERS))
+        rows.append(Row("kernel", rec["host_kernel"], kernel, OK if rec["host_kernel"] == kernel else DIFFERS))
     if "criu_version" in rec:
         then, now = _criu(rec["criu_version"]), _criu(host_versions.get("criu", ""))
         verdict = OK if then == now else (MISMATCH if then and now and now < then else DIFFERS)

@@ -9,7 +9,6 @@ restore's pre-flight check compares them with the host it runs on.
 from __future__ import annotations
 
 import os
-import platform
 
 from runc_ckpt.base.record import Record
 
@@ -27,8 +26,12 @@ class HostInfo(Record):
 
 
 def goarch(machine: str | None = None) -> str:
-    m = machine or platform.machine()
+    m = machine or os.uname().machine       # platform.machine(), without importing platform
     return _GOARCH.get(m, m)
+
+
+def kernel() -> str:
+    return os.uname().release               # platform.release()
 
 
 def cgroups_version() -> str:
@@ -36,6 +39,8 @@ def cgroups_version() -> str:
 
 
 def _os_release() -> dict[str, str]:
+    # Imported here, not at the top: only the distribution needs it (~2 ms of a restore's start-up otherwise).
+    import platform
     try:
         return platform.freedesktop_os_release()
     except OSError:
@@ -44,7 +49,7 @@ def _os_release() -> dict[str, str]:
 
 def current() -> HostInfo:
     rel = _os_release()
-    return HostInfo(goarch(), platform.release(), cgroups_version(), rel.get("ID", ""), rel.get("VERSION_ID", ""))
+    return HostInfo(goarch(), kernel(), cgroups_version(), rel.get("ID", ""), rel.get("VERSION_ID", ""))
 
 
 def criu_number(version: str) -> int | None:

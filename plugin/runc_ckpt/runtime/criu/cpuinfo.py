@@ -19,7 +19,6 @@ import base64
 import binascii
 import os
 import subprocess
-import tempfile
 
 from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.base.record import Record
@@ -64,6 +63,7 @@ def _from_text(text: object) -> bytes | None:
 
 def _dump(binary: str) -> bytes | None:
     """`criu cpuinfo dump`, uncached."""
+    import tempfile  # here, not at the top: a dump is cached per boot (runtime.hostcache), ~2 ms to import
     with tempfile.TemporaryDirectory(prefix="runc-ckpt-cpuinfo-") as d:
         out = subprocess.run([binary, "cpuinfo", "dump", "-D", d], capture_output=True, check=False)
         path = os.path.join(d, CPUINFO_IMG)
@@ -79,6 +79,7 @@ def check(criu: str, image: bytes, cache_dir: str | None = None) -> Verdict:
     binary = features.resolve(criu)
     if cache_dir is not None and _cached_own(binary, cache_dir) == image:
         return Verdict(True, "")
+    import tempfile  # here, not at the top: a dump is cached per boot (runtime.hostcache), ~2 ms to import
     with tempfile.TemporaryDirectory(prefix="runc-ckpt-cpuinfo-") as d:
         with open(os.path.join(d, CPUINFO_IMG), "wb") as f:
             f.write(image)
