@@ -82,7 +82,7 @@ def prefetch(runc: str, inv: Invocation, container_id: str) -> None:
 
     commands.checkpoint asks before it imports the flow (~25 ms of imports), so runc answers (~7 ms) while
     they load instead of after. It is the same read-only query, asked a little earlier; a caller that changes
-    the container in between (a killed call's repair, state/settle) calls forget() first.
+    the container before it asks (a killed call's repair, state/settle) calls forget() after the change.
     """
     argv = (runc, *query_globals(inv), "state", container_id)
     if argv in _ahead:
