@@ -13,8 +13,8 @@ import zstandard
 
 from tests.conftest import require_tool
 from tests.integration.conftest import wait_for
-from tests.integration.test_restore_import_real import SCRIPT, as_new_host, restore_env
 from tests.integration.migrate_helpers import make_host, pipe, running_pair, socket_pair, target_bundle
+from tests.integration.test_restore_import_real import SCRIPT, as_new_host, restore_env
 from tests.integration.test_trust_real import _keys, _state, _tree
 
 

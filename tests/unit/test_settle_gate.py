@@ -12,7 +12,7 @@ import os
 
 import pytest
 
-from runc_ckpt.runtime import leftovers, mounttable
+from runc_ckpt.runtime import containerid, leftovers, mounttable
 from runc_ckpt.state import intent, settle
 
 
@@ -41,7 +41,7 @@ def test_a_healthy_container_is_settled_without_scanning_proc(world):
 
 def test_an_orphaned_intent_waits_for_a_runc_still_at_work(world):
     root, state, scans = world
-    cdir = settle.container_dir(str(state), "web")
+    cdir = containerid.container_dir(str(state), "web")
     os.makedirs(cdir)
     with open(os.path.join(cdir, ".intent-checkpoint.json"), "w") as f:
         json.dump({"pid": 2 ** 22 + 1, "start": 1, "bundle": "", "root": str(root), "since": 0}, f)
@@ -82,7 +82,7 @@ def test_a_killed_restores_work_dir_still_has_its_holders_looked_for(world, monk
     root, state, _ = world
     (root / "web" / "state.json").unlink()
     (root / "web").rmdir()
-    work = os.path.join(settle.container_dir(str(state), "web"), settle.RESTORE_WORK)
+    work = os.path.join(containerid.container_dir(str(state), "web"), settle.RESTORE_WORK)
     os.makedirs(work)
     scanned: list[list[str]] = []
     monkeypatch.setattr(leftovers.procscan, "holding", lambda paths: scanned.append(list(paths)) or [])

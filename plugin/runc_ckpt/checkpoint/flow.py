@@ -91,13 +91,13 @@ def checkpoint(inv: Invocation, cfg: config.Config, req: CheckpointRequest, star
     # is read: a frozen container thawed, a stranded dump recovered, a runc dir without state.json gone.
     for name in dict.fromkeys(req.containers):
         if settle.needed(cfg.state_dir, inv.flags.root, name):
+            # A state asked ahead (commands.checkpoint) predates this: the lock may have been waited for while
+            # another call (a migration, a restore) changed the container, and a repair changes it.
+            containerstate.forget()
             with lock.hold(cfg.state_dir, lock.container_key(inv.flags.root, name), req.operation(),
                            cfg.lock_timeout, what=f"container {name}"):
-                repaired = settle.settle(runc, inv.flags.root, cfg.state_dir, name, None, cfg.lock_timeout)
-            for message in repaired:
-                runclog.warn(inv.flags, message)
-            if repaired:
-                containerstate.forget()     # a state asked ahead (commands.checkpoint) predates the repair
+                for message in settle.settle(runc, inv.flags.root, cfg.state_dir, name, None, cfg.lock_timeout):
+                    runclog.warn(inv.flags, message)
     try:
         chosen = select(runc, inv, req)
     except RuncCkptError as e:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 from runc_ckpt.base import gcpause, realrunc
@@ -10,7 +11,7 @@ from runc_ckpt.base.errors import PassToRunc, RuncCkptError
 from runc_ckpt.base.globalflags import Invocation
 from runc_ckpt.checkpoint.request import STREAM, CheckpointRequest, Compression
 from runc_ckpt.commands import cmdflags, options
-from runc_ckpt.runtime import containerstate
+from runc_ckpt.runtime import containerid, containerstate
 from runc_ckpt.settings import config
 from runc_ckpt.settings.policy import PolicyFlags
 
@@ -63,7 +64,10 @@ def _run(inv: Invocation) -> int:
 
 def ask_state_ahead(inv: Invocation, cfg: config.Config, container: str) -> None:
     """The flow's first question to runc, `runc state ID`, asked now: runc answers while the flow's modules
-    load (runtime.containerstate.prefetch). A runc that cannot be found is left for the flow to report."""
+    load (runtime.containerstate.prefetch). Not for a container with a dir in our state dir: the flow settles
+    it first, under its lock, and asks after that (a runc that cannot be found is left for the flow too)."""
+    if os.path.isdir(containerid.container_dir(cfg.state_dir, container)):
+        return
     try:
         runc = realrunc.find(cfg.runc)
     except RuncCkptError:

@@ -442,7 +442,7 @@ class _Restore:
         wall = time.time()
         self.deferral.stop_interrupting()     # from here a signal is reported once runc is done
         journal.runc_started(self.inv.flags.root, cid)
-        with intent.recorded(settle.container_dir(self.cfg.state_dir, cid), intent.RESTORE, self.bundle,
+        with intent.recorded(containerid.container_dir(self.cfg.state_dir, cid), intent.RESTORE, self.bundle,
                              inv.flags.root):
             code = self._run_runc(settled.image_dir, work, pid_file, pol.runc_flags(req.policy.keys()))
         # Who made the container matters for a failure and for postrestore hooks; runc's exit 0 says it made
@@ -459,7 +459,7 @@ class _Restore:
                     safe_remove.remove_tree(work, ignore_errors=True)
                     settle.forget(self.cfg.state_dir, cid)  # it runs: a killed checkpoint's records have served
                     with contextlib.suppress(OSError):     # a node restoring thousands keeps no empty dirs
-                        os.rmdir(settle.container_dir(self.cfg.state_dir, cid))
+                        os.rmdir(containerid.container_dir(self.cfg.state_dir, cid))
             if code == 0 and settled.post_hooks and made is not False:
                 # Imported here, not at the top: only postrestore hooks need it (~2 ms with datetime;
                 # test_layering LAZY), as in runc_restore.

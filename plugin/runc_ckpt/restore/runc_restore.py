@@ -130,14 +130,14 @@ def restore(inv: Invocation, req: RestoreRequest) -> int:
                     judge=sealed is None, wait=memory is not None)
     finally:
         if memory is not None:
-            tmpfsimages.wipe(settle.container_dir(cfg.state_dir, cid), memory)
+            tmpfsimages.wipe(containerid.container_dir(cfg.state_dir, cid), memory)
 
 
 def _open_sealed(cfg: config.Config, cid: str, sealed: str, inv: Invocation) -> str:
     """A node-sealed images dir decrypted into a fresh tmpfs dir (recorded for the next call's sweep); its path."""
     containerid.check(cid)
     memory = tmpfsimages.choose()
-    record_dir = settle.container_dir(cfg.state_dir, cid)
+    record_dir = containerid.container_dir(cfg.state_dir, cid)
     tmpfsimages.make(record_dir, memory, os.path.join(sealed, sealeddir.LISTING))
     try:
         os.mkdir(tmpfsimages.images_of(memory), 0o700)

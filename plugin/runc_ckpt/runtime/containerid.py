@@ -10,6 +10,7 @@ path component of ours either.
 
 from __future__ import annotations
 
+import os
 import re
 
 from runc_ckpt.base.errors import RuncCkptError
@@ -27,3 +28,8 @@ def check(container_id: str) -> str:
     if not is_valid(container_id):
         raise RuncCkptError(f"invalid container id {container_id!r}")
     return container_id
+
+
+def container_dir(state_dir: str, container_id: str) -> str:
+    """The container's own dir in our state dir: its images, intent records and scratch."""
+    return os.path.join(os.path.realpath(state_dir), container_id)

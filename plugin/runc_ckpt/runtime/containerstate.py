@@ -81,8 +81,8 @@ def prefetch(runc: str, inv: Invocation, container_id: str) -> None:
     """Start `runc state ID` now, in the background; the next state() of the same container takes its answer.
 
     commands.checkpoint asks before it imports the flow (~25 ms of imports), so runc answers (~7 ms) while
-    they load instead of after. It is the same read-only query, asked a little earlier; a caller that changes
-    the container before it asks (a killed call's repair, state/settle) calls forget() after the change.
+    they load instead of after. It is the same read-only query, asked a little earlier; a caller that may wait
+    for the container, or change it, before it asks (state/settle under the container's lock) calls forget().
     """
     argv = (runc, *query_globals(inv), "state", container_id)
     if argv in _ahead:

@@ -44,15 +44,11 @@ RESTORE_WORK = "restore-work"
 DESCRIPTORS = "descriptors.json"
 
 
-def container_dir(state_dir: str, cid: str) -> str:
-    return os.path.join(os.path.realpath(state_dir), cid)
-
-
 def needed(state_dir: str, root: str, cid: str) -> bool:
     """Whether there may be anything to settle for cid: cheap, so plain calls stay plain."""
     if not containerid.is_valid(cid):
         return False
-    return os.path.isdir(container_dir(state_dir, cid)) or leftovers.stateless_runc_dir(leftovers.Scope(root, cid))
+    return os.path.isdir(containerid.container_dir(state_dir, cid)) or leftovers.stateless_runc_dir(leftovers.Scope(root, cid))
 
 
 def cgroup_of(bundle: str, cid: str) -> str | None:
@@ -91,7 +87,7 @@ def journal_ids(bundle: str) -> list[str]:
 
 def settle(runc: str, root: str, state_dir: str, cid: str, bundle: str | None, timeout: float) -> list[str]:
     """Steps 1-4 above for cid (call with its lock held); one message per repair."""
-    cdir = container_dir(state_dir, cid)
+    cdir = containerid.container_dir(state_dir, cid)
     killed = intent.orphaned(cdir)
     bundle = bundle or next((i.bundle for i in killed.values() if i.bundle), None)
     scope = leftovers.Scope(
@@ -181,7 +177,7 @@ def _unfreeze(runc: str, root: str, cid: str, cgroup: str | None) -> list[str]:
 
 def gone_hint(state_dir: str, root: str, cid: str) -> str | None:
     """For a container that a killed checkpoint of ours stopped: where its images are, and the restore call."""
-    cdir = container_dir(state_dir, cid)
+    cdir = containerid.container_dir(state_dir, cid)
     images = os.path.join(cdir, predump.CHECKPOINT)
     if not os.path.isfile(os.path.join(images, DESCRIPTORS)):
         return None
@@ -205,6 +201,6 @@ def restore_command(root: str, bundle: str, cid: str) -> str:
 
 def forget(state_dir: str, cid: str) -> None:
     """The container is being restored: the killed checkpoint's records have served."""
-    cdir = container_dir(state_dir, cid)
+    cdir = containerid.container_dir(state_dir, cid)
     for op in intent.orphaned(cdir):
         intent.end(cdir, op)
