@@ -27,7 +27,13 @@ __all__ = ["Record"]
 if TYPE_CHECKING:
     from typing import NamedTuple as Record
 else:
-    from collections import _tuplegetter
+    try:
+        from collections import _tuplegetter  # namedtuple's own C field descriptor
+    except ImportError:                          # another Python: what namedtuple falls back to
+        from operator import itemgetter
+
+        def _tuplegetter(index: int, doc: str) -> Any:
+            return property(itemgetter(index), doc=doc)
 
     # What the class statement puts in every body, and what the record defines itself: never copied over.
     _OWN = frozenset({"__annotations__", "__module__", "__qualname__", "__doc__", "__dict__", "__weakref__",
