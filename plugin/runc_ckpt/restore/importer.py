@@ -559,7 +559,7 @@ def _check_parent(import_dir: str) -> None:
 
 def _own_work_dir(state_dir: str, cid: str) -> str:
     """CRIU's work dir for a restore of cid: in the state dir, so it outlives a failed restore."""
-    work = os.path.join(os.path.realpath(state_dir), cid, RESTORE_WORK)
+    work = os.path.join(containerid.container_dir(state_dir, cid), RESTORE_WORK)
     safe_remove.remove_tree(work, ignore_errors=True)   # the last restore's logs; we hold the ID's lock
     return work
 

@@ -47,7 +47,7 @@ def state_dir_images(state_dir: str, req: RestoreRequest) -> str | None:
     cid = req.containers[0]
     if not containerid.is_valid(cid) or os.path.exists(os.path.join(predump.RUNC_DEFAULT_IMAGES, DESCRIPTORS)):
         return None
-    images = os.path.join(os.path.realpath(state_dir), cid, predump.CHECKPOINT)
+    images = os.path.join(containerid.container_dir(state_dir, cid), predump.CHECKPOINT)
     return images if os.path.isfile(os.path.join(images, DESCRIPTORS)) else None
 
 

@@ -197,7 +197,7 @@ def plan(state_dir: str, container_id: str, caller: CallerPaths, pre_checkpoint:
                     work_dir=os.path.abspath(caller.work_path) if caller.work_path
                     else tmpfsimages.images_of(memory_dir),
                     pre_dump=False, parent_path=None, add_flags=p.add_flags, memory_dir=memory_dir,
-                    record_dir=os.path.join(os.path.realpath(state_dir), container_id),
+                    record_dir=containerid.container_dir(state_dir, container_id),
                     copy_at=os.path.join(p.final_dir, sealeddir.LISTING))
     if not in_state_dir:
         return _plan_caller(caller, pre_dump, with_previous, extra, RUNC_DEFAULT_IMAGES)
@@ -226,7 +226,7 @@ def _plan_caller(caller: CallerPaths, pre_dump: bool, with_previous: bool, extra
 def _plan_ours(state_dir: str, container_id: str, caller: CallerPaths, pre_dump: bool,
                with_previous: bool, extra: list[str], memory_dir: str | None = None) -> Plan:
     containerid.check(container_id)
-    container_dir = os.path.join(os.path.realpath(state_dir), container_id)
+    container_dir = containerid.container_dir(state_dir, container_id)
     newest = newest_pre(container_dir)
     parent = caller.parent_path
     if pre_dump:
