@@ -35,9 +35,9 @@ else:
         def _tuplegetter(index: int, doc: str) -> Any:
             return property(itemgetter(index), doc=doc)
 
-    # What the class statement puts in every body, and what the record defines itself: never copied over.
-    _OWN = frozenset({"__annotations__", "__module__", "__qualname__", "__doc__", "__dict__", "__weakref__",
-                      "__slots__", "_fields", "_field_defaults", "__match_args__", "__new__"})
+    # Names of the class body never copied over (besides those the record sets itself): NamedTuple refuses a
+    # __new__ of its own, and _root marks Record itself.
+    _OWN = frozenset({"__new__", "_root"})
 
     class _Base(tuple):
         """What every record shares; __new__ compiles the class's own __new__ on its first call."""
@@ -106,7 +106,7 @@ else:
             for index, name in enumerate(fields):
                 body[name] = _tuplegetter(index, f"Alias for field number {index}")
             for key, value in ns.items():
-                if key not in _OWN and key not in body and key != "_root":
+                if key not in _OWN and key not in body:
                     body[key] = value
             return type(typename, (_Base,), body)
 

@@ -79,7 +79,7 @@ def check(criu: str, image: bytes, cache_dir: str | None = None) -> Verdict:
     binary = features.resolve(criu)
     if cache_dir is not None and _cached_own(binary, cache_dir) == image:
         return Verdict(True, "")
-    import tempfile  # here, not at the top: a dump is cached per boot (runtime.hostcache), ~2 ms to import
+    import tempfile  # here, not at the top: only another host's image is checked (~2 ms to import)
     with tempfile.TemporaryDirectory(prefix="runc-ckpt-cpuinfo-") as d:
         with open(os.path.join(d, CPUINFO_IMG), "wb") as f:
             f.write(image)
