@@ -13,8 +13,9 @@ CRIU_VERSION=4.2.1
 CACHE=${RUNC_CKPT_CACHE:-/var/cache/runc-ckpt}
 # skopeo: the transport of checkpoint images to registries and containers-storage;
 # docker-registry: the registry the image tests start on 127.0.0.1 themselves.
+# python3-venv: the Makefile makes its venv from Debian's python3 (PGO and LTO builds).
 APT_PKGS=(runc iptables podman busybox-static zstd uidmap fuse-overlayfs containerd go-md2man skopeo
-    docker-registry)
+    docker-registry python3-venv)
 CRIU_BUILD_DEPS=(build-essential libprotobuf-dev libprotobuf-c-dev protobuf-c-compiler
     protobuf-compiler python3-protobuf libnl-3-dev libcap-dev libnet1-dev pkg-config
     libbsd-dev libgnutls28-dev libnftables-dev uuid-dev libdrm-dev xz-utils)
