@@ -1,6 +1,7 @@
 """A fake runc (and criu) for reliability tests that need no kernel support: real files, fake containers.
 
-Containers are JSON files under $FAKE_RUNC_DIR/containers/<id>. Knobs are
+Containers are JSON files at <--root>/<id>/state.json, where runc keeps its own (runc-ckpt
+looks for that entry before it asks runc about an ID). Knobs are
 files in $FAKE_RUNC_DIR: `<command>-sleep` (seconds), `<command>-rc` (exit
 status), `restore-exists` (restore fails "already exists" after another
 container of that id appears, as when a `run` races us). Every call is
@@ -18,6 +19,7 @@ import time
 
 D = os.environ["FAKE_RUNC_DIR"]
 GLOBAL_VALUES = {"--root", "--log", "--log-format", "--criu"}
+ROOT = "/run/runc"      # runc's default; main() takes --root
 
 
 def knob(name: str, default: str | None = None) -> str | None:
@@ -29,7 +31,7 @@ def knob(name: str, default: str | None = None) -> str | None:
 
 
 def container(cid: str) -> str:
-    return os.path.join(D, "containers", cid)
+    return os.path.join(ROOT, cid, "state.json")
 
 
 def main(argv: list[str]) -> int:
@@ -38,8 +40,11 @@ def main(argv: list[str]) -> int:
     if argv[:1] == ["--version"]:
         print("runc version 1.1.5")
         return 0
+    global ROOT
     i = 0
     while i < len(argv) and argv[i].startswith("-"):
+        if argv[i] == "--root":
+            ROOT = argv[i + 1]
         i += 1 if "=" in argv[i] or argv[i] not in GLOBAL_VALUES else 2
     cmd, rest = (argv[i], argv[i + 1:]) if i < len(argv) else ("", [])
     flags: dict[str, str] = {}
@@ -76,7 +81,7 @@ def main(argv: list[str]) -> int:
         with open(os.path.join(img, "inventory.img"), "wb") as f:   # CRIU's last write
             f.write(b"inventory of " + cid.encode() + b" " + str(time.time()).encode())
         if "pre-dump" not in flags and "leave-running" not in flags and "R" not in flags:
-            os.unlink(container(cid))
+            remove_container(cid)
         return 0
     if cmd == "restore":
         img = flags["image-path"]
@@ -106,26 +111,32 @@ def main(argv: list[str]) -> int:
                 f.write(str(pid))
         return 0
     if cmd == "list":                                      # runc list -f json
-        d = os.path.join(D, "containers")
         docs = []
-        for n in sorted(os.listdir(d)) if os.path.isdir(d) else []:
-            with open(os.path.join(d, n)) as f:
-                docs.append(json.load(f))
+        for n in sorted(os.listdir(ROOT)) if os.path.isdir(ROOT) else []:
+            if os.path.isfile(container(n)):
+                with open(container(n)) as f:
+                    docs.append(json.load(f))
         print(json.dumps(docs))
         return 0
     if cmd in ("delete", "kill"):
         if cmd == "delete" and os.path.exists(container(cid)):
-            os.unlink(container(cid))
+            remove_container(cid)
         return 0
     return 0
 
 
 def write_container(cid: str, bundle: str, pid: int) -> None:
-    os.makedirs(os.path.join(D, "containers"), exist_ok=True)
+    os.makedirs(os.path.dirname(container(cid)), exist_ok=True)
     with open(container(cid), "w") as f:
         json.dump({"ociVersion": "1.0.2", "id": cid, "pid": pid, "status": "running", "bundle": bundle,
                    "rootfs": os.path.join(bundle, "rootfs"), "created": "2026-01-01T00:00:00Z",
                    "annotations": {}}, f)
+
+
+def remove_container(cid: str) -> None:
+    """runc removes the container's whole dir under its root."""
+    os.unlink(container(cid))
+    os.rmdir(os.path.dirname(container(cid)))
 
 
 def criu(argv: list[str]) -> int:

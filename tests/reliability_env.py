@@ -51,14 +51,23 @@ class Host:
             "mounts": [{"destination": "/proc", "type": "proc", "source": "proc"}]}))
         return b
 
+    def state_file(self, cid: str) -> Path:
+        """Where the fake runc keeps a container, as runc does: <root>/<id>/state.json."""
+        return self.root / cid / "state.json"
+
+    def forget(self, cid: str) -> None:
+        """The container is gone from runc's root (deleted behind our back)."""
+        self.state_file(cid).unlink()
+        self.state_file(cid).parent.rmdir()
+
     def container(self, cid: str, bundle: Path, status: str = "running") -> None:
-        (self.fake_dir / "containers").mkdir(exist_ok=True)
-        (self.fake_dir / "containers" / cid).write_text(json.dumps({
+        self.state_file(cid).parent.mkdir(exist_ok=True)
+        self.state_file(cid).write_text(json.dumps({
             "ociVersion": "1.0.2", "id": cid, "pid": 4321, "status": status, "bundle": str(bundle),
             "rootfs": str(bundle / "rootfs"), "created": "2026-01-01T00:00:00Z", "annotations": {}}))
 
     def exists(self, cid: str) -> bool:
-        return (self.fake_dir / "containers" / cid).exists()
+        return self.state_file(cid).exists()
 
     def argv(self, *args: str) -> list[str]:
         return [self.bin, "--root", str(self.root), "--criu", str(self.tmp / "fake-criu"), *args]

@@ -56,8 +56,11 @@ class Target:
             return []
         return [line for line in self.runc_log.read_text().splitlines() if not line.startswith("CRIU_CONFIG_FILE=")]
 
-    def set_container_exists(self) -> None:
+    def set_container_exists(self, cid: str = "hostile-test") -> None:
+        """The fake runc's `state` succeeds, and runc's root holds the container's dir, as runc's would."""
         (self.tmp / "state-ok").touch()
+        (self.runc_root / cid).mkdir(exist_ok=True)
+        (self.runc_root / cid / "state.json").write_text("{}")
 
     def set_restore_rc(self, rc: int) -> None:
         (self.tmp / "restore-rc").write_text(str(rc))

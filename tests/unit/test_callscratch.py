@@ -52,7 +52,7 @@ def test_a_killed_incremental_exports_scratch_goes_with_the_next_call_of_any_kin
     if next_call == "plain-export":      # no --incremental-from: only the general settle can sweep it
         out = h.run("checkpoint", "-R", "--export", str(h.tmp / "other.tar"), "web")
     else:
-        (h.fake_dir / "containers" / "web").unlink()
+        h.forget("web")
         out = h.run("restore", "--import", str(parent), "--bundle", str(b), "-d", "web")
     assert out.returncode == 0, out.stderr
     assert not list((h.state / "web").glob(callscratch.PREFIX + "*"))

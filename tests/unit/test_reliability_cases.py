@@ -73,7 +73,7 @@ def test_1_a_waiting_caller_gives_up_naming_the_holder(tmp_path, runc_ckpt_bin):
 
 def test_2_two_restores_of_one_archive_under_one_id_have_one_winner(h):
     archive = exported(h)
-    os.unlink(h.fake_dir / "containers" / "web")
+    h.forget("web")
     p, q = h.bundle("P"), h.bundle("Q")
     before = {b: snapshot(b / "rootfs") for b in (p, q)}
     h.knob("restore-sleep", "0.5")
@@ -84,7 +84,7 @@ def test_2_two_restores_of_one_archive_under_one_id_have_one_winner(h):
     loser = (set(codes) - set(winners)).pop()
     assert "container web already exists" in codes[loser][1]
     assert snapshot(loser / "rootfs") == before[loser]          # the loser's bundle was never touched
-    assert json.loads((h.fake_dir / "containers" / "web").read_text())["bundle"] == str(winners[0])
+    assert json.loads(h.state_file("web").read_text())["bundle"] == str(winners[0])
     assert not leftovers(p, q)
 
 
@@ -93,7 +93,7 @@ def test_2_two_restores_of_one_archive_under_one_id_have_one_winner(h):
 
 def test_3_restore_never_deletes_a_container_it_did_not_create(h):
     archive = exported(h)
-    os.unlink(h.fake_dir / "containers" / "web")
+    h.forget("web")
     b = h.bundle()
     before = snapshot(b)
     h.knob("restore-exists", str(h.tmp / "other-bundle"))     # a `run web` wins the race for the id
@@ -160,7 +160,7 @@ def test_5_an_incomplete_stranded_dump_is_removed_and_said(h):
 
 def test_6_a_kill_while_staging_leaves_nothing_in_the_rootfs_and_the_next_restore_sweeps(h):
     archive = exported(h)
-    os.unlink(h.fake_dir / "containers" / "web")
+    h.forget("web")
     b = h.bundle()
     before = snapshot(b / "rootfs")
     killed = h.run("restore", "--import", str(archive), "--bundle", str(b), "-d", "web", fault="staging:kill")
@@ -176,7 +176,7 @@ def test_6_a_kill_while_staging_leaves_nothing_in_the_rootfs_and_the_next_restor
 def test_6_staging_inside_a_separately_mounted_rootfs_is_swept_by_the_next_checkpoint(h):
     import subprocess
     archive = exported(h)
-    os.unlink(h.fake_dir / "containers" / "web")
+    h.forget("web")
     b = h.bundle()
     subprocess.run(["cp", "-a", str(b / "rootfs"), str(h.tmp / "image")], check=True)
     subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(b / "rootfs")], check=True)
@@ -202,7 +202,7 @@ def test_6_staging_inside_a_separately_mounted_rootfs_is_swept_by_the_next_check
 
 def test_7_sigterm_while_runc_restores_says_what_happened_and_leaves_nothing(h):
     archive = exported(h)
-    os.unlink(h.fake_dir / "containers" / "web")
+    h.forget("web")
     b = h.bundle()
     h.knob("restore-sleep", "0.5")
     proc = h.spawn("restore", "--import", str(archive), "--bundle", str(b), "-d", "web", fault="runc-restore:pause")
@@ -227,7 +227,7 @@ def in_place_archive(h, n=200):
     (src / "rootfs" / "etc" / "lower-file").unlink()
     out = h.run("checkpoint", "-R", "--export", str(h.tmp / "in-place.tar"), "web")
     assert out.returncode == 0, out.stderr
-    os.unlink(h.fake_dir / "containers" / "web")
+    h.forget("web")
     return h.tmp / "in-place.tar"
 
 
@@ -293,7 +293,7 @@ def test_10_a_long_archive_name_is_refused_before_the_container_is_touched(h):
 
 def test_11_a_failed_runc_restore_keeps_its_log_and_can_be_retried(h):
     archive = exported(h)
-    os.unlink(h.fake_dir / "containers" / "web")
+    h.forget("web")
     b = h.bundle()
     before = snapshot(b)
     h.knob("restore-rc", "1")
@@ -373,7 +373,7 @@ def test_an_archived_spec_reaching_the_host_needs_the_trust_flag(h, change, said
     change(spec)
     (src / "config.json").write_text(json.dumps(spec))
     archive = exported(h)
-    os.unlink(h.fake_dir / "containers" / "web")
+    h.forget("web")
     b = h.bundle()
     (b / "config.json").unlink()
     before = snapshot(b)

@@ -107,8 +107,21 @@ def test_a_taken_id_is_judged_before_a_big_archive_is_read(t, size, fragment):
     _run(t, raw[: len(raw) - 4096], fragment)
 
 
+def test_runc_is_asked_about_an_id_only_when_its_root_has_an_entry_of_that_name(t):
+    """runc 1.1.5 loads <root>/<ID>/state.json: with no entry of that name it can only answer "does not exist",
+    so a new ID starts no runc state; an ID with an entry there is asked."""
+    a = builder.write(builder.base(str(t.volume)), t.tmp / "archive.tar")
+    out = t.restore("--import", str(a))
+    assert out.returncode == 0, out.stderr
+    assert not [c for c in t.runc_calls() if c.split()[2:3] == ["state"]]
+    t.set_container_exists("other")
+    out = t.restore("--import", str(a), cid="other")
+    assert out.returncode != 0 and "container other already exists" in out.stderr
+    assert [c for c in t.runc_calls() if c.split()[2:] == ["state", "other"]]
+
+
 def test_id_from_archive_already_in_use(t):
-    t.set_container_exists()
+    t.set_container_exists(builder.CID)
     _run(t, builder.base(str(t.volume)), "already exists", cid=None)
 
 
