@@ -6,6 +6,10 @@ by its static type: JSONObject names what json.loads gave for an object, so a
 signature says "a JSON object" rather than a bare dict.
 """
 
-from typing import Any, TypeAlias
+TYPE_CHECKING = False  # typing's flag, without importing typing (base/record.py says why)
+if TYPE_CHECKING:
+    from typing import Any, TypeAlias
 
-JSONObject: TypeAlias = dict[str, Any]
+    JSONObject: TypeAlias = dict[str, Any]
+else:
+    JSONObject = dict

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from typing import Any
+
+TYPE_CHECKING = False  # typing's flag, without importing typing (base/record.py says why)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def _builtin_sha256() -> Callable[[bytes], Any]:

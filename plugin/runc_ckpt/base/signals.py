@@ -25,17 +25,19 @@ import contextlib
 import signal
 import threading
 from collections.abc import Iterator
-from typing import Protocol
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
+TYPE_CHECKING = False  # typing's flag, without importing typing (base/record.py says why)
+if TYPE_CHECKING:
+    from typing import Protocol
 
-class Child(Protocol):
-    """What forwarding needs of a child process (a subprocess.Popen, text or bytes)."""
+    class Child(Protocol):
+        """What forwarding needs of a child process (a subprocess.Popen, text or bytes)."""
 
-    def poll(self) -> int | None: ...
+        def poll(self) -> int | None: ...
 
-    def send_signal(self, sig: int) -> None: ...
+        def send_signal(self, sig: int) -> None: ...
 
 
 class Interrupted(BaseException):

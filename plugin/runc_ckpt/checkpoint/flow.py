@@ -23,7 +23,6 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
 
 from runc_ckpt.archive import exporttarget
 from runc_ckpt.base import goflags, realrunc, runclog, signals
@@ -42,6 +41,7 @@ from runc_ckpt.state import intent, predump, recovery, settle, tmpfsimages
 from runc_ckpt.trust import imagesdir, keys, sealeddir, sealkeys
 from runc_ckpt.trust import policy as trustpolicy
 
+TYPE_CHECKING = False  # typing's flag, without importing typing (base/record.py says why)
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric import ec
 

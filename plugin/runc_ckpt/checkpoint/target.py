@@ -6,8 +6,7 @@ migration sender can name it without loading the flow, and the flow without them
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+TYPE_CHECKING = False  # typing's flag, without importing typing (base/record.py says why)
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric import ec
 

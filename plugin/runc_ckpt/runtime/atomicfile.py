@@ -26,15 +26,19 @@ import fcntl
 import json
 import os
 from collections.abc import Callable, Iterator
-from typing import BinaryIO, TypeVar
 
 from runc_ckpt.runtime import safe_remove
+
+TYPE_CHECKING = False  # typing's flag, without importing typing (base/record.py says why)
+if TYPE_CHECKING:
+    from typing import BinaryIO, TypeVar
+
+    _T = TypeVar("_T")
 
 PREFIX_TAIL = ".runc-ckpt-"
 SUFFIX = ".tmp"
 _RANDOM = 8           # random characters in a temp name (hex), as many as tempfile adds
 _ATTEMPTS = 10000     # tempfile.TMP_MAX
-_T = TypeVar("_T")
 NAME_MAX = 255
 
 

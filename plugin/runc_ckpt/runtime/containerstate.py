@@ -12,13 +12,13 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-from typing import TYPE_CHECKING
 
 from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.base.globalflags import Invocation
 from runc_ckpt.base.jsondoc import JSONObject
 from runc_ckpt.base.record import Record
 
+TYPE_CHECKING = False  # typing's flag, without importing typing (base/record.py says why)
 if TYPE_CHECKING:
     from datetime import datetime
 

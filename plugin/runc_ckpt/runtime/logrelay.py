@@ -18,12 +18,15 @@ import os
 import re
 import subprocess
 from collections.abc import Callable, Sequence
-from typing import IO
 
 from runc_ckpt.base import runclog, signals
 from runc_ckpt.base.globalflags import GlobalFlags
 from runc_ckpt.base.record import Record
 from runc_ckpt.runtime import faults
+
+TYPE_CHECKING = False  # typing's flag, without importing typing (base/record.py says why)
+if TYPE_CHECKING:
+    from typing import IO
 
 _TEXT_ERROR = re.compile(r"(?:^|\s)level=(?:error|fatal|panic)(?:\s|$)")
 _ERROR_LEVELS = ("error", "fatal", "panic")

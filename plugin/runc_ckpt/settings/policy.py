@@ -17,16 +17,22 @@ import os
 import re
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Literal
 
 from runc_ckpt.base import goflags
 from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.base.record import Record
 from runc_ckpt.settings.config import Config
 
+TYPE_CHECKING = False  # typing's flag, without importing typing (base/record.py says why)
+if TYPE_CHECKING:
+    from typing import Literal
+
+    Compression = Literal["zstd", "gzip", "none"]
+else:
+    Compression = str
+
 ANNOTATION_PREFIX = "io.runc-ckpt."
 COMPRESSIONS = ("zstd", "gzip", "none")
-Compression = Literal["zstd", "gzip", "none"]
 _HOOK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 # Annotation key (after the prefix) -> Policy field.

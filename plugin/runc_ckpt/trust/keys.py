@@ -25,10 +25,10 @@ import base64
 import binascii
 import json
 import os
-from typing import TYPE_CHECKING
 
 from runc_ckpt.base.errors import RuncCkptError
 
+TYPE_CHECKING = False  # typing's flag, without importing typing (base/record.py says why)
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric import ec, rsa
 

@@ -37,13 +37,23 @@ import json
 import os
 import struct
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Protocol
 
 from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.runtime import faults
 
+TYPE_CHECKING = False  # typing's flag, without importing typing (base/record.py says why)
 if TYPE_CHECKING:
+    from typing import Protocol
+
     from runc_ckpt.trust.sealkeys import SealKey
+
+    class Sink(Protocol):
+        def write(self, data: bytes, /) -> int: ...
+
+        def flush(self) -> None: ...
+
+    class Source(Protocol):
+        def read(self, n: int = -1, /) -> bytes: ...
 
 MAGIC = b"runc-ckpt sealed\n"
 VERSION = 1
@@ -64,16 +74,6 @@ _OPEN_ALGS = [_RSA_ALG, "RSA-OAEP", _EC_ALG, _ENC]
 
 class SealError(RuncCkptError):
     """Sealed data that cannot be opened: no matching key, or modified, truncated or reordered records."""
-
-
-class Sink(Protocol):
-    def write(self, data: bytes, /) -> int: ...
-
-    def flush(self) -> None: ...
-
-
-class Source(Protocol):
-    def read(self, n: int = -1, /) -> bytes: ...
 
 
 def is_sealed(head: bytes) -> bool:

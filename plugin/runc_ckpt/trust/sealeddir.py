@@ -26,12 +26,12 @@ import json
 import os
 import stat
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.runtime import atomicfile
 from runc_ckpt.trust import seal
 
+TYPE_CHECKING = False  # typing's flag, without importing typing (base/record.py says why)
 if TYPE_CHECKING:
     from runc_ckpt.trust.sealkeys import SealKey
 

@@ -13,12 +13,12 @@ and the JWE `kid` that picks the private key on the way back).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.base.record import Record
 from runc_ckpt.trust.keys import fingerprint_of
 
+TYPE_CHECKING = False  # typing's flag, without importing typing (base/record.py says why)
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric import ec, rsa
     from jwcrypto import jwk

@@ -16,12 +16,12 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from typing import TYPE_CHECKING
 
 from runc_ckpt.base.errors import RuncCkptError
 from runc_ckpt.base.record import Record
 from runc_ckpt.trust import keys
 
+TYPE_CHECKING = False  # typing's flag, without importing typing (base/record.py says why)
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric import ec
 
