@@ -190,6 +190,12 @@ def busybox_image_tar(factory: pytest.TempPathFactory) -> Path:
     return _image_tar
 
 
+def unpack_busybox(factory: pytest.TempPathFactory, rootfs: Path) -> None:
+    """The busybox-static image's files into rootfs (a dir that exists), with GNU tar: the image is the
+    session's own (tarfile's extraction filters arrived in 3.11.4; Debian 12's python3 is 3.11.2)."""
+    subprocess.run(["tar", "-C", str(rootfs), "-xf", str(busybox_image_tar(factory))], check=True)
+
+
 @pytest.fixture
 def podman_env(tmp_path_factory: pytest.TempPathFactory, runc_ckpt_bin: str) -> Iterator[PodmanEnv]:
     """A fresh private podman with runc-ckpt registered and the busybox image imported."""

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import tarfile
 import time
 from pathlib import Path
 
@@ -22,7 +21,7 @@ import pytest
 
 from tests.conftest import require_tool
 from tests.integration.conftest import wait_for
-from tests.podman_env import busybox_image_tar, podman_env  # noqa: F401
+from tests.podman_env import podman_env, unpack_busybox  # noqa: F401
 
 
 def _ckpt(runc_ckpt_bin: str, env, *args: str) -> subprocess.CompletedProcess[str]:
@@ -71,8 +70,7 @@ def _plain_bundle(tmp_path: Path, tmp_path_factory, name: str = "bundle") -> Pat
     bundle = tmp_path / name
     rootfs = bundle / "rootfs"
     rootfs.mkdir(parents=True)
-    with tarfile.open(busybox_image_tar(tmp_path_factory)) as tar:
-        tar.extractall(rootfs, filter="tar")
+    unpack_busybox(tmp_path_factory, rootfs)
     os.chmod(rootfs, 0o755)
     return bundle
 

@@ -13,11 +13,10 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import tarfile
 import time
 
 from tests.integration.conftest import wait_for
-from tests.podman_env import busybox_image_tar, podman_env  # noqa: F401
+from tests.podman_env import podman_env, unpack_busybox  # noqa: F401
 
 
 def test_podman_export_restores_into_runc_bundle(podman_env, tmp_path, tmp_path_factory,  # noqa: F811
@@ -41,8 +40,7 @@ def test_podman_export_restores_into_runc_bundle(podman_env, tmp_path, tmp_path_
     bundle = tmp_path / "bundle"
     rootfs = bundle / "rootfs"
     rootfs.mkdir(parents=True)
-    with tarfile.open(busybox_image_tar(tmp_path_factory)) as tar:
-        tar.extractall(rootfs, filter="tar")
+    unpack_busybox(tmp_path_factory, rootfs)
     os.chmod(rootfs, 0o755)
     runc_root = tmp_path / "runc-root"
     cfg = tmp_path / "runc-ckpt.yaml"
