@@ -52,7 +52,7 @@ from runc_ckpt.image import source as importsource
 from runc_ckpt.metadata import configdump, preflight
 from runc_ckpt.restore import hostpreflight, podmanspec, untrusted
 from runc_ckpt.restore.request import ImportRequest, StreamSession
-from runc_ckpt.runtime import atomicfile, containerid, criuconf, faults, lock, ocispec, safe_remove
+from runc_ckpt.runtime import atomicfile, containerid, criuconf, faults, leftovers, lock, ocispec, safe_remove
 from runc_ckpt.runtime.criu import PARENT_LINK, rootmode, stats
 from runc_ckpt.settings import config, hooks, policy
 from runc_ckpt.state import intent, journaledmerge, recovery, settle, tmpfsimages, transaction
@@ -627,7 +627,7 @@ class _IdCheck:
     def __init__(self, inv: Invocation, runc: str, cid: str) -> None:
         self._cid = cid
         self._proc: subprocess.Popen[bytes] | None = None
-        if not os.path.lexists(os.path.join(inv.flags.root, cid)):
+        if not os.path.lexists(leftovers.Scope(inv.flags.root, cid).runc_dir):
             return
         self._proc = subprocess.Popen(
             [runc, *_state_globals(inv), "state", cid], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
