@@ -353,3 +353,17 @@ def test_migration_receiver_refuses_before_the_freeze(scene, tmp_path):
                            check=False)
     assert '"status": "running"' in state.stdout
     assert s.snapshot() == before
+
+
+@pytest.mark.parametrize("entry", ["none", "dir without state.json"])
+def test_real_runc_finds_no_container_where_its_root_holds_no_state(tmp_path, entry, real_runc):
+    """What restore --import's ID check relies on (importer._IdCheck): with no entry named ID under runc's root,
+    the real runc says the container does not exist, so not asking it changes no answer. (An entry of that name
+    is always asked: here runc says the same of a dir without state.json; the test above has a running one.)"""
+    root = tmp_path / "runc-root"
+    root.mkdir()
+    if entry != "none":
+        (root / "web").mkdir()
+    out = subprocess.run([real_runc, "--root", str(root), "state", "web"], capture_output=True, text=True,
+                         stdin=subprocess.DEVNULL, check=False)
+    assert out.returncode != 0 and "does not exist" in out.stderr, out
