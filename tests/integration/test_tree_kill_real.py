@@ -21,6 +21,7 @@ import pytest
 from runc_ckpt.runtime import safe_remove
 from tests.integration.conftest import Bundle, wait_for
 from tests.integration.migrate_helpers import remount_fresh
+from tests.integration.test_trust_real import _keys
 from tests.integration.treekill_helpers import (
     TreeHost,
     assert_nothing_left,
@@ -178,6 +179,32 @@ def test_tree_kill_during_checkpoint_export(host_a, make_bundle, tmp_path, fault
     try:
         killed, _ = cycle_checkpoint(host_a, b, cid, fault, tmp_path / "A.tar.zst")
         assert killed, "the fault did not fire"
+        assert_nothing_left([(host_a, b)], cid, tmp_path)
+    finally:
+        cleanup([(host_a, b)], cid)
+
+
+@pytest.mark.parametrize("fault", [None, "export-tar:killtree"], ids=["whole", "export-tar:killtree"])
+def test_an_encrypted_export_of_a_big_rootfs_diff_seals_tar_s_frame_in_place(host_a, make_bundle, tmp_path,
+                                                                                runc_ckpt_bin, fault):
+    """An encrypted export whose rootfs diff GNU tar writes (archive.tarstage): its header's sealed record is
+    written into the file once tar is done; the archive restores with the key, and a tree kill inside tar
+    leaves no file at the archive's path."""
+    keys = _keys(runc_ckpt_bin, tmp_path / "keys")
+    b = make_bundle(name="web")
+    (b.rootfs / "many").mkdir()
+    for i in range(300):                                 # over tarstage.MIN_ENTRIES: GNU tar's stage
+        (b.rootfs / "many" / f"f{i}").write_bytes(os.urandom(4096))
+    want = {p.name: p.read_bytes() for p in (b.rootfs / "many").iterdir()}
+    cid = start(host_a, b)
+    try:
+        killed, _ = cycle_checkpoint(host_a, b, cid, fault, tmp_path / "A.tar.zst",
+                                     ckpt_flags=("--encryption-key", f"jwe:{keys / 'encryption.pub'}"),
+                                     restore_flags=("--decryption-key", str(keys / "encryption.key")))
+        assert killed is (fault is not None), "the fault did not fire"
+        if fault is None:
+            assert (tmp_path / "A.tar.zst").read_bytes().startswith(b"runc-ckpt sealed\n")
+        assert {p.name: p.read_bytes() for p in (b.rootfs / "many").iterdir()} == want
         assert_nothing_left([(host_a, b)], cid, tmp_path)
     finally:
         cleanup([(host_a, b)], cid)

@@ -73,6 +73,55 @@ def test_flush_makes_short_records_that_still_open(seal_keys):
     assert _open(out.getvalue(), [seal_keys["rsa"][0]]) == b"hello world"
 
 
+def _with_reserved(seal_keys: dict, fill: bool = True) -> tuple[bytes, bytes]:
+    """"head" + a reserved record + "tail", the reserved one filled last and written over its place."""
+    out = io.BytesIO()
+    w = seal.SealWriter(out, [sealkeys.load_recipient(f"jwe:{seal_keys['ec'][1]}")], CHUNK)
+    w.write(b"head")
+    w.flush()
+    at = out.tell()
+    record = w.reserve(5)
+    w.write(b"tail" * 300)
+    if fill:
+        sealed = w.fill(record, b"slot!")
+        out.seek(at)
+        out.write(sealed)
+        out.seek(0, io.SEEK_END)
+    w._reserved.clear()     # an unfilled place: close() refuses it (below); here its zeros are what is read
+    w.close()
+    return out.getvalue(), b"head" + b"slot!" + b"tail" * 300
+
+
+def test_a_reserved_record_filled_later_opens_in_its_place(seal_keys):
+    sealed, plain = _with_reserved(seal_keys)
+    assert _open(sealed, [seal_keys["ec"][0]]) == plain
+    _, records = _records(sealed)
+    assert len(records[1]) == 4 + 5 + 16                  # the slot is a record of its own
+
+
+def test_a_reserved_record_left_unfilled_is_refused(seal_keys):
+    sealed, _ = _with_reserved(seal_keys, fill=False)
+    with pytest.raises(seal.SealError, match="record 1"):
+        _open(sealed, [seal_keys["ec"][0]])
+
+
+def test_a_reserved_record_is_sealed_once_and_only_at_a_record_boundary(seal_keys):
+    w = seal.SealWriter(io.BytesIO(), [sealkeys.load_recipient(f"jwe:{seal_keys['ec'][1]}")], CHUNK)
+    w.write(b"buffered")
+    with pytest.raises(RuncCkptError, match="mid-record"):
+        w.reserve(5)                                     # not right after flush(): a record would be cut
+    w.flush()
+    record = w.reserve(5)
+    with pytest.raises(RuncCkptError, match="wrong size"):
+        w.fill(record, b"six b!")
+    w.fill(record, b"five!")
+    with pytest.raises(RuncCkptError, match="filled twice"):
+        w.fill(record, b"five!")                         # its nonce is used once
+    w.reserve(5)
+    with pytest.raises(RuncCkptError, match="unfilled"):
+        w.close()
+
+
 def test_wrong_key_names_the_file_and_the_key(seal_keys):
     sealed = _seal(b"secret", [seal_keys["rsa"][1]])
     fp = sealkeys.load_recipient(f"jwe:{seal_keys['rsa'][1]}").fingerprint

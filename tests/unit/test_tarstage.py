@@ -332,15 +332,20 @@ def test_the_header_goes_into_a_slot_before_tar_s_frame(tmp_path, tree):
     assert entries(read_members(result.archive)["rootfs-diff.tar"].data) == entries(python_tar(tree, False))
 
 
-def test_a_sealed_archive_copies_tar_s_frame_from_a_spool(tmp_path, tree, seal_keys):
-    """Sealed: nothing may be written into the file out of order, so the frame is spooled, then copied."""
+def test_a_sealed_archive_seals_the_header_slot_as_a_record_of_its_own(tmp_path, tree, seal_keys, monkeypatch):
+    """Sealed: tar's frame streams into the file too, behind a slot the header's sealed record fills (no spool
+    of tar's frame: ~0.4 s a GiB of page cache and copying, issue 20's encrypted export)."""
+    reserved = []
+    real = seal.SealWriter.reserve
+    monkeypatch.setattr(seal.SealWriter, "reserve", lambda self, size: reserved.append(size) or real(self, size))
     result = _staged_export(tmp_path, tree, seal_for=(sealkeys.load_recipient(f"jwe:{seal_keys['ec'][1]}"),))
+    assert reserved == [export.HEADER_SLOT]
     plain = tmp_path / "plain.tar.zst"
     with open(result.archive, "rb") as f, open(plain, "wb") as out:
         reader = seal.SealReader(f, [sealkeys.load_private(seal_keys["ec"][0])], result.archive)
         while data := reader.read(1 << 20):
             out.write(data)
-    assert b"\x50\x2a\x4d\x18" not in plain.read_bytes()
+    assert b"\x50\x2a\x4d\x18" in plain.read_bytes()          # the slot's skippable frame, as in a plain one
     assert entries(read_members(plain)["rootfs-diff.tar"].data) == entries(python_tar(tree, False))
     assert sorted(os.listdir(tmp_path / "out")) == ["ckpt.tar.zst"]
 

@@ -27,10 +27,9 @@ import errno
 import hashlib
 import json
 import os
-import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, BinaryIO
 
 from runc_ckpt.archive import compression, layout, manifest, tarstage
@@ -190,40 +189,21 @@ def add_images(tw: TarWriter, req: ExportRequest, entries: EntrySpool, mtime: in
             tw.add_entry(e)
 
 
-class Route:
-    """The compressor's sink, which can be pointed elsewhere for a while: a sealed archive's spliced frame
-    goes to a spool first (see Frames), through the same compressor."""
-
-    def __init__(self, target: compression.Sink) -> None:
-        self.target = target
-
-    def write(self, data: bytes) -> int:
-        return self.target.write(data)
-
-    def flush(self) -> None:
-        self.target.flush()
-
-    @contextlib.contextmanager
-    def to(self, other: compression.Sink) -> Iterator[None]:
-        saved, self.target = self.target, other
-        try:
-            yield
-        finally:
-            self.target = saved
-
-
 class Frames(Record):
-    """Where a spliced member goes: through the compressor `out` as frames of its own, into `route`.
+    """Where a spliced member goes: through the compressor `out` as frames of its own, into the archive file.
 
-    `direct` is the archive file itself when route writes straight into it (nothing sealed): then tar's
-    frame streams into the file behind a reserved slot, which gets the header once the size is known.
-    Otherwise tar's frame goes to an anonymous spool in spool_dir (the archive's), copied after the header.
+    tar's frame streams into the file behind a slot reserved for the member's header, which is written into
+    it (pwrite) once tar is done and the size known: a zstd frame of exactly HEADER_SLOT bytes, and in a
+    sealed archive that frame sealed as a record of its own, whose number was kept with the slot
+    (trust.seal.SealWriter.reserve). A plan is staged only without digests, so no hash sees the file's bytes
+    in order.
     """
 
     out: BinaryIO
-    route: Route
-    spool_dir: str
-    direct: BinaryIO | None = None
+    sink: compression.Sink              # what `out` writes into: the sealer, or the file's writer
+    file: BinaryIO                      # the archive's temp file
+    spool_dir: str                      # tar's scratch files (archive.tarstage)
+    sealer: seal.SealWriter | None = None
 
 
 # Bytes reserved for the spliced member's header frame: a ustar or PAX header compresses to far less,
@@ -281,28 +261,22 @@ def _add_staged(tw: TarWriter, req: ExportRequest, listing: tarstage.Listing, fr
         raise RuncCkptError("GNU tar is gone from this host since the export began")
 
     def splice(header: Callable[[int], bytes]) -> MemberDigest:
-        out, route = frames.out, frames.route
+        out, sealer = frames.out, frames.sealer
         compression.end_frame(out)
-        if frames.direct is not None:
-            route.flush()
-            fd = frames.direct.fileno()
-            slot = os.lseek(fd, 0, os.SEEK_CUR)
-            route.write(bytes(HEADER_SLOT))
-            done = tarstage.run(tar, listing, out, frames.spool_dir)
-            compression.end_frame(out)
-            head = compression.frame_of_size(header(done.size), HEADER_SLOT, req.level)
-            if os.pwrite(fd, head, slot) != len(head):
-                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        frames.sink.flush()
+        fd = frames.file.fileno()
+        slot = os.lseek(fd, 0, os.SEEK_CUR)
+        if sealer is not None:
+            record = sealer.reserve(HEADER_SLOT)
         else:
-            with tempfile.TemporaryFile(prefix="runc-ckpt-rootfs-", dir=frames.spool_dir) as spool:
-                with route.to(spool):
-                    done = tarstage.run(tar, listing, out, frames.spool_dir)
-                    compression.end_frame(out)
-                out.write(header(done.size))
-                compression.end_frame(out)
-                spool.seek(0)
-                while data := spool.read(tarstage.CHUNK):
-                    route.write(data)
+            frames.sink.write(bytes(HEADER_SLOT))
+        done = tarstage.run(tar, listing, out, frames.spool_dir)
+        compression.end_frame(out)
+        head = compression.frame_of_size(header(done.size), HEADER_SLOT, req.level)
+        if sealer is not None:
+            head = sealer.fill(record, head)
+        if os.pwrite(fd, head, slot) != len(head):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         for line in done.warnings:
             tw.on_change(line)
         return MemberDigest(done.size, done.sha256)
@@ -424,13 +398,13 @@ def write_archive(req: ExportRequest) -> ExportResult:
                     file_hash = HashingWriter(synced) if req.digests else None
                     # Sealed: the compressed stream is encrypted as it is written, never on disk in the clear.
                     sealer = seal.SealWriter(file_hash or synced, req.seal_for) if req.seal_for else None
-                    route = Route(sealer or file_hash or synced)
-                    out = compression.compressing_writer(route, req.compress, req.level, req.threads)
+                    sink = sealer or file_hash or synced
+                    out = compression.compressing_writer(sink, req.compress, req.level, req.threads)
                     tar_hash = HashingWriter(out) if req.digests else None
                     # TarWriter types its sink BinaryIO; HashingWriter has the write and flush it uses.
                     tw = TarWriter(tar_hash or out, on_change=warnings.append, progress=shown)  # type: ignore[arg-type]
                     now = time.time()
-                    frames = Frames(out, route, directory, raw if sealer is None and file_hash is None else None)
+                    frames = Frames(out, sink, raw, directory, sealer)
                     rootfs_info, archived = write_members(tw, req, planned, now, frames)
                     faults.point("export-write")
                     members, manifest_doc = add_manifest(tw, req, rootfs_info, archived, now)

@@ -112,6 +112,7 @@ class SealWriter:
         self._chunk = chunk
         self._buf = bytearray()
         self._counter = 0
+        self._reserved: dict[int, int] = {}      # record number -> plaintext size, kept by reserve() for fill()
         self._closed = False
         self._put(head)
 
@@ -123,15 +124,42 @@ class SealWriter:
                 raise OSError("short write of sealed data")
             view = view[n:]
 
-    def _seal(self, data: bytes | bytearray | memoryview, last: bool) -> None:
+    def _take_counter(self) -> int:
         if self._counter >= 1 << 32:
             raise RuncCkptError("sealed data too long (record counter exhausted)")
-        length = _LEN.pack(len(data) | (_LAST if last else 0))
-        sealed = self._aead.encrypt(_nonce(self._prefix, self._counter, last), data, self._aad + length)
         self._counter += 1
-        self._put(length + sealed)
+        return self._counter - 1
+
+    def _record(self, data: bytes | bytearray | memoryview, counter: int, last: bool) -> bytes:
+        length = _LEN.pack(len(data) | (_LAST if last else 0))
+        return length + self._aead.encrypt(_nonce(self._prefix, counter, last), data, self._aad + length)
+
+    def _seal(self, data: bytes | bytearray | memoryview, last: bool) -> None:
+        self._put(self._record(data, self._take_counter(), last))
         if self._counter == 1:
             faults.point("seal")
+
+    def reserve(self, size: int) -> int:
+        """Keep the next record, of exactly `size` plaintext bytes, for fill(); returns its number.
+
+        Call right after flush() (a record ends there). Zero bytes of the record's length hold its place in
+        raw; fill() seals the data with that record's nonce then, once (a nonce is never used twice), and the
+        caller writes the record over them (an archive's header known only after what follows it). A place
+        never filled stays zeros, which no reader accepts.
+        """
+        if self._buf or self._closed:
+            raise RuncCkptError("internal error: a sealed record reserved mid-record")
+        counter = self._take_counter()
+        self._reserved[counter] = size
+        self._put(bytes(_LEN.size + size + _TAG))
+        return counter
+
+    def fill(self, counter: int, data: bytes) -> bytes:
+        """The record reserve() kept, sealed around data (exactly its size), to be written over its place."""
+        if self._reserved.get(counter) != len(data):
+            raise RuncCkptError("internal error: a sealed record filled twice, or with the wrong size")
+        del self._reserved[counter]
+        return self._record(data, counter, False)
 
     def write(self, data: bytes) -> int:
         n = len(data)
@@ -159,6 +187,8 @@ class SealWriter:
     def close(self) -> None:
         if self._closed:
             return
+        if self._reserved:
+            raise RuncCkptError("internal error: sealed data closed with a reserved record left unfilled")
         self._closed = True
         self._seal(self._buf, True)
         self._buf = bytearray()
