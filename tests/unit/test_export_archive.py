@@ -7,10 +7,13 @@ is covered with real mounts in tests/integration/test_export_overlay.py.
 from __future__ import annotations
 
 import errno
+import gc
 import hashlib
+import io
 import os
 import signal
 import stat
+import threading
 from pathlib import Path
 
 import pytest
@@ -248,3 +251,42 @@ def test_missing_volume_data_is_a_clear_error(tmp_path, rootfs):
     with pytest.raises(RuncCkptError, match="volume db: data directory .* does not exist"):
         export.write_archive(req)
     assert leftovers(Path(req.archive).parent) == []
+
+
+def _os_threads() -> int:
+    return len(os.listdir("/proc/self/task"))
+
+
+@pytest.mark.parametrize(("expected", "workers"), [(1 << 20, False), (None, True), (64 << 20, True)],
+                         ids=["under-one-job", "unknown", "several-jobs"])
+def test_zstd_starts_its_workers_only_for_more_than_one_job(expected, workers):
+    """zstd's workers take jobs of 4 x its window (8 MiB at level 3): less input than that is compressed in the
+    caller's thread, without their start (a tiny checkpoint's export); an unknown size keeps them."""
+    before = _os_threads()
+    w = compression.compressing_writer(io.BytesIO(), "zstd", 3, 2, expected)
+    w.write(os.urandom(1 << 20))
+    during = _os_threads()
+    w.close()
+    del w
+    gc.collect()                # the compressor's workers end with it
+    assert (during > before) is workers
+
+
+def test_the_writeback_thread_starts_only_once_a_step_is_written(tmp_path, rootfs, monkeypatch):
+    """A small archive has no writeback to overlap and starts no thread; past STEP bytes the thread runs."""
+    started = []
+    real = threading.Thread
+
+    class Recording(real):  # type: ignore[misc,valid-type]
+        def start(self) -> None:
+            started.append(self.name)
+            super().start()
+
+    monkeypatch.setattr(export.threading, "Thread", Recording)
+    export.write_archive(request(tmp_path, rootfs))
+    assert "runc-ckpt-writeback" not in started
+    monkeypatch.setattr(export._EarlyWriteback, "STEP", 4096)
+    req = request(tmp_path, rootfs, archive=str(tmp_path / "out" / "big.tar.zst"), compress="none")
+    export.write_archive(req)
+    assert started.count("runc-ckpt-writeback") == 1
+    assert read_members(req.archive)["rootfs-diff.tar"]

@@ -40,13 +40,20 @@ class Sink(Protocol):
 # write() and flush() -- hence the few ignores ("see above"), each on its line.
 
 
-def compressing_writer(raw: Sink, algorithm: str, level: int = 3, threads: int = 0) -> BinaryIO:
-    """Wrap raw in a compressor; closing the result flushes it but leaves raw open."""
+def compressing_writer(raw: Sink, algorithm: str, level: int = 3, threads: int = 0,
+                       expected_size: int | None = None) -> BinaryIO:
+    """Wrap raw in a compressor; closing the result flushes it but leaves raw open.
+
+    expected_size: how many bytes the caller will write, when it knows (None: unknown, maybe many)."""
     if algorithm == "zstd":
         import zstandard
         workers = threads or (os.cpu_count() or 1)
         params = zstandard.ZstdCompressionParameters.from_level(level, threads=workers)
-        if params.strategy <= zstandard.STRATEGY_LAZY:
+        if expected_size is not None and expected_size < 4 << params.window_log:
+            # zstd's workers take jobs of 4 x its window (8 MiB at level 3): less input than one job gets
+            # no help from them, only their start (~0.7 ms of a tiny checkpoint's export, 1 MB of images).
+            params = zstandard.ZstdCompressionParameters.from_level(level)
+        elif params.strategy <= zstandard.STRATEGY_LAZY:
             # Multi-threaded jobs restart matching at each job boundary; twice the
             # fast strategies' default overlap (overlap_log 7, not 6) makes the
             # archive ~0.4% smaller, no bigger than `zstd -T0`'s, at no measurable

@@ -309,6 +309,8 @@ class _EarlyWriteback:
     calls fdatasync() every few tens of MiB overlaps that I/O with the
     compression (fdatasync releases the GIL). Its errors are ignored: the
     final fsync() reports them. close() must run before the file is closed.
+    The thread starts with the first STEP written: an archive smaller than that
+    (a tiny checkpoint's) has nothing to overlap and pays for no thread.
     """
 
     STEP = 64 << 20
@@ -320,8 +322,7 @@ class _EarlyWriteback:
         self._kicked = 0
         self._kick = threading.Event()
         self._closing = False
-        self._thread = threading.Thread(target=self._run, name="runc-ckpt-writeback", daemon=True)
-        self._thread.start()
+        self._thread: threading.Thread | None = None
 
     def _run(self) -> None:
         while True:
@@ -344,6 +345,9 @@ class _EarlyWriteback:
         self._written += n
         if self._written - self._kicked >= self.STEP:
             self._kicked = self._written
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="runc-ckpt-writeback", daemon=True)
+                self._thread.start()
             self._kick.set()
         return n
 
@@ -351,9 +355,10 @@ class _EarlyWriteback:
         self._raw.flush()
 
     def close(self) -> None:
-        self._closing = True
-        self._kick.set()
-        self._thread.join()
+        if self._thread is not None:
+            self._closing = True
+            self._kick.set()
+            self._thread.join()
 
 
 class HashingWriter:
@@ -399,7 +404,8 @@ def write_archive(req: ExportRequest) -> ExportResult:
                     # Sealed: the compressed stream is encrypted as it is written, never on disk in the clear.
                     sealer = seal.SealWriter(file_hash or synced, req.seal_for) if req.seal_for else None
                     sink = sealer or file_hash or synced
-                    out = compression.compressing_writer(sink, req.compress, req.level, req.threads)
+                    out = compression.compressing_writer(sink, req.compress, req.level, req.threads,
+                                                         None if planned.staged else planned.total)
                     tar_hash = HashingWriter(out) if req.digests else None
                     # TarWriter types its sink BinaryIO; HashingWriter has the write and flush it uses.
                     tw = TarWriter(tar_hash or out, on_change=warnings.append, progress=shown)  # type: ignore[arg-type]
