@@ -107,14 +107,18 @@ LAZY = [
     # and no dataclasses (records are NamedTuples or slotted classes: dataclasses + inspect ~10 ms, ~0.5 ms a class);
     # no packaging before the dump (checkpoint.packaging: config.dump, versions, needs and the platform
     # module, ~8 ms, loaded by metadata.hostfacts while runc dumps), no ctypes (runtime.mounttable: unmounts only),
-    # no typing (~2.5 ms: the modules on this path take TYPE_CHECKING = False, base/record.py)
+    # no typing (~2.5 ms: the modules on this path take TYPE_CHECKING = False, base/record.py);
+    # no trust/ without a key (7 modules, ~1 ms), no CRIU feature probe (a dump on a parent only), no
+    # stats-dump reader (--print-stats: loaded by metadata.hostfacts while runc dumps)
     (["checkpoint", "--export", "{tmp}/out.tar", "web"], "runc_ckpt.checkpoint.flow",
      ["runc_ckpt.migrate.sender", "runc_ckpt.migrate.stream", "runc_ckpt.image.transport",
       "runc_ckpt.image.create", "tomllib", "yaml", "runc_ckpt.archive.export",
       "runc_ckpt.checkpoint.incremental_export", "runc_ckpt.runtime.criu.incremental", "xxhash",
       "runc_ckpt.archive.reader", "gzip", "dataclasses", "inspect", "runc_ckpt.checkpoint.packaging",
       "runc_ckpt.metadata.configdump", "runc_ckpt.metadata.needs", "platform", "ctypes",
-      "runc_ckpt.archive.safeextract", "tarfile", "typing"]),
+      "runc_ckpt.archive.safeextract", "tarfile", "typing", "runc_ckpt.trust", "runc_ckpt.trust.keys",
+      "runc_ckpt.trust.sealkeys", "runc_ckpt.trust.sealeddir", "runc_ckpt.trust.imagesdir",
+      "runc_ckpt.trust.policy", "runc_ckpt.runtime.criu.features", "runc_ckpt.runtime.criu.stats"]),
     # restore --import FILE with a plain config file: no PyYAML either, nor dataclasses; no libc binding
     # (mounttable.unmount: a leftover's unmount only), no parent check or page hashing (incremental: a dump
     # on a parent only), no state query or datetime (postrestore hooks only; configdump's are annotations)

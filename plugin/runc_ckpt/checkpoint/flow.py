@@ -35,11 +35,8 @@ from runc_ckpt.metadata import hostfacts
 from runc_ckpt.rootfs import diff
 from runc_ckpt.runtime import containerstate, faults, lock, logrelay, ocispec, volumes
 from runc_ckpt.runtime.containerstate import ContainerState
-from runc_ckpt.runtime.criu import features
 from runc_ckpt.settings import config, hooks, policy
 from runc_ckpt.state import intent, predump, recovery, settle, tmpfsimages
-from runc_ckpt.trust import imagesdir, keys, sealeddir, sealkeys
-from runc_ckpt.trust import policy as trustpolicy
 
 TYPE_CHECKING = False  # typing's flag, without importing typing (base/record.py says why)
 if TYPE_CHECKING:
@@ -47,11 +44,14 @@ if TYPE_CHECKING:
 
     from runc_ckpt.checkpoint.incremental_export import Base
     from runc_ckpt.image.reference import Reference
+    from runc_ckpt.trust.sealkeys import SealKey
 
 
 # What runs after the dump (the export writer among its imports): metadata.hostfacts loads it while
 # runc dumps, where the flow only waits.
 PACKAGING = "runc_ckpt.checkpoint.packaging"
+# --print-stats' reader of CRIU's stats-dump (checkpoint.stats_report), loaded there too.
+STATS_READER = "runc_ckpt.runtime.criu.stats"
 
 
 class RuncFailed(Exception):
@@ -154,7 +154,18 @@ def _signing_key(req: CheckpointRequest, cfg: config.Config) -> ec.EllipticCurve
         path, passphrase_file = cfg.sign_by_sigstore_private_key, cfg.sign_passphrase_file
     if path is None or req.pre_dump or req.pre_checkpoint:
         return None                 # a pre-dump is never packaged: nothing to sign
+    # Imported here, not at the top: trust/ (7 modules, ~1 ms) only where a key is named (test_layering LAZY).
+    from runc_ckpt.trust import keys
     return keys.load_private_key(path, keys.read_passphrase_file(passphrase_file))
+
+
+def _recipients(req: CheckpointRequest, cfg: config.Config) -> tuple[SealKey, ...]:
+    """Who the archive is sealed for (trust.sealkeys.recipients); () when no key is named."""
+    if not req.encryption_keys and not cfg.encryption_key:
+        return ()
+    # Imported here, not at the top: trust/ only where a key is named (see _signing_key).
+    from runc_ckpt.trust import sealkeys
+    return sealkeys.recipients(req.encryption_keys, cfg.encryption_key)
 
 
 def _locked(runc: str, inv: Invocation, cfg: config.Config, req: CheckpointRequest,
@@ -164,7 +175,7 @@ def _locked(runc: str, inv: Invocation, cfg: config.Config, req: CheckpointReque
     """The rest of checkpoint(), under the containers' locks."""
     # Keys are read before anything is touched: a bad key refuses the call, and an archive that
     # should be encrypted is never written in the clear.
-    seal_for = sealkeys.recipients(req.encryption_keys, cfg.encryption_key)
+    seal_for = _recipients(req, cfg)
     sign_key = _signing_key(req, cfg)
     # CRIU dumps into tmpfs, never to disk (state/tmpfsimages), for an encrypted export and for node-level
     # encryption of the caller's images dir (seal_dir: decided once, in checkpoint(); the plan records it).
@@ -194,6 +205,8 @@ def _locked(runc: str, inv: Invocation, cfg: config.Config, req: CheckpointReque
         for t in targets:
             predump.check_self_contained(t.plan)
     if targets and (targets[0].plan.pre_dump or targets[0].plan.parent_path is not None):
+        # Imported here, not at the top: CRIU's feature probe only a dump on a parent needs.
+        from runc_ckpt.runtime.criu import features
         features.require_memory_tracking(inv.flags.criu, cfg.state_dir, req.why_tracking())
     results = []
     try:
@@ -223,6 +236,7 @@ def _incremental_base(inv: Invocation, cfg: config.Config, req: CheckpointReques
     """--incremental-from: the parent chain read, verified, judged and indexed before the container is touched."""
     # Imported here, not at the top: only --incremental-from needs it (~16 ms, test_layering LAZY).
     from runc_ckpt.checkpoint import incremental_export
+    from runc_ckpt.trust import policy as trustpolicy
     assert t.plan.container_dir is not None     # an --export's images are in the state dir
     return incremental_export.prepare(parent, archive, t.plan.container_dir, trustpolicy.load(cfg.signature_policy),
                                       (*req.decryption_keys, *cfg.decryption_key), inv.flags)
@@ -255,6 +269,8 @@ def _seal_caller_images(t: Target) -> None:
     plan = t.plan
     assert plan.memory_dir is not None and plan.record_dir is not None
     faults.point("tmpfs-seal")
+    # Imported here, not at the top: trust/ only where a key is named (see _signing_key).
+    from runc_ckpt.trust import sealeddir
     try:
         sealeddir.seal_into(plan.image_dir, plan.final_dir, t.seal_for)
     except RuncCkptError as e:
@@ -336,7 +352,8 @@ def _checkpoint_one(runc: str, inv: Invocation, cfg: config.Config, req: Checkpo
     # What the manifest records of this host is gathered while runc dumps (metadata.hostfacts), and the
     # packaging after the dump is loaded there too; the thread starts once runc has been spawned.
     # (zstandard: archive.compression imports it when it first compresses.)
-    preload = (PACKAGING, "zstandard") if t.policy.compress == "zstd" else (PACKAGING,)
+    preload = (PACKAGING, *(("zstandard",) if t.policy.compress == "zstd" else ()),
+               *((STATS_READER,) if req.print_stats else ()))
     facts = hostfacts.HostFacts(runc, inv.flags.criu, not plan.pre_dump, cfg.state_dir, preload) \
         if exporting else None
     try:
@@ -389,6 +406,8 @@ def _dump_and_export(runc: str, inv: Invocation, cfg: config.Config, req: Checkp
         # The caller's images dir carries its own signed manifest: engines copy it into archives of
         # their own. Images in our state dir (--export, streams) travel in our signed archive instead,
         # so they are not hashed a second time (a stream's downtime would pay for it).
+        # Imported here, not at the top: trust/ only where a key is named (see _signing_key).
+        from runc_ckpt.trust import imagesdir
         imagesdir.sign(plan.final_dir, t.state.id, t.sign_key)
     criu = _criu_stats(inv, plan) if req.print_stats else {}
     if auto_export or archive is not None or image_ref is not None:

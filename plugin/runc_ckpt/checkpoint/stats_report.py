@@ -16,7 +16,6 @@ import json
 import os
 
 from runc_ckpt.base.record import Record
-from runc_ckpt.runtime.criu import stats
 
 
 class ContainerStats(Record):
@@ -32,6 +31,8 @@ def micros(seconds: float) -> int:
 
 def read_criu_stats(work_dir: str) -> dict[str, int]:
     """podman's criu_statistics from <work_dir>/stats-dump (RuncCkptError if unreadable)."""
+    # Imported here, not at the top: the stats-dump reader only --print-stats needs.
+    from runc_ckpt.runtime.criu import stats
     decoded = stats.read(os.path.join(work_dir, "stats-dump"))
     return stats.podman_view(decoded.get("dump", {}), stats.PODMAN_DUMP_KEYS)
 

@@ -51,7 +51,6 @@ from runc_ckpt.base.record import Record
 from runc_ckpt.runtime import containerid, faults, safe_remove
 from runc_ckpt.runtime.criu import PARENT_LINK
 from runc_ckpt.state import tmpfsimages
-from runc_ckpt.trust import sealeddir
 
 PRE_PREFIX = "pre-checkpoint"        # numbered dirs pre-checkpoint.N and the pointer
 CHECKPOINT = "checkpoint"
@@ -193,6 +192,8 @@ def plan(state_dir: str, container_id: str, caller: CallerPaths, pre_checkpoint:
         if memory_dir is None or p.pre_dump or p.parent_path is not None:
             return p
         containerid.check(container_id)
+        # Imported here, not at the top: trust/ only where a key seals the caller's dir (checkpoint.flow).
+        from runc_ckpt.trust import sealeddir
         return Plan(image_dir=tmpfsimages.images_of(memory_dir), final_dir=p.final_dir,
                     work_dir=os.path.abspath(caller.work_path) if caller.work_path
                     else tmpfsimages.images_of(memory_dir),
