@@ -114,9 +114,10 @@ def test_one_field_is_a_one_tuple() -> None:
 
 
 def test_no_compile_until_the_first_value(monkeypatch: pytest.MonkeyPatch) -> None:
-    """What Record is for: defining the class compiles nothing; the first value compiles its __new__ once."""
+    """What Record is for: defining the class compiles nothing; the first value installs its __new__, made from
+    one compiled template per number of fields, so another class of that size compiles nothing."""
     calls = []
-    real_eval = builtins.eval
+    real_eval, real_compile = builtins.eval, builtins.compile
 
     def counting_eval(*args: object) -> object:
         calls.append(args[0])
@@ -132,7 +133,15 @@ def test_no_compile_until_the_first_value(monkeypatch: pytest.MonkeyPatch) -> No
         a: str
         b: tuple[str, ...] = ()
 
+    class Twin(Record):
+        c: int
+        d: int = 0
+
     assert calls == []
-    monkeypatch.setattr(builtins, "compile", compile)
+    monkeypatch.setattr(builtins, "compile", real_compile)
     assert Fresh("x") == ("x", ()) and Fresh("y", ("z",)).b == ("z",)
-    assert len(calls) == 1
+    assert len(calls) <= 1 and "__new__" in vars(Fresh)
+    compiled = len(calls)
+    assert Twin(d=2, c=1) == (1, 2) and Twin(3).d == 0      # its own names, the same template
+    assert len(calls) == compiled
+    assert Twin.__new__.__qualname__ == "test_no_compile_until_the_first_value.<locals>.Twin.__new__"
