@@ -158,3 +158,13 @@ def test_a_config_file_beyond_the_plain_subset_loads_yaml(tmp_path, monkeypatch)
     cfg.write_text(f"state_dir: {tmp_path / 'state'}\nvolume_roots:\n  - /v\n")
     monkeypatch.setenv("RUNC_CKPT_CONFIG", str(cfg))
     assert "yaml" in _loaded(["checkpoint", "--export", f"{tmp_path}/out.tar", "web"], tmp_path)
+
+
+def test_the_image_reader_forks_before_typing_loads(tmp_path):
+    """restore --import FILE forks its CRIU image reader as the entry starts (cli): nothing it imports
+    first loads typing (~2.5 ms the reader's pycriu import would start later)."""
+    probe = (f"import sys; sys.path[:0] = {sys.path!r}\n"
+             "from runc_ckpt import cli\nfrom runc_ckpt.runtime.criu import imagereader\n"
+             "print('typing' in sys.modules)")
+    out = subprocess.run([sys.executable, "-S", "-c", probe], capture_output=True, text=True, check=True, cwd=REPO)
+    assert out.stdout.split() == ["False"]

@@ -19,9 +19,14 @@ import importlib
 import os
 import struct
 from types import ModuleType
-from typing import Any, BinaryIO
 
 from runc_ckpt.base.record import Record
+
+# Annotations only: the restore forks its image reader (runtime.criu.imagereader) once this module is
+# loaded, and typing (~2.5 ms) would hold that fork back; base/record.py says how the flag works.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, BinaryIO
 
 # pycriu (and the protobuf runtime under it) costs ~70 ms to import, more than the
 # whole pre-flight of a recorded checkpoint, which never needs it: it is loaded on
