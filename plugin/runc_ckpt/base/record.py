@@ -12,10 +12,11 @@ A Record subclass is the same class: a tuple subclass with _fields,
 _field_defaults, __match_args__, _make, _replace, _asdict, __getnewargs__ and
 NamedTuple's repr, one itemgetter property per field, and the body's methods.
 Its annotations are only read as names, and its __new__ (the same lambda
-namedtuple compiles, so building a value costs the same) is compiled on the
-class's first instantiation. mypy sees typing.NamedTuple itself (the
-TYPE_CHECKING branch), so type checking is unchanged; tests/unit/test_record.py
-holds the two to the same behaviour.
+namedtuple compiles, so building a value costs the same) is made on the
+class's first instantiation, from one such lambda compiled per number of
+fields with the class's field names put in. mypy sees typing.NamedTuple
+itself (the TYPE_CHECKING branch), so type checking is unchanged;
+tests/unit/test_record.py holds the two to the same behaviour.
 """
 
 from __future__ import annotations
