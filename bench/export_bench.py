@@ -79,6 +79,7 @@ from _common import (
     timed,
     umount_under,
     unpack,
+    warm_pages,
 )
 
 # rss: issue 22 (300k x 1 KiB, 50k x 4 KiB); signed, encrypted: issue 20
@@ -117,11 +118,14 @@ def rotated(kinds: list[str], run: int) -> list[str]:
 
 
 def restore_import(runc_ckpt: str, runc: Runc, where: Path, image: Path, prefix: list[str], tail: list[str],
-                   env: dict) -> Metered:
+                   env: dict, warm: int = 0) -> Metered:
     """`restore --import ARCHIVE [flags]` into a fresh bundle in where holding the busybox image;
-    the restored container and the bundle are removed afterwards (not timed)."""
+    the restored container and the bundle are removed afterwards (not timed). warm: bytes of fresh
+    pages touched in where just before (warm_pages: every contender restores into warm memory)."""
     bundle = where / "restored"
     unpack(image, bundle / "rootfs")
+    if warm:
+        warm_pages(where, warm)
     try:
         return metered([*prefix, runc_ckpt, "--root", str(runc.root), "restore", "--import", *tail,
                         "--bundle", str(bundle), "-d", RESTORED], env=env)
@@ -184,8 +188,10 @@ def main() -> int:
                  "encrypted": ["--encryption-key", f"jwe:{keys / 'encryption.pub'}"]}
         trusted: dict[str, list[Metered]] = {k: [] for k in ["plain", *trust]}
         ours, ours_runc, rss, limit_runc, limit_pack = [], [], [], [], []
+        archive_bytes = (size_mib << 20) + small * 8192       # at most what an archive of the data holds
         for i in range(runs):
             for kind in rotated(list(trusted), i):
+                warm_pages(base, archive_bytes)                  # every contender writes into warm pages
                 if kind == "plain":
                     m = metered([*prefix, runc_ckpt, "--root", str(runc.root), "checkpoint", "--leave-running",
                                  "--print-stats", "--export", str(ours_out), CID], env=env)
@@ -199,6 +205,7 @@ def main() -> int:
             shutil.rmtree(images, ignore_errors=True)
             limit_runc.append(timed(*prefix, *runc.argv("checkpoint", "--leave-running", "--image-path",
                                                         str(images), CID)))
+            warm_pages(base, archive_bytes)
             limit_pack.append(timed(*prefix, "sh", "-c", f"tar -cf - -C '{images}' . -C '{upper}' . | "
                                     f"zstd -q -T0 -3 > '{ref_out}'"))
         limit = [a + b for a, b in zip(limit_runc, limit_pack, strict=True)]
@@ -235,7 +242,8 @@ def main() -> int:
         try:
             for i in range(runs):
                 for kind in rotated(list(restores), i):
-                    restored[kind].append(restore_import(runc_ckpt, runc, where, busybox, prefix, restores[kind], env))
+                    restored[kind].append(restore_import(runc_ckpt, runc, where, busybox, prefix, restores[kind], env,
+                                                         warm=archive_bytes))
         finally:
             shutil.rmtree(where, ignore_errors=True)
         print(f"\ntrust overhead, best of {runs} interleaved runs (order rotated each run); wall is what the goal "
