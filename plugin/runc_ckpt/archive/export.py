@@ -306,14 +306,20 @@ class _EarlyWriteback:
 
     The final fsync() is required for atomicity, but alone it would make us
     wait at the end for the whole archive to reach the disk. A thread that
-    calls fdatasync() every few tens of MiB overlaps that I/O with the
+    calls fdatasync() every STEP written overlaps that I/O with the
     compression (fdatasync releases the GIL). Its errors are ignored: the
     final fsync() reports them. close() must run before the file is closed.
     The thread starts with the first STEP written: an archive smaller than that
     (a tiny checkpoint's) has nothing to overlap and pays for no thread.
+
+    STEP is one zstd job's output at most (8 MiB), so the final fsync() waits
+    for ~7 ms of this disk's writes, not for all of an archive under 64 MiB
+    (the step it was): a 65 MB export of 50k x 4 KiB files took a median
+    1.06 s instead of 1.13 s (16 interleaved pairs, 12 faster); a 1 GiB
+    export measured the same either way (1.437 s, 8 pairs).
     """
 
-    STEP = 64 << 20
+    STEP = 8 << 20
 
     def __init__(self, raw: BinaryIO) -> None:
         self._raw = raw
